@@ -1,0 +1,45 @@
+"""Method registry: name -> lazy ``module:Class``. Adding a method is one file plus one line here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchbed.registry import METHODS
+
+_BUILTIN = {
+    # reference rows
+    "random": "benchbed.methods.reference:RandomRecommender",
+    "pop": "benchbed.methods.reference:PopRecommender",
+    # ID baselines (RecBole and implicit), trained on benchbed's split
+    "mf-bpr": "benchbed.baselines.recbole_models:MFBPR",
+    "mf": "benchbed.baselines.recbole_models:MFPointwise",
+    "lightgcn": "benchbed.baselines.recbole_models:LightGCN",
+    "sasrec": "benchbed.baselines.recbole_models:SASRec",
+    "din": "benchbed.baselines.recbole_models:DIN",
+    "multivae": "benchbed.baselines.recbole_models:MultiVAE",
+    "als": "benchbed.baselines.als:ALSRecommender",
+    # LLM methods
+    "icl": "benchbed.methods.icl:ICL",
+    "tallrec": "benchbed.methods.tallrec:TALLRec",
+    "collm": "benchbed.methods.collm:CoLLM",
+    "p5-random": "benchbed.methods.p5_random:P5Random",
+    "embedproj": "benchbed.methods.embedproj:EmbedProj",
+}
+for _name, _target in _BUILTIN.items():
+    if _name not in METHODS:
+        METHODS.register(_name, _target)
+
+RECBOLE_PREFIX = "recbole:"
+
+
+def get_method_class(name: str) -> Any:
+    """The class for ``name``; ``recbole:<Model>`` builds a pass-through to any RecBole model."""
+    if name.startswith(RECBOLE_PREFIX):
+        from benchbed.baselines.recbole_models import recbole_passthrough
+
+        return recbole_passthrough(name[len(RECBOLE_PREFIX) :])
+    return METHODS.get(name)
+
+
+def build_method(name: str, params: dict[str, Any]) -> Any:
+    return get_method_class(name)(**params)

@@ -1,0 +1,178 @@
+"""The ``Recommender`` interface every method implements, and the requests tasks send it.
+
+Batched like lm-evaluation-harness's model interface: a task builds all requests of a subset, and the
+method answers them in batches it chooses. One method class per file in ``benchbed/methods/`` (or a
+RecBole/implicit adapter in ``benchbed/baselines/``), registered in ``benchbed.catalog_index``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+
+
+@dataclass
+class RunContext:
+    """Where and how a method runs: device, dtype, seed, working dirs, progress and budget."""
+
+    task: str
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    cache_dir: Path = Path(".benchbed/cache")
+    work_dir: Path = Path(".benchbed/work")  # checkpoints of resumable stages live here
+    verbose: int = 0
+    budget: dict[str, Any] = field(default_factory=dict)  # e.g. {"epochs": 1, "max_rows": 2000}
+    log: Any = None  # callable(str) for progress messages; None = silent
+
+    def say(self, message: str) -> None:
+        if self.log is not None:
+            self.log(message)
+
+
+@dataclass
+class ScoreRequests:
+    """Pointwise requests (CTR): one row per (user, item) with that row's history."""
+
+    users: np.ndarray  # int64 (n,)
+    items: np.ndarray  # int64 (n,)
+    histories: list[list[int]]  # per row, oldest first
+    template: str = "seen"  # "seen" (template 0) or "unseen": only prompt-based methods care
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass
+class RankRequests:
+    """Ranking requests: one row per user.
+
+    ``candidates`` is None for full ranking over all items, else an int64 (n, C) array of candidate ids.
+    ``exclude`` lists items to mask per user in full ranking (their training items).
+    """
+
+    users: np.ndarray
+    histories: list[list[int]]
+    k: int
+    candidates: np.ndarray | None = None
+    exclude: list[np.ndarray] | None = None
+    template: str = "seen"
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass
+class Rankings:
+    """Top-k answers: item ids (n, k), -1 padded, and their scores (n, k), best first."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. share of constrained beams
+
+
+@dataclass
+class GenerateRequests:
+    prompts: list[str]
+    items: np.ndarray | None = None
+    max_new_tokens: int = 64
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    tasks: ClassVar[frozenset[str]]
+
+    def fit(self, split: Split, ctx: RunContext) -> None: ...
+
+    def score(self, requests: ScoreRequests) -> np.ndarray: ...
+
+    def rank(self, requests: RankRequests) -> Rankings: ...
+
+    def generate(self, requests: GenerateRequests) -> list[str]: ...
+
+
+class BaseRecommender:
+    """Defaults shared by all methods: parameter checking, `rank` derived from `score_all`.
+
+    Subclasses set ``name``, ``tasks``, ``defaults`` (every accepted parameter with its default and, in
+    a comment, its source) and implement ``fit`` plus ``score`` and/or ``score_all``.
+    """
+
+    name: ClassVar[str] = "base"
+    tasks: ClassVar[frozenset[str]] = frozenset()
+    defaults: ClassVar[dict[str, Any]] = {}
+    uses_templates: ClassVar[bool] = False  # prompt-based: the task also evaluates the unseen template
+    backbone_info: dict[str, Any]
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise ConfigError(f"method {self.name!r} has no parameter(s) {unknown}; known: {known}")
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.backbone_info = {}
+
+    # --- what a method implements -------------------------------------------------------------------
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        raise NotImplementedError
+
+    def score(self, requests: ScoreRequests) -> np.ndarray:
+        raise NotImplementedError(f"method {self.name!r} does not score pointwise requests")
+
+    def score_all(self, users: np.ndarray, histories: list[list[int]]) -> np.ndarray:
+        """Scores of every item for each user, shape (n_users_in_batch, n_items)."""
+        raise NotImplementedError(f"method {self.name!r} cannot score all items")
+
+    def generate(self, requests: GenerateRequests) -> list[str]:
+        raise NotImplementedError(f"method {self.name!r} does not generate text")
+
+    def trainable_parameters(self) -> int:
+        return 0
+
+    # --- derived ----------------------------------------------------------------------------------------
+    def rank(self, requests: RankRequests) -> Rankings:
+        """Top-k from ``score_all`` (full ranking, train items masked) or ``score`` over candidates."""
+        n, k = len(requests), requests.k
+        if requests.candidates is None:
+            scores = np.asarray(self.score_all(requests.users, requests.histories), dtype=np.float64)
+            if requests.exclude is not None:
+                for row, items in enumerate(requests.exclude):
+                    scores[row, items] = -np.inf
+            cand = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        else:
+            cand = requests.candidates
+            flat = ScoreRequests(
+                users=np.repeat(requests.users, cand.shape[1]),
+                items=cand.reshape(-1),
+                histories=[h for h in requests.histories for _ in range(cand.shape[1])],
+                template=requests.template,
+            )
+            scores = np.asarray(self.score(flat), dtype=np.float64).reshape(n, cand.shape[1])
+        return top_k(scores, np.asarray(cand), k)
+
+    def save(self, path: Path) -> None:  # pragma: no cover - methods with stages override
+        del path
+
+    def load(self, path: Path) -> None:  # pragma: no cover
+        del path
+
+
+def top_k(scores: np.ndarray, candidates: np.ndarray, k: int) -> Rankings:
+    """Best ``k`` per row; ties broken by the lower item id (deterministic). -inf entries never rank."""
+    k_eff = min(k, scores.shape[1])
+    # lexsort on (-score, item id): stable and deterministic for ties
+    order = np.lexsort((candidates, -scores), axis=1)[:, :k_eff]
+    items = np.take_along_axis(candidates, order, axis=1).astype(np.int64)
+    top = np.take_along_axis(scores, order, axis=1)
+    items = np.where(np.isneginf(top), -1, items)
+    if k_eff < k:
+        pad = k - k_eff
+        items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
+        top = np.pad(top, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return Rankings(items=items, scores=top)

@@ -1,0 +1,17 @@
+"""Task registry: ctr, topk, generative (and later item2text)."""
+
+from __future__ import annotations
+
+from benchbed.registry import TASKS
+
+for _name, _target in {
+    "ctr": "benchbed.tasks.ctr:CTRTask",
+    "topk": "benchbed.tasks.topk:TopKTask",
+    "generative": "benchbed.tasks.generative:GenerativeTask",
+}.items():
+    if _name not in TASKS:
+        TASKS.register(_name, _target)
+
+
+def build_task(name: str, params: dict) -> object:
+    return TASKS.get(name)(**params)
