@@ -64,7 +64,9 @@ _register_commands()
 def main() -> None:
     """Console-script entry: BenchbedError becomes one line on stderr and its exit code."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # typer.Exit(n) comes back as a return value in this mode
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except BenchbedError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -74,11 +76,10 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        # typer >= 0.29 vendors click (typer._click), whose exceptions are not click.ClickException
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
 
 

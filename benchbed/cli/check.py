@@ -1,10 +1,104 @@
-"""CLI: `benchbed check` (filled in by its issue)."""
+"""CLI: ``benchbed check --suite FILE``: run a small suite, compare with a baseline, exit 1 on regression."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchbed.errors import BenchbedError
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def check_command(
+    suite_file: Annotated[Path, typer.Option("--suite", help="Suite YAML (e.g. benchmarks/ci.yaml).")],
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="Baseline JSON [the suite's 'baseline' key].")
+    ] = None,
+    update_baseline: Annotated[
+        bool,
+        typer.Option("--update-baseline", help="Run the suite and rewrite the baseline with the results."),
+    ] = False,
+    reuse: Annotated[
+        bool,
+        typer.Option("--reuse", help="Use existing records instead of re-running (faster, less strict)."),
+    ] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="List passing metrics too, not only changes.")
+    ] = False,
+) -> None:
+    """Run a suite and compare every metric with the stored baseline (direction-aware, with tolerance)."""
+    from benchbed.runner import execute
+    from benchbed.suite import baseline_payload, compare, load_baseline, load_suite, write_baseline
+
+    suite = load_suite(suite_file)
+    baseline_file = baseline or suite.baseline
+    stored = None if update_baseline else load_baseline(baseline_file, suite)  # fail fast, before running
+    console = Console()
+    err = Console(stderr=True)
+    current: dict[str, Any] = {}
+    for i, config in enumerate(suite.runs, start=1):
+        err.print(
+            f"[{i}/{len(suite.runs)}] {config.method} · {config.dataset} · {config.task} · seed {config.seed}"
+        )
+        try:
+            current[suite.run_key(config)] = execute(config, force=not reuse, progress=False).record.metrics
+        except BenchbedError as exc:
+            current[suite.run_key(config)] = f"run failed: {exc}"
+    if update_baseline:
+        failed = {k: v for k, v in current.items() if isinstance(v, str)}
+        if failed:
+            first = next(iter(failed.values()))
+            raise BenchbedError(
+                f"{suite.path}: baseline not written, {len(failed)} run(s) failed, first: {first}"
+            )
+        write_baseline(baseline_file, baseline_payload(suite, current))
+        console.print(f"baseline written: {baseline_file} ({len(current)} runs)")
+        return
+    assert stored is not None
+    rows = compare(suite, stored, current)
+    table = Table(title=f"benchbed check · {suite.name} · baseline {baseline_file}")
+    for col in ("run", "subset", "metric", "baseline", "current", "delta", "tol", "status"):
+        table.add_column(col, justify="right" if col in ("baseline", "current", "delta", "tol") else "left")
+    styles = {
+        "pass": "green",
+        "better": "cyan",
+        "regression": "bold red",
+        "missing": "bold red",
+        "failed": "bold red",
+    }
+    for row in rows:
+        if row.status == "pass" and not show_all:
+            continue
+        delta = "" if row.delta is None else f"{row.delta:+.4f}"
+        status = f"[{styles[row.status]}]{row.status}[/]" + (f" {row.note}" if row.note else "")
+        table.add_row(
+            row.run,
+            row.subset,
+            row.metric,
+            _fmt(row.baseline),
+            _fmt(row.current),
+            delta,
+            f"{row.tolerance:g}",
+            status,
+        )
+    bad = [r for r in rows if r.regressed]
+    if table.row_count:
+        console.print(table)
+    summary = f"{len(rows)} metric(s) compared over {len(suite.runs)} run(s): "
+    same, better = sum(r.status == "pass" for r in rows), sum(r.status == "better" for r in rows)
+    summary += f"{same} unchanged, {better} better, {len(bad)} regressed"
+    console.print(("[bold red]FAIL[/] " if bad else "[bold green]PASS[/] ") + summary)
+    if bad:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    del app
+    app.command("check")(check_command)

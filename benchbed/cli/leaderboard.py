@@ -1,10 +1,124 @@
-"""CLI: `benchbed leaderboard` (filled in by its issue)."""
+"""CLI: ``benchbed leaderboard``: records (and paper numbers) -> tables in the terminal or a file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+
+from benchbed.errors import ConfigError
+from benchbed.results.leaderboard import Board
+
+MAX_TERMINAL_COLUMNS = 16
+SUFFIX_FORMATS = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tex": "latex", ".txt": "rich"}
+
+
+def compact_columns(boards: list[Board], metrics: list[str] | None) -> str | None:
+    """Terminal only: when a board is too wide and no --metrics was given, keep the @10 columns (or the
+    cut-off closest to 10). Returns a note saying so, or None."""
+    if metrics is not None:
+        return None
+    trimmed = False
+    for board in boards:
+        if len(board.columns) <= MAX_TERMINAL_COLUMNS:
+            continue
+        cuts = sorted({int(c.rsplit("@", 1)[1]) for c in board.columns if "@" in c.rsplit("/", 1)[-1]})
+        if not cuts:
+            continue
+        k = min(cuts, key=lambda c: (abs(c - 10), c))
+        board.columns = [c for c in board.columns if "@" not in c or c.endswith(f"@{k}")]
+        trimmed = True
+    return "showing the @10 columns only; --metrics or --format csv for all" if trimmed else None
+
+
+def _split_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def leaderboard_command(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Record files or directories [the results dir].")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")] = None,
+    sort: Annotated[
+        str | None, typer.Option("--sort", help="Column to sort by: auc, warm/auc, ndcg@10, method, seeds.")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="rich | markdown | csv | latex [rich, or from --output]."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    metrics: Annotated[
+        str | None, typer.Option("--metrics", help="Comma list of metric keys to show.")
+    ] = None,
+    subsets: Annotated[str | None, typer.Option("--subsets", help="Comma list of subsets to show.")] = None,
+    references: Annotated[
+        Path | None, typer.Option("--references", help="Paper numbers file [benchbed's reference.yaml].")
+    ] = None,
+    no_references: Annotated[bool, typer.Option("--no-references", help="Hide paper-reported rows.")] = False,
+    all_references: Annotated[
+        bool, typer.Option("--all-references", help="Also show paper tables we have no runs for.")
+    ] = False,
+    digits: Annotated[int, typer.Option("--digits", help="Decimals.")] = 4,
+) -> None:
+    """Tables of results: one per (dataset, task, protocol), mean ± s.e. over seeds, paper rows marked †."""
+    from benchbed.atomic import write_text_atomic
+    from benchbed.results.leaderboard import build_leaderboard, registry_defaults, select_columns
+    from benchbed.results.reference import load_references
+    from benchbed.results.render import FORMATS, render_text, rich_tables
+    from benchbed.results.store import load_records
+    from benchbed.settings import get_settings
+
+    fmt = fmt or (SUFFIX_FORMATS.get(output.suffix.lower(), "rich") if output else "rich")
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    err = Console(stderr=True)
+    loaded = load_records(paths or [get_settings().results_dir])
+    refs = [] if no_references else load_references(references)
+    records = [r for _, r in loaded.records]
+    boards = build_leaderboard(
+        records,
+        refs,
+        dataset=dataset,
+        task=task,
+        sort=sort,
+        include_reference_only=all_references,
+        defaults=registry_defaults,
+    )
+    metric_list, subset_list = _split_list(metrics), _split_list(subsets)
+    select_columns(boards, metric_list, subset_list)
+
+    for path, why in loaded.skipped:
+        err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False, soft_wrap=True)
+    for path, rec in loaded.records:
+        if rec.status != "ok":
+            err.print(f"[yellow]skipped[/] {path}: failed run: {rec.error}", highlight=False, soft_wrap=True)
+    if not boards:
+        err.print("no results to show" + (" (filters: " + f"{dataset or '*'} / {task or '*'})"))
+        return
+
+    if fmt == "rich":
+        note = compact_columns(boards, metric_list) if output is None else None
+        console = Console(record=output is not None, width=None if output is None else 400)
+        for table in rich_tables(boards, digits):
+            console.print(table)
+        if note:
+            err.print(f"[dim]{note}[/]")
+        if output is not None:
+            write_text_atomic(output, console.export_text())
+            err.print(f"written {output}")
+        return
+    text = render_text(boards, fmt, digits)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        write_text_atomic(output, text)
+        err.print(f"written {output}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    del app
+    app.command("leaderboard")(leaderboard_command)

@@ -1,10 +1,56 @@
-"""CLI: `benchbed methods` (filled in by its issue)."""
+"""CLI: ``benchbed methods``: what can be run, on which tasks, with which parameters."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def _summary(cls: Any) -> str:
+    doc = (cls.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def methods_command(
+    name: Annotated[str | None, typer.Argument(help="Show one method's parameters and defaults.")] = None,
+) -> None:
+    """List registered methods (built-in and plugins) with their tasks; with NAME, its parameters."""
+    import benchbed.methods  # noqa: F401 - registers the built-ins
+    from benchbed.methods import get_method_class
+    from benchbed.registry import METHODS
+
+    console = Console()
+    if name is not None:
+        cls = get_method_class(name)
+        table = Table(title=f"{name}: {_summary(cls)}")
+        table.add_column("parameter")
+        table.add_column("default")
+        for key, value in sorted(getattr(cls, "defaults", {}).items()):
+            table.add_row(key, repr(value))
+        console.print(table)
+        console.print(f"tasks: {', '.join(sorted(getattr(cls, 'tasks', ()))) or '-'}")
+        return
+    table = Table(title="methods (benchbed run --method NAME; recbole:<Model> for any RecBole model)")
+    for col in ("method", "tasks", "description"):
+        table.add_column(col)
+    for method in METHODS.names():
+        try:
+            cls = METHODS.get(method)
+        except Exception as exc:  # a method whose module or dependency is missing stays listed, with why
+            table.add_row(
+                method,
+                "",
+                f"[red]unavailable[/]: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            )
+            continue
+        plugin = " (plugin)" if METHODS.meta(method).get("plugin") else ""
+        table.add_row(method + plugin, ", ".join(sorted(getattr(cls, "tasks", ()))), _summary(cls))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    del app
+    app.command("methods")(methods_command)

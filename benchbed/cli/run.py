@@ -1,10 +1,223 @@
-"""CLI: `benchbed run` (filled in by its issue)."""
+"""CLI: ``benchbed run`` (one config -> one record) and ``benchbed rescore`` (metrics from predictions)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchbed.config import RunConfig, load_yaml, parse_assignments
+from benchbed.errors import ConfigError
+from benchbed.results.record import RunRecord
+
+
+def build_config(
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    method_params: dict[str, Any],
+    split_params: dict[str, Any],
+    task_params: dict[str, Any],
+) -> RunConfig:
+    """Config file (if any) < command-line options; ``--param``-style maps update the file's maps."""
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = load_yaml(config_file)
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: expected a mapping of RunConfig keys")
+        raw = dict(loaded)
+    source = str(config_file) if config_file else "command line"
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    for key, extra in (
+        ("method_params", method_params),
+        ("split_params", split_params),
+        ("task_params", task_params),
+    ):
+        if extra:
+            base = raw.get(key) or {}
+            if not isinstance(base, dict):
+                raise ConfigError(f"{source}: {key!r} must be a mapping")
+            raw[key] = {**base, **extra}
+    if "method" not in raw:
+        raise ConfigError("--method is required (or a --config file with a 'method' key)")
+    return RunConfig.from_dict(raw, source=source)
+
+
+MAX_KEYS = 8
+
+
+def metrics_table(record: RunRecord, title: str | None = None) -> Table:
+    """One row per subset, one column per metric, plus the row/user counts behind each number."""
+    from benchbed.results.leaderboard import metric_sort_key
+
+    keys = sorted({k for values in record.metrics.values() for k in values}, key=metric_sort_key)
+    if len(keys) > MAX_KEYS:  # many cut-offs: the terminal shows the one nearest 10 (the record has all)
+        cuts = sorted({int(k.split("@")[1]) for k in keys if "@" in k})
+        near = min(cuts, key=lambda c: (abs(c - 10), c)) if cuts else None
+        keys = [k for k in keys if "@" not in k or k.endswith(f"@{near}")]
+    proto = f"{record.split_protocol} (split {record.split_hash})"
+    table = Table(
+        title=title or f"{record.method} · {record.dataset} · {record.task} · {proto} · seed {record.seed}"
+    )
+    table.add_column("subset")
+    for key in keys:
+        table.add_column(key, justify="right")
+    table.add_column("rows", justify="right")
+    table.add_column("users", justify="right")
+    for subset, values in record.metrics.items():
+        counts = record.counts.get(subset, {})
+        cells = [("" if values.get(k) is None else f"{values[k]:.4f}") for k in keys]
+        table.add_row(subset, *cells, str(counts.get("rows", "")), str(counts.get("users", "")))
+    return table
+
+
+def _print_board(console: Console, record: RunRecord) -> None:
+    """The leaderboard of the record's (dataset, task, protocol), compact enough for a terminal."""
+    from benchbed.cli.leaderboard import compact_columns
+    from benchbed.config import stable_hash
+    from benchbed.results.leaderboard import build_leaderboard, registry_defaults
+    from benchbed.results.reference import load_references
+    from benchbed.results.render import rich_tables
+    from benchbed.results.store import load_records
+    from benchbed.settings import get_settings
+
+    loaded = load_records([get_settings().results_dir])
+    boards = build_leaderboard(
+        [r for _, r in loaded.records],
+        load_references(),
+        dataset=record.dataset,
+        task=record.task,
+        defaults=registry_defaults,
+    )
+    mine = [
+        b
+        for b in boards
+        if b.protocol == record.split_protocol
+        and stable_hash(b.split_params) == stable_hash(record.split_params)
+        and stable_hash(b.task_params) == stable_hash(record.task_params)
+    ]
+    note = compact_columns(mine, None)
+    for table in rich_tables(mine):
+        console.print(table)
+    if note:
+        console.print(f"[dim]{note}[/]")
+
+
+def run_command(
+    method: Annotated[
+        str | None, typer.Option("--method", "-m", help="Method name (benchbed methods).")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="Catalog name or data dir [ml-100k].")
+    ] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="ctr | topk | generative [ctr].")] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="Split protocol [the dataset's default].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", "-s", help="Seed [0].")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML file of RunConfig keys.")
+    ] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Method param KEY=VALUE.")] = None,
+    split_param: Annotated[
+        list[str] | None, typer.Option("--split-param", help="Split param KEY=VALUE.")
+    ] = None,
+    task_param: Annotated[
+        list[str] | None, typer.Option("--task-param", help="Task param KEY=VALUE.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-run even if a record exists.")] = False,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 [auto].")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="float32, bfloat16 [auto].")] = None,
+    no_predictions: Annotated[
+        bool, typer.Option("--no-predictions", help="Do not save per-row predictions.")
+    ] = False,
+) -> None:
+    """Run one method on one dataset and task; write its record and show the leaderboard."""
+    from benchbed.runner import execute
+    from benchbed.settings import get_settings
+
+    overrides = {"method": method, "dataset": dataset, "task": task, "split": split, "seed": seed}
+    overrides |= {"device": device, "dtype": dtype}
+    if no_predictions:
+        overrides["save_predictions"] = False
+    cfg = build_config(
+        config,
+        overrides,
+        parse_assignments(param or [], "--param"),
+        parse_assignments(split_param or [], "--split-param"),
+        parse_assignments(task_param or [], "--task-param"),
+    )
+    console = Console()
+    outcome = execute(cfg)
+    if outcome.skipped and get_settings().verbosity >= 0:
+        console.print(f"[yellow]found an existing record[/] {outcome.path} (use --force to run again)")
+    console.print(metrics_table(outcome.record))
+    if not outcome.skipped:
+        cost = outcome.record.cost
+        console.print(
+            f"[dim]train {cost.get('train_s')} s · eval {cost.get('eval_s')} s · peak memory "
+            f"{cost.get('peak_memory_mb')} MB · {cost.get('device')}/{cost.get('dtype')} · {outcome.path}[/]"
+        )
+    _print_board(console, outcome.record)
+
+
+def rescore_command(
+    record_file: Annotated[Path, typer.Argument(help="A run record JSON with saved predictions.")],
+    write: Annotated[
+        bool, typer.Option("--write", help="Store the recomputed metrics in the record.")
+    ] = False,
+) -> None:
+    """Recompute a record's metrics from its saved predictions (no model run) and compare."""
+    import benchbed
+    from benchbed.atomic import write_text_atomic
+    from benchbed.results.record import read_record
+    from benchbed.results.store import read_predictions
+    from benchbed.runner import git_sha
+    from benchbed.tasks import build_task
+
+    record = read_record(record_file)
+    predictions = read_predictions(record_file, record)
+    task = build_task(record.task, dict(record.task_params))
+    compute = getattr(task, "compute_metrics", None)
+    if compute is None:
+        raise ConfigError(f"{record_file}: task {record.task!r} cannot recompute metrics from predictions")
+    metrics, counts = compute(predictions)
+    console = Console()
+    table = Table(title=f"rescore {record_file}")
+    for col in ("subset", "metric", "stored", "recomputed", "delta"):
+        table.add_column(col, justify="left" if col in ("subset", "metric") else "right")
+    changed = 0
+    for subset, values in metrics.items():
+        for key, value in values.items():
+            old = record.metrics.get(subset, {}).get(key)
+            new = None if value != value else float(value)  # NaN -> None, as records store it
+            delta = None if old is None or new is None else new - old
+            changed += int(old != new and (delta is None or abs(delta) > 1e-12))
+            table.add_row(
+                subset,
+                key,
+                "" if old is None else f"{old:.6f}",
+                "" if new is None else f"{new:.6f}",
+                "" if delta is None else f"{delta:+.2e}",
+            )
+    console.print(table)
+    console.print(f"{changed} value(s) differ from the stored record")
+    if write:
+        record.metrics = {s: {k: float(v) for k, v in m.items()} for s, m in metrics.items()}
+        record.counts = counts
+        record.rescored = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "benchbed_version": benchbed.__version__,
+            "git_sha": git_sha(),
+        }
+        write_text_atomic(record_file, record.to_json())
+        console.print(f"record updated: {record_file}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    del app
+    app.command("run")(run_command)
+    app.command("rescore")(rescore_command)

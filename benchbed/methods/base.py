@@ -108,6 +108,9 @@ class BaseRecommender:
     tasks: ClassVar[frozenset[str]] = frozenset()
     defaults: ClassVar[dict[str, Any]] = {}
     uses_templates: ClassVar[bool] = False  # prompt-based: the task also evaluates the unseen template
+    # What `score` returns (the ctr task reads it): "probability" in [0, 1]; "logit" (a sigmoid gives the
+    # probability for LogLoss); "score" (an order only: LogLoss is not reported).
+    score_kind: ClassVar[str] = "probability"
     backbone_info: dict[str, Any]
 
     def __init__(self, **params: Any) -> None:

@@ -1,0 +1,551 @@
+"""Run RecBole on exactly benchbed's split: atomic files, a config from a dict, a contained trainer.
+
+The split is written as RecBole atomic files ``<variant>.{train,valid,test}.inter`` (plus ``.user`` and
+``.item`` listing every benchbed id, so that RecBole's token remapping covers all of them) and loaded with
+``benchmark_filename: [train, valid, test]``: RecBole then trains on those rows and no others (no
+filtering, no re-splitting). RecBole's token ids are mapped back to benchbed's dense ids through
+``dataset.field2token_id``.
+
+What a row of each file is depends on the task (the *feedback*) and the model:
+
+* ``labels`` (task ``ctr``): valid/test hold every labeled row with its ``label``; validation is RecBole's
+  labeled mode scored by AUC. Pointwise models train on every labeled train row (BCE on the label, no
+  negative sampling); ranking models (BPR, LightGCN, Multi-VAE, SASRec, ALS) train on the positive rows
+  only — a rating the user disliked is not evidence the user prefers that item over a random one.
+* ``interactions`` (task ``topk``): every interaction is a positive, as in OpenP5 and RecBole's own
+  protocols; validation is full ranking scored by NDCG@10. Pointwise models get one uniformly sampled
+  negative per positive.
+
+Sequential models get an ``item_id_list`` column: in ``labels`` mode the split's own ``history`` column (the
+user's earlier positives, as CoLLM builds it), in ``interactions`` mode the user's earlier items over
+train, then valid, then test in time order (so a valid row's history is the user's training sequence and
+a test row's history adds the valid items — what RecBole's ``LS`` split gives).
+
+RecBole is kept contained while it runs (:func:`recbole_scope`): ``sys.argv`` is hidden from its
+``Config``, its records (it logs to the root logger directly) go to the ``benchbed.recbole`` logger,
+which does not propagate, and the working directory is a scratch dir under the cache so that its
+``log_tensorboard/`` and checkpoints never land in the user's cwd.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchbed.compat import recbole_shims
+from benchbed.data.schema import HISTORY_COLUMN, Split
+from benchbed.errors import ConfigError, DataError
+from benchbed.methods.base import RunContext
+from benchbed.settings import get_settings
+
+log = logging.getLogger(__name__)
+RECBOLE_LOGGER = "benchbed.recbole"
+
+USER, ITEM, LABEL, SEQ = "user_id", "item_id", "label", "item_id_list"
+STAGES = ("train", "valid", "test")
+
+# Task -> what RecBole validates on for early stopping (the same metric the benchbed task reports).
+VALID_METRIC = {"labels": "AUC", "interactions": "NDCG@10"}
+
+
+def feedback_for_task(task: str) -> str:
+    """``ctr`` trains/validates on labels; every other task treats interactions as positives."""
+    return "labels" if task == "ctr" else "interactions"
+
+
+# ------------------------------------------------------------------------------------------------------
+# Atomic files
+# ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataPlan:
+    """Which rows and columns the atomic files hold (see the module docstring)."""
+
+    feedback: str  # "labels" | "interactions"
+    pointwise: bool  # trains on the label (labels) or on sampled negatives (interactions)
+    sequential: bool = False
+    max_len: int = 50  # history cap for sequential models
+    min_history: int = 0  # rows with a shorter history are left out (SASRec needs >= 1)
+
+    @property
+    def train_rows(self) -> str:
+        if self.feedback == "interactions":
+            return "all"
+        return "labeled" if self.pointwise else "positives"
+
+    @property
+    def variant(self) -> str:
+        seq = f"seq{self.max_len}h{self.min_history}" if self.sequential else "flat"
+        return f"{self.feedback}-{self.train_rows}-{seq}"
+
+
+def _check_trainable(split: Split, plan: DataPlan) -> None:
+    """One-line errors for a split the model cannot learn from under this task."""
+    name = split.data.name
+    if len(split.train) == 0:
+        raise DataError(f"split of {name!r} ({split.protocol}): the train frame has no interactions")
+    if plan.feedback == "labels":
+        if not split.labeled:
+            raise DataError(
+                f"split of {name!r} ({split.protocol}): task ctr needs 0/1 labels but the data is implicit"
+            )
+        if plan.train_rows == "positives" and not (split.train["label"] == 1).any():
+            raise DataError(
+                f"split of {name!r} ({split.protocol}): no positive (label 1) train rows for a ranking model"
+            )
+        if plan.pointwise and split.train["label"].nunique() < 2:
+            raise DataError(
+                f"split of {name!r} ({split.protocol}): train labels are all {int(split.train['label'].iloc[0])}"
+                "; a pointwise model needs both classes"
+            )
+
+
+def _sequence_histories(split: Split, max_len: int) -> dict[str, list[list[int]]]:
+    """Per row of each frame: the user's earlier items over train, valid, test (time order), last max_len."""
+    parts = []
+    for rank, stage in enumerate(STAGES):
+        frame = split.frames()[stage]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "user": frame["user"].to_numpy(),
+                    "item": frame["item"].to_numpy(),
+                    "ts": frame["timestamp"].to_numpy(),
+                    "stage": rank,
+                    "row": np.arange(len(frame)),
+                }
+            )
+        )
+    allrows = pd.concat(parts, ignore_index=True).sort_values(["user", "stage", "ts", "row"], kind="stable")
+    out: dict[str, list[list[int]]] = {s: [[] for _ in range(len(split.frames()[s]))] for s in STAGES}
+    users = allrows["user"].to_numpy()
+    items = allrows["item"].to_numpy()
+    stages = allrows["stage"].to_numpy()
+    rows = allrows["row"].to_numpy()
+    start = 0
+    for i in range(len(users)):
+        if i > 0 and users[i] != users[i - 1]:
+            start = i
+        lo = max(start, i - max_len)
+        out[STAGES[stages[i]]][rows[i]] = items[lo:i].tolist()
+    return out
+
+
+def _frame_rows(split: Split, plan: DataPlan) -> dict[str, pd.DataFrame]:
+    """The rows (user, item[, label][, history]) of each atomic file."""
+    histories = None
+    if plan.sequential and (plan.feedback == "interactions" or HISTORY_COLUMN not in split.train.columns):
+        histories = _sequence_histories(split, plan.max_len)
+    out = {}
+    for stage, frame in split.frames().items():
+        rows = pd.DataFrame({USER: frame["user"].to_numpy(), ITEM: frame["item"].to_numpy()})
+        if plan.feedback == "labels":
+            rows[LABEL] = frame["label"].to_numpy().astype(np.float64)
+        if plan.sequential:
+            if histories is not None:
+                hist = histories[stage]
+            else:
+                hist = [list(h)[-plan.max_len :] if plan.max_len else [] for h in frame[HISTORY_COLUMN]]
+            rows[SEQ] = hist
+        keep = np.ones(len(rows), dtype=bool)
+        if stage == "train" and plan.train_rows == "positives":
+            keep &= rows[LABEL].to_numpy() == 1
+        if plan.sequential and plan.min_history > 0:
+            keep &= rows[SEQ].map(len).to_numpy() >= plan.min_history
+        out[stage] = rows[keep].reset_index(drop=True)
+    return out
+
+
+def _write_frame(rows: pd.DataFrame, path: Path) -> None:
+    header = {USER: f"{USER}:token", ITEM: f"{ITEM}:token", LABEL: f"{LABEL}:float", SEQ: f"{SEQ}:token_seq"}
+    out = rows.copy()
+    if SEQ in out.columns:
+        out[SEQ] = [" ".join(map(str, h)) for h in out[SEQ]]
+    if LABEL in out.columns:
+        out[LABEL] = out[LABEL].astype(int)
+    out.columns = [header[c] for c in out.columns]
+    out.to_csv(path, sep="\t", index=False)
+
+
+@dataclass(frozen=True)
+class AtomicFiles:
+    root: Path  # RecBole's data_path
+    name: str  # RecBole's dataset name (files are <root>/<name>/<name>.<stage>.inter)
+    rows: dict[str, int]
+    seq_width: int  # longest history written (>= 1); 0 for non-sequential files
+
+
+def write_atomic_files(split: Split, plan: DataPlan, root: Path | None = None) -> AtomicFiles:
+    """Write (or reuse) the split's atomic files for ``plan``.
+
+    Files live in ``<cache>/recbole/<split hash>/<variant>/`` and are written to a temp dir that is
+    renamed into place, so a crash never leaves half a dataset that a later run would trust.
+    """
+    _check_trainable(split, plan)
+    split_hash = split.hash or split.compute_hash()
+    root = Path(root) if root is not None else get_settings().cache_dir.resolve() / "recbole" / split_hash
+    target = root / plan.variant
+    info_file = target / "files.json"
+    if not info_file.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{plan.variant}.", dir=root))
+        try:
+            rows = _frame_rows(split, plan)
+            for stage, frame in rows.items():
+                _write_frame(frame, tmp / f"{plan.variant}.{stage}.inter")
+            pd.DataFrame({f"{USER}:token": np.arange(split.n_users)}).to_csv(
+                tmp / f"{plan.variant}.user", sep="\t", index=False
+            )
+            pd.DataFrame({f"{ITEM}:token": np.arange(split.n_items)}).to_csv(
+                tmp / f"{plan.variant}.item", sep="\t", index=False
+            )
+            width = 0
+            if plan.sequential:
+                width = max([1] + [int(f[SEQ].map(len).max()) for f in rows.values() if len(f)])
+            info = {"rows": {s: len(f) for s, f in rows.items()}, "seq_width": width, "plan": plan.variant}
+            (tmp / "files.json").write_text(json.dumps(info, sort_keys=True), encoding="utf-8")
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process won the race: its files are equivalent
+                pass
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    info = json.loads(info_file.read_text(encoding="utf-8"))
+    return AtomicFiles(root=root, name=plan.variant, rows=info["rows"], seq_width=int(info["seq_width"]))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Keeping RecBole contained
+# ------------------------------------------------------------------------------------------------------
+class _RootRedirect(logging.Filter):
+    """Move records logged *directly* on the root logger (RecBole's ``getLogger()``) to our logger."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "root":
+            self.target.handle(record)
+            return False
+        return True
+
+
+class _ContextHandler(logging.Handler):
+    """Forwards RecBole's messages to ``RunContext.say`` (all of them when verbose, else warnings)."""
+
+    def __init__(self, ctx: RunContext | None) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.ctx is None:
+            return
+        if record.levelno >= logging.WARNING or self.ctx.verbose > 0:
+            import re
+
+            self.ctx.say("recbole: " + re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage()))
+
+
+@contextmanager
+def recbole_scope(work_dir: Path, ctx: RunContext | None = None) -> Iterator[None]:
+    """Run RecBole code with argv hidden, logging redirected, cwd in ``work_dir``; restore everything."""
+    recbole_shims.apply()
+    work_dir = Path(work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target = logging.getLogger(RECBOLE_LOGGER)
+    target.propagate = False
+    handler = _ContextHandler(ctx)
+    target.addHandler(handler)
+    target.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    redirect = _RootRedirect(target)
+    root.addFilter(redirect)
+    old_level = root.level
+    if ctx is not None and ctx.verbose > 0:
+        root.setLevel(logging.INFO)
+    old_argv = sys.argv
+    sys.argv = [old_argv[0] if old_argv else "benchbed"]  # RecBole's Config parses --key=value from argv
+    old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")  # Config overwrites it with its gpu_id
+    old_cwd = os.getcwd()
+    os.chdir(work_dir)  # Trainer opens ./log_tensorboard/ unconditionally
+    try:
+        with warnings.catch_warnings():
+            # pandas/torch deprecation notices about RecBole's own code: nothing a benchbed user can act on
+            warnings.filterwarnings("ignore", module=r"recbole(\.|$)")
+            yield
+    finally:
+        os.chdir(old_cwd)
+        if old_cuda is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = old_cuda
+        sys.argv = old_argv
+        root.setLevel(old_level)
+        root.removeFilter(redirect)
+        target.removeHandler(handler)
+
+
+def check_device(device: str) -> str:
+    """``cpu`` or an available CUDA device; a one-line error when a GPU is asked for and absent."""
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but torch sees no CUDA GPU here; use --device cpu")
+        return device
+    if device != "cpu":
+        raise ConfigError(f"device {device!r} is not supported by the RecBole baselines; use cpu or cuda")
+    return device
+
+
+# ------------------------------------------------------------------------------------------------------
+# Config, dataset, training
+# ------------------------------------------------------------------------------------------------------
+def recbole_model_class(name: str) -> Any:
+    """RecBole's model class for ``name`` with a one-line error for an unknown name."""
+    recbole_shims.apply()
+    from recbole.utils import get_model
+
+    try:
+        return get_model(name)
+    except (ValueError, AttributeError, ImportError) as exc:
+        raise ConfigError(f"RecBole 1.2.1 has no model {name!r} (names are case-sensitive, e.g. BPR, NeuMF)") from exc
+
+
+def _recbole_properties_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("recbole")
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin).parent / "properties"
+
+
+def known_recbole_keys(model_name: str) -> set[str]:
+    """Every config key RecBole 1.2.1 knows for this model: its argument lists plus the property files."""
+    import yaml
+
+    recbole_shims.apply()
+    from recbole.utils import dataset_arguments, evaluation_arguments, general_arguments, training_arguments
+
+    keys = set(general_arguments) | set(training_arguments) | set(evaluation_arguments) | set(dataset_arguments)
+    props = _recbole_properties_dir()
+    for path in [props / "overall.yaml", props / "dataset" / "sample.yaml", props / "model" / f"{model_name}.yaml"]:
+        if path.exists():
+            keys |= set((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).keys())
+    return keys
+
+
+def model_property_defaults(model_name: str) -> dict[str, Any]:
+    """RecBole's own defaults for a model (``properties/model/<Model>.yaml``)."""
+    import yaml
+
+    path = _recbole_properties_dir() / "model" / f"{model_name}.yaml"
+    if not path.exists():
+        return {}
+    return dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
+def check_recbole_keys(model_name: str, overrides: dict[str, Any], option: str) -> None:
+    unknown = sorted(set(overrides) - known_recbole_keys(model_name))
+    if unknown:
+        raise ConfigError(f"{option}: RecBole has no config key(s) {unknown} for model {model_name}")
+
+
+@dataclass
+class TrainOutcome:
+    best_valid: float | None
+    valid_metric: str
+    epochs_run: int
+    train_seconds: float
+    used_best_checkpoint: bool
+
+
+class RecBoleSession:
+    """One RecBole model trained on one split; keeps the id maps between benchbed and RecBole."""
+
+    def __init__(
+        self,
+        split: Split,
+        model: str | type,
+        plan: DataPlan,
+        settings: dict[str, Any],
+        ctx: RunContext,
+        *,
+        data_root: Path | None = None,
+    ) -> None:
+        self.split = split
+        self.plan = plan
+        self.ctx = ctx
+        self.device = check_device(ctx.device)
+        self.model_name = model if isinstance(model, str) else model.__name__
+        files = write_atomic_files(split, plan, data_root)
+        data_path, dataset_name, self.file_rows, self.seq_width = files.root, files.name, files.rows, files.seq_width
+        if self.file_rows["train"] == 0:
+            raise DataError(f"split of {split.data.name!r}: no training rows left for {self.model_name} ({plan.variant})")
+        cache = get_settings().cache_dir.resolve()
+        self.work_dir = Path(tempfile.mkdtemp(prefix=f"{self.model_name}-", dir=_mkdir(cache / "recbole" / "work")))
+        self.config_dict = self._config_dict(data_path, settings)
+        self.outcome: TrainOutcome | None = None
+        try:
+            with recbole_scope(self.work_dir, ctx):
+                self._build(model, dataset_name)
+        except Exception:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            raise
+
+    # --- construction ---------------------------------------------------------------------------------
+    def _config_dict(self, data_path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+        plan = self.plan
+        labels = plan.feedback == "labels"
+        cfg: dict[str, Any] = {
+            "data_path": str(data_path),
+            "benchmark_filename": list(STAGES),
+            "checkpoint_dir": str(self.work_dir / "saved"),
+            "log_wandb": False,
+            "show_progress": False,
+            "save_dataset": False,
+            "save_dataloaders": False,
+            "seed": self.ctx.seed,
+            "reproducibility": True,
+            "gpu_id": "0" if self.device.startswith("cuda") else "",
+            "use_gpu": self.device.startswith("cuda"),
+            "worker": 0,
+            "state": "INFO",
+            "field_separator": "\t",
+            "seq_separator": " ",
+            "USER_ID_FIELD": USER,
+            "ITEM_ID_FIELD": ITEM,
+            "LABEL_FIELD": LABEL,
+            "TIME_FIELD": None,
+            "RATING_FIELD": None,
+            "load_col": None,
+            "threshold": None,
+            "eval_args": {
+                "split": {"RS": [0.8, 0.1, 0.1]},  # ignored: benchmark files are used as they are
+                "order": "TO" if plan.sequential else "RO",  # sequential datasets insist on TO
+                "group_by": "user",
+                "mode": "labeled" if labels else "full",
+            },
+            "metrics": ["AUC", "LogLoss"] if labels else ["NDCG", "Hit", "MRR", "Recall"],
+            "topk": [10],
+            "valid_metric": VALID_METRIC[plan.feedback],
+            "eval_batch_size": 4096,
+            "repeatable": plan.sequential,
+        }
+        if plan.pointwise and not labels:
+            cfg["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
+        elif plan.pointwise or plan.sequential:
+            cfg["train_neg_sample_args"] = None
+        if plan.sequential:
+            # RecBole pads sequences to the longest one in the files; DIN's attention mask assumes that
+            # width equals MAX_ITEM_LIST_LENGTH, so both are set to it.
+            cfg["MAX_ITEM_LIST_LENGTH"] = self.seq_width
+            cfg["alias_of_item_id"] = [SEQ]
+        cfg.update(settings)
+        return cfg
+
+    def _build(self, model: str | type, dataset_name: str) -> None:
+        from recbole.config import Config
+        from recbole.data import create_dataset, data_preparation
+        from recbole.utils import get_trainer, init_seed
+
+        try:
+            self.config = Config(model=model, dataset=dataset_name, config_dict=dict(self.config_dict))
+        except (ValueError, KeyError, TypeError, NotImplementedError, RuntimeError) as exc:
+            raise ConfigError(f"RecBole rejected the config for {self.model_name}: {exc}") from exc
+        import torch
+
+        self.config["device"] = torch.device(self.device)
+        init_seed(self.config["seed"], self.config["reproducibility"])
+        self.dataset = create_dataset(self.config)
+        self.train_data, self.valid_data, self.test_data = data_preparation(self.config, self.dataset)
+        init_seed(self.config["seed"] + self.config["local_rank"], self.config["reproducibility"])
+        model_class = self.config.model_class if hasattr(self.config, "model_class") else model
+        self.model = model_class(self.config, self.train_data._dataset).to(self.config["device"])
+        self.trainer = get_trainer(self.config["MODEL_TYPE"], self.config["model"])(self.config, self.model)
+        self.user_map = self._id_map(USER, self.split.n_users)
+        self.item_map = self._id_map(ITEM, self.split.n_items)
+
+    def _id_map(self, field: str, n: int) -> np.ndarray:
+        """benchbed id -> RecBole internal id (every benchbed id is listed in the .user/.item file)."""
+        token_id = self.dataset.field2token_id[field]
+        return np.array([token_id[str(i)] for i in range(n)], dtype=np.int64)
+
+    # --- training -------------------------------------------------------------------------------------
+    def train(self) -> TrainOutcome:
+        """Fit with RecBole's trainer (early stopping on ``valid_metric``), then load the best checkpoint."""
+        import torch
+
+        start = time.perf_counter()
+        epochs_run = 0
+
+        def count(epoch: int, score: float) -> None:
+            nonlocal epochs_run
+            epochs_run = epoch + 1
+            self.ctx.say(f"{self.model_name} epoch {epoch}: valid {self.config['valid_metric']} = {score:.4f}")
+
+        try:
+            with recbole_scope(self.work_dir, self.ctx):
+                best, _ = self.trainer.fit(
+                    self.train_data, self.valid_data, verbose=self.ctx.verbose > 0, saved=True, callback_fn=count
+                )
+                ckpt = Path(self.trainer.saved_model_file)
+                used = ckpt.exists()
+                if used:
+                    state = torch.load(ckpt, map_location=self.config["device"], weights_only=False)
+                    self.model.load_state_dict(state["state_dict"])
+                    self.model.load_other_parameter(state.get("other_parameter"))
+                self.trainer.tensorboard.close()
+        finally:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.model.eval()
+        best_value = None if best is None or not np.isfinite(best) else float(best)
+        self.outcome = TrainOutcome(
+            best_valid=best_value,
+            valid_metric=str(self.config["valid_metric"]),
+            epochs_run=epochs_run or int(self.config["epochs"]),
+            train_seconds=time.perf_counter() - start,
+            used_best_checkpoint=used,
+        )
+        return self.outcome
+
+    # --- helpers for scoring --------------------------------------------------------------------------
+    def interaction(self, fields: dict[str, np.ndarray]) -> Any:
+        import torch
+        from recbole.data.interaction import Interaction
+
+        return Interaction({k: torch.as_tensor(v) for k, v in fields.items()}).to(self.config["device"])
+
+    def seq_tensor(self, histories: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Left-aligned, zero-padded RecBole id sequences (last ``width`` items) and their lengths >= 1.
+
+        An empty history becomes one padding item: RecBole's sequential models gather the output at
+        ``length - 1`` and cannot take length 0.
+        """
+        seq = np.zeros((len(histories), width), dtype=np.int64)
+        lengths = np.ones(len(histories), dtype=np.int64)
+        for row, hist in enumerate(histories):
+            h = self.item_map[np.asarray(hist[-width:], dtype=np.int64)] if len(hist) else np.zeros(0, np.int64)
+            seq[row, : len(h)] = h
+            lengths[row] = max(1, len(h))
+        return seq, lengths
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

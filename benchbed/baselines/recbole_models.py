@@ -1,0 +1,459 @@
+"""ID baselines trained by RecBole on benchbed's split and scored through benchbed's ``Recommender`` API.
+
+Each class is a thin description: which RecBole model, whether it is pointwise (trains on labels for
+``ctr``) or sequential, its hyper-parameters with the source of each default, and how to read its user /
+item / sequence embeddings. Training, files and id maps live in :mod:`benchbed.baselines.recbole_adapter`.
+
+Common parameters (every RecBole baseline):
+
+* ``lr`` — learning rate; 1e-3 is RecBole's default and the middle of CoLLM's grid {1e-2, 1e-3, 1e-4}.
+* ``epochs`` — upper bound on epochs; 100 (RecBole's 300 is rarely reached with early stopping and would
+  make ``benchbed run`` on a CPU take too long when it is). ``RunContext.budget["epochs"]`` caps it.
+* ``stopping_step`` — early stopping patience in epochs on the task's validation metric (AUC for ctr,
+  NDCG@10 for topk); 10 is RecBole's default.
+* ``batch_size`` (2048) and ``weight_decay`` (0.0): RecBole's defaults.
+* ``recbole`` — a mapping of further RecBole config keys, checked against the keys RecBole knows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from benchbed.baselines.recbole_adapter import (
+    DataPlan,
+    RecBoleSession,
+    check_recbole_keys,
+    feedback_for_task,
+    model_property_defaults,
+    recbole_model_class,
+)
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.methods.base import BaseRecommender, RunContext, ScoreRequests
+
+COMMON_DEFAULTS: dict[str, Any] = {
+    "lr": 1e-3,  # RecBole default; CoLLM grid {1e-2, 1e-3, 1e-4} (PROTOCOLS.md)
+    "epochs": 100,  # benchbed cap (RecBole: 300); early stopping usually ends sooner
+    "stopping_step": 10,  # RecBole default
+    "batch_size": 2048,  # RecBole default train_batch_size
+    "weight_decay": 0.0,  # RecBole default
+    "recbole": {},  # extra RecBole config keys
+}
+COMMON_KEYS = {
+    "lr": "learning_rate",
+    "epochs": "epochs",
+    "stopping_step": "stopping_step",
+    "batch_size": "train_batch_size",
+    "weight_decay": "weight_decay",
+}
+SCORE_BATCH = 4096  # (user, item) rows per forward pass when scoring
+FULL_BATCH = 256  # users per forward pass when scoring all items
+
+
+class RecBoleRecommender(BaseRecommender):
+    """Base of every RecBole-trained baseline (see the module docstring for the common parameters)."""
+
+    name: ClassVar[str] = "recbole"
+    tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
+    defaults: ClassVar[dict[str, Any]] = dict(COMMON_DEFAULTS)
+    score_kind: ClassVar[str] = "logit"  # score() returns raw model scores (sigmoid -> probability)
+    recbole_model: ClassVar[Any] = ""  # RecBole model name, or a RecBole model class
+    pointwise: ClassVar[bool] = False
+    sequential: ClassVar[bool] = False
+    min_history: ClassVar[int] = 0
+    param_keys: ClassVar[dict[str, str]] = {}  # model-specific benchbed name -> RecBole key
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        extra = self.params.get("recbole") or {}
+        if not isinstance(extra, dict):
+            raise ConfigError(f"method {self.name!r}: parameter 'recbole' must be a mapping of RecBole keys")
+        check_recbole_keys(self._model_name(), extra, f"method {self.name!r} parameter 'recbole'")
+        self.session: RecBoleSession | None = None
+
+    # --- configuration -----------------------------------------------------------------------------
+    @classmethod
+    def _model_name(cls) -> str:
+        return cls.recbole_model if isinstance(cls.recbole_model, str) else cls.recbole_model.__name__
+
+    def _model_ref(self) -> Any:
+        return self.recbole_model
+
+    def recbole_settings(self, ctx: RunContext) -> dict[str, Any]:
+        """The RecBole config keys this method sets (benchbed names translated)."""
+        keys = {**COMMON_KEYS, **self.param_keys}
+        out = {keys[k]: v for k, v in self.params.items() if k in keys}
+        cap = ctx.budget.get("epochs")
+        if cap is not None:
+            out["epochs"] = min(int(out["epochs"]), int(cap))
+        out.update(self.params.get("recbole") or {})
+        return out
+
+    def data_plan(self, task: str) -> DataPlan:
+        return DataPlan(
+            feedback=feedback_for_task(task),
+            pointwise=self.pointwise,
+            sequential=self.sequential,
+            max_len=int(self.params.get("max_len", 50)),
+            min_history=self.min_history,
+        )
+
+    # --- training ------------------------------------------------------------------------------------
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        if ctx.task not in self.tasks:
+            raise ConfigError(f"method {self.name!r} does not support task {ctx.task!r}; it supports {sorted(self.tasks)}")
+        self.split = split
+        self.session = RecBoleSession(split, self._model_ref(), self.data_plan(ctx.task), self.recbole_settings(ctx), ctx)
+        outcome = self.session.train()
+        self.backbone_info = {
+            "library": "recbole 1.2.1",
+            "recbole_model": self._model_name(),
+            "data_plan": self.session.plan.variant,
+            "train_rows": self.session.file_rows["train"],
+            "valid_metric": outcome.valid_metric,
+            "best_valid": outcome.best_valid,
+            "epochs_run": outcome.epochs_run,
+            "train_seconds": round(outcome.train_seconds, 3),
+            "device": ctx.device,
+        }
+
+    def _require(self) -> RecBoleSession:
+        if self.session is None:
+            raise ConfigError(f"method {self.name!r} must be fitted before it can score")
+        return self.session
+
+    def trainable_parameters(self) -> int:
+        if self.session is None:
+            return 0
+        return int(sum(p.numel() for p in self.session.model.parameters() if p.requires_grad))
+
+    # --- scoring -------------------------------------------------------------------------------------
+    def _fields(self, s: RecBoleSession, users: np.ndarray, histories: list[list[int]] | None) -> dict[str, np.ndarray]:
+        fields = {"user_id": s.user_map[np.asarray(users, dtype=np.int64)]}
+        if self.sequential:
+            width = int(s.config["MAX_ITEM_LIST_LENGTH"])
+            seq, lengths = s.seq_tensor(histories or [[] for _ in users], width)
+            fields["item_id_list"] = seq
+            fields["item_length"] = lengths
+        return fields
+
+    def _predict(self, s: RecBoleSession, inter: Any) -> Any:
+        return s.model.predict(inter)
+
+    def score(self, requests: ScoreRequests) -> np.ndarray:
+        import torch
+
+        s = self._require()
+        out = np.empty(len(requests), dtype=np.float64)
+        with torch.no_grad():
+            for lo in range(0, len(requests), SCORE_BATCH):
+                hi = min(lo + SCORE_BATCH, len(requests))
+                fields = self._fields(s, requests.users[lo:hi], requests.histories[lo:hi])
+                fields["item_id"] = s.item_map[np.asarray(requests.items[lo:hi], dtype=np.int64)]
+                out[lo:hi] = self._predict(s, s.interaction(fields)).detach().cpu().numpy().reshape(-1)
+        return out
+
+    def _full(self, s: RecBoleSession, inter: Any, n_rows: int) -> Any:
+        import torch
+
+        try:
+            return s.model.full_sort_predict(inter).view(n_rows, -1)
+        except NotImplementedError:
+            n_items = s.dataset.item_num
+            rep = inter.repeat_interleave(n_items)
+            rep.update(s.interaction({"item_id": np.tile(np.arange(n_items), n_rows)}))
+            return torch.cat(
+                [self._predict(s, rep[i : i + SCORE_BATCH]) for i in range(0, n_rows * n_items, SCORE_BATCH)]
+            ).view(n_rows, n_items)
+
+    def score_all(self, users: np.ndarray, histories: list[list[int]]) -> np.ndarray:
+        import torch
+
+        s = self._require()
+        users = np.asarray(users, dtype=np.int64)
+        out = np.empty((len(users), s.split.n_items), dtype=np.float32)
+        with torch.no_grad():
+            for lo in range(0, len(users), FULL_BATCH):
+                hi = min(lo + FULL_BATCH, len(users))
+                inter = s.interaction(self._fields(s, users[lo:hi], histories[lo:hi] if histories else None))
+                scores = self._full(s, inter, hi - lo)
+                out[lo:hi] = scores[:, torch.as_tensor(s.item_map)].detach().cpu().numpy()
+        return out
+
+    # --- embeddings ----------------------------------------------------------------------------------
+    def embeddings(self) -> dict[str, np.ndarray | None]:
+        """User and item embeddings in benchbed id order (and a sequence representation where defined)."""
+        s = self._require()
+        model = s.model
+        if not (hasattr(model, "user_embedding") and hasattr(model, "item_embedding")):
+            raise ConfigError(f"method {self.name!r}: RecBole model {self._model_name()} has no embedding export")
+        return {
+            "user": _np(model.user_embedding.weight)[s.user_map],
+            "item": _np(model.item_embedding.weight)[s.item_map],
+            "sequence": None,
+        }
+
+    def _train_histories(self, width: int) -> list[list[int]]:
+        """Each benchbed user's training items (positives only when trained on labels), last ``width``."""
+        s = self._require()
+        train = s.split.train
+        if s.plan.feedback == "labels":
+            train = train[train["label"] == 1]
+        ordered = train.sort_values("timestamp", kind="stable")
+        hist: list[list[int]] = [[] for _ in range(s.split.n_users)]
+        for user, group in ordered.groupby("user", sort=False):
+            hist[int(user)] = group["item"].to_numpy()[-width:].tolist()
+        return hist
+
+
+def _np(tensor: Any) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The named baselines
+# ------------------------------------------------------------------------------------------------------
+class MFBPR(RecBoleRecommender):
+    """MF with BPR loss (RecBole ``BPR``); a ranking model: on ctr it learns from positive rows only."""
+
+    name = "mf-bpr"
+    recbole_model = "BPR"
+    defaults = {**COMMON_DEFAULTS, "dim": 64}  # dim: RecBole BPR embedding_size default
+    param_keys = {"dim": "embedding_size"}
+
+
+class MFPointwise(RecBoleRecommender):
+    """MF trained pointwise with BCE on the labels, as CoLLM pretrains it (:class:`PointwiseMF`)."""
+
+    name = "mf"
+    pointwise = True
+    defaults = {**COMMON_DEFAULTS, "dim": 256}  # dim: CoLLM MF d=256 (PROTOCOLS.md)
+    param_keys = {"dim": "embedding_size"}
+
+    def _model_ref(self) -> Any:
+        from benchbed.baselines.pointwise_mf import PointwiseMF
+
+        return PointwiseMF
+
+    @classmethod
+    def _model_name(cls) -> str:
+        return "PointwiseMF"
+
+
+class LightGCN(RecBoleRecommender):
+    """LightGCN (RecBole, BPR loss); exports the layer-averaged propagated embeddings."""
+
+    name = "lightgcn"
+    recbole_model = "LightGCN"
+    defaults = {
+        **COMMON_DEFAULTS,
+        "dim": 64,  # RecBole LightGCN default
+        "n_layers": 2,  # CoLLM LightGCN 2 layers (PROTOCOLS.md); also RecBole's default
+        "reg_weight": 1e-5,  # RecBole default
+    }
+    param_keys = {"dim": "embedding_size", "n_layers": "n_layers", "reg_weight": "reg_weight"}
+
+    def embeddings(self) -> dict[str, np.ndarray | None]:
+        import torch
+
+        s = self._require()
+        with torch.no_grad():
+            user_all, item_all = s.model.forward()
+        return {"user": _np(user_all)[s.user_map], "item": _np(item_all)[s.item_map], "sequence": None}
+
+
+class MultiVAE(RecBoleRecommender):
+    """Multi-VAE (RecBole); ranks from the user's training items, so ``histories`` are not used.
+
+    Export: the item vector is the decoder's output row plus its bias, the user vector the decoder's
+    last hidden layer plus a constant 1, so ``user @ item.T`` reproduces the model's logits exactly.
+    """
+
+    name = "multivae"
+    recbole_model = "MultiVAE"
+    defaults = {
+        **COMMON_DEFAULTS,
+        "latent_dimension": 128,  # RecBole default
+        "hidden": [600],  # RecBole mlp_hidden_size default
+        "dropout": 0.5,  # RecBole dropout_prob default
+        "anneal_cap": 0.2,  # RecBole default
+        "total_anneal_steps": 200000,  # RecBole default
+    }
+    param_keys = {
+        "latent_dimension": "latent_dimension",
+        "hidden": "mlp_hidden_size",
+        "dropout": "dropout_prob",
+        "anneal_cap": "anneal_cap",
+        "total_anneal_steps": "total_anneal_steps",
+    }
+
+    def embeddings(self) -> dict[str, np.ndarray | None]:
+        import torch
+        import torch.nn.functional as F
+
+        s = self._require()
+        model = s.model
+        with torch.no_grad():
+            users = torch.as_tensor(s.user_map, device=model.device)
+            h = model.encoder(F.normalize(model.get_rating_matrix(users)))
+            z = h[:, : int(model.lat_dim / 2)]
+            for layer in list(model.decoder)[:-1]:
+                z = layer(z)
+            last = list(model.decoder)[-1]
+        user = np.concatenate([_np(z), np.ones((len(users), 1), np.float32)], axis=1)
+        item = np.concatenate([_np(last.weight), _np(last.bias)[:, None]], axis=1)[s.item_map]
+        return {"user": user, "item": item, "sequence": None}
+
+
+class SASRec(RecBoleRecommender):
+    """SASRec (RecBole, CE loss over all items); scores use the history passed with each request.
+
+    Export: item = the item embedding table; user = sequence = SASRec's output at the last position of
+    the user's training sequence (positives only when trained on labels), as CoLLM feeds it to the LLM.
+    """
+
+    name = "sasrec"
+    recbole_model = "SASRec"
+    sequential = True
+    min_history = 1  # RecBole's SASRec reads the output at position length-1
+    defaults = {
+        **COMMON_DEFAULTS,
+        "dim": 64,  # CoLLM SASRec d=64 (PROTOCOLS.md); RecBole hidden_size default
+        "max_len": 25,  # CoLLM SASRec maxlen 25 (PROTOCOLS.md); RecBole: 50
+        "n_layers": 2,  # RecBole default
+        "n_heads": 2,  # RecBole default
+        "inner_size": 256,  # RecBole default
+        "dropout": 0.5,  # RecBole hidden_dropout_prob and attn_dropout_prob default
+        "loss_type": "CE",  # RecBole default
+    }
+    param_keys = {
+        "dim": "hidden_size",
+        "n_layers": "n_layers",
+        "n_heads": "n_heads",
+        "inner_size": "inner_size",
+        "loss_type": "loss_type",
+    }
+
+    def recbole_settings(self, ctx: RunContext) -> dict[str, Any]:
+        out = super().recbole_settings(ctx)
+        out["hidden_dropout_prob"] = out["attn_dropout_prob"] = self.params["dropout"]
+        if self.params["loss_type"] == "BPR":
+            out["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
+        return out
+
+    def encode(self, histories: list[list[int]]) -> np.ndarray:
+        """SASRec's representation of each history (benchbed item ids, oldest first)."""
+        import torch
+
+        s = self._require()
+        width = int(s.config["MAX_ITEM_LIST_LENGTH"])
+        out = []
+        with torch.no_grad():
+            for lo in range(0, len(histories), SCORE_BATCH):
+                seq, lengths = s.seq_tensor(histories[lo : lo + SCORE_BATCH], width)
+                dev = s.config["device"]
+                out.append(_np(s.model.forward(torch.as_tensor(seq, device=dev), torch.as_tensor(lengths, device=dev))))
+        return np.concatenate(out) if out else np.zeros((0, int(self.params["dim"])), np.float32)
+
+    def embeddings(self) -> dict[str, np.ndarray | None]:
+        s = self._require()
+        seq = self.encode(self._train_histories(int(s.config["MAX_ITEM_LIST_LENGTH"])))
+        return {"user": seq, "item": _np(s.model.item_embedding.weight)[s.item_map], "sequence": seq}
+
+
+class DIN(RecBoleRecommender):
+    """DIN (RecBole): target attention over the history; pointwise, trained on labels for ctr.
+
+    ``score`` returns DIN's logit (RecBole's ``predict`` would return the sigmoid). Export: item = DIN's
+    item-id embedding; user = sequence = the mean of the item embeddings of the user's last ``max_len``
+    training positives (DIN's own pooling is target-dependent, so a per-user vector has to drop it).
+    """
+
+    name = "din"
+    recbole_model = "DIN"
+    sequential = True
+    pointwise = True
+    defaults = {
+        **COMMON_DEFAULTS,
+        "dim": 64,  # CoLLM's CF embedding size for its CF models; RecBole DIN default is 10
+        "max_len": 10,  # CoLLM DIN history 10 (PROTOCOLS.md)
+        "mlp_hidden": [256, 256, 256],  # RecBole default
+        "dropout": 0.0,  # RecBole default
+    }
+    param_keys = {"dim": "embedding_size", "mlp_hidden": "mlp_hidden_size", "dropout": "dropout_prob"}
+
+    def _predict(self, s: RecBoleSession, inter: Any) -> Any:
+        m = s.model
+        return m.forward(inter[m.USER_ID], inter[m.ITEM_SEQ], inter[m.ITEM_SEQ_LEN], inter[m.POS_ITEM_ID])
+
+    def _item_table(self) -> np.ndarray:
+        import torch
+
+        s = self._require()
+        dev = s.config["device"]
+        with torch.no_grad():
+            items = torch.as_tensor(s.item_map, device=dev).view(1, -1)
+            sparse, _ = s.model.embedding_layer(torch.zeros(1, dtype=torch.long, device=dev), items)
+        return _np(sparse["item"]).reshape(len(s.item_map), -1)
+
+    def embeddings(self) -> dict[str, np.ndarray | None]:
+        s = self._require()
+        item = self._item_table()
+        hist = self._train_histories(int(s.config["MAX_ITEM_LIST_LENGTH"]))
+        user = np.zeros((len(hist), item.shape[1]), np.float32)
+        for u, h in enumerate(hist):
+            if h:
+                user[u] = item[h].mean(axis=0)
+        return {"user": user, "item": item, "sequence": user}
+
+
+# ------------------------------------------------------------------------------------------------------
+# recbole:<Model>
+# ------------------------------------------------------------------------------------------------------
+def recbole_passthrough(model_name: str) -> type[RecBoleRecommender]:
+    """A baseline class for any RecBole general, sequential or context-aware model, by its RecBole name.
+
+    Parameters: the common ones plus the model's own RecBole keys under their RecBole names, with
+    RecBole's defaults (``properties/model/<Model>.yaml``).
+    """
+    from recbole.utils import InputType, ModelType
+
+    model_class = recbole_model_class(model_name)
+    kind = getattr(model_class, "type", None)
+    if kind not in (ModelType.GENERAL, ModelType.SEQUENTIAL, ModelType.CONTEXT):
+        raise ConfigError(
+            f"recbole:{model_name} is a {getattr(kind, 'name', kind)} model; only general, sequential and "
+            "context-aware RecBole models run on benchbed splits"
+        )
+    own = model_property_defaults(model_name)
+    sequential = kind == ModelType.SEQUENTIAL
+    pointwise = getattr(model_class, "input_type", None) == InputType.POINTWISE and not (
+        sequential and own.get("loss_type") == "CE"
+    )
+    if kind == ModelType.CONTEXT:
+        pointwise = True
+    attrs: dict[str, Any] = {
+        "name": f"recbole:{model_name}",
+        "recbole_model": model_name,
+        "sequential": sequential,
+        "pointwise": pointwise,
+        "min_history": 1 if sequential and not pointwise else 0,
+        "defaults": {**COMMON_DEFAULTS, **own, **({"max_len": 50} if sequential else {})},
+        "param_keys": {k: k for k in own},
+        "__doc__": f"RecBole {model_name} ({kind.name.lower()}) trained on benchbed's split.",
+    }
+    cls = type(f"RecBole_{model_name}", (RecBoleRecommender,), attrs)
+    if sequential and own.get("loss_type") == "BPR":
+        cls.recbole_settings = _with_train_negatives(cls.recbole_settings)  # type: ignore[method-assign]
+    return cls
+
+
+def _with_train_negatives(fn: Any) -> Any:
+    def settings(self: RecBoleRecommender, ctx: RunContext) -> dict[str, Any]:
+        out = fn(self, ctx)
+        out.setdefault("train_neg_sample_args", {"distribution": "uniform", "sample_num": 1})
+        return out
+
+    return settings

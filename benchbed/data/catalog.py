@@ -1,0 +1,282 @@
+"""The dataset catalog (name -> source, recipe, default protocol) and the registration of split protocols.
+
+Importing this module fills ``DATASETS`` and ``SPLITS``. A dataset is a ``DatasetSpec``: where its raw files
+live (``get_settings().data_dir / <name>/`` unless packaged), which loader parses them, the recipe that
+preprocesses them (``benchbed.data.preprocess``), and per-protocol parameter overrides (e.g. CoLLM's month
+windows on ml-1m). A path to a directory is a dataset too: ``<name>.train.inter``... (pre-split) or
+``<name>.inter`` (any RecBole atomic dataset).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchbed.data.splits import PROTOCOLS, Protocol
+from benchbed.errors import DataError
+from benchbed.registry import DATASETS, SPLITS
+from benchbed.settings import get_settings
+
+
+@dataclass(frozen=True)
+class Download:
+    """Where a raw file comes from; ``extract`` maps zip members to file names in the raw dir."""
+
+    url: str
+    sha256: str | None = None
+    size: int | None = None
+    extract: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One catalog entry. ``files`` maps a role to the accepted file names (first present wins)."""
+
+    name: str
+    source: str  # raw format, shown in `benchbed datasets list`
+    loader: str  # "module:function" (spec, files: dict[role, Path]) -> InteractionData
+    files: dict[str, tuple[str, ...]]
+    default_split: str
+    recipe: dict[str, Any] = field(default_factory=dict)
+    split_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    domain: str = "items"
+    downloads: dict[str, Download] = field(default_factory=dict)
+    packaged: str | None = None  # "package:relative/dir" read in place (ml-100k in RecBole's wheel)
+    directory: Path | None = None  # set for datasets given as a path
+    options: dict[str, Any] = field(default_factory=dict)  # source-specific (atomic name, Amazon category)
+    optional_files: tuple[str, ...] = ()  # roles that may be absent
+    description: str = ""
+
+    def raw_dir(self) -> Path:
+        """Where the raw files are looked up."""
+        if self.directory is not None:
+            return self.directory
+        if self.packaged:
+            package, _, rel = self.packaged.partition(":")
+            spec = importlib.util.find_spec(package)  # does not import RecBole (and torch)
+            if spec is None or not spec.submodule_search_locations:
+                raise DataError(f"dataset {self.name!r}: package {package!r} is not installed")
+            return Path(list(spec.submodule_search_locations)[0]) / rel
+        return get_settings().data_dir / self.name
+
+    def split_defaults(self, protocol: str) -> dict[str, Any]:
+        return dict(self.split_params.get(protocol, {}))
+
+
+def _amazon_2018(name: str, category: str, **kw: Any) -> DatasetSpec:
+    base = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
+    return DatasetSpec(
+        name=name,
+        source="amazon-2018",
+        loader="benchbed.data.sources.amazon2018:load",
+        files={
+            "reviews": (
+                f"{category}_5.json.gz",
+                f"{category}_5.json",
+                f"{category}.json.gz",
+                f"{category}.json",
+            ),
+            "meta": (f"meta_{category}.json.gz", f"meta_{category}.json"),
+        },
+        downloads={
+            "reviews": Download(f"{base}/categoryFilesSmall/{category}_5.json.gz"),
+            "meta": Download(f"{base}/metaFiles2/meta_{category}.json.gz"),
+        },
+        options={"category": category},
+        **kw,
+    )
+
+
+def _amazon_2014(name: str, category: str, **kw: Any) -> DatasetSpec:
+    base = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
+    return DatasetSpec(
+        name=name,
+        source="amazon-2014",
+        loader="benchbed.data.sources.amazon2014:load",
+        files={
+            "reviews": (f"reviews_{category}_5.json.gz", f"reviews_{category}_5.json"),
+            "meta": (f"meta_{category}.json.gz", f"meta_{category}.json"),
+        },
+        downloads={
+            "reviews": Download(f"{base}/reviews_{category}_5.json.gz"),
+            "meta": Download(f"{base}/meta_{category}.json.gz"),
+        },
+        default_split="leave-one-out",
+        recipe={"min_user_count": 5, "min_item_count": 5, "kcore": "iterative"},
+        options={"category": category},
+        description=f"Amazon 2014 {category} 5-core, iterative 5-core, implicit (OpenP5)",
+        **kw,
+    )
+
+
+ML1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
+
+CATALOG: tuple[tuple[DatasetSpec, tuple[str, ...]], ...] = (
+    (
+        DatasetSpec(
+            name="ml-100k",
+            source="recbole-atomic",
+            loader="benchbed.data.sources.recbole_atomic:load",
+            files={"inter": ("ml-100k.inter",), "item": ("ml-100k.item",), "user": ("ml-100k.user",)},
+            default_split="temporal-window",
+            recipe={
+                "label_rule": "rating>3",
+                "item_rename": {"movie_title": "title", "release_year": "year", "class": "genres"},
+            },
+            domain="movies",
+            packaged="recbole:dataset_example/ml-100k",
+            options={"atomic_name": "ml-100k"},
+            description="MovieLens 100K from RecBole's wheel; label rating > 3 (TALLRec)",
+        ),
+        ("ml100k", "movielens-100k"),
+    ),
+    (
+        DatasetSpec(
+            name="ml-1m",
+            source="movielens-raw",
+            loader="benchbed.data.sources.movielens:load",
+            files={"ratings": ("ratings.dat",), "movies": ("movies.dat",), "users": ("users.dat",)},
+            optional_files=("users",),
+            default_split="temporal-window",
+            recipe={"label_rule": "rating>=4"},
+            split_params={
+                "temporal-window": {
+                    "by": "month",
+                    "month_origin": "2000-04",
+                    "train_months": [14, 23],
+                    "valid_months": [24, 28],
+                    "test_months": [29, 33],
+                }
+            },
+            domain="movies",
+            downloads={
+                role: Download(
+                    ML1M_URL, extract={f"ml-1m/{f}": f for f in ("ratings.dat", "movies.dat", "users.dat")}
+                )
+                for role in ("ratings", "movies", "users")
+            },
+            description="MovieLens 1M; CoLLM: label rating >= 4, month windows 14-23 / 24-28 / 29-33",
+        ),
+        ("ml1m", "movielens-1m"),
+    ),
+    (
+        _amazon_2018(
+            "amazon-book",
+            "Books",
+            default_split="temporal-window",
+            recipe={
+                "label_rule": "rating>=5",
+                "require_title": True,
+                "time_from": "2017-01-01",
+                "time_to": "2018-01-01",
+                "min_user_count": 21,
+                "min_item_count": 21,
+                "kcore": "once",
+            },
+            split_params={
+                "temporal-window": {
+                    "by": "month",
+                    "month_origin": "2017-01",
+                    "train_months": [0, 10],
+                    "valid_months": [11, 11],
+                    "test_months": [11, 11],
+                }
+            },
+            domain="books",
+            description="Amazon 2018 Books 5-core + meta; CoLLM: 2017, > 20 filter, rating >= 5, Dec. halves",
+        ),
+        ("amazon-books", "books"),
+    ),
+    (_amazon_2014("amazon-beauty", "Beauty"), ("beauty",)),
+    (_amazon_2014("amazon-toys", "Toys_and_Games"), ("toys",)),
+    (_amazon_2014("amazon-sports", "Sports_and_Outdoors"), ("sports",)),
+    (_amazon_2014("amazon-clothing", "Clothing_Shoes_and_Jewelry"), ("clothing",)),
+)
+
+
+# A pre-split directory's protocol: the split is the files' split, nothing is drawn.
+def _presplit_only(data: Any, params: dict[str, Any]) -> Any:
+    """Drawing is never needed: ``benchbed.data.prepare`` takes the parts from the files."""
+    raise DataError(f"dataset {data.name!r}: split 'presplit' applies only to a pre-split directory")
+
+
+PRESPLIT = Protocol(
+    "presplit",
+    _presplit_only,
+    {},
+    temporal=False,
+    description="the split given by <name>.train/.valid/.test.inter files",
+)
+
+
+def _register() -> None:
+    for spec, aliases in CATALOG:
+        if spec.name not in DATASETS:
+            DATASETS.register(spec.name, spec, aliases=aliases, source=spec.source)
+    for protocol in (*PROTOCOLS, PRESPLIT):
+        if protocol.name not in SPLITS:
+            SPLITS.register(protocol.name, protocol, description=protocol.description)
+
+
+_register()
+
+
+def is_path_like(dataset: str) -> bool:
+    return "/" in dataset or "\\" in dataset or dataset.startswith(".") or Path(dataset).is_dir()
+
+
+def spec_for_directory(path: Path) -> DatasetSpec:
+    """A pre-split directory (``<name>.train.inter`` ...) or a RecBole atomic one (``<name>.inter``)."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise DataError(f"{path}: no such directory; expected a dataset name or a directory of atomic files")
+    trains = sorted(path.glob("*.train.inter"))
+    if len(trains) > 1:
+        raise DataError(f"{path}: several *.train.inter files ({[p.name for p in trains]}); expected one")
+    if trains:
+        name = trains[0].name[: -len(".train.inter")]
+        return DatasetSpec(
+            name=name,
+            source="presplit",
+            loader="benchbed.data.sources.presplit:load",
+            files={
+                "train": (f"{name}.train.inter",),
+                "valid": (f"{name}.valid.inter",),
+                "test": (f"{name}.test.inter",),
+                "item": (f"{name}.item",),
+            },
+            optional_files=("item",),
+            default_split="presplit",
+            directory=path,
+            description="pre-split RecBole atomic files",
+        )
+    inters = sorted(p for p in path.glob("*.inter"))
+    if len(inters) != 1:
+        raise DataError(
+            f"{path}: expected <name>.train.inter/.valid.inter/.test.inter or one <name>.inter, "
+            f"found {[p.name for p in inters] or 'none'}"
+        )
+    name = inters[0].stem
+    return DatasetSpec(
+        name=name,
+        source="recbole-atomic",
+        loader="benchbed.data.sources.recbole_atomic:load",
+        files={"inter": (f"{name}.inter",), "item": (f"{name}.item",), "user": (f"{name}.user",)},
+        optional_files=("item", "user"),
+        default_split="leave-one-out",
+        directory=path,
+        options={"atomic_name": name},
+        description="RecBole atomic files (implicit unless a label column is given)",
+    )
+
+
+def get_spec(dataset: str) -> DatasetSpec:
+    """A catalog name (or alias), else the path of a dataset directory."""
+    if dataset not in DATASETS and is_path_like(dataset):
+        return spec_for_directory(Path(dataset))
+    spec = DATASETS.get(dataset)
+    if not isinstance(spec, DatasetSpec):
+        raise DataError(f"dataset {dataset!r}: registry entry is not a DatasetSpec")
+    return spec

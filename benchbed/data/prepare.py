@@ -1,0 +1,284 @@
+"""Dataset name -> cached ``InteractionData`` -> cached ``Split``: the one entry point methods and tasks use.
+
+``prepare_split("ml-100k")`` finds the raw files (downloading when missing and possible), applies the catalog
+recipe, draws the protocol's split, adds histories and warm/cold flags, runs the leakage check and caches
+everything as parquet keyed by content hashes. A second call with the same inputs is a cache hit that reads
+only parquet.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchbed.config import stable_hash
+from benchbed.data import cache
+from benchbed.data.catalog import DatasetSpec, get_spec
+from benchbed.data.download import resolve_files
+from benchbed.data.enrich import add_flags, add_histories
+from benchbed.data.leakage import check_split
+from benchbed.data.schema import InteractionData, Split
+from benchbed.data.splits import Assignment, Protocol
+from benchbed.errors import DataError
+from benchbed.registry import SPLITS, import_target
+
+log = logging.getLogger(__name__)
+PART_CODES = {"train": 0, "valid": 1, "test": 2}
+
+
+@dataclass
+class PreparedSplit:
+    """A split plus whether it came from the cache and the counts ``datasets prepare`` prints."""
+
+    split: Split
+    cache_hit: bool
+    stats: dict[str, Any]
+
+
+@dataclass
+class _DataEntry:
+    data: InteractionData
+    parts: np.ndarray | None  # pre-split datasets: 0/1/2 per interaction row
+    key: str
+    cache_hit: bool
+    pending: dict[str, Any] | None = None  # a fresh build not yet written: what ``_save_data`` writes
+
+    def save(self) -> None:
+        """Write a freshly built entry (after its split passed the checks, so a failure caches nothing)."""
+        if self.pending is not None:
+            _save_data(self, **self.pending)
+            self.pending = None
+
+
+def _data_key(spec: DatasetSpec, download: bool = True) -> tuple[str, dict[str, Any]]:
+    files = resolve_files(spec, download=download)
+    prints = {role: cache.fingerprint(path) for role, path in sorted(files.items())}
+    key = stable_hash(
+        {
+            "name": spec.name,
+            "source": spec.source,
+            "loader": spec.loader,
+            "recipe": spec.recipe,
+            "options": spec.options,
+            "domain": spec.domain,
+            "files": prints,
+            "version": cache.DATA_LAYER_VERSION,
+        },
+        length=16,
+    )
+    return key, {"files": files, "fingerprints": prints}
+
+
+def _read_data(entry: Any, manifest: dict[str, Any]) -> tuple[InteractionData, np.ndarray | None]:
+    items = cache.read_frame(entry, "items")
+    users = cache.read_frame(entry, "users")
+    data = InteractionData(
+        name=manifest["name"],
+        interactions=cache.read_frame(entry, "interactions"),
+        items=items,
+        users=users,
+        stats=manifest["stats"],
+        domain=manifest["domain"],
+    )
+    parts = cache.read_frame(entry, "parts")["part"].to_numpy() if manifest.get("presplit") else None
+    return data, parts
+
+
+def _dataset(spec: DatasetSpec, force: bool, download: bool = True) -> _DataEntry:
+    key, info = _data_key(spec, download)
+    entry = cache.entry_dir("data", spec.name, key)
+    manifest = None if force else cache.read_manifest(entry)
+    if manifest is not None:
+        data, parts = _read_data(entry, manifest)
+        return _DataEntry(data, parts, key, cache_hit=True)
+    log.info("building %s from %s", spec.name, info["files"])
+    parts = None
+    if spec.source == "presplit":
+        from benchbed.data.sources.presplit import load_with_parts
+
+        data, parts = load_with_parts(spec, info["files"])
+    else:
+        data = import_target(spec.loader)(spec, info["files"])
+    data.domain = spec.domain if spec.source != "presplit" else data.domain
+    data.validate()
+    pending = {"entry": entry, "fingerprints": info["fingerprints"], "recipe": spec.recipe}
+    return _DataEntry(data, parts, key, cache_hit=False, pending=pending)
+
+
+def _save_data(built: _DataEntry, entry: Any, fingerprints: dict[str, Any], recipe: dict[str, Any]) -> None:
+    data, parts, key = built.data, built.parts, built.key
+    with cache.building(entry) as tmp:
+        frames = {"interactions": data.interactions, "items": data.items, "users": data.users}
+        if parts is not None:
+            frames["parts"] = pd.DataFrame({"part": parts.astype(np.int8)})
+        cache.write_frames(tmp, frames)
+        cache.write_manifest(
+            tmp,
+            {
+                "name": data.name,
+                "key": key,
+                "domain": data.domain,
+                "content_hash": data.content_hash(),
+                "stats": data.stats,
+                "presplit": parts is not None,
+                "fingerprints": fingerprints,
+                "recipe": recipe,
+            },
+        )
+
+
+def load_dataset(name: str, *, force: bool = False, download: bool = True) -> InteractionData:
+    """The preprocessed (cached) data of a catalog name or a dataset directory."""
+    built = _dataset(get_spec(name), force, download)
+    built.save()
+    return built.data
+
+
+def _protocol(spec: DatasetSpec, split: str | None) -> Protocol:
+    name = split or spec.default_split
+    protocol = SPLITS.get(name)
+    if not isinstance(protocol, Protocol):
+        raise DataError(f"split protocol {name!r}: registry entry is not a Protocol")
+    if (protocol.name == "presplit") != (spec.source == "presplit"):
+        raise DataError(
+            f"dataset {spec.name!r}: protocol {protocol.name!r} does not apply "
+            + (
+                "(a pre-split directory only takes 'presplit')"
+                if spec.source == "presplit"
+                else "(no pre-split files)"
+            )
+        )
+    return protocol
+
+
+def _assign(protocol: Protocol, entry: _DataEntry, params: dict[str, Any]) -> Assignment:
+    if entry.parts is None:
+        return protocol(entry.data, params)
+    order = np.arange(len(entry.parts))
+    return Assignment(*(order[entry.parts == code] for code in PART_CODES.values()))
+
+
+def _frames(data: InteractionData, assignment: Assignment, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    frames = {
+        part: data.interactions.iloc[np.asarray(getattr(assignment, part))].reset_index(drop=True)
+        for part in PART_CODES
+    }
+    add_histories(frames, int(params["history_len"]))
+    for part in ("valid", "test"):
+        add_flags(frames[part], frames["train"], data, int(params["warm_threshold"]))
+    return frames
+
+
+def _split_stats(split: Split, extra: dict[str, Any]) -> dict[str, Any]:
+    data = split.data
+    used = pd.concat([f[["user", "item"]] for f in split.frames().values()])
+    stats: dict[str, Any] = {
+        "dataset": data.name,
+        "protocol": split.protocol,
+        "params": split.params,
+        "users": data.n_users,
+        "items": data.n_items,
+        "interactions": len(data.interactions),
+        "split_users": int(used["user"].nunique()),
+        "split_items": int(used["item"].nunique()),
+        **{part: len(frame) for part, frame in split.frames().items()},
+    }
+    if split.labeled:
+        for part, frame in split.frames().items():
+            stats[f"positive_rate_{part}"] = round(float(frame["label"].mean()), 4)
+    for part in ("valid", "test"):
+        frame = getattr(split, part)
+        stats[f"{part}_warm"] = int(frame["warm"].sum())
+        stats[f"{part}_cold"] = int((~frame["warm"]).sum())
+        stats[f"{part}_cold_user"] = int((~frame["user_warm"]).sum())
+        stats[f"{part}_cold_item"] = int((~frame["item_warm"]).sum())
+        stats[f"{part}_item_unseen"] = int(frame["item_unseen"].sum())
+    stats.update(extra)
+    return stats
+
+
+def _read_split(entry: Any, data: InteractionData, manifest: dict[str, Any]) -> Split:
+    frames = {}
+    for part in PART_CODES:
+        frames[part] = cache.read_frame(entry, part)
+    return Split(
+        data=data,
+        protocol=manifest["protocol"],
+        params=manifest["params"],
+        extras=manifest.get("extras", {}),
+        hash=manifest["hash"],
+        **frames,
+    )
+
+
+def prepare_split(
+    dataset: str,
+    split: str | None = None,
+    split_params: dict[str, Any] | None = None,
+    *,
+    force: bool = False,
+    download: bool = True,
+) -> PreparedSplit:
+    """Build (or read from the cache) the split ``split`` of ``dataset`` with ``split_params``.
+
+    ``dataset``: a catalog name or alias (``ml-100k``...) or a directory of atomic / pre-split files.
+    ``split``: a protocol name; None = the dataset's default. ``split_params`` override the dataset's
+    defaults for that protocol, which override the protocol's own. ``download=False`` never fetches raw files.
+    """
+    start = time.perf_counter()
+    spec = get_spec(dataset)
+    protocol = _protocol(spec, split)
+    params = protocol.resolve({**spec.split_defaults(protocol.name), **(split_params or {})})
+    data_key, _ = _data_key(spec, download)
+    key = stable_hash(
+        {"data": data_key, "protocol": protocol.name, "params": params, "v": cache.DATA_LAYER_VERSION}, 16
+    )
+    entry = cache.entry_dir("splits", f"{spec.name}-{protocol.name}", key)
+    manifest = None if force else cache.read_manifest(entry)
+    if manifest is not None:
+        data_entry = _dataset(spec, force=False)
+        result = _read_split(entry, data_entry.data, manifest)
+        stats = {**manifest["stats"], "cache_hit": True, "seconds": round(time.perf_counter() - start, 3)}
+        return PreparedSplit(result, cache_hit=True, stats=stats)
+
+    data_entry = _dataset(spec, force, download)
+    data = data_entry.data
+    assignment = _assign(protocol, data_entry, params)
+    frames = _frames(data, assignment, params)
+    where = f"dataset {data.name!r} split {protocol.name!r}"
+    check_split(data, frames, where=where, temporal=protocol.temporal, history_len=int(params["history_len"]))
+    result = Split(data=data, protocol=protocol.name, params=params, **frames)
+    result.hash = result.compute_hash()
+    stats = _split_stats(
+        result,
+        {
+            "source": data.stats,
+            "protocol_stats": assignment.stats,
+            "data_key": data_entry.key,
+            "split_key": key,
+            "data_hash": data.content_hash(),
+            "split_hash": result.hash,
+        },
+    )
+    data_entry.save()
+    with cache.building(entry) as tmp:
+        cache.write_frames(tmp, result.frames())
+        cache.write_manifest(
+            tmp,
+            {
+                "dataset": data.name,
+                "protocol": protocol.name,
+                "params": params,
+                "hash": result.hash,
+                "extras": result.extras,
+                "stats": stats,
+            },
+        )
+    stats = {**stats, "cache_hit": False, "data_cache_hit": data_entry.cache_hit}
+    stats["seconds"] = round(time.perf_counter() - start, 3)
+    return PreparedSplit(result, cache_hit=False, stats=stats)

@@ -1,0 +1,392 @@
+"""What every generative LLM method shares: prompts from the split's setup, next-token training on the
+answer, cached resumable stages, and constrained beam search at evaluation.
+
+A method subclasses ``GenerativeLM`` and decides (1) whether prompts carry vector slots (``use_slots``), (2)
+what goes into them (``slot_vectors``) and (3) which stages train what (``train_stages``). Everything else —
+examples, tokenization, the item trie, batching, the loss on the answer tokens, decoding — lives here once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.generative.examples import Example, eval_rows, training_examples
+from benchbed.generative.indexing import ItemIndex
+from benchbed.generative.metrics import generative_metrics
+from benchbed.generative.setup import GenerativeSetup, get_setup
+from benchbed.generative.templates import render_answer, render_pieces, slot_names
+from benchbed.llm.backbone import Backbone, load_backbone
+from benchbed.llm.constrained import ItemTrie, beam_search, build_item_trie
+from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, embed, encode
+from benchbed.llm.lora import named_trainable
+from benchbed.llm.stages import stage as make_stage
+from benchbed.llm.train import TrainConfig, epoch_rng, train
+from benchbed.methods.base import BaseRecommender, Rankings, RankRequests, RunContext
+
+IGNORE = -100
+
+
+@dataclass
+class TrainBatch:
+    """A left-padded batch of prompt+answer rows; ``labels`` (B, A) hold the answer tokens at the end."""
+
+    batch: Batch
+    labels: torch.Tensor
+    users: torch.Tensor
+    hist: torch.Tensor  # (B, L) history item ids, -1 padded
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    @property
+    def n_tokens(self) -> int:
+        return self.batch.n_tokens
+
+
+@dataclass
+class EncodedRows:
+    enc: EncodedPrompts
+    answer_len: np.ndarray  # 0 for prompts without answers (decoding)
+    users: np.ndarray
+    hist: np.ndarray
+
+
+@dataclass
+class StageSpec:
+    """One training stage: its name, what identifies its result, the modules it trains, how long."""
+
+    name: str
+    identity: dict[str, Any]
+    modules: dict[str, torch.nn.Module]  # name -> module whose requires_grad params are trained
+    use_slots: bool
+    lr: float
+    epochs: int
+
+
+def _token_id_or(tokenizer: Any, model: Any) -> int:
+    for tid in (getattr(tokenizer, "eos_token_id", None), getattr(model.config, "eos_token_id", None),
+                getattr(tokenizer, "sep_token_id", None)):
+        if isinstance(tid, int):
+            return tid
+        if isinstance(tid, list) and tid:
+            return int(tid[0])
+    raise ConfigError("generative methods need an end-of-sequence token; the backbone's tokenizer has none")
+
+
+class GenerativeLM(BaseRecommender):
+    """Base of ``p5-random`` and ``embedproj``: trains on templated examples, ranks by constrained beams."""
+
+    tasks: ClassVar[frozenset[str]] = frozenset({"generative"})
+    uses_templates: ClassVar[bool] = True
+    use_slots: ClassVar[bool] = False
+    common_defaults: ClassVar[dict[str, Any]] = {
+        "backbone": "tiny",  # preset, alias, hub id or local path
+        "epochs": 1,
+        "lr": 1e-3,
+        "weight_decay": 0.01,
+        "warmup_ratio": 0.05,
+        "batch_size": 32,
+        "grad_accum": 1,
+        "eval_batch_size": 32,  # users per beam-search batch
+        "max_train_examples": 30000,  # CPU budget (seeded sample of all examples); None = all (the paper)
+        "max_seconds": None,  # time budget per stage
+        "train_sub_tasks": "both",  # OpenP5 / seed 003 train one model on both sub-tasks; "eval" = only one
+        "valid_users": 0,  # >0: early stopping on valid NDCG@10 of that many users; 0: keep the last state
+        "max_length": None,  # prompt tokens (oldest history cut first); None = no cap
+    }
+
+    # --- hooks ----------------------------------------------------------------------------------------
+    def prepare(self, split: Split, ctx: RunContext) -> None:
+        """Build method-specific modules (projectors, embeddings) after the backbone is loaded."""
+
+    def slot_vectors(self, users: torch.Tensor, hist: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1 + L, H) vectors for the user and history slots, or None for text-only prompts."""
+        return None
+
+    def train_stages(self, split: Split, ctx: RunContext) -> None:
+        raise NotImplementedError
+
+    # --- fit ------------------------------------------------------------------------------------------
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        p = self.params
+        if p["train_sub_tasks"] not in ("both", "eval"):
+            raise ConfigError(f"method {self.name!r}: train_sub_tasks must be 'both' or 'eval'")
+        self.ctx = ctx
+        self.setup: GenerativeSetup = get_setup(split)
+        self.index: ItemIndex = self.setup.index(split)
+        self.dataset = split.data.name
+        self.split_hash = split.hash or split.compute_hash()
+        torch.manual_seed(ctx.seed)
+        self.bb: Backbone = load_backbone(str(p["backbone"]), device=ctx.device, dtype=ctx.dtype)
+        self.bb.require_decoder(self.name)
+        self.model = self.bb.model
+        self.tok = self.bb.tokenizer
+        self.end_token = _token_id_or(self.tok, self.model)
+        self.vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        self.trie = self._build_trie()
+        self.slot_cols = slot_names(self.setup.history_len)
+        self.stage_log: list[dict[str, Any]] = []
+        self._examples = self._training_examples(split, ctx)
+        self._valid_split = split
+        self.prepare(split, ctx)
+        self.train_stages(split, ctx)
+        self.model.eval()
+        self.backbone_info = {
+            **self.bb.info,
+            "item_index": {"mode": self.index.mode, "seed": self.index.seed},
+            "trie": {"items": self.trie.n_items, "nodes": self.trie.n_nodes, "depth": self.trie.depth},
+            "stages": self.stage_log,
+        }
+
+    def _build_trie(self) -> ItemTrie:
+        answer = self.setup.bank().extra["answer"]
+        for other in self.setup.banks.values():
+            if other.extra["answer"] != answer:
+                raise ConfigError("generative banks: both sub-tasks must use the same 'answer' format")
+        covered = self.index.covered()
+        texts = {int(i): render_answer(self.setup.bank(), dataset=self.dataset, target=self.index.text(int(i)))
+                 for i in covered}
+        return build_item_trie(self.tok, texts, end_token=self.end_token, vocab_size=self.vocab)
+
+    def _training_examples(self, split: Split, ctx: RunContext) -> list[Example]:
+        p = self.params
+        sub_tasks = ("sequential", "straightforward") if p["train_sub_tasks"] == "both" else (self.setup.sub_task,)
+        return training_examples(
+            split,
+            sub_tasks,
+            history_len=self.setup.history_len,
+            n_seen=len(self.setup.bank().seen),
+            templates_per_example=self.setup.templates_per_example,
+            seed=ctx.seed,
+            max_examples=None if p["max_train_examples"] is None else int(p["max_train_examples"]),
+        )
+
+    def base_identity(self) -> dict[str, Any]:
+        """What every stage result depends on besides its own settings."""
+        p = self.params
+        return {
+            "split": self.split_hash,
+            "backbone": {k: self.bb.info.get(k) for k in ("id", "revision", "dtype")},
+            "setup": self.setup.as_dict(),
+            "banks": {k: b.hash() for k, b in self.setup.banks.items()},
+            "seed": self.ctx.seed,
+            "examples": len(self._examples),
+            "train": {k: p[k] for k in ("batch_size", "grad_accum", "weight_decay", "warmup_ratio",
+                                         "max_train_examples", "max_seconds", "train_sub_tasks", "max_length",
+                                         "valid_users")},
+        }
+
+    # --- encoding -------------------------------------------------------------------------------------
+    def encode_rows(
+        self,
+        sub_tasks: list[str],
+        users: np.ndarray,
+        histories: list[list[int]] | list[tuple[int, ...]],
+        templates: list[str],
+        *,
+        use_slots: bool,
+        targets: np.ndarray | None = None,
+    ) -> EncodedRows:
+        pieces = [
+            render_pieces(
+                self.setup.bank(st),
+                tpl,
+                dataset=self.dataset,
+                user=str(int(u)),
+                history=[self.index.text(int(i)) for i in h] if st == "sequential" else [],
+                slots=use_slots,
+            )
+            for st, u, h, tpl in zip(sub_tasks, users, histories, templates, strict=True)
+        ]
+        enc = encode(self.tok, pieces, self.slot_cols, max_length=self.params["max_length"])
+        answer_len = np.zeros(len(pieces), dtype=np.int64)
+        if targets is not None:
+            bank = self.setup.bank()
+            texts = [render_answer(bank, dataset=self.dataset, target=self.index.text(int(t))) for t in targets]
+            answers = self.tok(texts, add_special_tokens=False)["input_ids"]
+            for r, ans in enumerate(answers):
+                full = np.asarray([*ans, self.end_token], dtype=np.int64)
+                enc.ids[r] = np.concatenate([enc.ids[r], full])
+                answer_len[r] = len(full)
+        hist = np.full((len(pieces), self.setup.history_len), -1, dtype=np.int64)
+        for r, (st, h) in enumerate(zip(sub_tasks, histories, strict=True)):
+            if st == "sequential" and len(h):
+                h = list(h)[-self.setup.history_len :]
+                hist[r, : len(h)] = h
+        return EncodedRows(enc=enc, answer_len=answer_len, users=np.asarray(users, dtype=np.int64), hist=hist)
+
+    def _train_batch(self, rows: EncodedRows, idx: np.ndarray) -> TrainBatch:
+        device = self.bb.device
+        batch = collate(rows.enc, idx, self.tok.pad_token_id or 0, device)
+        lens = rows.answer_len[idx]
+        width = int(lens.max())
+        labels = np.full((len(idx), width), IGNORE, dtype=np.int64)
+        for b, r in enumerate(idx):
+            n = int(lens[b])
+            labels[b, width - n :] = rows.enc.ids[r][-n:]
+        return TrainBatch(
+            batch=batch,
+            labels=torch.from_numpy(labels).to(device),
+            users=torch.from_numpy(rows.users[idx]).to(device),
+            hist=torch.from_numpy(rows.hist[idx]).to(device),
+        )
+
+    def _embeds(self, batch: Batch, users: torch.Tensor, hist: torch.Tensor, use_slots: bool) -> torch.Tensor:
+        vectors = self.slot_vectors(users, hist) if use_slots else None
+        return embed(self.model, batch, vectors)
+
+    def answer_loss(self, tb: TrainBatch, use_slots: bool) -> torch.Tensor:
+        """Mean next-token cross-entropy over the answer tokens (the id and the end token)."""
+        embeds = self._embeds(tb.batch, tb.users, tb.hist, use_slots)
+        width = tb.labels.shape[1]
+        out = self.model(
+            inputs_embeds=embeds,
+            attention_mask=tb.batch.attention_mask,
+            position_ids=tb.batch.position_ids,
+            logits_to_keep=width + 1,
+        )
+        logits = out.logits[:, :-1, :].float()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tb.labels.reshape(-1), ignore_index=IGNORE)
+
+    # --- stages ---------------------------------------------------------------------------------------
+    def run_stage(self, spec: StageSpec) -> None:
+        """Train ``spec``'s trainable parameters, or load them when the same stage already finished."""
+        p = self.params
+        params = named_trainable(**spec.modules)
+        identity = {**self.base_identity(), **spec.identity, "lr": spec.lr, "epochs": spec.epochs}
+        stage = make_stage(self.ctx.cache_dir, spec.name, identity)
+        start = time.perf_counter()
+        if stage.done:
+            saved = stage.load()["params"]
+            missing = sorted(set(params) - set(saved))
+            if missing:
+                raise ConfigError(f"cached stage {stage.dir} lacks parameter {missing[0]}; delete it to retrain")
+            with torch.no_grad():
+                for name, param in params.items():
+                    param.copy_(saved[name].to(param.device, param.dtype))
+            self.ctx.say(f"{self.name}: stage {spec.name} loaded from cache ({stage.dir.name})")
+            self.stage_log.append({"stage": spec.name, "key": stage.key, "cached": True, **stage.meta()})
+            return
+        ex = self._examples
+        rows = self.encode_rows(
+            [e.sub_task for e in ex],
+            np.asarray([e.user for e in ex]),
+            [e.history for e in ex],
+            [e.template for e in ex],
+            use_slots=spec.use_slots,
+            targets=np.asarray([e.target for e in ex]),
+        )
+        lengths = rows.enc.lengths
+        bs = int(p["batch_size"])
+        n_batches = (len(ex) + bs - 1) // bs
+
+        def batches_for_epoch(epoch: int) -> Any:
+            for idx in bucket_batches(lengths, bs, rng=epoch_rng(self.ctx.seed, epoch)):
+                yield self._train_batch(rows, idx)
+
+        cfg = TrainConfig(
+            lr=spec.lr,
+            weight_decay=float(p["weight_decay"]),
+            epochs=spec.epochs,
+            warmup_ratio=float(p["warmup_ratio"]),
+            grad_accum=int(p["grad_accum"]),
+            max_seconds=None if p["max_seconds"] is None else float(p["max_seconds"]),
+            evals_per_epoch=1,
+            patience=2,
+        )
+        eval_fn = (lambda: self._valid_metric(spec.use_slots)) if int(p["valid_users"]) > 0 else None
+        self.ctx.say(f"{self.name}: stage {spec.name}: {len(ex)} examples, {spec.epochs} epoch(s), "
+                     f"{sum(x.numel() for x in params.values())} trainable parameters")
+        result = train(
+            params,
+            batches_for_epoch,
+            n_batches,
+            lambda tb: self.answer_loss(tb, spec.use_slots),
+            cfg,
+            eval_fn=eval_fn,
+            checkpoint_dir=stage.dir,
+            log=self.ctx.say,
+            modules=list(spec.modules.values()),
+        )
+        meta = {"stage": spec.name, "examples": len(ex), "trainable": sum(x.numel() for x in params.values()),
+                "seconds": round(time.perf_counter() - start, 2), **{k: v for k, v in result.as_dict().items()
+                                                                       if k != "history"}}
+        stage.save({"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta)
+        self.stage_log.append({"key": stage.key, "cached": False, **meta})
+
+    def _valid_metric(self, use_slots: bool) -> float:
+        rows = eval_rows(self._valid_split, "valid", history_len=self.setup.history_len)
+        n = min(len(rows.users), int(self.params["valid_users"]))
+        ranked = self.decode(rows.users[:n], rows.histories[:n], "seen", k=10, use_slots=use_slots).items
+        return generative_metrics(ranked, rows.targets[:n], [10])["ndcg@10"]
+
+    def trainable_parameters(self) -> int:
+        return int(sum(s.get("trainable", 0) for s in getattr(self, "stage_log", [])))
+
+    # --- ranking --------------------------------------------------------------------------------------
+    def rank(self, requests: RankRequests) -> Rankings:
+        """Top-k generated ids per user (constrained beams); ``exclude`` items are dropped from wider beams."""
+        k = int(requests.k)
+        extra = max((len(e) for e in requests.exclude), default=0) if requests.exclude is not None else 0
+        out = self.decode(requests.users, requests.histories, requests.template, k=k + extra,
+                          use_slots=self.use_slots)
+        items, scores = out.items, out.scores
+        if requests.exclude is not None:
+            keep_items = np.full((len(items), k), -1, dtype=np.int64)
+            keep_scores = np.full((len(items), k), -np.inf)
+            for r, ex in enumerate(requests.exclude):
+                ok = ~np.isin(items[r], ex) & (items[r] >= 0)
+                sel = np.flatnonzero(ok)[:k]
+                keep_items[r, : len(sel)] = items[r, sel]
+                keep_scores[r, : len(sel)] = scores[r, sel]
+            items, scores = keep_items, keep_scores
+        return Rankings(items=items[:, :k], scores=scores[:, :k], info=dict(out.stats))
+
+    @torch.no_grad()
+    def decode(
+        self, users: np.ndarray, histories: list[list[int]], template: str, *, k: int, use_slots: bool
+    ) -> Any:
+        """Constrained beam search for a batch of users, in chunks of ``eval_batch_size``."""
+        from benchbed.llm.constrained import BeamOutput
+
+        key = {"seen": "seen:0", "unseen": "unseen:0"}.get(template, template)
+        n = len(users)
+        beams = max(k, 1)
+        items = np.full((n, beams), -1, dtype=np.int64)
+        scores = np.full((n, beams), -np.inf)
+        flags = np.zeros((n, beams), dtype=bool)
+        stats: dict[str, float] = {}
+        self.model.eval()
+        size = int(self.params["eval_batch_size"])
+        for start in range(0, n, size):
+            sl = slice(start, min(start + size, n))
+            m = sl.stop - sl.start
+            rows = self.encode_rows(
+                [self.setup.sub_task] * m, np.asarray(users[sl]), list(histories[sl]), [key] * m, use_slots=use_slots
+            )
+            idx = np.arange(m)
+            batch = collate(rows.enc, idx, self.tok.pad_token_id or 0, self.bb.device)
+            embeds = self._embeds(
+                batch,
+                torch.from_numpy(rows.users).to(self.bb.device),
+                torch.from_numpy(rows.hist).to(self.bb.device),
+                use_slots,
+            )
+            out = beam_search(self.model, embeds, batch.attention_mask, self.trie, num_beams=beams)
+            items[sl], scores[sl], flags[sl] = out.items, out.scores, out.constrained
+            for name, value in out.stats.items():
+                if not name.endswith("_share"):
+                    stats[name] = stats.get(name, 0.0) + value
+        if stats.get("valid_beams"):
+            stats["constrained_beam_share"] = stats.get("constrained_beams", 0.0) / stats["valid_beams"]
+        if stats.get("decisions"):
+            stats["constrained_step_share"] = stats.get("overrides", 0.0) / stats["decisions"]
+        return BeamOutput(items=items, scores=scores, constrained=flags, stats=stats)

@@ -1,0 +1,309 @@
+"""What ``icl``, ``tallrec`` and ``collm`` share: backbone + prompt bank setup, the CPU/GPU budget, the
+text-only LoRA stage (TALLRec = CoLLM step 1, cached and shared), and scoring ``ScoreRequests``.
+
+Budget: parameters ``epochs``, ``max_train_rows``, ``max_valid_rows`` and ``max_seconds`` default to ``auto``,
+resolved at fit time from the device: on CPU a small budget that lets ``benchbed run --method collm`` finish in
+minutes on 2 cores (``CPU_BUDGET``: a seeded subsample of training rows, a couple of epochs, a per-stage time
+cap); on a GPU the full protocol data (all rows, ``GPU_BUDGET``). The resolved budget is printed and recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from benchbed.config import stable_hash
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.llm import stages
+from benchbed.llm.backbone import Backbone, load_backbone
+from benchbed.llm.lora import LoraSpec, add_lora, count_trainable, is_lora_param, load_lora_state, lora_state
+from benchbed.llm.scoring import SCORE_MODES, bce_loss
+from benchbed.llm.train import TrainConfig, TrainResult, train
+from benchbed.llm.yesno import Rows, VectorFn, YesNoScorer, rows_from_frame
+from benchbed.methods.base import BaseRecommender, RunContext, ScoreRequests
+from benchbed.prompts import load_bank
+
+# The documented default budgets ("auto"). CPU: sized for ml-100k + the tiny backbone on 2 cores.
+CPU_BUDGET: dict[str, Any] = {"epochs": 2, "max_train_rows": 4000, "max_valid_rows": 1000, "max_seconds": 120}
+GPU_BUDGET: dict[str, Any] = {"epochs": 2, "max_train_rows": 0, "max_valid_rows": 0, "max_seconds": 0}
+BUDGET_KEYS = tuple(CPU_BUDGET)
+
+PROMPT_DEFAULTS: dict[str, Any] = {
+    "backbone": "tiny",  # preset, alias (vicuna-7b, qwen2-1.5b, ...), hub id or local path
+    "bank": "ctr",  # prompt bank name or YAML path
+    "history_len": 10,  # TALLRec/CoLLM: last 10 history items
+    "max_title_chars": 100,
+    "max_length": 512,  # tokens; oldest history is cut first
+    "batch_size": 16,  # CoLLM ML-1M: 16 (Amazon: 8)
+}
+TRAIN_DEFAULTS: dict[str, Any] = {
+    **PROMPT_DEFAULTS,
+    "score": "yes",  # CoLLM code: raw logit of "Yes"; "yes-no" = TALLRec's P(Yes | Yes or No)
+    "train_templates": 10,  # seen paraphrases sampled per training row (1 = template 0 only, as the papers)
+    "lr": 1e-3,  # CoLLM ML-1M: 1e-3 (TALLRec: 1e-4)
+    "weight_decay": 1e-3,  # CoLLM: 1e-3 for LLM-based methods
+    "warmup_ratio": 0.05,
+    "grad_accum": 1,
+    "patience": 20,  # CoLLM: early stop after 20 evaluations without valid-AUC improvement
+    "evals_per_epoch": 1,
+    "lora_r": 8,  # TALLRec/CoLLM LoRA: r=8, alpha=16, dropout=0.05 on q_proj,v_proj
+    "lora_alpha": 16,
+    "lora_dropout": 0.05,
+    "lora_targets": "q_proj,v_proj",
+    "epochs": "auto",
+    "max_train_rows": "auto",  # 0 = all
+    "max_valid_rows": "auto",  # 0 = all
+    "max_seconds": "auto",  # per training stage; 0 = no cap
+}
+# the parameters that determine the text-only LoRA stage (shared by tallrec and collm step 1)
+TEXT_STAGE_KEYS = (
+    "backbone", "bank", "history_len", "max_title_chars", "max_length", "batch_size", "score", "train_templates",
+    "lr", "weight_decay", "warmup_ratio", "grad_accum", "patience", "evals_per_epoch", "lora_r", "lora_alpha",
+    "lora_dropout", "lora_targets", *BUDGET_KEYS,
+)
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Validation AUC for early stopping; 0.5 when the subsample has a single class."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(labels)) < 2:
+        return 0.5
+    return float(roc_auc_score(labels, scores))
+
+
+@dataclass
+class Prepared:
+    """Training/validation rows of a fit, after the budget's subsampling."""
+
+    train: Rows
+    valid: Rows
+    n_train_total: int
+    n_valid_total: int
+
+
+class PromptCTRMethod(BaseRecommender):
+    """Base for Yes/No prompt methods; subclasses set ``view`` and implement ``fit``."""
+
+    tasks: ClassVar[frozenset[str]] = frozenset({"ctr"})
+    uses_templates: ClassVar[bool] = True
+    score_kind: ClassVar[str] = "logit"  # scores are logits: sigmoid gives P(Yes)
+    view: ClassVar[str] = "text"
+    needs_decoder: ClassVar[bool] = True
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.params.get("score", "yes") not in SCORE_MODES:
+            raise ConfigError(f"method {self.name!r}: score={self.params['score']!r}; expected one of {SCORE_MODES}")
+        self.bank = load_bank(self.params["bank"])  # validates every template now, before any training
+        train_templates = int(self.params.get("train_templates", 1))
+        if not 1 <= train_templates <= len(self.bank.seen):
+            raise ConfigError(f"method {self.name!r}: train_templates={train_templates}; the bank "
+                              f"{self.bank.name!r} has {len(self.bank.seen)} seen templates")
+        self.template_set: dict[str, Any] = self.bank.info(self.view, train_templates)
+        self.budget: dict[str, Any] = {}
+        self.fit_info: dict[str, Any] = {}
+        self.backbone: Backbone | None = None
+        self.scorer: YesNoScorer | None = None
+        self.model: Any = None
+        self._trainable = 0
+
+    # --- setup ------------------------------------------------------------------------------------------------
+    def setup(self, split: Split, ctx: RunContext) -> None:
+        if not split.labeled:
+            raise ConfigError(f"method {self.name!r} needs a labeled split (CTR labels); {split.data.name!r} has none")
+        self.backbone = load_backbone(self.params["backbone"], device=ctx.device or None, dtype=ctx.dtype or None)
+        if self.needs_decoder:
+            self.backbone.require_decoder(self.name)
+        self.backbone_info = {k: self.backbone.info[k] for k in ("id", "revision", "dtype", "device", "kind",
+                                                                 "architecture", "parameters", "padding_side")}
+        self.scorer = YesNoScorer(
+            self.backbone,
+            self.bank,
+            titles=split.data.item_titles(),
+            domain=split.data.domain,
+            history_len=int(self.params["history_len"]),
+            max_title_chars=int(self.params["max_title_chars"]),
+            max_length=int(self.params["max_length"]),
+            batch_size=int(self.params["batch_size"]),
+            score_mode=str(self.params.get("score", "yes-no")),
+        )
+        self.model = self.backbone.model
+        ctx.say(f"{self.name}: backbone {self.backbone.info['id']} ({self.backbone.info['revision']}, "
+                f"{self.backbone.info['dtype']} on {self.backbone.device}); templates {self.bank.name}/{self.view} "
+                f"#{self.template_set['hash']}")
+
+    def resolve_budget(self, ctx: RunContext) -> dict[str, Any]:
+        """``auto`` budget values from the device profile; ``ctx.budget`` entries override both."""
+        profile = CPU_BUDGET if self.backbone is None or self.backbone.device == "cpu" else GPU_BUDGET
+        out = {}
+        for key in BUDGET_KEYS:
+            value = self.params.get(key, "auto")
+            if value == "auto":
+                value = ctx.budget.get(key, profile[key])
+            out[key] = value
+        self.budget = {"profile": "cpu" if profile is CPU_BUDGET else "gpu", **out}
+        return self.budget
+
+    def prepare_rows(self, split: Split, seed: int) -> Prepared:
+        hl = int(self.params["history_len"])
+        train, valid = rows_from_frame(split.train, hl), rows_from_frame(split.valid, hl)
+        rng = np.random.default_rng([seed, 17])
+        n_tr, n_va = int(self.budget["max_train_rows"] or 0), int(self.budget["max_valid_rows"] or 0)
+        tr_idx = np.sort(rng.permutation(len(train))[:n_tr]) if 0 < n_tr < len(train) else np.arange(len(train))
+        va_idx = np.sort(rng.permutation(len(valid))[:n_va]) if 0 < n_va < len(valid) else np.arange(len(valid))
+        return Prepared(train.take(tr_idx), valid.take(va_idx), len(train), len(valid))
+
+    def announce_budget(self, prep: Prepared, ctx: RunContext) -> None:
+        b = self.budget
+        secs = f"{b['max_seconds']} s per stage" if b["max_seconds"] else "no time cap"
+        ctx.say(
+            f"{self.name}: budget ({b['profile']} profile) epochs={b['epochs']}, train rows={len(prep.train)} of "
+            f"{prep.n_train_total}, valid rows={len(prep.valid)} of {prep.n_valid_total}, {secs}"
+        )
+
+    def train_config(self, lr: float | None = None) -> TrainConfig:
+        p = self.params
+        return TrainConfig(
+            lr=float(lr if lr is not None else p["lr"]),
+            weight_decay=float(p["weight_decay"]),
+            epochs=int(self.budget["epochs"]),
+            warmup_ratio=float(p["warmup_ratio"]),
+            grad_accum=int(p["grad_accum"]),
+            patience=int(p["patience"]),
+            evals_per_epoch=int(p["evals_per_epoch"]),
+            max_seconds=float(self.budget["max_seconds"]) or None,
+        )
+
+    def lora_spec(self) -> LoraSpec:
+        p = self.params
+        targets = tuple(t.strip() for t in str(p["lora_targets"]).split(",") if t.strip())
+        return LoraSpec(r=int(p["lora_r"]), alpha=int(p["lora_alpha"]), dropout=float(p["lora_dropout"]),
+                        targets=targets)
+
+    def identity(self, split: Split, ctx: RunContext, keys: tuple[str, ...], **extra: Any) -> dict[str, Any]:
+        assert self.backbone is not None
+        return {
+            "split": split.hash or split.compute_hash(),
+            "backbone": {k: self.backbone.info[k] for k in ("id", "revision", "dtype")},
+            "params": {k: self.params[k] for k in keys if k not in BUDGET_KEYS},
+            "budget": {k: self.budget[k] for k in BUDGET_KEYS},
+            "seed": ctx.seed,
+            "version": 1,
+            **extra,
+        }
+
+    # --- the text-only LoRA stage ------------------------------------------------------------------------------
+    def text_stage(self, split: Split, ctx: RunContext, prep: Prepared) -> dict[str, Any]:
+        """TALLRec's tuning = CoLLM's step 1: LoRA on text-only prompts; loaded when already on disk."""
+        assert self.scorer is not None and self.backbone is not None
+        ident = self.identity(split, ctx, TEXT_STAGE_KEYS, stage="lora-text", bank=self.bank.hash("text"))
+        st = stages.stage(ctx.cache_dir, "lora-text", ident)
+        torch.manual_seed(ctx.seed)
+        self.model, lora_info = add_lora(self.backbone.model, self.lora_spec())
+        self.backbone_info["lora_targets"] = lora_info.targets
+        if st.done:
+            blob = st.load()
+            load_lora_state(self.model, blob["lora"])
+            ctx.say(f"{self.name}: stage 1 (LoRA on text prompts) loaded from {st.dir}")
+            info = {**blob["meta"], "loaded": True, "dir": str(st.dir)}
+        else:
+            ctx.say(f"{self.name}: stage 1 (LoRA on text prompts) training -> {st.dir}")
+            result = self.train_prompts(self.model, prep, view="text", vector_fn=None, ctx=ctx, ckpt=st.dir,
+                                        modules=[self.model])
+            meta = {"stage": "lora-text", "key": st.key, "train": result.as_dict(), "lora": lora_info.spec}
+            st.save({"lora": lora_state(self.model)}, meta)
+            info = {**meta, "loaded": False, "dir": str(st.dir)}
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model.eval()
+        self._trainable += lora_info.trainable
+        return info
+
+    def train_prompts(
+        self,
+        model: Any,
+        prep: Prepared,
+        *,
+        view: str,
+        vector_fn: Any,
+        ctx: RunContext,
+        ckpt: Any,
+        modules: list[Any],
+        extra_params: dict[str, torch.nn.Parameter] | None = None,
+        lr: float | None = None,
+    ) -> TrainResult:
+        """Train whatever requires grad in ``model`` (+ ``extra_params``) on Yes/No BCE, early-stopped on
+        valid AUC of template 0. ``vector_fn(rows, batch)`` gives slot vectors (None for text prompts)."""
+        assert self.scorer is not None
+        scorer = self.scorer
+        n_tpl = int(self.params["train_templates"])
+        rng = np.random.default_rng([ctx.seed, 29])
+        which = rng.integers(0, n_tpl, size=len(prep.train))
+        enc_train = scorer.encode(prep.train, which, view)
+        enc_valid = scorer.encode(prep.valid, "seen", view)
+        labels = torch.from_numpy(prep.train.labels.astype(np.float32)).to(scorer.backbone.device)
+        train_vec = _bind(vector_fn, prep.train)
+        valid_vec = _bind(vector_fn, prep.valid)
+
+        def loss_fn(batch: Any) -> torch.Tensor:
+            scores = scorer.forward(model, batch, train_vec(batch) if train_vec else None)
+            return bce_loss(scores, labels[torch.as_tensor(batch.rows, device=labels.device)])
+
+        def eval_fn() -> float:
+            return auc(prep.valid.labels, scorer.score(model, enc_valid, valid_vec))
+
+        class _Epoch:
+            def __init__(self, epoch: int) -> None:
+                self.idx = scorer.train_batches(enc_train, ctx.seed, epoch)
+
+            def __iter__(self):
+                return (scorer.batch(enc_train, i) for i in self.idx)
+
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        params.update(extra_params or {})
+        n_batches = len(scorer.train_batches(enc_train, ctx.seed, 0))
+        return train(params, _Epoch, n_batches, loss_fn, self.train_config(lr), eval_fn=eval_fn, checkpoint_dir=ckpt,
+                     log=ctx.say, modules=modules)
+
+    # --- scoring ----------------------------------------------------------------------------------------------
+    def vectors_for(self, rows: Rows) -> VectorFn | None:
+        """Slot vectors for scoring ``rows`` (None: a text-only method)."""
+        return None
+
+    def score(self, requests: ScoreRequests) -> np.ndarray:
+        if self.scorer is None:
+            raise RuntimeError(f"method {self.name!r}: score() before fit()")
+        which = requests.template  # "seen" = template 0, "unseen" = the held-out paraphrase
+        rows = Rows(
+            users=np.asarray(requests.users, dtype=np.int64),
+            items=np.asarray(requests.items, dtype=np.int64),
+            histories=[list(h) for h in requests.histories],
+        )
+        enc = self.scorer.encode(rows, which, self.view)
+        return self.scorer.score(self.model, enc, self.vectors_for(rows))
+
+    def trainable_parameters(self) -> int:
+        return self._trainable
+
+    def record_info(self) -> dict[str, Any]:
+        """Extra facts for the run record (budget, stages, template set)."""
+        return {"budget": self.budget, "stages": self.fit_info, "template_set": self.template_set}
+
+
+def _bind(vector_fn: Any, rows: Rows) -> Any:
+    if vector_fn is None:
+        return None
+    return lambda batch: vector_fn(rows, batch)
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    return stable_hash(params)
+
+
+__all__ = ["PromptCTRMethod", "TRAIN_DEFAULTS", "PROMPT_DEFAULTS", "CPU_BUDGET", "GPU_BUDGET", "is_lora_param",
+           "count_trainable", "auc"]

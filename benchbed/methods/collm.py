@@ -1,0 +1,225 @@
+"""CoLLM (seed 002): collaborative embeddings mapped by an MLP into the LLM's token space.
+
+- CIE = a collaborative model's user/item representations (``cf``: mf | lightgcn | sasrec | din, exported by
+  ``benchbed.baselines.export.get_embeddings`` and cached there, or a ``.npz`` file with ``user``/``item``
+  arrays aligned with benchbed ids) + MLP d -> mlp_ratio*d -> hidden with ReLU (the paper: 10x).
+- Prompt: the bank's ``cf`` view; ``{user_emb}``/``{item_emb}`` are one position each, overwritten by the
+  mapped vectors (``benchbed.llm.inject``).
+- Tuning (``tuning``): ``default`` = two steps, step 1 = the TALLRec stage (LoRA on text-only prompts, shared
+  with ``tallrec`` through the stage cache), step 2 = LoRA and CF model frozen, only the MLP trained on the
+  full prompt. ``t1``: step 2 also tunes the CF representations from their pretrained values; ``t2``: from
+  scratch; ``t3``: one step, LoRA and MLP together on the full prompt (CF frozen). For MF the representation
+  tables are the CF model itself; for LightGCN/SASRec/DIN t1/t2 tune their exported output representations.
+- Companions: running ``collm`` also runs (or reuses) ``tallrec`` and the CF model with the same split and
+  seed (``companions()``), so its leaderboard compares the three.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchbed.config import stable_hash
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.llm import stages
+from benchbed.llm.ctr_method import TEXT_STAGE_KEYS, TRAIN_DEFAULTS, PromptCTRMethod
+from benchbed.llm.inject import Batch
+from benchbed.llm.lora import add_lora, count_trainable, load_lora_state, lora_state
+from benchbed.llm.yesno import Rows
+from benchbed.methods.base import RunContext
+
+TUNINGS = ("default", "t1", "t2", "t3")
+CF_MODELS = ("mf", "lightgcn", "sasrec", "din")
+
+
+class CIE(nn.Module):
+    """Collaborative information encoder: representation tables + the mapping MLP g_phi."""
+
+    def __init__(self, user: np.ndarray, item: np.ndarray, hidden: int, ratio: int, *, tune_tables: bool,
+                 scratch: bool) -> None:
+        super().__init__()
+        self.user = nn.Embedding.from_pretrained(torch.as_tensor(user, dtype=torch.float32), freeze=not tune_tables)
+        self.item = nn.Embedding.from_pretrained(torch.as_tensor(item, dtype=torch.float32), freeze=not tune_tables)
+        if scratch:
+            for table in (self.user, self.item):
+                nn.init.normal_(table.weight, std=float(table.weight.std().clamp(min=1e-3)))
+        d_user, d_item = user.shape[1], item.shape[1]
+        # one mapping for users and items (the paper's g_phi); a second input layer only when dims differ
+        self.mlp = nn.Sequential(nn.Linear(d_item, ratio * d_item), nn.ReLU(), nn.Linear(ratio * d_item, hidden))
+        self.user_in = None if d_user == d_item else nn.Linear(d_user, d_item, bias=False)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = self.user(users)
+        if self.user_in is not None:
+            u = self.user_in(u)
+        return self.mlp(u), self.mlp(self.item(items))
+
+
+class CoLLM(PromptCTRMethod):
+    name: ClassVar[str] = "collm"
+    view: ClassVar[str] = "cf"
+    defaults: ClassVar[dict[str, Any]] = {
+        **TRAIN_DEFAULTS,
+        "cf": "mf",  # mf | lightgcn | sasrec | din, or a .npz file with user/item arrays
+        "cf_params": {},  # passed to the CF model (e.g. {"embedding_size": 256})
+        "tuning": "default",  # default (two-step) | t1 | t2 | t3
+        "lr_cie": 1e-3,  # step-2 learning rate (CoLLM ML-1M: 1e-3)
+        "mlp_ratio": 10,  # hidden layer = 10 x input size (paper)
+    }
+    # methods `benchbed run --method collm` also runs (same split and seed), for its comparison table
+    companion_methods: ClassVar[tuple[str, ...]] = ("tallrec", "<cf>")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.params["tuning"] not in TUNINGS:
+            raise ConfigError(f"method 'collm': tuning={self.params['tuning']!r}; expected one of {', '.join(TUNINGS)}")
+        cf = str(self.params["cf"])
+        if cf not in CF_MODELS and not cf.endswith(".npz"):
+            raise ConfigError(f"method 'collm': cf={cf!r}; expected one of {', '.join(CF_MODELS)} or a .npz file "
+                              f"with 'user' and 'item' arrays")
+        if not isinstance(self.params["cf_params"], dict):
+            raise ConfigError("method 'collm': cf_params must be a mapping, e.g. {embedding_size: 256}")
+        self.cie: CIE | None = None
+
+    def companions(self) -> list[tuple[str, dict[str, Any]]]:
+        """(method, params) the runner runs first with the same split/seed: tallrec sharing step 1, and the
+        CF model whose embeddings CoLLM maps (when it is a benchbed method)."""
+        out: list[tuple[str, dict[str, Any]]] = [("tallrec", {k: self.params[k] for k in TEXT_STAGE_KEYS})]
+        cf = str(self.params["cf"])
+        if cf in CF_MODELS:
+            out.append((cf, dict(self.params["cf_params"])))
+        return out
+
+    # --- fit ---------------------------------------------------------------------------------------------------
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        self.setup(split, ctx)
+        self.resolve_budget(ctx)
+        user, item, manifest = self.cf_embeddings(split, ctx)
+        prep = self.prepare_rows(split, ctx.seed)
+        self.announce_budget(prep, ctx)
+        tuning = self.params["tuning"]
+        info: dict[str, Any] = {"cf": manifest}
+        if tuning == "t3":
+            torch.manual_seed(ctx.seed)
+            self.model, lora_info = add_lora(self.backbone.model, self.lora_spec())  # type: ignore[union-attr]
+            self.backbone_info["lora_targets"] = lora_info.targets
+            stage1_key = "none"
+        else:
+            info["stage1"] = self.text_stage(split, ctx, prep)
+            stage1_key = info["stage1"]["key"]
+        self.cie = self._build_cie(user, item, ctx.seed)
+        ident = self.identity(
+            split, ctx, (*TEXT_STAGE_KEYS, "tuning", "lr_cie", "mlp_ratio"), stage="cie", stage1=stage1_key,
+            cf=manifest.get("hash") or manifest, bank=self.bank.hash("cf"),
+        )
+        st = stages.stage(ctx.cache_dir, f"cie-{tuning}", ident)
+        if st.done:
+            blob = st.load()
+            self.cie.load_state_dict(blob["cie"])
+            if tuning == "t3":
+                load_lora_state(self.model, blob["lora"])
+            ctx.say(f"collm: step 2 ({tuning}) loaded from {st.dir}")
+            info["stage2"] = {**blob["meta"], "loaded": True, "dir": str(st.dir)}
+        else:
+            ctx.say(f"collm: step 2 ({self._step2_text()}) training -> {st.dir}")
+            extra = {f"cie.{n}": p for n, p in self.cie.named_parameters() if p.requires_grad}
+            modules: list[nn.Module] = [self.cie, self.model] if tuning == "t3" else [self.cie]
+            result = self.train_prompts(self.model, prep, view="cf", vector_fn=self.slot_vectors, ctx=ctx,
+                                        ckpt=st.dir, modules=modules, extra_params=extra,
+                                        lr=self.params["lr"] if tuning == "t3" else self.params["lr_cie"])
+            meta = {"stage": f"cie-{tuning}", "key": st.key, "train": result.as_dict()}
+            blob = {"cie": {k: v.detach().cpu() for k, v in self.cie.state_dict().items()}}
+            if tuning == "t3":
+                blob["lora"] = lora_state(self.model)
+            st.save(blob, meta)
+            info["stage2"] = {**meta, "loaded": False, "dir": str(st.dir)}
+        for p in [*self.cie.parameters(), *self.model.parameters()]:
+            p.requires_grad_(False)
+        self.cie.eval()
+        self.model.eval()
+        lora_n = sum(p.numel() for n, p in self.model.named_parameters() if "lora_" in n)
+        self._trainable = lora_n + sum(p.numel() for p in self.cie.mlp.parameters()) + (
+            self.cie.user.weight.numel() + self.cie.item.weight.numel() if tuning in ("t1", "t2") else 0
+        )
+        self.fit_info = info
+
+    def _step2_text(self) -> str:
+        return {
+            "default": "MLP only; LoRA and CF frozen",
+            "t1": "MLP + CF representations from pretrained; LoRA frozen",
+            "t2": "MLP + CF representations from scratch; LoRA frozen",
+            "t3": "one step: LoRA + MLP; CF frozen",
+        }[self.params["tuning"]]
+
+    def _build_cie(self, user: np.ndarray, item: np.ndarray, seed: int) -> CIE:
+        assert self.backbone is not None
+        tuning = self.params["tuning"]
+        torch.manual_seed(seed + 1)
+        cie = CIE(user, item, self.backbone.hidden_size, int(self.params["mlp_ratio"]),
+                  tune_tables=tuning in ("t1", "t2"), scratch=tuning == "t2")
+        if tuning == "t3":
+            for n, p in self.model.named_parameters():
+                p.requires_grad_("lora_" in n)
+        else:
+            for p in self.model.parameters():
+                p.requires_grad_(False)
+        assert count_trainable(cie) > 0
+        return cie.to(self.backbone.device)
+
+    def cf_embeddings(self, split: Split, ctx: RunContext) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """User and item representation matrices aligned with the split's dense ids (checked)."""
+        cf = str(self.params["cf"])
+        if cf.endswith(".npz"):
+            path = Path(cf)
+            if not path.is_file():
+                raise ConfigError(f"method 'collm': cf file {cf} not found")
+            with np.load(path) as z:
+                if "user" not in z or "item" not in z:
+                    raise ConfigError(f"method 'collm': cf file {cf} must hold arrays 'user' and 'item'")
+                user, item = np.asarray(z["user"]), np.asarray(z["item"])
+            manifest: dict[str, Any] = {"model": "file", "path": str(path.resolve()),
+                                        "hash": stable_hash([user.tobytes().hex()[:4096], item.shape, user.shape])}
+        else:
+            from benchbed.baselines.export import get_embeddings
+
+            emb = get_embeddings(split, cf, params=dict(self.params["cf_params"]) or None, seed=ctx.seed, ctx=ctx)
+            user, item = np.asarray(emb.user), np.asarray(emb.item)
+            seq = getattr(emb, "sequence", None)
+            if seq is not None and np.ndim(seq) == 2 and seq.shape[0] == user.shape[0]:
+                # sequence models (SASRec, DIN): their sequence representation is part of the user representation
+                user = np.concatenate([user, np.asarray(seq)], axis=1) if user.shape[1] else np.asarray(seq)
+            manifest = dict(getattr(emb, "manifest", {}) or {})
+            manifest.setdefault("model", cf)
+            manifest.setdefault("hash", stable_hash({k: str(v) for k, v in manifest.items()}))
+        check_alignment(cf, user, item, split)
+        return user.astype(np.float32), item.astype(np.float32), manifest
+
+    # --- scoring -----------------------------------------------------------------------------------------------
+    def slot_vectors(self, rows: Rows, batch: Batch) -> dict[int, torch.Tensor]:
+        assert self.cie is not None and self.backbone is not None
+        idx = batch.rows
+        dev = self.backbone.device
+        eu, ei = self.cie(torch.as_tensor(rows.users[idx], device=dev), torch.as_tensor(rows.items[idx], device=dev))
+        return {0: eu, 1: ei}
+
+    def vectors_for(self, rows: Rows) -> Any:
+        return lambda batch: self.slot_vectors(rows, batch)
+
+
+def check_alignment(cf: str, user: np.ndarray, item: np.ndarray, split: Split) -> None:
+    """One-line error when CF embeddings were not built for this split's ids."""
+    if user.ndim != 2 or item.ndim != 2:
+        raise ConfigError(f"CF model {cf!r}: embeddings must be 2-D (rows x dims); got user {user.shape}, item {item.shape}")
+    if user.shape[0] != split.n_users or item.shape[0] != split.n_items:
+        raise ConfigError(
+            f"CF model {cf!r}: embeddings have {user.shape[0]} users x {item.shape[0]} items but split "
+            f"{split.data.name!r} has {split.n_users} x {split.n_items}; export them for this split (--cf mf) "
+            f"or pass matching arrays"
+        )
+    if not (np.isfinite(user).all() and np.isfinite(item).all()):
+        raise ConfigError(f"CF model {cf!r}: embeddings contain NaN or inf")

@@ -1,0 +1,25 @@
+"""ICL: zero-shot P(Yes) from the frozen backbone, no training (the ICL row of CoLLM Table II).
+
+Score = logit(Yes) - logit(No) at the answer position, i.e. the logit of P(Yes) renormalised over the two
+answers (TALLRec's zero-shot scoring); ``score=yes`` gives the raw Yes logit instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from benchbed.data.schema import Split
+from benchbed.llm.ctr_method import PROMPT_DEFAULTS, PromptCTRMethod
+from benchbed.methods.base import RunContext
+
+
+class ICL(PromptCTRMethod):
+    name: ClassVar[str] = "icl"
+    view: ClassVar[str] = "text"
+    defaults: ClassVar[dict[str, Any]] = {**PROMPT_DEFAULTS, "score": "yes-no", "batch_size": 16}
+
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        self.setup(split, ctx)
+        self.budget = {"profile": "none", "epochs": 0, "max_train_rows": 0, "max_valid_rows": 0, "max_seconds": 0}
+        ctx.say(f"{self.name}: zero-shot, no training")
+        self.fit_info = {"training": "none (zero-shot)"}

@@ -1,0 +1,112 @@
+"""Two reference methods: ``random`` (the floor every method must beat) and ``pop`` (popularity).
+
+They make every leaderboard honest (a method below ``pop`` has learned little) and they let the whole
+pipeline be tested in seconds. Both support ``ctr`` (via ``score``) and ``topk`` (via ``score_all``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.methods.base import BaseRecommender, RunContext, ScoreRequests
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser (uint64 arithmetic wraps, which is the point)."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def pair_uniform(seed: int, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """A uniform [0, 1) number per (seed, user, item), independent of batching and call order."""
+    with np.errstate(over="ignore"):
+        u = _splitmix(np.asarray(users, dtype=np.uint64) ^ _splitmix(np.array(seed, dtype=np.uint64)))
+        z = _splitmix(u ^ (np.asarray(items, dtype=np.uint64) * _M2))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+class RandomRecommender(BaseRecommender):
+    """Uniform random scores, seeded: the same (seed, user, item) always gets the same score."""
+
+    name: ClassVar[str] = "random"
+    tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
+    defaults: ClassVar[dict[str, Any]] = {
+        "seed": None,  # None: the run's seed
+    }
+
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        self.seed = int(self.params["seed"] if self.params["seed"] is not None else ctx.seed)
+        self.n_items = split.n_items
+
+    def score(self, requests: ScoreRequests) -> np.ndarray:
+        return pair_uniform(self.seed, requests.users, requests.items)
+
+    def score_all(self, users: np.ndarray, histories: list[list[int]]) -> np.ndarray:
+        del histories
+        items = np.arange(self.n_items, dtype=np.int64)
+        return pair_uniform(self.seed, np.asarray(users)[:, None], items[None, :])
+
+
+class PopRecommender(BaseRecommender):
+    """Item popularity in the training split.
+
+    - ``topk``: the item's number of training interactions (any label), over all items (``score_all``) or
+      over sampled candidates (``score``, which answers counts when the run's task is ``topk``); ties go
+      to the lower item id, as in every ranking.
+    - ``ctr`` (``score``): with ``ctr_score: positive_rate`` (default) the item's training positive rate,
+      smoothed towards the global rate: ``(positives + m * global) / (interactions + m)`` with
+      ``m = prior_strength``, so an item never seen in training scores the global rate; this is a probability
+      and LogLoss is reported. With ``ctr_score: count`` the interaction count is the score (an order only:
+      no LogLoss).
+    """
+
+    name: ClassVar[str] = "pop"
+    tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
+    defaults: ClassVar[dict[str, Any]] = {
+        "ctr_score": "positive_rate",  # "positive_rate" | "count"
+        "prior_strength": 1.0,  # m in the smoothed positive rate
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.params["ctr_score"] not in ("positive_rate", "count"):
+            bad = self.params["ctr_score"]
+            raise ConfigError(f"method 'pop': ctr_score must be 'positive_rate' or 'count', got {bad!r}")
+        if float(self.params["prior_strength"]) <= 0:
+            raise ConfigError("method 'pop': prior_strength must be > 0")
+        # the kind follows the parameter, so it is set per instance (a class default everywhere else)
+        self.score_kind = "probability" if self.params["ctr_score"] == "positive_rate" else "score"  # type: ignore[misc]
+
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        train = split.train
+        items = train["item"].to_numpy(dtype=np.int64)
+        self.n_items = split.n_items
+        self.rank_by_count = ctx.task != "ctr"
+        self.counts = np.bincount(items, minlength=self.n_items).astype(np.float64)
+        labels = train["label"].to_numpy()
+        if (labels >= 0).all() and len(labels):
+            pos = np.bincount(items, weights=(labels == 1).astype(np.float64), minlength=self.n_items)
+            prior, m = float((labels == 1).mean()), float(self.params["prior_strength"])
+            self.rate = (pos + m * prior) / (self.counts + m)
+        else:  # implicit data: no positive rate (the ctr task refuses such splits anyway)
+            self.rate = np.full(self.n_items, np.nan)
+        ctx.say(f"pop: {int((self.counts > 0).sum())} of {self.n_items} items seen in train")
+
+    def score(self, requests: ScoreRequests) -> np.ndarray:
+        by_rate = self.params["ctr_score"] == "positive_rate" and not self.rank_by_count
+        table = self.rate if by_rate else self.counts
+        return table[np.asarray(requests.items, dtype=np.int64)]
+
+    def score_all(self, users: np.ndarray, histories: list[list[int]]) -> np.ndarray:
+        del histories
+        return np.broadcast_to(self.counts, (len(users), self.n_items)).copy()

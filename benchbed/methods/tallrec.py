@@ -1,0 +1,28 @@
+"""TALLRec: LoRA-tune the LLM on text-only Yes/No prompts (history titles + target title).
+
+This is the "w/o CIE" row of CoLLM and, step for step, CoLLM's step 1: both run the same cached stage
+(``PromptCTRMethod.text_stage``), so `benchbed run --method collm` and `--method tallrec` with the same split,
+seed and parameters train it once. Scoring follows the CoLLM code (raw "Yes" logit, BCE); TALLRec's own
+P(Yes | Yes or No) is ``score=yes-no``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from benchbed.data.schema import Split
+from benchbed.llm.ctr_method import TRAIN_DEFAULTS, PromptCTRMethod
+from benchbed.methods.base import RunContext
+
+
+class TALLRec(PromptCTRMethod):
+    name: ClassVar[str] = "tallrec"
+    view: ClassVar[str] = "text"
+    defaults: ClassVar[dict[str, Any]] = dict(TRAIN_DEFAULTS)
+
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        self.setup(split, ctx)
+        self.resolve_budget(ctx)
+        prep = self.prepare_rows(split, ctx.seed)
+        self.announce_budget(prep, ctx)
+        self.fit_info = {"stage1": self.text_stage(split, ctx, prep)}

@@ -1,0 +1,124 @@
+"""Paper-reported numbers (``reference.yaml``), shown on leaderboards beside our runs and marked as such.
+
+The file is a list of blocks; a block is one table (or one column group of a table) of one paper on one
+dataset, task and protocol, with ``rows`` mapping a method label to its metrics. Metric keys are the flat keys
+our records use; a key written ``subset/metric`` sets the subset, otherwise the block's ``subsets`` (default
+``[all]``) apply. Other papers are added by appending blocks; unknown keys are errors naming the block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchbed.config import load_yaml
+from benchbed.errors import ConfigError
+
+DEFAULT_REFERENCE_FILE = Path(__file__).with_name("reference.yaml")
+BLOCK_KEYS = {"paper", "table", "dataset", "task", "protocol", "subsets", "backbone", "note"}
+BLOCK_KEYS |= {"methods", "params", "rows"}
+REQUIRED_BLOCK_KEYS = ("paper", "table", "dataset", "task", "rows")
+
+
+@dataclass
+class ReferenceRow:
+    """One method's numbers in one paper table."""
+
+    paper: str  # citation label from the file's ``papers`` section, e.g. "CoLLM (TOIS'24)"
+    table: str
+    method: str  # label as the paper prints it
+    datasets: list[str]
+    tasks: list[str]
+    protocols: list[str]  # empty: matches any protocol (only where the paper's protocol is ours by design)
+    metrics: dict[str, dict[str, float]]
+    method_id: str | None = None  # the benchbed method it corresponds to, if any
+    params: dict[str, Any] = field(default_factory=dict)
+    backbone: str | None = None
+    note: str | None = None
+
+    @property
+    def citation(self) -> str:
+        return f"{self.paper}, {self.table}"
+
+    def matches(self, dataset: str, task: str, protocol: str) -> bool:
+        return (
+            dataset in self.datasets
+            and task in self.tasks
+            and (not self.protocols or protocol in self.protocols)
+        )
+
+    def value(self, column: str) -> float | None:
+        subset, _, key = column.rpartition("/")
+        return self.metrics.get(subset, {}).get(key)
+
+
+def _as_list(value: Any, where: str, key: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{where}: {key!r} must be a string or a list of strings")
+
+
+def load_references(path: Path | None = None) -> list[ReferenceRow]:
+    """Read and validate a reference file (default: the one shipped with benchbed)."""
+    path = Path(path) if path is not None else DEFAULT_REFERENCE_FILE
+    raw = load_yaml(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get("blocks"), list):
+        raise ConfigError(f"{path}: expected a mapping with a 'blocks' list")
+    unknown_top = sorted(set(raw) - {"schema_version", "papers", "blocks"})
+    if unknown_top:
+        raise ConfigError(f"{path}: unknown top-level key(s) {unknown_top}")
+    papers = raw.get("papers") or {}
+    rows: list[ReferenceRow] = []
+    for i, block in enumerate(raw["blocks"]):
+        where = f"{path} blocks[{i}]"
+        if not isinstance(block, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        unknown = sorted(set(block) - BLOCK_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(BLOCK_KEYS)}")
+        missing = [k for k in REQUIRED_BLOCK_KEYS if k not in block]
+        if missing:
+            raise ConfigError(f"{where}: missing key(s) {missing}")
+        paper_key = block["paper"]
+        if paper_key not in papers:
+            raise ConfigError(f"{where}: paper {paper_key!r} is not listed under 'papers'")
+        cite = papers[paper_key].get("cite", paper_key) if isinstance(papers[paper_key], dict) else paper_key
+        subsets = _as_list(block.get("subsets", ["all"]), where, "subsets")
+        method_ids = block.get("methods") or {}
+        method_params = block.get("params") or {}
+        if not isinstance(block["rows"], dict):
+            raise ConfigError(f"{where}: 'rows' must map a method label to {{metric: value}}")
+        for label, values in block["rows"].items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{where} rows[{label!r}]: expected {{metric: value}}")
+            metrics: dict[str, dict[str, float]] = {}
+            for key, value in values.items():
+                if not isinstance(value, int | float):
+                    raise ConfigError(f"{where} rows[{label!r}][{key!r}]: expected a number, got {value!r}")
+                if "/" in key:
+                    subset, _, metric = key.rpartition("/")
+                    metrics.setdefault(subset, {})[metric] = float(value)
+                else:
+                    for subset in subsets:
+                        metrics.setdefault(subset, {})[key] = float(value)
+            rows.append(
+                ReferenceRow(
+                    paper=str(cite),
+                    table=str(block["table"]),
+                    method=str(label),
+                    datasets=_as_list(block["dataset"], where, "dataset"),
+                    tasks=_as_list(block["task"], where, "task"),
+                    protocols=_as_list(block.get("protocol"), where, "protocol"),
+                    metrics=metrics,
+                    method_id=method_ids.get(label),
+                    params=dict(method_params.get(label, {})),
+                    backbone=block.get("backbone"),
+                    note=block.get("note"),
+                )
+            )
+    return rows

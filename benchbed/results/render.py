@@ -1,0 +1,191 @@
+"""Leaderboard boards -> text: rich tables for the terminal, Markdown, CSV and LaTeX (booktabs).
+
+Renderers only format; every number comes from :mod:`benchbed.results.leaderboard`. Each board's heading
+names its dataset, task and protocol, so no number is printed without the protocol that produced it. Paper
+rows carry a dagger and their source; an empty cell means the value is missing for some seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+
+from rich import box
+from rich.table import Table
+
+from benchbed.results.leaderboard import Board, Cell, Row
+
+DAGGER = "†"
+FORMATS = ("rich", "markdown", "csv", "latex")
+
+
+def fmt_value(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def fmt_cell(cell: Cell | None, digits: int = 4, pm: str = " ± ") -> str:
+    if cell is None or cell.mean is None:
+        return ""
+    text = fmt_value(cell.mean, digits)
+    if cell.sem is not None:
+        text += f"{pm}{fmt_value(cell.sem, digits)}"
+    return text
+
+
+def _label(row: Row) -> str:
+    return f"{row.label} {DAGGER}" if row.is_reference else row.label
+
+
+def _seeds(row: Row) -> str:
+    return "" if row.is_reference else str(len(row.seeds))
+
+
+def _footnote(board: Board) -> str | None:
+    sources = sorted({r.source for r in board.rows if r.source})
+    return f"{DAGGER} paper-reported: " + "; ".join(sources) if sources else None
+
+
+def rich_tables(boards: Sequence[Board], digits: int = 4) -> list[Table]:
+    tables = []
+    for board in boards:
+        table = Table(
+            title=board.title,
+            caption=_footnote(board),
+            title_justify="left",
+            caption_justify="left",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            collapse_padding=True,
+            pad_edge=False,
+        )
+        table.add_column("method", no_wrap=True)
+        table.add_column("seeds", justify="right")
+        for column in board.columns:
+            subset, _, key = column.rpartition("/")
+            table.add_column(f"{subset}\n{key}", justify="right")  # two header lines keep columns narrow
+        for row in board.rows:
+            style = "dim" if row.is_reference else None
+            # the standard error goes on a second line: columns stay as narrow as a single number
+            cells = [fmt_cell(row.cells.get(c), digits, pm="\n±") or "–" for c in board.columns]
+            table.add_row(_label(row), _seeds(row), *cells, style=style)
+        tables.append(table)
+    return tables
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(boards: Sequence[Board], digits: int = 4) -> str:
+    parts = []
+    for board in boards:
+        header = ["method", "seeds", *board.columns]
+        lines = [f"### {_md_escape(board.title)}", ""]
+        lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+        for row in board.rows:
+            cells = [fmt_cell(row.cells.get(c), digits) for c in board.columns]
+            lines.append("| " + " | ".join(_md_escape(x) for x in [_label(row), _seeds(row), *cells]) + " |")
+        note = _footnote(board)
+        if note:
+            lines += ["", _md_escape(note)]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_csv(boards: Sequence[Board], digits: int = 6) -> str:
+    """One CSV for all boards: identity columns, then ``<column>`` and ``<column>_sem`` for every column."""
+    columns: list[str] = []
+    for board in boards:
+        columns += [c for c in board.columns if c not in columns]
+    fixed = [
+        "dataset",
+        "task",
+        "protocol",
+        "split_params",
+        "task_params",
+        "method",
+        "params",
+        "seeds",
+        "source",
+    ]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(fixed + [x for c in columns for x in (c, f"{c}_sem")])
+    for board in boards:
+        for row in board.rows:
+            ident = [
+                board.dataset,
+                board.task,
+                board.protocol,
+                json.dumps(board.split_params, sort_keys=True),
+                json.dumps(board.task_params, sort_keys=True),
+                row.label,
+                json.dumps(row.params, sort_keys=True, default=str),
+                " ".join(map(str, row.seeds)),
+                row.source or "",
+            ]
+            values = []
+            for c in columns:
+                cell = row.cells.get(c)
+                values += [
+                    fmt_value(cell.mean if cell else None, digits),
+                    fmt_value(cell.sem if cell else None, digits),
+                ]
+            writer.writerow(ident + values)
+    return out.getvalue()
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "·": r"$\cdot$", "±": r"$\pm$",
+}  # fmt: skip
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def render_latex(boards: Sequence[Board], digits: int = 4) -> str:
+    """One booktabs ``tabular`` per board, headed by a comment and a caption line naming the protocol."""
+    parts = []
+    for board in boards:
+        lines = [
+            f"% {board.title}",
+            r"\begin{table}[t]",
+            r"\centering",
+            f"\\caption{{{latex_escape(board.title)}}}",
+        ]
+        lines.append(r"\begin{tabular}{l" + "r" * (1 + len(board.columns)) + "}")
+        lines.append(r"\toprule")
+        header = ["Method", "Seeds", *board.columns]
+        lines.append(" & ".join(latex_escape(h) for h in header) + r" \\")
+        lines.append(r"\midrule")
+        seen_reference = False
+        for row in board.rows:
+            if row.is_reference and not seen_reference and any(not r.is_reference for r in board.rows):
+                lines.append(r"\midrule")
+            seen_reference = seen_reference or row.is_reference
+            label = latex_escape(row.label) + (r"$^\dagger$" if row.is_reference else "")
+            cells = [fmt_cell(row.cells.get(c), digits, pm=r" $\pm$ ") for c in board.columns]
+            lines.append(" & ".join([label, _seeds(row), *cells]) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        note = _footnote(board)
+        if note:
+            lines.append(r"\\[2pt]{\footnotesize " + latex_escape(note).replace(DAGGER, r"$^\dagger$") + "}")
+        lines.append(r"\end{table}")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_text(boards: Sequence[Board], fmt: str, digits: int = 4) -> str:
+    """Markdown, CSV or LaTeX as a string (rich output goes through :func:`rich_tables`)."""
+    if fmt == "markdown":
+        return render_markdown(boards, digits)
+    if fmt == "csv":
+        return render_csv(boards)
+    if fmt == "latex":
+        return render_latex(boards, digits)
+    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,240 @@
+"""One run: RunConfig -> split -> method -> fit -> task evaluation -> RunRecord on disk.
+
+The record's path is a function of the config, so a finished run is found and skipped (``force`` re-runs).
+Setup problems (unknown method, bad parameter, a task the method does not support) raise before anything
+is written; anything that fails after that writes a record with ``status: failed`` and the one-line error,
+then re-raises, so a results tree always says what was tried.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import benchbed
+from benchbed.config import RunConfig, stable_hash
+from benchbed.errors import BenchbedError, ConfigError
+from benchbed.methods import build_method
+from benchbed.methods.base import BaseRecommender, RunContext
+from benchbed.results.record import RecordError, RunRecord, read_record
+from benchbed.results.store import record_path, write_record
+from benchbed.settings import get_settings
+from benchbed.tasks import build_task
+from benchbed.tasks.base import Task
+
+
+@dataclass
+class RunOutcome:
+    record: RunRecord
+    path: Path
+    skipped: bool  # True: an earlier successful record for this config was found and returned
+
+
+def git_sha() -> str | None:
+    """The checkout's commit, or None when benchbed is not running from a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(benchbed.__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and sha else None
+
+
+def resolve_device(device: str | None, dtype: str | None) -> tuple[str, str]:
+    """CUDA + bfloat16 when present, else CPU + float32; explicit choices win."""
+    if device is None or dtype is None:
+        try:
+            import torch
+
+            cuda = bool(torch.cuda.is_available())
+        except ImportError:  # pragma: no cover - torch is a dependency
+            cuda = False
+        device = device or ("cuda" if cuda else "cpu")
+        dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+    return device, dtype
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def one_line(exc: BaseException) -> str:
+    """The error a record keeps: BenchbedError messages as they are, others with their type."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, BenchbedError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak resident memory of this process (``ru_maxrss``, a lifetime peak) or, on CUDA, the larger of it
+    and the peak allocated CUDA memory since the run started."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    mb = rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+    if device.startswith("cuda"):
+        import torch
+
+        mb = max(mb, torch.cuda.max_memory_allocated() / 2**20)
+    return round(mb, 1)
+
+
+def setup(config: RunConfig) -> tuple[BaseRecommender, Task]:
+    """Build the method and task, checking they fit together; raises before any work is done."""
+    method = build_method(config.method, dict(config.method_params))
+    task = build_task(config.task, dict(config.task_params))
+    supported = sorted(getattr(method, "tasks", ()))
+    if config.task not in supported:
+        tasks = ", ".join(supported)
+        raise ConfigError(
+            f"method {config.method!r} does not support task {config.task!r} (it supports: {tasks})"
+        )
+    return method, task  # type: ignore[return-value]
+
+
+def make_context(config: RunConfig, log: Callable[[str], None] | None) -> RunContext:
+    settings = get_settings()
+    device, dtype = resolve_device(config.device, config.dtype)
+    return RunContext(
+        task=config.task,
+        seed=config.seed,
+        device=device,
+        dtype=dtype,
+        cache_dir=Path(settings.cache_dir),
+        work_dir=Path(settings.cache_dir) / "work" / config.hash(),
+        verbose=settings.verbosity,
+        log=log,
+    )
+
+
+def find_existing(config: RunConfig) -> tuple[Path, RunRecord | None]:
+    """The record path of ``config`` and its successful record, if one is already there."""
+    path = record_path(get_settings().results_dir, config)
+    if not path.exists():
+        return path, None
+    try:
+        record = read_record(path)
+    except RecordError:
+        return path, None  # unreadable: run again and overwrite
+    return path, record if record.status == "ok" else None
+
+
+def execute(
+    config: RunConfig, *, force: bool = False, progress: bool = True, log: Callable[[str], None] | None = None
+) -> RunOutcome:
+    """Run ``config`` (or find its record) and return the record, where it is and whether it was skipped."""
+    path, existing = find_existing(config)
+    if existing is not None and not force:
+        return RunOutcome(existing, path, skipped=True)
+    if log is None and progress and get_settings().verbosity >= 0:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        log = lambda message: console.print(message, highlight=False)  # noqa: E731
+    method, task = setup(config)
+    ctx = make_context(config, log)
+    seed_everything(config.seed)
+    record = RunRecord(
+        run_id=uuid.uuid4().hex[:12],
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=asdict(config),
+        config_hash=config.hash(),
+        method=config.method,
+        method_params=dict(method.params),
+        params_hash=stable_hash(method.params),
+        dataset=config.dataset,
+        task=config.task,
+        seed=config.seed,
+        status="failed",
+        benchbed_version=benchbed.__version__,
+        git_sha=git_sha(),
+        task_params=dict(task.params),
+        cost={"device": ctx.device, "dtype": ctx.dtype},
+    )
+    predictions = None
+    try:
+        predictions = _run_stages(config, method, task, ctx, record)
+        record.status = "ok"
+    except BaseException as exc:
+        record.status, record.error = "failed", one_line(exc) or "interrupted"
+        record.cost["peak_memory_mb"] = peak_memory_mb(ctx.device)
+        write_record(path, record)
+        ctx.say(f"[red]run failed[/]: {record.error} (record: {path})")
+        raise
+    write_record(path, record, predictions if config.save_predictions else None)
+    ctx.say(f"record written to {path}")
+    return RunOutcome(record, path, skipped=False)
+
+
+def _run_stages(
+    config: RunConfig, method: BaseRecommender, task: Task, ctx: RunContext, record: RunRecord
+) -> Any:
+    from benchbed.data.prepare import prepare_split
+
+    if ctx.device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    prepared = prepare_split(config.dataset, config.split, dict(config.split_params))
+    split = prepared.split
+    record.dataset_hash = split.data.content_hash()
+    record.split_protocol = split.protocol
+    record.split_params = dict(split.params)
+    record.split_hash = split.hash or split.compute_hash()
+    record.cost["prepare_s"] = round(time.perf_counter() - start, 3)
+    ctx.say(
+        f"[bold]{config.method}[/] on {config.dataset} · {config.task} · {split.protocol} "
+        f"(split {record.split_hash}, {'cached' if prepared.cache_hit else 'built'}) · seed {config.seed} · "
+        f"{ctx.device}/{ctx.dtype}"
+    )
+    task.check_split(split)
+    check_method = getattr(task, "check_method", None)
+    if check_method is not None:
+        check_method(method, split)
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    method.fit(split, ctx)
+    record.cost["train_s"] = round(time.perf_counter() - start, 3)
+    record.backbone = dict(method.backbone_info) or None
+    record.templates = getattr(method, "template_info", None)
+    record.cost["trainable_params"] = int(method.trainable_parameters())
+
+    start = time.perf_counter()
+    result = task.evaluate(method, split, ctx, stage="test")
+    record.cost["eval_s"] = round(time.perf_counter() - start, 3)
+    record.cost["peak_memory_mb"] = peak_memory_mb(ctx.device)
+    record.metrics = {s: {k: float(v) for k, v in m.items()} for s, m in result.metrics.items()}
+    record.counts = result.counts
+    record.info = {**result.info, "split_cache_hit": prepared.cache_hit}
+    return result.predictions
+
+
+def run(config: RunConfig, *, force: bool = False, progress: bool = True) -> RunRecord:
+    """Run one config and return its record (the existing one when already done, unless ``force``)."""
+    return execute(config, force=force, progress=progress).record

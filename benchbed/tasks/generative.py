@@ -1,0 +1,213 @@
+"""Generative retrieval on the OpenP5 protocol: the method writes the id of each test user's next item.
+
+Split: ``leave-one-out`` (test target = each user's last item, history = the earlier items, capped at
+``history_len``). Items are spelled by the split's item index (``random`` from 1001 by default, or
+``sequential``), shared by every method through ``split.extras``. The method answers ``RankRequests`` with up to
+``beams`` generated ids per user (constrained beam search: never an invalid id); the task scores them with the
+same ranking functions as ``topk`` with one ground truth (IDCG = 1): HR@5/10 and NDCG@5/10.
+
+Subsets: ``all``/``warm``/``cold`` on the first seen template and ``seen``/``unseen``/``unseen:warm``/
+``unseen:cold`` for prompt methods. Warm/cold defaults to the split's flags (the user's train history length
+and the target item's train count both >= the split's ``warm_threshold``, 3), exactly what ``topk`` uses for
+SASRec on the same split; ``warm_min_history`` / ``warm_min_item_count`` set other thresholds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError, DataError
+from benchbed.generative.examples import SUB_TASKS, check_split, eval_rows
+from benchbed.generative.indexing import MODES
+from benchbed.generative.metrics import generative_metrics
+from benchbed.generative.setup import GenerativeSetup, attach_setup
+from benchbed.methods.base import BaseRecommender, RankRequests, RunContext
+from benchbed.tasks.base import Task, TaskResult
+from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates_for
+
+SETUP_KEYS = tuple(GenerativeSetup().as_dict())
+
+
+class GenerativeTask(Task):
+    name: ClassVar[str] = "generative"
+    defaults: ClassVar[dict[str, Any]] = {
+        **GenerativeSetup().as_dict(),  # sub_task, indexing, index_seed, history_len, templates_per_example, banks
+        "ks": [5, 10],  # seed 003 / OpenP5 report HR and NDCG at 5 and 10
+        "beams": 10,  # OpenP5: beams = max k
+        "filter_history": False,  # OpenP5 default: history items may be generated (and count as misses)
+        "warm_min_history": None,  # None: the split's warm flags
+        "warm_min_item_count": None,
+        "batch_size": 64,  # users per `rank` call
+        "max_users": None,  # evaluate only the first N users by id (smoke runs); None = all
+    }
+    validation_metric: ClassVar[str] = "ndcg@10"
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p = self.params
+        if p["sub_task"] not in SUB_TASKS:
+            raise ConfigError(
+                f"task 'generative': sub_task must be one of {list(SUB_TASKS)}, got {p['sub_task']!r}"
+            )
+        if p["indexing"] not in MODES:
+            raise ConfigError(
+                f"task 'generative': indexing must be one of {list(MODES)}, got {p['indexing']!r}"
+            )
+        ks = p["ks"]
+        if isinstance(ks, int | str):
+            ks = [int(k) for k in str(ks).split(",")]
+        if not ks or min(ks) < 1:
+            raise ConfigError(f"task 'generative': ks must be positive integers, got {p['ks']!r}")
+        p["ks"] = sorted({int(k) for k in ks})
+        if int(p["beams"]) < max(p["ks"]):
+            raise ConfigError(
+                f"task 'generative': beams ({p['beams']}) must be >= the largest k ({max(p['ks'])})"
+            )
+        if int(p["history_len"]) < 1:
+            raise ConfigError("task 'generative': history_len must be >= 1")
+        self.setup = GenerativeSetup(**{k: p[k] for k in SETUP_KEYS})
+
+    def check_split(self, split: Split) -> None:
+        """Validate the split, the banks and the index, and attach the setup methods train with."""
+        check_split(split)
+        self.setup.banks  # noqa: B018 - loads and validates both banks now, before any training
+        index = self.setup.index(split)
+        for name, frame in (("valid", split.valid), ("test", split.test)):
+            index.require(frame["item"].to_numpy(), name)
+        attach_setup(split, self.setup)
+
+    def evaluate(
+        self, method: BaseRecommender, split: Split, ctx: RunContext, *, stage: str = "test"
+    ) -> TaskResult:
+        self.check_split(split)
+        p = self.params
+        rows = eval_rows(split, stage, history_len=int(p["history_len"]))
+        n = len(rows.users) if p["max_users"] is None else min(len(rows.users), int(p["max_users"]))
+        users, histories, targets = rows.users[:n], rows.histories[:n], rows.targets[:n]
+        warm = self._warm(split, rows.frame.iloc[:n])
+        parts: list[pd.DataFrame] = []
+        decode_info: dict[str, Any] = {}
+        for template in templates_for(method, stage):
+            ranked = np.full((n, int(p["beams"])), -1, dtype=np.int64)
+            stats: dict[str, float] = {}
+            for sl in batches(n, int(p["batch_size"]), ctx, f"generative {stage} ({template})"):
+                req = RankRequests(
+                    users=users[sl],
+                    histories=histories[sl],
+                    k=int(p["beams"]),
+                    exclude=[np.asarray(h, dtype=np.int64) for h in histories[sl]]
+                    if p["filter_history"]
+                    else None,
+                    template=template,
+                )
+                out = method.rank(req)
+                got = np.asarray(out.items, dtype=np.int64)
+                if got.shape[0] != len(req):
+                    raise DataError(
+                        f"method {method.name!r} returned {got.shape[0]} rankings for {len(req)} users"
+                    )
+                width = min(got.shape[1], ranked.shape[1])
+                ranked[sl, :width] = got[:, :width]
+                for key, value in (out.info or {}).items():
+                    if (
+                        isinstance(value, int | float)
+                        and not isinstance(value, bool)
+                        and not key.endswith("_share")
+                    ):
+                        stats[key] = stats.get(key, 0.0) + float(value)
+            decode_info[template] = _summarise(stats)
+            parts.append(self._predictions(users, targets, warm, ranked, template))
+        predictions = pd.concat(parts, ignore_index=True)
+        metrics, counts = self.compute_metrics(predictions)
+        info = {
+            "stage": stage,
+            "protocol": "OpenP5 generative (leave-one-out, one ground truth, IDCG = 1)",
+            "setup": self.setup.as_dict(),
+            "index": {"mode": self.setup.indexing, "seed": self.setup.index_seed},
+            "templates": self.setup.template_info(),
+            "decoding": decode_info,
+            "warm_definition": self._warm_definition(split),
+            "filter_history": bool(p["filter_history"]),
+        }
+        return TaskResult(metrics, counts, predictions, info=info)
+
+    # --- subsets ------------------------------------------------------------------------------------
+    def _warm(self, split: Split, frame: pd.DataFrame) -> np.ndarray | None:
+        p = self.params
+        if p["warm_min_history"] is None and p["warm_min_item_count"] is None:
+            return frame["warm"].to_numpy(dtype=bool) if "warm" in frame.columns else None
+        train_len = (
+            split.train.groupby("user").size().reindex(frame["user"].to_numpy(), fill_value=0).to_numpy()
+        )
+        item_counts = split.train["item"].value_counts()
+        target_counts = item_counts.reindex(frame["item"].to_numpy(), fill_value=0).to_numpy()
+        user_ok = train_len >= int(p["warm_min_history"] or 0)
+        item_ok = target_counts >= int(p["warm_min_item_count"] or 0)
+        return np.asarray(user_ok & item_ok, dtype=bool)
+
+    def _warm_definition(self, split: Split) -> str:
+        p = self.params
+        if p["warm_min_history"] is None and p["warm_min_item_count"] is None:
+            threshold = split.params.get("warm_threshold", "?")
+            return (
+                f"split flags: user train history >= {threshold} and target item train count >= {threshold}"
+            )
+        return (
+            f"user train history >= {p['warm_min_history'] or 0} and target item train count >= "
+            f"{p['warm_min_item_count'] or 0}"
+        )
+
+    # --- predictions and metrics ----------------------------------------------------------------------
+    @staticmethod
+    def _predictions(
+        users: np.ndarray, targets: np.ndarray, warm: np.ndarray | None, ranked: np.ndarray, template: str
+    ) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "template": template,
+                "user": users,
+                "item": targets,
+                "warm": warm if warm is not None else pd.array([pd.NA] * len(users), dtype="boolean"),
+                "ranked": [r.tolist() for r in ranked],
+            }
+        )
+
+    def compute_metrics(
+        self, predictions: pd.DataFrame
+    ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, int]]]:
+        """Metrics and counts per subset from the predictions frame alone (``benchbed rescore``)."""
+        metrics: dict[str, dict[str, float]] = {}
+        counts: dict[str, dict[str, int]] = {}
+        templates = predictions["template"].unique().tolist()
+        for template, part in predictions.groupby("template", sort=False):
+            warm_col = part["warm"]
+            warm = None if warm_col.isna().any() else warm_col.to_numpy(dtype=bool)
+            ranked = np.asarray(part["ranked"].tolist(), dtype=np.int64).reshape(len(part), -1)
+            targets = part["item"].to_numpy(dtype=np.int64)
+            for subset, mask in subset_masks(warm, len(part)).items():
+                if mask.any():
+                    values = generative_metrics(ranked[mask], targets[mask], self.params["ks"])
+                else:
+                    values = {f"{m}@{k}": float("nan") for k in self.params["ks"] for m in ("hr", "ndcg")}
+                count = {"rows": int(mask.sum()), "users": int(part["user"][mask].nunique())}
+                name = subset_name(str(template), subset)
+                metrics[name], counts[name] = values, count
+                if template == "seen" and subset == "all" and "unseen" in templates:
+                    metrics["seen"], counts["seen"] = dict(values), dict(count)
+        return metrics, counts
+
+
+def _summarise(stats: dict[str, float]) -> dict[str, float]:
+    """Shares from summed beam counts (methods report counts per batch in ``Rankings.info``)."""
+    out = dict(stats)
+    if stats.get("valid_beams"):
+        out["constrained_beam_share"] = stats.get("constrained_beams", 0.0) / stats["valid_beams"]
+    if stats.get("decisions"):
+        out["constrained_step_share"] = stats.get("overrides", 0.0) / stats["decisions"]
+    if stats.get("beams"):
+        out["valid_beam_share"] = stats.get("valid_beams", 0.0) / stats["beams"]
+    return out
