@@ -113,7 +113,8 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-# The project's registries. Modules register into these at import time of benchbed.catalog_index.
+# The project's registries. Each is filled when its package is imported: benchbed.data.catalog (datasets,
+# splits), benchbed.metrics, benchbed.tasks, benchbed.methods (plus entry-point plugins).
 DATASETS: Registry[Any] = Registry("dataset")
 SPLITS: Registry[Callable[..., Any]] = Registry("split protocol")
 METRICS: Registry[Any] = Registry("metric")

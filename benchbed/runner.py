@@ -91,12 +91,21 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _cuda(device: str) -> bool:
+    """A CUDA device that exists (``--device cuda`` on a CPU-only build fails in the method, not here)."""
+    if not device.startswith("cuda"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def peak_memory_mb(device: str) -> float:
     """Peak resident memory of this process (``ru_maxrss``, a lifetime peak) or, on CUDA, the larger of it
     and the peak allocated CUDA memory since the run started."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     mb = rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-    if device.startswith("cuda"):
+    if _cuda(device):
         import torch
 
         mb = max(mb, torch.cuda.max_memory_allocated() / 2**20)
@@ -108,7 +117,8 @@ def setup(config: RunConfig) -> tuple[BaseRecommender, Task]:
     method = build_method(config.method, dict(config.method_params))
     task = build_task(config.task, dict(config.task_params))
     supported = sorted(getattr(method, "tasks", ()))
-    if config.task not in supported:
+    accepts = getattr(task, "accepts_method", None)  # a task may also evaluate methods built for another task
+    if config.task not in supported and not (accepts is not None and accepts(method)):
         tasks = ", ".join(supported)
         raise ConfigError(
             f"method {config.method!r} does not support task {config.task!r} (it supports: {tasks})"
@@ -143,10 +153,31 @@ def find_existing(config: RunConfig) -> tuple[Path, RunRecord | None]:
     return path, record if record.status == "ok" else None
 
 
+def run_companions(
+    config: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None
+) -> list[RunOutcome]:
+    """Run (or reuse the records of) the methods a method compares itself with.
+
+    A method class may define ``companions() -> [(method, params), ...]`` (CoLLM: its CF model and tallrec,
+    whose stage it shares); each runs first with the same dataset, split, task and seed, so the
+    leaderboard printed after the run holds the comparison. Existing records are reused, never forced.
+    """
+    from benchbed.methods import get_method_class
+
+    if not callable(getattr(get_method_class(config.method), "companions", None)):
+        return []
+    method = build_method(config.method, dict(config.method_params))
+    return [
+        execute(config.with_updates(method=name, method_params=dict(params)), progress=progress, log=log)
+        for name, params in method.companions()
+    ]
+
+
 def execute(
     config: RunConfig, *, force: bool = False, progress: bool = True, log: Callable[[str], None] | None = None
 ) -> RunOutcome:
     """Run ``config`` (or find its record) and return the record, where it is and whether it was skipped."""
+    run_companions(config, progress=progress, log=log)
     path, existing = find_existing(config)
     if existing is not None and not force:
         return RunOutcome(existing, path, skipped=True)
@@ -195,12 +226,14 @@ def _run_stages(
 ) -> Any:
     from benchbed.data.prepare import prepare_split
 
-    if ctx.device.startswith("cuda"):
+    if _cuda(ctx.device):
         import torch
 
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    prepared = prepare_split(config.dataset, config.split, dict(config.split_params))
+    # a task may name the protocol it is defined on (generative: leave-one-out) for runs that give none
+    split_name = config.split or getattr(task, "default_split", None)
+    prepared = prepare_split(config.dataset, split_name, dict(config.split_params))
     split = prepared.split
     record.dataset_hash = split.data.content_hash()
     record.split_protocol = split.protocol
@@ -232,6 +265,8 @@ def _run_stages(
     record.metrics = {s: {k: float(v) for k, v in m.items()} for s, m in result.metrics.items()}
     record.counts = result.counts
     record.info = {**result.info, "split_cache_hit": prepared.cache_hit}
+    if callable(getattr(method, "record_info", None)):  # e.g. an LLM method's budget and stages
+        record.info["method"] = method.record_info()
     return result.predictions
 
 

@@ -141,7 +141,7 @@ def load_suite(path: Path) -> Suite:
 
 
 # --- baseline ---------------------------------------------------------------------------------------------
-def _label(config: RunConfig) -> str:
+def run_label(config: RunConfig) -> str:
     extra = ""
     if config.task_params:
         extra = " " + ",".join(f"{k}={v}" for k, v in sorted(config.task_params.items()))
@@ -160,7 +160,7 @@ def baseline_payload(suite: Suite, metrics: dict[str, dict[str, dict[str, float 
             for subset, values in metrics[key].items()
         }
         runs[key] = {
-            "label": _label(config),
+            "label": run_label(config),
             "config": asdict(config),
             "metrics": {s: v for s, v in selected.items() if v},
         }
@@ -188,7 +188,7 @@ def load_baseline(path: Path, suite: Suite) -> dict[str, dict[str, dict[str, flo
         raise ConfigError(
             f"{path}: not a benchbed baseline (schema_version {BASELINE_VERSION} with a 'runs' mapping)"
         )
-    want = {suite.run_key(c): _label(c) for c in suite.runs}
+    want = {suite.run_key(c): run_label(c) for c in suite.runs}
     missing = [want[k] for k in want if k not in raw["runs"]]
     extra = [
         str(v.get("label", k)) if isinstance(v, dict) else k for k, v in raw["runs"].items() if k not in want
@@ -244,7 +244,7 @@ def compare(
     out = []
     for config in suite.runs:
         key = suite.run_key(config)
-        label = _label(config)
+        label = run_label(config)
         now = current[key]
         for subset, values in baseline[key].items():
             for metric, base in values.items():

@@ -1,8 +1,9 @@
 """Performance benchmark: benchbed's metrics against RecBole's evaluator and scikit-learn, on the same inputs.
 
 Run: ``python benchmarks/perf_metrics.py [--repeats 3] [--seed 0]``. Not a test: it prints times, ratios and
-the largest disagreement between the two sides (which should be ~1e-12), so a speed-up can never hide a
-wrong number.
+the largest disagreement between the two sides (~1e-12 or 0; in full ranking, a few users whose float32
+scores tie inside their top 50, which torch.topk orders arbitrarily and benchbed by item id), so a speed-up
+can never hide a wrong number.
 
 Inputs (random, seeded):
 - full ranking the size of ML-1M: 6,040 users x 3,706 items float32 scores, ~130 training items per user
@@ -12,7 +13,7 @@ Inputs (random, seeded):
 - CTR: 1,000,000 labeled rows over 6,000 users. AUC vs sklearn ``roc_auc_score`` and RecBole ``AUC``;
   UAUC vs a per-user ``roc_auc_score`` loop (the CoLLM code); GAUC vs RecBole's path (pad per user, sort,
   average ranks, ``GAUC.metric_info``); per-user NDCG vs a per-user ``ndcg_score`` loop; LogLoss vs sklearn.
-Times are the best of ``--repeats`` runs (slow per-user loops run once).
+Times are the best of ``--repeats`` runs, the two sides alternating (slow per-user loops run once).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -55,13 +57,17 @@ def recbole_modules() -> tuple[Any, Any]:
     )
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    best, result = float("inf"), None
+def compare(ours: Callable[[], Any], ref: Callable[[], Any], repeats: int) -> tuple[float, Any, float, Any]:
+    """Best-of-``repeats`` times of both sides, alternating them so that load from other processes on the
+    machine hits both alike. Returns (our seconds, our result, reference seconds, reference result)."""
+    best = [float("inf"), float("inf")]
+    results: list[Any] = [None, None]
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for side, fn in enumerate((ours, ref)):
+            start = time.perf_counter()
+            results[side] = fn()
+            best[side] = min(best[side], time.perf_counter() - start)
+    return best[0], results[0], best[1], results[1]
 
 
 # ------------------------------------------------------------------ full ranking
@@ -172,6 +178,10 @@ def recbole_gauc(metrics: Any, collector: Any, users, labels, scores) -> float:
     return float(metric.metric_info(pos_rank_sum.numpy(), user_len, pos_mat.sum(1).numpy()))
 
 
+def _gap(ours: dict[str, float], ref: dict[str, float]) -> float:
+    return max(abs(ours[key] - ref[key]) for key in ref)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -185,63 +195,60 @@ def main() -> None:
     # full ranking
     scores, positives = ranking_inputs(rng)
     scores_t = torch.from_numpy(scores)
-    t_ours_topk, (ids, hits) = timed(
-        lambda: (ids := rk.top_k(scores, max(KS))[0], rk.hits_from_rankings(ids, positives)), args.repeats
-    )
-    t_ref_topk, (pos_index, pos_len) = timed(lambda: recbole_topk(scores_t, positives), args.repeats)
     n_pos = rk.positive_counts(positives)
-    t_ours_m, ours = timed(
-        lambda: {f"{n}@{k}": f(hits, n_pos, k).value for n, f in RANKING.items() for k in KS}, args.repeats
+
+    def ours_topk() -> tuple[np.ndarray, np.ndarray]:
+        ids = rk.top_k(scores, max(KS))[0]
+        return ids, rk.hits_from_rankings(ids, positives)
+
+    t_o, (ids, hits), t_r, (pos_index, pos_len) = compare(
+        ours_topk, lambda: recbole_topk(scores_t, positives), args.repeats
     )
-    t_ref_m, ref = timed(lambda: recbole_ranking(metrics, pos_index, pos_len), args.repeats)
-    t_ours_all, ours_all = timed(lambda: benchbed_ranking(scores, positives), args.repeats)
-    t_ref_all, ref_all = timed(
-        lambda: recbole_ranking(metrics, *recbole_topk(scores_t, positives)), args.repeats
-    )
-    diff = max(abs(ours[key] - ref[key]) for key in ref)
-    diff_all = max(abs(ours_all[key] - ref_all[key]) for key in ref_all)
     # torch.topk orders tied scores arbitrarily, benchbed by item id: hit rows may differ only where the
     # top-50 scores of that row contain a tie (float32 scores do tie now and then)
     top_vals = np.sort(np.take_along_axis(scores, ids, axis=1), axis=1)
     tied = (top_vals[:, 1:] == top_vals[:, :-1]).any(axis=1)
     differ = (hits != pos_index).any(axis=1)
     unexplained = int((differ & ~tied).sum())
-    hit_diff = f"{int(differ.sum())} rows*"
-    rows += [
-        (
-            "full ranking: top-50 + hit matrix",
-            t_ours_topk,
-            "torch.topk + RecBole pos gather",
-            t_ref_topk,
-            hit_diff,
-        ),
-        ("full ranking: 5 metrics x 4 K", t_ours_m, "RecBole metric_info x5", t_ref_m, diff),
-        ("full ranking: end to end", t_ours_all, "RecBole end to end", t_ref_all, diff_all),
-    ]
+    rows.append(
+        ("full ranking: top-50 + hits", t_o, "torch.topk + RecBole gather", t_r, f"{differ.sum()} rows*")
+    )
+    t_o, ours, t_r, ref = compare(
+        lambda: {f"{n}@{k}": f(hits, n_pos, k).value for n, f in RANKING.items() for k in KS},
+        lambda: recbole_ranking(metrics, pos_index, pos_len),
+        args.repeats,
+    )
+    rows.append(("full ranking: 5 metrics x 4 K", t_o, "RecBole metric_info x5", t_r, _gap(ours, ref)))
+    t_o, ours, t_r, ref = compare(
+        lambda: benchbed_ranking(scores, positives),
+        lambda: recbole_ranking(metrics, *recbole_topk(scores_t, positives)),
+        args.repeats,
+    )
+    rows.append(("full ranking: end to end", t_o, "RecBole end to end", t_r, _gap(ours, ref)))
 
     # CTR rows
     users, labels, probs = ctr_inputs(rng)
-    t_o, v_o = timed(lambda: cls.auc(labels, probs).value, args.repeats)
-    t_r, v_r = timed(lambda: roc_auc_score(labels, probs), args.repeats)
-    rows.append(("AUC (1M rows)", t_o, "sklearn roc_auc_score", t_r, abs(v_o - v_r)))
-    t_r2, v_r2 = timed(
-        lambda: metrics.AUC({"metric_decimal_place": 12}).metric_info(probs, labels), args.repeats
-    )
-    rows.append(("AUC (1M rows)", t_o, "RecBole AUC.metric_info", t_r2, abs(v_o - v_r2)))
-    t_o, v_o = timed(lambda: cls.uauc(users, labels, probs).value, args.repeats)
-    t_r, v_r = timed(lambda: sklearn_uauc(users, labels, probs), 1)
-    rows.append(("UAUC (1M rows, 6k users)", t_o, "per-user roc_auc_score loop", t_r, abs(v_o - v_r)))
-    t_o, v_o = timed(lambda: cls.gauc(users, labels, probs).value, args.repeats)
-    t_r, v_r = timed(lambda: recbole_gauc(metrics, collector, users, labels, probs), args.repeats)
-    rows.append(("GAUC (1M rows, 6k users)", t_o, "RecBole pad+sort+GAUC", t_r, abs(v_o - v_r)))
-    t_o, v_o = timed(lambda: cls.user_ndcg(users, labels, probs).value, args.repeats)
-    t_r, v_r = timed(lambda: sklearn_user_ndcg(users, labels, probs), 1)
-    rows.append(("per-user NDCG (1M rows)", t_o, "per-user ndcg_score loop", t_r, abs(v_o - v_r)))
-    t_o, v_o = timed(lambda: cls.logloss(labels, probs).value, args.repeats)
-    t_r, v_r = timed(lambda: log_loss(labels, probs), args.repeats)
-    rows.append(("LogLoss (1M rows)", t_o, "sklearn log_loss", t_r, abs(v_o - v_r)))
+    recbole_auc = metrics.AUC({"metric_decimal_place": 12})
+    cases: list[tuple[str, Callable[[], float], str, Callable[[], float], int]] = [
+        ("AUC", lambda: cls.auc(labels, probs).value, "sklearn roc_auc_score",
+         lambda: roc_auc_score(labels, probs), args.repeats),
+        ("AUC", lambda: cls.auc(labels, probs).value, "RecBole AUC.metric_info",
+         lambda: recbole_auc.metric_info(probs, labels), args.repeats),
+        ("UAUC", lambda: cls.uauc(users, labels, probs).value, "per-user roc_auc_score loop",
+         lambda: sklearn_uauc(users, labels, probs), 1),
+        ("GAUC", lambda: cls.gauc(users, labels, probs).value, "RecBole pad+sort+GAUC",
+         lambda: recbole_gauc(metrics, collector, users, labels, probs), args.repeats),
+        ("per-user NDCG", lambda: cls.user_ndcg(users, labels, probs).value, "per-user ndcg_score loop",
+         lambda: sklearn_user_ndcg(users, labels, probs), 1),
+        ("LogLoss", lambda: cls.logloss(labels, probs).value, "sklearn log_loss",
+         lambda: log_loss(labels, probs), args.repeats),
+    ]  # fmt: skip
+    for name, ours_fn, ref_name, ref_fn, repeats in cases:
+        t_o, v_o, t_r, v_r = compare(ours_fn, ref_fn, repeats)
+        rows.append((f"{name} (1M rows)", t_o, ref_name, t_r, abs(v_o - v_r)))
 
-    table = Table(title=f"benchbed metrics vs references (best of {args.repeats}; per-user loops once)")
+    title = f"benchbed metrics vs references (best of {args.repeats}, alternating; per-user loops once)"
+    table = Table(title=title)
     for column, justify in [
         ("what", "left"),
         ("benchbed s", "right"),
@@ -264,7 +271,8 @@ def main() -> None:
         f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"python {platform.python_version()}, {platform.machine()}; "
         f"ranking {scores.shape[0]}x{scores.shape[1]}, ~{n_pos.mean():.0f} positives/user; "
-        f"CTR {len(labels):,} rows, {len(np.unique(users)):,} users"
+        f"CTR {len(labels):,} rows, {len(np.unique(users)):,} users; "
+        f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
 
 

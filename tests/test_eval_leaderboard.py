@@ -1,4 +1,4 @@
-"""Run records, the record store, paper references and leaderboard building/rendering (hand-written records)."""
+"""Run records, the record store, paper references, leaderboard building and rendering (hand-written)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ def test_record_roundtrip_and_validation(tmp_path: Path) -> None:
 def test_store_paths_are_deterministic_and_loading_lists_skips(tmp_path: Path) -> None:
     config = RunConfig(method="recbole:BPR", dataset="/data/my set", task="topk", seed=3)
     path = record_path(tmp_path, config)
-    assert path == record_path(tmp_path, RunConfig(method="recbole:BPR", dataset="/data/my set", task="topk", seed=3))
+    assert path == record_path(
+        tmp_path, RunConfig(method="recbole:BPR", dataset="/data/my set", task="topk", seed=3)
+    )
     assert path.parent == tmp_path / "my-set" / "topk" and path.name == f"recbole-BPR-{config.hash()}-s3.json"
     write_record(path, rec("mf", 3, {"all": {"auc": 0.7}}))
     (tmp_path / "junk.json").write_text("[1, 2")
@@ -140,7 +142,9 @@ def test_paper_rows_join_matching_boards(tmp_path: Path) -> None:
 
 def test_reference_file_errors(tmp_path: Path) -> None:
     bad = tmp_path / "ref.yaml"
-    bad.write_text("papers: {x: {cite: X}}\nblocks:\n  - {paper: x, table: T, dataset: d, task: ctr, rowz: {}}\n")
+    bad.write_text(
+        "papers: {x: {cite: X}}\nblocks:\n  - {paper: x, table: T, dataset: d, task: ctr, rowz: {}}\n"
+    )
     with pytest.raises(ConfigError, match=r"ref\.yaml blocks\[0\]: unknown key\(s\) \['rowz'\]"):
         load_references(bad)
     bad.write_text("papers: {}\nblocks:\n  - {paper: x, table: T, dataset: d, task: ctr, rows: {}}\n")
@@ -162,7 +166,10 @@ def test_renderers() -> None:
     csv_text = render_csv(boards)
     header = csv_text.splitlines()[0].split(",")
     assert header[:3] == ["dataset", "task", "protocol"] and "all/auc_sem" in header
-    assert any(line.startswith("ml-1m,ctr,temporal-window") and ",0.720000,0.011547," in line for line in csv_text.splitlines())
+    assert any(
+        line.startswith("ml-1m,ctr,temporal-window") and ",0.720000,0.011547," in line
+        for line in csv_text.splitlines()
+    )
     tex = render_latex(boards)
     assert "\\toprule" in tex and "0.7200 $\\pm$ 0.0115" in tex and "CoLLM-MF$^\\dagger$" in tex
     assert len(rich_tables(boards)) == len(boards)

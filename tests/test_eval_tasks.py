@@ -46,8 +46,12 @@ def make_split(labeled: bool = True) -> Split:
     if not labeled:
         for f in (train, valid, test):
             f["label"] = np.int8(-1)
-    inter = pd.concat([train, valid, test], ignore_index=True)[["user", "item", "rating", "label", "timestamp"]]
-    items = pd.DataFrame({"raw_id": [f"i{i}" for i in range(N_ITEMS)], "title": [f"t{i}" for i in range(N_ITEMS)]})
+    inter = pd.concat([train, valid, test], ignore_index=True)[
+        ["user", "item", "rating", "label", "timestamp"]
+    ]
+    items = pd.DataFrame(
+        {"raw_id": [f"i{i}" for i in range(N_ITEMS)], "title": [f"t{i}" for i in range(N_ITEMS)]}
+    )
     users = pd.DataFrame({"raw_id": [f"u{u}" for u in range(N_USERS)]})
     data = InteractionData(name="tiny", interactions=inter, items=items, users=users)
     split = Split(data, "hand", {"warm_threshold": 1}, train, valid, test)
@@ -84,7 +88,12 @@ class TableScores(BaseRecommender):
 
     def score(self, requests: ScoreRequests) -> np.ndarray:
         self.seen_templates.append(requests.template)
-        s = np.array([self.table.get((int(u), int(i)), 0.5) for u, i in zip(requests.users, requests.items)])
+        s = np.array(
+            [
+                self.table.get((int(u), int(i)), 0.5)
+                for u, i in zip(requests.users, requests.items, strict=True)
+            ]
+        )
         return 1.0 - s if requests.template == "unseen" else s
 
 
@@ -98,20 +107,30 @@ def test_ctr_metrics_per_subset_match_metric_functions(tmp_path: Path) -> None:
     method = TableScores(TEST_SCORES)
     result = CTRTask(batch_size=3).evaluate(method, split, ctx(tmp_path))
     test = split.test
-    for subset, mask in {"all": np.ones(8, bool), "warm": test["warm"].to_numpy(), "cold": ~test["warm"].to_numpy()}.items():
+    for subset, mask in {
+        "all": np.ones(8, bool),
+        "warm": test["warm"].to_numpy(),
+        "cold": ~test["warm"].to_numpy(),
+    }.items():
         rows = test[mask]
-        s = np.array([TEST_SCORES[(u, i)] for u, i in zip(rows["user"], rows["item"])])
+        s = np.array([TEST_SCORES[(u, i)] for u, i in zip(rows["user"], rows["item"], strict=True)])
         y = rows["label"].to_numpy()
         assert result.metrics[subset]["auc"] == pytest.approx(auc(y, s).value, nan_ok=True)
         assert result.metrics[subset]["uauc"] == pytest.approx(uauc(rows["user"], y, s).value, nan_ok=True)
-        assert result.metrics[subset]["ndcg"] == pytest.approx(user_ndcg(rows["user"], y, s).value, nan_ok=True)
+        assert result.metrics[subset]["ndcg"] == pytest.approx(
+            user_ndcg(rows["user"], y, s).value, nan_ok=True
+        )
         assert result.metrics[subset]["logloss"] == pytest.approx(logloss(y, s).value)
-        assert result.counts[subset] == {"rows": len(rows), "users": rows["user"].nunique(), "positives": int(y.sum())}
+        assert result.counts[subset] == {
+            "rows": len(rows),
+            "users": rows["user"].nunique(),
+            "positives": int(y.sum()),
+        }
     assert result.counts["warm"]["rows"] == 5 and result.counts["cold"]["rows"] == 3
     assert set(result.metrics) == {"all", "warm", "cold"}
     # batches of 3 cover all 8 rows exactly once, in order
     assert result.predictions is not None and result.predictions["score"].tolist() == [
-        TEST_SCORES[(u, i)] for u, i in zip(test["user"], test["item"])
+        TEST_SCORES[(u, i)] for u, i in zip(test["user"], test["item"], strict=True)
     ]
 
 
@@ -120,7 +139,7 @@ def test_ctr_score_kinds(tmp_path: Path) -> None:
     logits = {k: (v - 0.5) * 6 for k, v in TEST_SCORES.items()}
     res = CTRTask().evaluate(TableScores(logits, kind="logit"), split, ctx(tmp_path))
     y = split.test["label"].to_numpy()
-    s = np.array([logits[(u, i)] for u, i in zip(split.test["user"], split.test["item"])])
+    s = np.array([logits[(u, i)] for u, i in zip(split.test["user"], split.test["item"], strict=True)])
     assert res.metrics["all"]["logloss"] == pytest.approx(logloss(y, sigmoid(s)).value)
     res = CTRTask().evaluate(TableScores(logits, kind="score"), split, ctx(tmp_path))
     assert "logloss" not in res.metrics["all"] and "auc" in res.metrics["all"]
@@ -138,7 +157,11 @@ def test_ctr_templates_give_seen_and_unseen_subsets(tmp_path: Path) -> None:
     # the unseen template negates scores, so its AUC mirrors the seen one
     assert res.metrics["unseen"]["auc"] == pytest.approx(1 - res.metrics["all"]["auc"])
     # validation never evaluates the unseen template
-    assert set(CTRTask().evaluate(method, split, ctx(tmp_path), stage="valid").metrics) == {"all", "warm", "cold"}
+    assert set(CTRTask().evaluate(method, split, ctx(tmp_path), stage="valid").metrics) == {
+        "all",
+        "warm",
+        "cold",
+    }
 
 
 def test_ctr_refuses_implicit_data_and_bad_params() -> None:
@@ -167,7 +190,9 @@ class Oracle(BaseRecommender):
         for row, u in enumerate(users):
             for f, base in ((self.train, 50.0), (self.test, 100.0)):
                 mine = f[f["user"] == u]
-                for item, warm in zip(mine["item"], mine.get("warm", pd.Series(True, index=mine.index))):
+                for item, warm in zip(
+                    mine["item"], mine.get("warm", pd.Series(True, index=mine.index)), strict=True
+                ):
                     out[row, item] = base + (0 if warm else 10)
         return out
 
@@ -195,7 +220,11 @@ def test_topk_oracle_scores_one_in_every_subset(tmp_path: Path) -> None:
         assert res.metrics[subset]["recall@5"] == pytest.approx(1.0), subset
         assert res.metrics[subset]["mrr@1"] == pytest.approx(1.0), subset
     # user 0: 3 positives (2 warm, 1 cold) -> precision@5 = 3/5 on all, 2/5 warm
-    assert res.counts == {"all": {"rows": 8, "users": 4}, "warm": {"rows": 5, "users": 4}, "cold": {"rows": 3, "users": 3}}
+    assert res.counts == {
+        "all": {"rows": 8, "users": 4},
+        "warm": {"rows": 5, "users": 4},
+        "cold": {"rows": 3, "users": 3},
+    }
     # train items are masked (exclude=history): none is ever ranked
     ranked = res.predictions.set_index("user")["ranked"]  # type: ignore[union-attr]
     assert 0 not in ranked[0] and 1 not in ranked[0] and 2 not in ranked[0]
@@ -240,14 +269,21 @@ def test_sampled_candidates_shared_cached_and_never_interacted(tmp_path: Path) -
     rnd = RandomRecommender()
     rnd.fit(fresh, c)
     again = task.sampled_candidates(fresh, "test", c, users, positives)
-    assert [sorted(a[len(p) :]) for a, p in zip(again, positives)] == [sorted(table[u]) for u in users]
-    other_seed = task.sampled_candidates(make_split(), "test", ctx(tmp_path, "topk", seed=4), users, positives)
+    assert [sorted(a[len(p) :]) for a, p in zip(again, positives, strict=True)] == [
+        sorted(table[u]) for u in users
+    ]
+    other_seed = task.sampled_candidates(
+        make_split(), "test", ctx(tmp_path, "topk", seed=4), users, positives
+    )
     assert task.candidates_key(split, "test", 4) != key and len(other_seed) == 4
 
 
 def test_topk_metrics_recompute_from_saved_predictions(tmp_path: Path) -> None:
     split = make_split()
-    for task, method in ((TopKTask(ks=[2, 5], recall_denominator="min_k"), RandomRecommender()), (CTRTask(), PopRecommender())):
+    for task, method in (
+        (TopKTask(ks=[2, 5], recall_denominator="min_k"), RandomRecommender()),
+        (CTRTask(), PopRecommender()),
+    ):
         c = ctx(tmp_path, task.name)
         method.fit(split, c)
         res = task.evaluate(method, split, c)
@@ -267,7 +303,7 @@ def test_topk_param_errors() -> None:
         TopKTask(positives="label").check_split(make_split(labeled=False))
 
 
-# --- reference methods ----------------------------------------------------------------------------------------
+# --- reference methods ------------------------------------------------------------------------------------
 def test_random_is_seeded_and_independent_of_batching(tmp_path: Path) -> None:
     split = make_split()
     a, b = RandomRecommender(), RandomRecommender(seed=7)
@@ -275,7 +311,9 @@ def test_random_is_seeded_and_independent_of_batching(tmp_path: Path) -> None:
     b.fit(split, ctx(tmp_path, seed=0))
     users, items = np.repeat(np.arange(4), 12), np.tile(np.arange(12), 4)
     whole = a.score(ScoreRequests(users, items, [[]] * 48))
-    halves = np.concatenate([a.score(ScoreRequests(users[s], items[s], [])) for s in (slice(0, 20), slice(20, 48))])
+    halves = np.concatenate(
+        [a.score(ScoreRequests(users[s], items[s], [])) for s in (slice(0, 20), slice(20, 48))]
+    )
     assert np.array_equal(whole, halves) and ((whole >= 0) & (whole < 1)).all()
     assert np.array_equal(a.score_all(np.arange(4), []).reshape(-1), whole)
     assert not np.allclose(whole, b.score(ScoreRequests(users, items, [])))

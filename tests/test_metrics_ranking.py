@@ -111,8 +111,9 @@ def test_top_k_breaks_ties_by_lower_item_id_and_pads() -> None:
     cand = np.array([[10, 7, 3, 5], [9, 4, 1, 0]])
     ids, _ = top_k(np.array([[0.5, 0.9, 0.5, 0.5], [2.0, 2.0, 1.0, 0.0]]), 2, candidates=cand)
     np.testing.assert_array_equal(ids, [[7, 3], [4, 9]])
-    with pytest.raises(DataError, match="NaN"):
-        top_k(np.array([[np.nan, 1.0]]), 1)
+    for k in (1, 5):  # the partial-sort path and the whole-row path
+        with pytest.raises(DataError, match="NaN"):
+            top_k(np.array([[0.5, 1.0], [np.nan, 1.0]]), k)
 
 
 @pytest.mark.parametrize("k", [1, 7, 40, 45])

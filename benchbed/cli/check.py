@@ -35,7 +35,7 @@ def check_command(
 ) -> None:
     """Run a suite and compare every metric with the stored baseline (direction-aware, with tolerance)."""
     from benchbed.runner import execute
-    from benchbed.suite import baseline_payload, compare, load_baseline, load_suite, write_baseline
+    from benchbed.suite import baseline_payload, compare, load_baseline, load_suite, run_label, write_baseline
 
     suite = load_suite(suite_file)
     baseline_file = baseline or suite.baseline
@@ -44,9 +44,7 @@ def check_command(
     err = Console(stderr=True)
     current: dict[str, Any] = {}
     for i, config in enumerate(suite.runs, start=1):
-        err.print(
-            f"[{i}/{len(suite.runs)}] {config.method} · {config.dataset} · {config.task} · seed {config.seed}"
-        )
+        err.print(f"\\[{i}/{len(suite.runs)}] {run_label(config)}", highlight=False)
         try:
             current[suite.run_key(config)] = execute(config, force=not reuse, progress=False).record.metrics
         except BenchbedError as exc:

@@ -11,7 +11,8 @@ from rich.console import Console
 from benchbed.errors import ConfigError
 from benchbed.results.leaderboard import Board
 
-MAX_TERMINAL_COLUMNS = 16
+MAX_TERMINAL_COLUMNS = 12
+SECONDARY = ("mrr", "precision")  # dropped first when a terminal table is too wide
 SUFFIX_FORMATS = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tex": "latex", ".txt": "rich"}
 
 
@@ -29,8 +30,10 @@ def compact_columns(boards: list[Board], metrics: list[str] | None) -> str | Non
             continue
         k = min(cuts, key=lambda c: (abs(c - 10), c))
         board.columns = [c for c in board.columns if "@" not in c or c.endswith(f"@{k}")]
+        if len(board.columns) > MAX_TERMINAL_COLUMNS:  # still too wide: HR, NDCG and Recall carry the story
+            board.columns = [c for c in board.columns if c.rsplit("/", 1)[-1].split("@")[0] not in SECONDARY]
         trimmed = True
-    return "showing the @10 columns only; --metrics or --format csv for all" if trimmed else None
+    return "showing a few @10 columns; --metrics or --format markdown/csv for all" if trimmed else None
 
 
 def _split_list(value: str | None) -> list[str] | None:
@@ -76,7 +79,8 @@ def leaderboard_command(
     if fmt not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     err = Console(stderr=True)
-    loaded = load_records(paths or [get_settings().results_dir])
+    default_dir = Path(get_settings().results_dir)
+    loaded = load_records(paths or ([default_dir] if default_dir.exists() else []))
     refs = [] if no_references else load_references(references)
     records = [r for _, r in loaded.records]
     boards = build_leaderboard(

@@ -128,6 +128,12 @@ def run_command(
     task_param: Annotated[
         list[str] | None, typer.Option("--task-param", help="Task param KEY=VALUE.")
     ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option("--backbone", help="LLM methods: tiny, minilm, vicuna-7b, qwen2-1.5b, ..., a hub id or a path."),
+    ] = None,
+    cf: Annotated[str | None, typer.Option("--cf", help="collm: mf | lightgcn | sasrec | din [mf].")] = None,
+    tuning: Annotated[str | None, typer.Option("--tuning", help="collm: default | t1 | t2 | t3.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-run even if a record exists.")] = False,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 [auto].")] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="float32, bfloat16 [auto].")] = None,
@@ -143,15 +149,18 @@ def run_command(
     overrides |= {"device": device, "dtype": dtype}
     if no_predictions:
         overrides["save_predictions"] = False
+    method_params = parse_assignments(param or [], "--param")
+    # shorthands for the LLM methods' most used parameters (same as --param backbone=...)
+    method_params.update({k: v for k, v in (("backbone", backbone), ("cf", cf), ("tuning", tuning)) if v})
     cfg = build_config(
         config,
         overrides,
-        parse_assignments(param or [], "--param"),
+        method_params,
         parse_assignments(split_param or [], "--split-param"),
         parse_assignments(task_param or [], "--task-param"),
     )
     console = Console()
-    outcome = execute(cfg)
+    outcome = execute(cfg, force=force)
     if outcome.skipped and get_settings().verbosity >= 0:
         console.print(f"[yellow]found an existing record[/] {outcome.path} (use --force to run again)")
     console.print(metrics_table(outcome.record))

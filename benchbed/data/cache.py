@@ -67,6 +67,7 @@ def building(entry: Path) -> Iterator[Path]:
     """Yield a temp directory; on success it replaces ``entry`` in one rename, on failure it is removed."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a cache entry is an ordinary directory
     try:
         yield tmp
         if entry.exists():

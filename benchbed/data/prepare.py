@@ -89,8 +89,10 @@ def _read_data(entry: Any, manifest: dict[str, Any]) -> tuple[InteractionData, n
     return data, parts
 
 
-def _dataset(spec: DatasetSpec, force: bool, download: bool = True) -> _DataEntry:
-    key, info = _data_key(spec, download)
+def _dataset(
+    spec: DatasetSpec, force: bool, download: bool = True, keyed: tuple[str, dict[str, Any]] | None = None
+) -> _DataEntry:
+    key, info = keyed or _data_key(spec, download)
     entry = cache.entry_dir("data", spec.name, key)
     manifest = None if force else cache.read_manifest(entry)
     if manifest is not None:
@@ -104,7 +106,7 @@ def _dataset(spec: DatasetSpec, force: bool, download: bool = True) -> _DataEntr
         data, parts = load_with_parts(spec, info["files"])
     else:
         data = import_target(spec.loader)(spec, info["files"])
-    data.domain = spec.domain if spec.source != "presplit" else data.domain
+    data.domain = spec.domain
     data.validate()
     pending = {"entry": entry, "fingerprints": info["fingerprints"], "recipe": spec.recipe}
     return _DataEntry(data, parts, key, cache_hit=False, pending=pending)
@@ -234,19 +236,20 @@ def prepare_split(
     spec = get_spec(dataset)
     protocol = _protocol(spec, split)
     params = protocol.resolve({**spec.split_defaults(protocol.name), **(split_params or {})})
-    data_key, _ = _data_key(spec, download)
+    keyed = _data_key(spec, download)
+    data_key = keyed[0]
     key = stable_hash(
         {"data": data_key, "protocol": protocol.name, "params": params, "v": cache.DATA_LAYER_VERSION}, 16
     )
     entry = cache.entry_dir("splits", f"{spec.name}-{protocol.name}", key)
     manifest = None if force else cache.read_manifest(entry)
     if manifest is not None:
-        data_entry = _dataset(spec, force=False)
+        data_entry = _dataset(spec, force=False, keyed=keyed)
         result = _read_split(entry, data_entry.data, manifest)
         stats = {**manifest["stats"], "cache_hit": True, "seconds": round(time.perf_counter() - start, 3)}
         return PreparedSplit(result, cache_hit=True, stats=stats)
 
-    data_entry = _dataset(spec, force, download)
+    data_entry = _dataset(spec, force, download, keyed=keyed)
     data = data_entry.data
     assignment = _assign(protocol, data_entry, params)
     frames = _frames(data, assignment, params)

@@ -134,6 +134,7 @@ class GenerativeLM(BaseRecommender):
         self.trie = self._build_trie()
         self.slot_cols = slot_names(self.setup.history_len)
         self.stage_log: list[dict[str, Any]] = []
+        self.template_info = self.setup.template_info()
         self._examples = self._training_examples(split, ctx)
         self._valid_split = split
         self.prepare(split, ctx)

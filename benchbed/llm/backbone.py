@@ -221,13 +221,27 @@ def load_backbone(
                     info=info)
 
 
-def _load_hf(name: str, torch_dtype: torch.dtype, revision: str | None) -> tuple[Any, Any, dict[str, Any], bool]:
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+def hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"} or os.environ.get(
+        "TRANSFORMERS_OFFLINE", "0"
+    ).lower() in {"1", "true", "yes"}
 
+
+def check_backbone_name(name: str) -> str:
+    """Validate a backbone spec without loading it (so a bad name fails before a run starts).
+
+    Returns its kind: ``preset``, ``local`` or ``hub``. A hub id that is not in the local cache while the hub
+    is switched off (``HF_HUB_OFFLINE``) fails here too.
+    """
+    if name in PRESETS:
+        return "preset"
     hub_id = ALIASES.get(name, name)
     local = Path(name).expanduser()
-    is_local = local.is_dir()
-    if not is_local and "/" not in hub_id:
+    if local.is_dir():
+        return "local"
+    if name.startswith((".", "/", "~")) or (os.sep in name and local.parent.exists() and local.parent != Path(".")):
+        raise ConfigError(f"backbone path {name!r} does not exist; {OFFLINE_HINT}")
+    if "/" not in hub_id:
         known = [*PRESETS, *ALIASES]
         close = difflib.get_close_matches(name, known, n=2, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
@@ -235,8 +249,28 @@ def _load_hf(name: str, torch_dtype: torch.dtype, revision: str | None) -> tuple
             f"unknown backbone {name!r}: {hint}expected a preset ({', '.join(PRESETS)}), an alias "
             f"({', '.join(ALIASES)}), a Hugging Face id org/name or a local path; {OFFLINE_HINT}"
         )
-    if not is_local and (name.startswith((".", "/", "~")) or os.sep in name and Path(name).parent.exists()):
-        raise ConfigError(f"backbone path {name!r} does not exist; {OFFLINE_HINT}")
+    if hf_offline() and not _in_hf_cache(hub_id):
+        raise ConfigError(f"backbone {name!r} ({hub_id}) is not in the local Hugging Face cache and the hub is "
+                          f"offline (HF_HUB_OFFLINE); {OFFLINE_HINT}")
+    return "hub"
+
+
+def _in_hf_cache(hub_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - any failure means "not usable offline"
+        return False
+
+
+def _load_hf(name: str, torch_dtype: torch.dtype, revision: str | None) -> tuple[Any, Any, dict[str, Any], bool]:
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    check_backbone_name(name)
+    hub_id = ALIASES.get(name, name)
+    local = Path(name).expanduser()
+    is_local = local.is_dir()
     source = str(local) if is_local else hub_id
     kwargs: dict[str, Any] = {} if is_local or revision is None else {"revision": revision}
     try:

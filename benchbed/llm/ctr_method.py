@@ -19,7 +19,7 @@ from benchbed.config import stable_hash
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm import stages
-from benchbed.llm.backbone import Backbone, load_backbone
+from benchbed.llm.backbone import Backbone, check_backbone_name, load_backbone
 from benchbed.llm.lora import LoraSpec, add_lora, count_trainable, is_lora_param, load_lora_state, lora_state
 from benchbed.llm.scoring import SCORE_MODES, bce_loss
 from benchbed.llm.train import TrainConfig, TrainResult, train
@@ -99,12 +99,16 @@ class PromptCTRMethod(BaseRecommender):
         super().__init__(**params)
         if self.params.get("score", "yes") not in SCORE_MODES:
             raise ConfigError(f"method {self.name!r}: score={self.params['score']!r}; expected one of {SCORE_MODES}")
-        self.bank = load_bank(self.params["bank"])  # validates every template now, before any training
+        # fail before a run starts: bad backbone names and templates without their placeholders
+        check_backbone_name(str(self.params["backbone"]))
+        self.bank = load_bank(self.params["bank"])
         train_templates = int(self.params.get("train_templates", 1))
         if not 1 <= train_templates <= len(self.bank.seen):
             raise ConfigError(f"method {self.name!r}: train_templates={train_templates}; the bank "
                               f"{self.bank.name!r} has {len(self.bank.seen)} seen templates")
         self.template_set: dict[str, Any] = self.bank.info(self.view, train_templates)
+        # what the runner writes as the record's ``templates``
+        self.template_info: dict[str, Any] = {"set": f"{self.bank.name}/{self.view}", **self.template_set}
         self.budget: dict[str, Any] = {}
         self.fit_info: dict[str, Any] = {}
         self.backbone: Backbone | None = None

@@ -7,6 +7,7 @@ targets actually used are returned so they can be recorded.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -52,7 +53,9 @@ def add_lora(model: nn.Module, spec: LoraSpec | None = None) -> tuple[nn.Module,
     try:
         config = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
                             bias="none")
-        peft_model = get_peft_model(model, config)
+        with warnings.catch_warnings():  # peft calls a transformers API deprecated for v6; not ours to fix
+            warnings.simplefilter("ignore", FutureWarning)
+            peft_model = get_peft_model(model, config)
     except ValueError as exc:
         raise ConfigError(f"LoRA: no target modules {list(spec.targets)} in {type(model).__name__} and peft has "
                           f"no default for it; set lora_targets") from exc

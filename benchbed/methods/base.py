@@ -147,16 +147,15 @@ class BaseRecommender:
             if requests.exclude is not None:
                 for row, items in enumerate(requests.exclude):
                     scores[row, items] = -np.inf
-            cand = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-        else:
-            cand = requests.candidates
-            flat = ScoreRequests(
-                users=np.repeat(requests.users, cand.shape[1]),
-                items=cand.reshape(-1),
-                histories=[h for h in requests.histories for _ in range(cand.shape[1])],
-                template=requests.template,
-            )
-            scores = np.asarray(self.score(flat), dtype=np.float64).reshape(n, cand.shape[1])
+            return top_k(scores, None, k)
+        cand = requests.candidates
+        flat = ScoreRequests(
+            users=np.repeat(requests.users, cand.shape[1]),
+            items=cand.reshape(-1),
+            histories=[h for h in requests.histories for _ in range(cand.shape[1])],
+            template=requests.template,
+        )
+        scores = np.asarray(self.score(flat), dtype=np.float64).reshape(n, cand.shape[1])
         return top_k(scores, np.asarray(cand), k)
 
     def save(self, path: Path) -> None:  # pragma: no cover - methods with stages override
@@ -166,16 +165,11 @@ class BaseRecommender:
         del path
 
 
-def top_k(scores: np.ndarray, candidates: np.ndarray, k: int) -> Rankings:
-    """Best ``k`` per row; ties broken by the lower item id (deterministic). -inf entries never rank."""
-    k_eff = min(k, scores.shape[1])
-    # lexsort on (-score, item id): stable and deterministic for ties
-    order = np.lexsort((candidates, -scores), axis=1)[:, :k_eff]
-    items = np.take_along_axis(candidates, order, axis=1).astype(np.int64)
-    top = np.take_along_axis(scores, order, axis=1)
-    items = np.where(np.isneginf(top), -1, items)
-    if k_eff < k:
-        pad = k - k_eff
-        items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
-        top = np.pad(top, ((0, 0), (0, pad)), constant_values=-np.inf)
+def top_k(scores: np.ndarray, candidates: np.ndarray | None, k: int) -> Rankings:
+    """Best ``k`` per row; ties broken by the lower item id (deterministic); -inf entries never rank.
+
+    Delegates to ``benchbed.metrics.ranking.top_k`` (a partial sort, same result as a full lexsort)."""
+    from benchbed.metrics.ranking import top_k as ranking_top_k
+
+    items, top = ranking_top_k(scores, k, candidates)
     return Rankings(items=items, scores=top)

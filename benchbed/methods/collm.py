@@ -68,12 +68,9 @@ class CoLLM(PromptCTRMethod):
         "cf": "mf",  # mf | lightgcn | sasrec | din, or a .npz file with user/item arrays
         "cf_params": {},  # passed to the CF model (e.g. {"embedding_size": 256})
         "tuning": "default",  # default (two-step) | t1 | t2 | t3
-        "lr_cie": 1e-3,  # step-2 learning rate (CoLLM ML-1M: 1e-3)
+        "lr_cie": 1e-2,  # step-2 learning rate (CoLLM code, Amazon-Book with MF/LightGCN/DIN: 1e-2; ML-1M 1e-3)
         "mlp_ratio": 10,  # hidden layer = 10 x input size (paper)
     }
-    # methods `benchbed run --method collm` also runs (same split and seed), for its comparison table
-    companion_methods: ClassVar[tuple[str, ...]] = ("tallrec", "<cf>")
-
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         if self.params["tuning"] not in TUNINGS:
@@ -87,12 +84,17 @@ class CoLLM(PromptCTRMethod):
         self.cie: CIE | None = None
 
     def companions(self) -> list[tuple[str, dict[str, Any]]]:
-        """(method, params) the runner runs first with the same split/seed: tallrec sharing step 1, and the
-        CF model whose embeddings CoLLM maps (when it is a benchbed method)."""
-        out: list[tuple[str, dict[str, Any]]] = [("tallrec", {k: self.params[k] for k in TEXT_STAGE_KEYS})]
+        """(method, params) the runner runs first with the same dataset/split/seed: the CF model whose
+        embeddings CoLLM maps (when it is a benchbed method) and ``tallrec`` with the step-1 parameters, so it
+        reuses the same cached stage. Only non-default values are passed, so the records match plain runs."""
+        from benchbed.methods.tallrec import TALLRec
+
+        out: list[tuple[str, dict[str, Any]]] = []
         cf = str(self.params["cf"])
         if cf in CF_MODELS:
             out.append((cf, dict(self.params["cf_params"])))
+        shared = {k: self.params[k] for k in TEXT_STAGE_KEYS if self.params[k] != TALLRec.defaults[k]}
+        out.append(("tallrec", shared))
         return out
 
     # --- fit ---------------------------------------------------------------------------------------------------
@@ -188,11 +190,9 @@ class CoLLM(PromptCTRMethod):
             from benchbed.baselines.export import get_embeddings
 
             emb = get_embeddings(split, cf, params=dict(self.params["cf_params"]) or None, seed=ctx.seed, ctx=ctx)
+            # for sequence models (SASRec, DIN) the export's user rows are already their sequence
+            # representation of the user's training history, as CoLLM feeds it to the LLM
             user, item = np.asarray(emb.user), np.asarray(emb.item)
-            seq = getattr(emb, "sequence", None)
-            if seq is not None and np.ndim(seq) == 2 and seq.shape[0] == user.shape[0]:
-                # sequence models (SASRec, DIN): their sequence representation is part of the user representation
-                user = np.concatenate([user, np.asarray(seq)], axis=1) if user.shape[1] else np.asarray(seq)
             manifest = dict(getattr(emb, "manifest", {}) or {})
             manifest.setdefault("model", cf)
             manifest.setdefault("hash", stable_hash({k: str(v) for k, v in manifest.items()}))

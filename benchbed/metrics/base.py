@@ -40,7 +40,7 @@ def as_1d(name: str, values: object, length: int | None = None) -> np.ndarray:
 def binary_labels(labels: object) -> np.ndarray:
     """Labels as float64 0/1; else an error: graded or -1 (implicit) labels are no CTR labels."""
     arr = as_1d("labels", labels)
-    out = arr.astype(np.float64)
+    out = arr.astype(np.float64, copy=False)
     if out.size and not np.all((out == 0) | (out == 1)):
         bad = np.unique(out[(out != 0) & (out != 1)])[:5]
         raise DataError(f"metric input 'labels' must be 0/1, found values {bad.tolist()}")
@@ -49,7 +49,7 @@ def binary_labels(labels: object) -> np.ndarray:
 
 def finite_scores(name: str, scores: object, length: int | None = None) -> np.ndarray:
     """Scores as float64; NaN is rejected because it has no place in an order (±inf is allowed)."""
-    arr = as_1d(name, scores, length).astype(np.float64)
+    arr = as_1d(name, scores, length).astype(np.float64, copy=False)
     if np.isnan(arr).any():
         raise DataError(f"metric input {name!r} contains NaN ({int(np.isnan(arr).sum())} entries)")
     return arr

@@ -81,7 +81,8 @@ def registry_defaults(dataset: str, task: str, protocol: str) -> tuple[dict[str,
         from benchbed.data.catalog import get_spec
         from benchbed.registry import SPLITS
 
-        split_defaults = SPLITS.get(protocol).resolve(get_spec(dataset).split_defaults(protocol))
+        proto: Any = SPLITS.get(protocol)
+        split_defaults = proto.resolve(get_spec(dataset).split_defaults(protocol))
     except Exception:  # a dataset directory that is gone, a protocol from a plugin not installed, ...
         pass
     try:
@@ -212,6 +213,7 @@ def build_leaderboard(
     refs = [r for r in references if (not dataset or dataset in r.datasets) and (not task or task in r.tasks)]
     boards: list[Board] = []
     used: set[int] = set()
+
     def order(key: tuple[str, str, str, str, str]) -> tuple[str, ...]:
         first = groups[key][0]  # boards in a readable order: by name, then by their parameters
         return (*key[:3], json.dumps(first.split_params, sort_keys=True, default=str), key[4])
@@ -237,12 +239,13 @@ def build_leaderboard(
             _fill(board, [], rows)
             boards.append(board)
 
+    if defaults is not None:
+        for board in boards:
+            board.split_defaults, board.task_defaults = defaults(board.dataset, board.task, board.protocol)
     if sort and boards and not any(_has_column(b, sort) for b in boards):
         resolve_column(boards[0], sort)  # raises with the list of columns
     for board in boards:
         sort_board(board, sort if sort and _has_column(board, sort) else None)
-        if defaults is not None:
-            board.split_defaults, board.task_defaults = defaults(board.dataset, board.task, board.protocol)
     return boards
 
 

@@ -65,7 +65,10 @@ def histories_of(frame: pd.DataFrame) -> list[list[int]]:
     """The ``history`` column as plain lists (parquet gives numpy arrays); empty lists when absent."""
     if "history" not in frame.columns:
         return [[] for _ in range(len(frame))]
-    return [list(map(int, h)) if h is not None else [] for h in frame["history"].tolist()]
+    return [
+        h if isinstance(h, list) else ([] if h is None else list(map(int, h)))
+        for h in frame["history"].tolist()
+    ]
 
 
 def batches(n: int, size: int, ctx: RunContext, description: str) -> Iterator[slice]:

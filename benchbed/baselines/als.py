@@ -1,0 +1,111 @@
+"""Weighted ALS (Hu, Koren & Volinsky 2008) through ``implicit``: the iALS/WALS embeddings ILM and seed 003 use.
+
+Confidence ``c_ui = 1 + alpha * r_ui`` where ``r_ui`` is the number of training interactions of the pair
+(positives only when the task is ctr, every interaction for topk — the same rule as the RecBole ranking
+models); unobserved pairs have preference 0 and confidence 1. ``implicit`` reads the matrix values as the
+confidence itself, so we pass ``1 + alpha * r`` and keep implicit's own ``alpha`` at 1.
+
+ALS has no epochs to stop early: each iteration solves the least-squares problems exactly, and 15
+iterations (implicit's default) converge on datasets of this size; ``benchbed tune`` can pick
+``iterations`` with the other parameters on the validation metric.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from benchbed.baselines.recbole_adapter import check_device, feedback_for_task
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError, DataError
+from benchbed.methods.base import BaseRecommender, RunContext, ScoreRequests
+
+
+class ALSRecommender(BaseRecommender):
+    """Implicit-feedback ALS; scores are ``<x_u, y_i>``."""
+
+    name = "als"
+    tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
+    score_kind: ClassVar[str] = "logit"  # an unbounded preference score, not a probability
+    defaults: ClassVar[dict[str, Any]] = {
+        "dim": 64,  # factors; implicit's default is 100, 64 matches the other baselines' RecBole default
+        "reg": 0.01,  # implicit default regularization
+        "alpha": 40.0,  # Hu et al. 2008 (Sec. 4: alpha = 40 worked best)
+        "iterations": 15,  # implicit default
+    }
+
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        import implicit.gpu
+        from implicit.cpu.als import AlternatingLeastSquares as CpuALS
+
+        if ctx.task not in self.tasks:
+            raise ConfigError(f"method 'als' does not support task {ctx.task!r}; it supports {sorted(self.tasks)}")
+        device = check_device(ctx.device)
+        train = split.train
+        feedback = feedback_for_task(ctx.task)
+        if feedback == "labels":
+            if not split.labeled:
+                raise DataError(f"split of {split.data.name!r}: task ctr needs 0/1 labels but the data is implicit")
+            train = train[train["label"] == 1]
+        if len(train) == 0:
+            raise DataError(f"split of {split.data.name!r} ({split.protocol}): no training interactions for ALS")
+        counts = sp.coo_matrix(
+            (np.ones(len(train), np.float32), (train["user"].to_numpy(), train["item"].to_numpy())),
+            shape=(split.n_users, split.n_items),
+        ).tocsr()  # duplicates are summed: r_ui = number of interactions
+        counts.data = 1.0 + float(self.params["alpha"]) * counts.data
+        kwargs = dict(
+            factors=int(self.params["dim"]),
+            regularization=float(self.params["reg"]),
+            alpha=1.0,
+            iterations=int(self.params["iterations"]),
+            random_state=ctx.seed,
+        )
+        on_gpu = device.startswith("cuda") and implicit.gpu.HAS_CUDA
+        if device.startswith("cuda") and not on_gpu:
+            ctx.say("als: this implicit build has no CUDA support; fitting on the CPU")
+        if on_gpu:
+            from implicit.gpu.als import AlternatingLeastSquares as GpuALS
+
+            model: Any = GpuALS(**kwargs)
+        else:
+            model = CpuALS(**kwargs)
+        start = time.perf_counter()
+        model.fit(counts, show_progress=False)
+        if on_gpu:
+            model = model.to_cpu()
+        self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+        self.backbone_info = {
+            "library": "implicit",
+            "device": "cuda" if on_gpu else "cpu",
+            "train_rows": int(len(train)),
+            "train_seconds": round(time.perf_counter() - start, 3),
+            "feedback": feedback,
+        }
+
+    def _require(self) -> None:
+        if not hasattr(self, "user_factors"):
+            raise ConfigError("method 'als' must be fitted before it can score")
+
+    def score(self, requests: ScoreRequests) -> np.ndarray:
+        self._require()
+        u = self.user_factors[np.asarray(requests.users, dtype=np.int64)]
+        i = self.item_factors[np.asarray(requests.items, dtype=np.int64)]
+        return (u * i).sum(axis=1).astype(np.float64)
+
+    def score_all(self, users: np.ndarray, histories: list[list[int]]) -> np.ndarray:
+        self._require()
+        return self.user_factors[np.asarray(users, dtype=np.int64)] @ self.item_factors.T
+
+    def trainable_parameters(self) -> int:
+        if not hasattr(self, "user_factors"):
+            return 0
+        return int(self.user_factors.size + self.item_factors.size)
+
+    def embeddings(self) -> dict[str, np.ndarray | None]:
+        self._require()
+        return {"user": self.user_factors, "item": self.item_factors, "sequence": None}

@@ -1,0 +1,134 @@
+"""``embedproj`` (seed 003): user and item CF embeddings projected into the LLM's token space.
+
+Two separate 2-layer MLP projectors (user, item) map ALS (WALS, Hu et al. 2008) embeddings from the ``als``
+baseline export to the backbone's hidden size. The user slot follows the user id in the prompt and one item
+slot follows each history id, so the LLM reads the projected vectors alongside the id text and writes the next
+item's id (next-token loss on the answer). Stage 1 trains the projectors with the LLM frozen; stage 2 trains
+projectors + LoRA (``stage: 1|2`` says which one is evaluated; the paper reports both). In the
+``straightforward`` sub-task the prompt has no history, so only the user projector is active.
+
+The paper's LLM is a pretrained OpenLLaMA-3B that can already spell numbers. The ``tiny`` preset is randomly
+initialised, so with ``warm_start: auto`` it first gets the text-only stage of ``p5-random`` (same settings ->
+loaded from the stage cache when p5-random already ran); a pretrained backbone starts from its own weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.generative.lm import GenerativeLM, StageSpec
+from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
+from benchbed.methods.base import RunContext
+from benchbed.methods.p5_random import text_stage
+
+RANDOM_INIT_BACKBONES = frozenset({"tiny"})  # presets whose weights are random: they need a text stage first
+
+
+def projector(d_in: int, d_mid: int, d_out: int) -> nn.Sequential:
+    """2-layer MLP (seed 003: "both are two-layer MLPs"); GELU as in LLaVA-style projectors."""
+    return nn.Sequential(nn.Linear(d_in, d_mid), nn.GELU(), nn.Linear(d_mid, d_out))
+
+
+class EmbedProj(GenerativeLM):
+    name: ClassVar[str] = "embedproj"
+    use_slots: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, Any]] = {
+        **GenerativeLM.common_defaults,
+        "stage": 2,  # 1: projectors only (LLM frozen); 2: then projectors + LoRA (seed 003 reports both)
+        "cf_model": "als",  # seed 003: WALS matrix factorisation
+        "cf_params": None,  # parameters of the CF export (None: its defaults)
+        "proj_hidden": None,  # projector middle width; None = the LLM hidden size
+        "stage1_epochs": 1,
+        "stage1_lr": 1e-3,
+        "stage2_epochs": 1,
+        "stage2_lr": 1e-3,
+        "lora_r": 8,  # TALLRec/CoLLM LoRA defaults (seed 003 does not give its own)
+        "lora_alpha": 16,
+        "lora_dropout": 0.05,
+        "lora_targets": "q_proj,v_proj",
+        "warm_start": "auto",  # auto: text-only stage first on randomly initialised backbones; text | none
+        "tuning": "full",  # how the warm-start text stage trains (as p5-random's `tuning`)
+    }
+
+    def prepare(self, split: Split, ctx: RunContext) -> None:
+        from benchbed.baselines.export import get_embeddings
+
+        p = self.params
+        if int(p["stage"]) not in (1, 2):
+            raise ConfigError(f"method 'embedproj': stage must be 1 or 2, got {p['stage']!r}")
+        if p["warm_start"] not in ("auto", "text", "none"):
+            raise ConfigError(f"method 'embedproj': warm_start must be auto, text or none, got {p['warm_start']!r}")
+        emb = get_embeddings(split, str(p["cf_model"]), params=p["cf_params"], seed=ctx.seed, ctx=ctx)
+        if emb.user.shape[0] != split.n_users or emb.item.shape[0] != split.n_items:
+            raise ConfigError(
+                f"{p['cf_model']} embeddings have {emb.user.shape[0]} users / {emb.item.shape[0]} items but the split "
+                f"has {split.n_users} / {split.n_items}; re-export them for this split"
+            )
+        device = self.bb.device
+        self.user_table = torch.as_tensor(np.asarray(emb.user), dtype=torch.float32, device=device)
+        self.item_table = torch.as_tensor(np.asarray(emb.item), dtype=torch.float32, device=device)
+        self.cf_manifest = dict(getattr(emb, "manifest", {}) or {})
+        hidden = self.bb.hidden_size
+        mid = int(p["proj_hidden"] or hidden)
+        torch.manual_seed(ctx.seed)
+        dtype = self.model.get_input_embeddings().weight.dtype
+        self.proj_user = projector(self.user_table.shape[1], mid, hidden).to(device=device, dtype=dtype)
+        self.proj_item = projector(self.item_table.shape[1], mid, hidden).to(device=device, dtype=dtype)
+
+    def slot_vectors(self, users: torch.Tensor, hist: torch.Tensor) -> torch.Tensor | None:
+        dtype = self.proj_user[0].weight.dtype
+        u = self.proj_user(self.user_table[users].to(dtype))
+        i = self.proj_item(self.item_table[hist.clamp(min=0)].to(dtype))
+        return torch.cat([u.unsqueeze(1), i], dim=1)
+
+    def _warm_start(self) -> bool:
+        mode = self.params["warm_start"]
+        return mode == "text" or (mode == "auto" and str(self.params["backbone"]) in RANDOM_INIT_BACKBONES)
+
+    def train_stages(self, split: Split, ctx: RunContext) -> None:
+        p = self.params
+        lora = LoraSpec(
+            r=int(p["lora_r"]),
+            alpha=int(p["lora_alpha"]),
+            dropout=float(p["lora_dropout"]),
+            targets=tuple(t.strip() for t in str(p["lora_targets"]).split(",") if t.strip()),
+        )
+        chain: list[str] = []
+        if self._warm_start():
+            self.run_stage(text_stage(self, str(p["tuning"]), LoraSpec()))
+            chain.append(self.stage_log[-1]["key"])
+        set_trainable(self.model, lambda _n: False)
+        cf = {"model": p["cf_model"], "params": p["cf_params"], "manifest": self.cf_manifest.get("key")}
+        proj = {"proj_hidden": p["proj_hidden"]}
+        self.run_stage(
+            StageSpec(
+                name="embedproj-stage1",
+                identity={"after": list(chain), "cf": cf, "proj": proj},
+                modules={"proj_user": self.proj_user, "proj_item": self.proj_item},
+                use_slots=True,
+                lr=float(p["stage1_lr"]),
+                epochs=int(p["stage1_epochs"]),
+            )
+        )
+        chain.append(self.stage_log[-1]["key"])
+        if int(p["stage"]) == 2:
+            self.model, _ = add_lora(self.model, lora)
+            self.bb.model = self.model
+            self.run_stage(
+                StageSpec(
+                    name="embedproj-stage2",
+                    identity={"after": list(chain), "cf": cf, "proj": proj, "lora": lora.as_dict()},
+                    modules={"model": self.model, "proj_user": self.proj_user, "proj_item": self.proj_item},
+                    use_slots=True,
+                    lr=float(p["stage2_lr"]),
+                    epochs=int(p["stage2_epochs"]),
+                )
+            )
+        self.proj_user.eval()
+        self.proj_item.eval()
