@@ -265,8 +265,9 @@ def _run_stages(
     record.metrics = {s: {k: float(v) for k, v in m.items()} for s, m in result.metrics.items()}
     record.counts = result.counts
     record.info = {**result.info, "split_cache_hit": prepared.cache_hit}
-    if callable(getattr(method, "record_info", None)):  # e.g. an LLM method's budget and stages
-        record.info["method"] = method.record_info()
+    method_info = getattr(method, "record_info", None)
+    if callable(method_info):  # e.g. an LLM method's budget and stages
+        record.info["method"] = method_info()
     return result.predictions
 
 

@@ -130,7 +130,7 @@ def run_command(
     ] = None,
     backbone: Annotated[
         str | None,
-        typer.Option("--backbone", help="LLM methods: tiny, minilm, vicuna-7b, qwen2-1.5b, ..., a hub id or a path."),
+        typer.Option("--backbone", help="LLM methods: tiny, minilm, qwen2-1.5b, ..., a hub id or a path."),
     ] = None,
     cf: Annotated[str | None, typer.Option("--cf", help="collm: mf | lightgcn | sasrec | din [mf].")] = None,
     tuning: Annotated[str | None, typer.Option("--tuning", help="collm: default | t1 | t2 | t3.")] = None,
