@@ -329,6 +329,15 @@ class GenerativeLM(BaseRecommender):
         ranked = self.decode(rows.users[:n], rows.histories[:n], "seen", k=10, use_slots=use_slots).items
         return generative_metrics(ranked, rows.targets[:n], [10])["ndcg@10"]
 
+    def record_info(self) -> dict[str, Any]:
+        """Budget and stages for the run record (the runner stores it under ``info.method``)."""
+        p = self.params
+        return {
+            "train_examples": len(getattr(self, "_examples", [])),
+            "budget": {k: p[k] for k in ("epochs", "max_train_examples", "max_seconds", "train_sub_tasks")},
+            "stages": getattr(self, "stage_log", []),
+        }
+
     def trainable_parameters(self) -> int:
         return int(sum(s.get("trainable", 0) for s in getattr(self, "stage_log", [])))
 

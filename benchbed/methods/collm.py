@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +24,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchbed.config import stable_hash
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm import stages
@@ -34,6 +34,8 @@ from benchbed.llm.yesno import Rows
 from benchbed.methods.base import RunContext
 
 TUNINGS = ("default", "t1", "t2", "t3")
+# what the run record keeps of the CF export's manifest
+MANIFEST_KEYS = ("model", "params", "params_hash", "seed", "task", "split_hash", "dims", "fit_seconds", "path")
 CF_MODELS = ("mf", "lightgcn", "sasrec", "din")
 
 
@@ -117,7 +119,7 @@ class CoLLM(PromptCTRMethod):
         self.cie = self._build_cie(user, item, ctx.seed)
         ident = self.identity(
             split, ctx, (*TEXT_STAGE_KEYS, "tuning", "lr_cie", "mlp_ratio"), stage="cie", stage1=stage1_key,
-            cf=manifest.get("hash") or manifest, bank=self.bank.hash("cf"),
+            cf=manifest["hash"], bank=self.bank.hash("cf"),
         )
         st = stages.stage(ctx.cache_dir, f"cie-{tuning}", ident)
         if st.done:
@@ -184,8 +186,7 @@ class CoLLM(PromptCTRMethod):
                 if "user" not in z or "item" not in z:
                     raise ConfigError(f"method 'collm': cf file {cf} must hold arrays 'user' and 'item'")
                 user, item = np.asarray(z["user"]), np.asarray(z["item"])
-            manifest: dict[str, Any] = {"model": "file", "path": str(path.resolve()),
-                                        "hash": stable_hash([user.tobytes().hex()[:4096], item.shape, user.shape])}
+            manifest: dict[str, Any] = {"model": "file", "path": str(path.resolve())}
         else:
             from benchbed.baselines.export import get_embeddings
 
@@ -193,10 +194,13 @@ class CoLLM(PromptCTRMethod):
             # for sequence models (SASRec, DIN) the export's user rows are already their sequence
             # representation of the user's training history, as CoLLM feeds it to the LLM
             user, item = np.asarray(emb.user), np.asarray(emb.item)
-            manifest = dict(getattr(emb, "manifest", {}) or {})
+            manifest = {k: v for k, v in (emb.manifest or {}).items() if k in MANIFEST_KEYS}
             manifest.setdefault("model", cf)
-            manifest.setdefault("hash", stable_hash({k: str(v) for k, v in manifest.items()}))
         check_alignment(cf, user, item, split)
+        # the step-2 stage is keyed by the embeddings' content, so retrained embeddings retrain the mapping
+        digest = hashlib.sha256(np.ascontiguousarray(user, np.float32).tobytes())
+        digest.update(np.ascontiguousarray(item, np.float32).tobytes())
+        manifest["hash"] = digest.hexdigest()[:16]
         return user.astype(np.float32), item.astype(np.float32), manifest
 
     # --- scoring -----------------------------------------------------------------------------------------------

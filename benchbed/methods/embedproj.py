@@ -14,6 +14,7 @@ loaded from the stage cache when p5-random already ran); a pretrained backbone s
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,13 +49,21 @@ class EmbedProj(GenerativeLM):
         "stage1_lr": 1e-3,
         "stage2_epochs": 1,
         "stage2_lr": 1e-3,
-        "lora_r": 8,  # TALLRec/CoLLM LoRA defaults (seed 003 does not give its own)
+        "lora_r": 8,  # r/alpha/dropout: TALLRec/CoLLM defaults (seed 003 gives none)
         "lora_alpha": 16,
         "lora_dropout": 0.05,
-        "lora_targets": "q_proj,v_proj",
+        # every attention and MLP projection (QLoRA practice): q_proj,v_proj alone (TALLRec/CoLLM) leaves a
+        # small backbone too little capacity to learn the id strings (see tests/test_generative_methods.py)
+        "lora_targets": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
         "warm_start": "auto",  # auto: text-only stage first on randomly initialised backbones; text | none
         "tuning": "full",  # how the warm-start text stage trains (as p5-random's `tuning`)
     }
+
+    def companions(self) -> list[tuple[str, dict[str, Any]]]:
+        """Run first by ``benchbed run`` so the board compares with them: p5-random with the settings of our
+        warm-start text stage (so that stage is trained once and shared) and SASRec, seed 003's baselines."""
+        shared = {k: self.params[k] for k in GenerativeLM.common_defaults}
+        return [("p5-random", {**shared, "tuning": self.params["tuning"]}), ("sasrec", {})]
 
     def prepare(self, split: Split, ctx: RunContext) -> None:
         from benchbed.baselines.export import get_embeddings
@@ -64,7 +73,9 @@ class EmbedProj(GenerativeLM):
             raise ConfigError(f"method 'embedproj': stage must be 1 or 2, got {p['stage']!r}")
         if p["warm_start"] not in ("auto", "text", "none"):
             raise ConfigError(f"method 'embedproj': warm_start must be auto, text or none, got {p['warm_start']!r}")
-        emb = get_embeddings(split, str(p["cf_model"]), params=p["cf_params"], seed=ctx.seed, ctx=ctx)
+        # CF models learn from all training interactions, as for top-K (the generative task's positives)
+        cf_ctx = replace(ctx, task="topk")
+        emb = get_embeddings(split, str(p["cf_model"]), params=p["cf_params"], seed=ctx.seed, ctx=cf_ctx)
         if emb.user.shape[0] != split.n_users or emb.item.shape[0] != split.n_items:
             raise ConfigError(
                 f"{p['cf_model']} embeddings have {emb.user.shape[0]} users / {emb.item.shape[0]} items but the split "
@@ -104,7 +115,7 @@ class EmbedProj(GenerativeLM):
             self.run_stage(text_stage(self, str(p["tuning"]), LoraSpec()))
             chain.append(self.stage_log[-1]["key"])
         set_trainable(self.model, lambda _n: False)
-        cf = {"model": p["cf_model"], "params": p["cf_params"], "manifest": self.cf_manifest.get("key")}
+        cf = {"model": p["cf_model"], "params": p["cf_params"], "export": self.cf_manifest.get("params_hash")}
         proj = {"proj_hidden": p["proj_hidden"]}
         self.run_stage(
             StageSpec(

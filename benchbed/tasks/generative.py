@@ -6,6 +6,11 @@ Split: ``leave-one-out`` (test target = each user's last item, history = the ear
 ``beams`` generated ids per user (constrained beam search: never an invalid id); the task scores them with the
 same ranking functions as ``topk`` with one ground truth (IDCG = 1): HR@5/10 and NDCG@5/10.
 
+ID methods (``sasrec``, ``pop``, any ``topk`` method) run on the same split and test users: trained as for
+``topk`` (every training interaction a positive) and ranked over all items with the user's earlier items masked
+(``id_exclude: history``, RecBole's full ranking), their top ``max(ks)`` scored by the same metrics, so the
+leaderboard shows ID and generative methods side by side (seed 003's tables).
+
 Subsets: ``all``/``warm``/``cold`` on the first seen template and ``seen``/``unseen``/``unseen:warm``/
 ``unseen:cold`` for prompt methods. Warm/cold defaults to the split's flags (the user's train history length
 and the target item's train count both >= the split's ``warm_threshold``, 3), exactly what ``topk`` uses for
@@ -14,6 +19,7 @@ SASRec on the same split; ``warm_min_history`` / ``warm_min_item_count`` set oth
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,6 +36,11 @@ from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates_for
 
 SETUP_KEYS = tuple(GenerativeSetup().as_dict())
+PROTOCOL = "leave-one-out"
+
+
+def _generates(method: Any) -> bool:
+    return "generative" in getattr(method, "tasks", ())
 
 
 class GenerativeTask(Task):
@@ -43,8 +54,27 @@ class GenerativeTask(Task):
         "warm_min_item_count": None,
         "batch_size": 64,  # users per `rank` call
         "max_users": None,  # evaluate only the first N users by id (smoke runs); None = all
+        "id_exclude": "history",  # ID methods: mask the user's train+valid items ("history") or nothing ("none")
+        "id_history_len": 50,  # ID methods: history handed to `rank` (as topk)
     }
     validation_metric: ClassVar[str] = "ndcg@10"
+    default_split: ClassVar[str] = PROTOCOL  # runs that name no --split get the OpenP5 protocol
+
+    def accepts_method(self, method: Any) -> bool:
+        """Generative methods, and ID methods that rank all items (evaluated as described above)."""
+        return _generates(method) or "topk" in getattr(method, "tasks", ())
+
+    def check_method(self, method: BaseRecommender, split: Split) -> None:
+        """ID methods are fitted as for ``topk``: their trainers read ``ctx.task`` to pick the positives."""
+        del split
+        if _generates(method):
+            return
+        fit = method.fit
+
+        def fit_as_topk(split: Split, ctx: RunContext) -> None:
+            fit(split, replace(ctx, task="topk"))
+
+        method.fit = fit_as_topk  # type: ignore[method-assign]
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -69,6 +99,8 @@ class GenerativeTask(Task):
             )
         if int(p["history_len"]) < 1:
             raise ConfigError("task 'generative': history_len must be >= 1")
+        if p["id_exclude"] not in ("history", "none"):
+            raise ConfigError(f"task 'generative': id_exclude must be 'history' or 'none', got {p['id_exclude']!r}")
         self.setup = GenerativeSetup(**{k: p[k] for k in SETUP_KEYS})
 
     def check_split(self, split: Split) -> None:
@@ -91,7 +123,11 @@ class GenerativeTask(Task):
         warm = self._warm(split, rows.frame.iloc[:n])
         parts: list[pd.DataFrame] = []
         decode_info: dict[str, Any] = {}
-        for template in templates_for(method, stage):
+        if not _generates(method):
+            ranked = self._rank_ids(method, split, stage, users, ctx)
+            parts.append(self._predictions(users, targets, warm, ranked, "seen"))
+            decode_info["seen"] = {"mode": "full ranking", "exclude": p["id_exclude"]}
+        for template in templates_for(method, stage) if _generates(method) else []:
             ranked = np.full((n, int(p["beams"])), -1, dtype=np.int64)
             stats: dict[str, float] = {}
             for sl in batches(n, int(p["batch_size"]), ctx, f"generative {stage} ({template})"):
@@ -134,6 +170,27 @@ class GenerativeTask(Task):
             "filter_history": bool(p["filter_history"]),
         }
         return TaskResult(metrics, counts, predictions, info=info)
+
+    def _rank_ids(
+        self, method: BaseRecommender, split: Split, stage: str, users: np.ndarray, ctx: RunContext
+    ) -> np.ndarray:
+        """Top ``max(ks)`` of an ID method over all items, the user's earlier items masked."""
+        p = self.params
+        k = max(p["ks"])
+        rows = eval_rows(split, stage, history_len=10**9)  # every earlier item, oldest first
+        by_user = dict(zip(rows.users.tolist(), rows.histories, strict=True))
+        ranked = np.full((len(users), k), -1, dtype=np.int64)
+        for sl in batches(len(users), int(p["batch_size"]) * 4, ctx, f"generative {stage} (full ranking)"):
+            hist = [by_user[int(u)] for u in users[sl]]
+            req = RankRequests(
+                users=users[sl],
+                histories=[h[-int(p["id_history_len"]) :] for h in hist],
+                k=k,
+                exclude=[np.asarray(h, dtype=np.int64) for h in hist] if p["id_exclude"] == "history" else None,
+            )
+            got = np.asarray(method.rank(req).items, dtype=np.int64)
+            ranked[sl, : min(k, got.shape[1])] = got[:, :k]
+        return ranked
 
     # --- subsets ------------------------------------------------------------------------------------
     def _warm(self, split: Split, frame: pd.DataFrame) -> np.ndarray | None:
