@@ -96,7 +96,7 @@ class GenerativeLM(BaseRecommender):
         "batch_size": 32,
         "grad_accum": 1,
         "eval_batch_size": 32,  # users per beam-search batch
-        "max_train_examples": 30000,  # CPU budget (seeded sample of all examples); None = all (the paper)
+        "max_train_examples": 20000,  # CPU budget (seeded sample of all examples); None = all (the paper)
         "max_seconds": None,  # time budget per stage
         "train_sub_tasks": "both",  # OpenP5 / seed 003 train one model on both sub-tasks; "eval" = only one
         "valid_users": 0,  # >0: early stopping on valid NDCG@10 of that many users; 0: keep the last state

@@ -101,6 +101,9 @@ class PromptCTRMethod(BaseRecommender):
             raise ConfigError(f"method {self.name!r}: score={self.params['score']!r}; expected one of {SCORE_MODES}")
         # fail before a run starts: bad backbone names and templates without their placeholders
         check_backbone_name(str(self.params["backbone"]))
+        if self.needs_decoder and self.params["backbone"] == "minilm":
+            raise ConfigError(f"backbone 'minilm' is encoder-only (BertModel); method {self.name!r} needs a causal "
+                              f"decoder: use --backbone tiny or a local path to a causal LM")
         self.bank = load_bank(self.params["bank"])
         train_templates = int(self.params.get("train_templates", 1))
         if not 1 <= train_templates <= len(self.bank.seen):
