@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from benchbed.llm.backbone import Backbone, build_tiny, load_backbone, resolve_device
-from benchbed.llm.inject import EncodedPrompts, bucket_batches, encode, special_prefix
+from benchbed.llm.inject import EncodedPrompts, bucket_batches, special_prefix
 from benchbed.llm.lora import add_lora
 from benchbed.llm.scoring import bce_loss, score_with_prefix_cache
 from benchbed.llm.yesno import Rows, YesNoScorer, rows_from_frame
@@ -33,8 +33,14 @@ from benchbed.prompts import load_bank
 
 # dense bf16 peak, TFLOP/s (NVIDIA datasheets, without sparsity)
 BF16_PEAK_TFLOPS = {"H100 SXM": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H200": 989.0, "A100": 312.0}
-RANDOM_1B = {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 20, "num_attention_heads": 16,
-             "num_key_value_heads": 16, "max_position_embeddings": 2048}
+RANDOM_1B = {
+    "hidden_size": 2048,
+    "intermediate_size": 5632,
+    "num_hidden_layers": 20,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "max_position_embeddings": 2048,
+}
 
 
 def sync(device: str) -> None:
@@ -50,7 +56,9 @@ def load(args: argparse.Namespace) -> Backbone:
         model, tok = build_tiny(**RANDOM_1B)
     model = model.to(dtype=dt).eval()
     info = {"id": "random-1b", "revision": "random", "parameters": sum(p.numel() for p in model.parameters())}
-    return Backbone(name="random-1b", model=model, tokenizer=tok, device=dev, dtype=dt, is_decoder=True, info=info)
+    return Backbone(
+        name="random-1b", model=model, tokenizer=tok, device=dev, dtype=dt, is_decoder=True, info=info
+    )
 
 
 def ctr_rows(n: int) -> tuple[Rows, list[str], str, str]:
@@ -58,7 +66,12 @@ def ctr_rows(n: int) -> tuple[Rows, list[str], str, str]:
         from benchbed.data.prepare import prepare_split
 
         split = prepare_split("ml-100k").split
-        return rows_from_frame(split.test.iloc[:n], 10), split.data.item_titles(), split.data.domain, "ml-100k test"
+        return (
+            rows_from_frame(split.test.iloc[:n], 10),
+            split.data.item_titles(),
+            split.data.domain,
+            "ml-100k test",
+        )
     except Exception as exc:  # noqa: BLE001 - the benchmark still runs on synthetic rows
         from benchbed.llm.synthetic import planted_split
 
@@ -111,14 +124,26 @@ def main() -> None:
     bank = load_bank("ctr")
     scorer = YesNoScorer(bb, bank, titles=titles, domain=domain, batch_size=args.train_batch_size)
     model = bb.model
-    n_params = sum(p.numel() for p in model.parameters() if p.ndim >= 2) - model.get_input_embeddings().weight.numel()
+    n_params = (
+        sum(p.numel() for p in model.parameters() if p.ndim >= 2)
+        - model.get_input_embeddings().weight.numel()
+    )
     enc = scorer.encode(rows, "seen", "text")
     real_tokens = int(enc.lengths.sum())
-    out: dict[str, Any] = {"backbone": bb.info.get("id"), "device": dev, "dtype": str(bb.dtype), "rows": len(rows),
-                           "source": source, "mean_prompt_tokens": float(enc.lengths.mean()),
-                           "non_embedding_params": int(n_params), "threads": torch.get_num_threads()}
-    print(f"backbone {out['backbone']} on {dev} ({bb.dtype}), {len(rows)} rows of {source}, "
-          f"{out['mean_prompt_tokens']:.0f} tokens/prompt, {torch.get_num_threads()} CPU threads")
+    out: dict[str, Any] = {
+        "backbone": bb.info.get("id"),
+        "device": dev,
+        "dtype": str(bb.dtype),
+        "rows": len(rows),
+        "source": source,
+        "mean_prompt_tokens": float(enc.lengths.mean()),
+        "non_embedding_params": int(n_params),
+        "threads": torch.get_num_threads(),
+    }
+    print(
+        f"backbone {out['backbone']} on {dev} ({bb.dtype}), {len(rows)} rows of {source}, "
+        f"{out['mean_prompt_tokens']:.0f} tokens/prompt, {torch.get_num_threads()} CPU threads"
+    )
 
     # 1. scoring: bucketed vs unbucketed vs one at a time
     bucketed = bucket_batches(enc.lengths, args.batch_size)
@@ -159,7 +184,11 @@ def main() -> None:
 
     t_tr = timed(train_epoch, dev)
     train_tokens = int(tenc.lengths.sum())
-    out["train"] = {"rows_s": len(train_rows) / t_tr, "tokens_s": train_tokens / t_tr, "batch_size": args.train_batch_size}
+    out["train"] = {
+        "rows_s": len(train_rows) / t_tr,
+        "tokens_s": train_tokens / t_tr,
+        "batch_size": args.train_batch_size,
+    }
     peft_model.eval()
 
     # 3. candidate ranking: shared prefix KV cache vs full prompts
@@ -173,18 +202,28 @@ def main() -> None:
     for r, u in enumerate(users):
         vals = {**scorer.domain_values, "history": scorer.history_text(rows.histories[u])}
         text = head.format(**vals)
-        prefix_ids.append(np.asarray(special_prefix(bb.tokenizer) + bb.tokenizer(text, add_special_tokens=False)
-                                     ["input_ids"]))
+        prefix_ids.append(
+            np.asarray(
+                special_prefix(bb.tokenizer) + bb.tokenizer(text, add_special_tokens=False)["input_ids"]
+            )
+        )
         sfx = [f'"{scorer.titles[i]}"' + tail for i in cand[r]]
         suffix_ids.append([np.asarray(x) for x in bb.tokenizer(sfx, add_special_tokens=False)["input_ids"]])
     embed_ids = model.get_input_embeddings()
 
     def ranked_cached() -> list[np.ndarray]:
-        return [score_with_prefix_cache(model, embed_ids, p, s, scorer.answer_ids, batch_size=args.batch_size,
-                                        device=dev) for p, s in zip(prefix_ids, suffix_ids, strict=True)]
+        return [
+            score_with_prefix_cache(
+                model, embed_ids, p, s, scorer.answer_ids, batch_size=args.batch_size, device=dev
+            )
+            for p, s in zip(prefix_ids, suffix_ids, strict=True)
+        ]
 
-    full = EncodedPrompts(ids=[np.concatenate([p, s]) for p, ss in zip(prefix_ids, suffix_ids, strict=True) for s in ss],
-                          slot_names=(), slot_pos=np.zeros((len(users) * args.candidates, 0), dtype=np.int64))
+    full = EncodedPrompts(
+        ids=[np.concatenate([p, s]) for p, ss in zip(prefix_ids, suffix_ids, strict=True) for s in ss],
+        slot_names=(),
+        slot_pos=np.zeros((len(users) * args.candidates, 0), dtype=np.int64),
+    )
 
     def ranked_full() -> np.ndarray:
         return scorer.score(model, full, batch_size=args.batch_size)
@@ -212,23 +251,31 @@ def main() -> None:
         out["gpu"] = {"name": name, "bf16_peak_tflops": peak}
         if peak:
             out["gpu"]["mfu_score"] = fwd * out["score"]["bucketed_tokens_s"] / (peak * 1e12)
-            # LoRA: the frozen base still back-propagates activations (~2x forward), weight grads only for LoRA
+            # LoRA: the frozen base still back-propagates activations (~2x forward); weight grads: LoRA only
             out["gpu"]["mfu_train"] = 2 * fwd * out["train"]["tokens_s"] / (peak * 1e12)
     print(json.dumps(out, indent=2))
     s, t, r = out["score"], out["train"], out["rank"]
-    print(f"\nscoring: bucketed {s['bucketed_rows_s']:.0f} rows/s ({s['bucketed_tokens_s']:.0f} tokens/s, padding "
-          f"{s['bucketed_padding_share']:.1%}) | random order {s['unbucketed_rows_s']:.0f} rows/s (padding "
-          f"{s['unbucketed_padding_share']:.1%}) | one at a time {s['single_rows_s']:.0f} rows/s")
-    print(f"  ratios: bucketed/single {s['ratio_bucketed_vs_single']:.1f}x, bucketed/random order "
-          f"{s['ratio_bucketed_vs_unbucketed']:.2f}x")
+    print(
+        f"\nscoring: bucketed {s['bucketed_rows_s']:.0f} rows/s ({s['bucketed_tokens_s']:.0f} tokens/s, "
+        f"padding {s['bucketed_padding_share']:.1%}) | random order {s['unbucketed_rows_s']:.0f} rows/s "
+        f"(padding {s['unbucketed_padding_share']:.1%}) | one at a time {s['single_rows_s']:.0f} rows/s"
+    )
+    print(
+        f"  ratios: bucketed/single {s['ratio_bucketed_vs_single']:.1f}x, bucketed/random order "
+        f"{s['ratio_bucketed_vs_unbucketed']:.2f}x"
+    )
     print(f"training (LoRA): {t['rows_s']:.0f} rows/s, {t['tokens_s']:.0f} tokens/s")
-    print(f"ranking {r['candidates_per_user']} candidates/user: prefix cache "
-          f"{r['cached_pairs_s']:.0f} pairs/s vs full prompts {r['full_pairs_s']:.0f} pairs/s -> "
-          f"{r['ratio_cached_vs_full']:.2f}x (max score diff {r['max_abs_score_diff']:.1e})")
+    print(
+        f"ranking {r['candidates_per_user']} candidates/user: prefix cache "
+        f"{r['cached_pairs_s']:.0f} pairs/s vs full prompts {r['full_pairs_s']:.0f} pairs/s -> "
+        f"{r['ratio_cached_vs_full']:.2f}x (max score diff {r['max_abs_score_diff']:.1e})"
+    )
     if "gpu" in out and out["gpu"].get("bf16_peak_tflops"):
         g = out["gpu"]
-        print(f"{g['name']}: MFU scoring {g['mfu_score']:.1%}, training {g['mfu_train']:.1%} "
-              f"(of {g['bf16_peak_tflops']} TFLOP/s bf16)")
+        print(
+            f"{g['name']}: MFU scoring {g['mfu_score']:.1%}, training {g['mfu_train']:.1%} "
+            f"(of {g['bf16_peak_tflops']} TFLOP/s bf16)"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2))

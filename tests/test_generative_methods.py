@@ -1,7 +1,7 @@
 """p5-random and embedproj end to end on a synthetic dataset with planted sequential structure.
 
-Ids carry no signal (raw ids shuffled, items spelled with random numbers from 1001), so a text-only model has to
-memorise id strings, while ALS embeddings of the same training data already say which cluster a user and an
+Ids carry no signal (raw ids shuffled, items spelled with random numbers from 1001), so a text-only model has
+to memorise id strings, while ALS embeddings of the same training data already say which cluster a user and an
 item belong to. The backbone is a small random decoder saved to disk and loaded by path (a stand-in for
 ``tiny`` with a 150-word vocabulary, so the whole module trains in well under a minute on one core).
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from generative_synth import save_word_backbone, write_synthetic
 
 from benchbed.data.prepare import prepare_split
 from benchbed.generative.setup import get_setup
@@ -22,8 +23,6 @@ from benchbed.methods.embedproj import EmbedProj
 from benchbed.methods.p5_random import P5Random
 from benchbed.settings import get_settings
 from benchbed.tasks.generative import GenerativeTask
-
-from generative_synth import save_word_backbone, write_synthetic
 
 TRAIN = {"epochs": 3, "lr": 3e-3, "batch_size": 32, "max_train_examples": None}
 STAGES = {"stage1_epochs": 3, "stage1_lr": 3e-3, "stage2_epochs": 3, "stage2_lr": 3e-3, "warm_start": "text"}
@@ -75,8 +74,13 @@ def test_p5_random_trains_on_seen_templates_and_evaluates_seen_and_unseen(settin
     bank = setup.bank()
     ex = method._examples
     assert ex and all(e.template.startswith("seen:") for e in ex)
-    train_rows = method.encode_rows([e.sub_task for e in ex], np.array([e.user for e in ex]),
-                                    [e.history for e in ex], [e.template for e in ex], use_slots=False)
+    train_rows = method.encode_rows(
+        [e.sub_task for e in ex],
+        np.array([e.user for e in ex]),
+        [e.history for e in ex],
+        [e.template for e in ex],
+        use_slots=False,
+    )
     unseen_words = bank.unseen[0]["text"].split("{")[0].strip()  # "Which single"
     decoded = {method.tok.decode(ids) for ids in train_rows.enc.ids}
     assert not any(unseen_words.lower() in text.lower() for text in decoded)
@@ -110,8 +114,23 @@ def test_id_methods_run_on_the_same_users_through_the_cli(setting, tmp_path: Pat
     from benchbed.results.record import read_record
 
     results = tmp_path / "res"
-    monkeypatch.setattr(sys, "argv", ["benchbed", "-q", "--results-dir", str(results), "run", "--method", "pop",
-                                      "--dataset", str(setting["data"]), "--task", "generative"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "benchbed",
+            "-q",
+            "--results-dir",
+            str(results),
+            "run",
+            "--method",
+            "pop",
+            "--dataset",
+            str(setting["data"]),
+            "--task",
+            "generative",
+        ],
+    )
     try:
         main()
     except SystemExit as exc:  # main() returns on success, exits with the error's code otherwise

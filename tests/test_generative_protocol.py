@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from generative_synth import write_synthetic
 
 from benchbed.data.prepare import prepare_split
 from benchbed.errors import ConfigError, DataError
@@ -17,8 +18,6 @@ from benchbed.generative.templates import load_generative_bank, render_pieces
 from benchbed.metrics.ranking import hit_rate, hits_from_rankings, ndcg, top_k
 from benchbed.prompts import Slot
 from benchbed.tasks.generative import GenerativeTask
-
-from generative_synth import write_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +53,9 @@ def test_sequential_index_follows_first_appearance(split) -> None:
 
 def test_training_examples_cover_every_prefix_with_seen_templates_only(split) -> None:
     seqs = split.train_sequences()
-    ex = training_examples(split, ("sequential", "straightforward"), history_len=3, n_seen=10,
-                           templates_per_example=2, seed=0)
+    ex = training_examples(
+        split, ("sequential", "straightforward"), history_len=3, n_seen=10, templates_per_example=2, seed=0
+    )
     seq_ex = [e for e in ex if e.sub_task == "sequential"]
     sf_ex = [e for e in ex if e.sub_task == "straightforward"]
     assert len(seq_ex) == 2 * sum(len(s) - 1 for s in seqs.values())  # positions 1.. of each sequence
@@ -139,29 +139,53 @@ def test_index_that_misses_a_test_item_is_refused(split) -> None:
         GenerativeTask().check_split(split)
 
 
-def test_template_missing_a_placeholder_fails_in_one_line(tmp_path: Path, synth_dir: Path,
-                                                          capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_template_missing_a_placeholder_fails_in_one_line(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bank = load_generative_bank("sequential")
     lines = Path(bank.path).read_text(encoding="utf-8").replace("{history} . What is the next", "the next", 1)
     bad = tmp_path / "bad.yaml"
     bad.write_text(lines, encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"seen template 0 \(text\) lacks the required placeholder \{history\}"):
-        GenerativeTask(bank_sequential=str(bad)).check_split(prepare_split(str(synth_dir), "leave-one-out").split)
+    with pytest.raises(
+        ConfigError, match=r"seen template 0 \(text\) lacks the required placeholder \{history\}"
+    ):
+        GenerativeTask(bank_sequential=str(bad)).check_split(
+            prepare_split(str(synth_dir), "leave-one-out").split
+        )
     # through the CLI: exit code 1, one line, nothing trained (the record says failed, with the same line)
     from benchbed.cli.app import main
     from benchbed.results.record import read_record
 
-    monkeypatch.setattr(sys, "argv", ["benchbed", "-q", "--results-dir", str(tmp_path / "res"), "run", "--method",
-                                      "p5-random", "--dataset", str(synth_dir), "--task", "generative",
-                                      "--task-param", f"bank_sequential={bad}"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "benchbed",
+            "-q",
+            "--results-dir",
+            str(tmp_path / "res"),
+            "run",
+            "--method",
+            "p5-random",
+            "--dataset",
+            str(synth_dir),
+            "--task",
+            "generative",
+            "--task-param",
+            f"bank_sequential={bad}",
+        ],
+    )
     with pytest.raises(SystemExit) as exc:
         main()
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 1 and "lacks the required placeholder {history}" in err
     assert len(err.splitlines()) == 1
     records = [read_record(p) for p in (tmp_path / "res").rglob("*.json")]
-    assert len(records) == 1 and records[0].status == "failed" and "lacks the required" in (records[0].error or "")
+    assert (
+        len(records) == 1
+        and records[0].status == "failed"
+        and "lacks the required" in (records[0].error or "")
+    )
 
 
 def test_task_parameters_are_checked() -> None:

@@ -1,16 +1,15 @@
-"""Prefix trie and constrained beam search: only valid ids, exact sequence log-probs, prefix ids, multi-token ids."""
+"""Prefix trie and constrained beam search: only valid ids, exact log-probs, prefix ids, multi-token ids."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from generative_synth import save_word_backbone
 
 from benchbed.errors import DataError
 from benchbed.llm.backbone import load_backbone
 from benchbed.llm.constrained import ItemTrie, beam_search, build_item_trie
-
-from generative_synth import save_word_backbone
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,7 +46,7 @@ def test_prefix_ids_are_distinct_paths_and_multi_token(word_backbone) -> None:
     texts = {0: "item_12", 1: "item_123", 2: "item_1", 3: "item_1234", 4: "item_7"}
     trie = build_item_trie(tok, texts, end_token=tok.eos_token_id)
     assert trie.n_items == 5
-    for item, text in texts.items():
+    for item in texts:
         seq = trie.sequences[item]
         assert len(seq) >= 4 and seq[-1] == tok.eos_token_id  # "item", "_", digits..., end
         assert trie.walk(seq) == item
@@ -81,13 +80,19 @@ def test_beams_are_always_valid_and_scored_exactly(word_backbone) -> None:
         assert np.all(np.diff(out.scores[r]) <= 1e-9)  # best first
         for j in (0, 9):
             item = int(out.items[r, j])
-            assert out.scores[r, j] == pytest.approx(_teacher_forced(word_backbone, prompts[r], trie.sequences[item]),
-                                                     abs=1e-4)
+            assert out.scores[r, j] == pytest.approx(
+                _teacher_forced(word_backbone, prompts[r], trie.sequences[item]), abs=1e-4
+            )
     # exact beam search over few items = the true top-k by sequence probability
-    small = ItemTrie.build({i: trie.sequences[i][:-1] for i in (0, 1, 2, 60, 61)}, end_token=tok.eos_token_id,
-                           vocab_size=len(tok))
+    small = ItemTrie.build(
+        {i: trie.sequences[i][:-1] for i in (0, 1, 2, 60, 61)},
+        end_token=tok.eos_token_id,
+        vocab_size=len(tok),
+    )
     out = beam_search(word_backbone.model, emb[:1], mask[:1], small, num_beams=5)
-    truth = sorted((0, 1, 2, 60, 61), key=lambda i: -_teacher_forced(word_backbone, prompts[0], trie.sequences[i]))
+    truth = sorted(
+        (0, 1, 2, 60, 61), key=lambda i: -_teacher_forced(word_backbone, prompts[0], trie.sequences[i])
+    )
     assert out.items[0].tolist() == truth
     assert 0.0 < out.stats["constrained_step_share"] <= 1.0 and out.stats["valid_beams"] == 5
 

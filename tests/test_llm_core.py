@@ -28,7 +28,7 @@ def _yes_logits(bb, model, enc, rows, vectors=None):
     return answer_logits(model, embeds, batch, answer_token_ids(bb.tokenizer))
 
 
-# --- prompt banks ----------------------------------------------------------------------------------------------
+# --- prompt banks -------------------------------------------------------------------------------------------
 def test_ctr_bank_has_ten_seen_one_unseen_and_collm_template_zero():
     bank = load_bank("ctr")
     assert len(bank.seen) == 10 and len(bank.unseen) == 1
@@ -47,7 +47,9 @@ def test_bank_without_required_placeholder_is_a_one_line_error(tmp_path: Path):
     original = Path(load_bank("ctr").path).read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text(original.replace("titled {target} with the feature", "with the feature", 1))
-    with pytest.raises(ConfigError, match=r"seen template 0 \(cf\) lacks the required placeholder \{target\}"):
+    with pytest.raises(
+        ConfigError, match=r"seen template 0 \(cf\) lacks the required placeholder \{target\}"
+    ):
         load_bank(bad)
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text(original.replace("{domain}: {history}. Leverage", "{domain}: {histroy}. Leverage", 1))
@@ -55,7 +57,7 @@ def test_bank_without_required_placeholder_is_a_one_line_error(tmp_path: Path):
         load_bank(unknown)
 
 
-# --- backbones -------------------------------------------------------------------------------------------------
+# --- backbones ----------------------------------------------------------------------------------------------
 def test_tiny_preset_records_identity(tiny):
     assert tiny.is_decoder and tiny.tokenizer.padding_side == "left"
     assert tiny.info["id"] == "tiny" and tiny.info["revision"].startswith("tiny-seed0-")
@@ -112,8 +114,15 @@ def test_backbone_without_yes_token_is_refused(tmp_path: Path):
     tk = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     tk.pre_tokenizer = Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]")
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, pad_token_id=0)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        pad_token_id=0,
+    )
     LlamaForCausalLM(cfg).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     bb = load_backbone(str(tmp_path), device="cpu")
@@ -121,11 +130,13 @@ def test_backbone_without_yes_token_is_refused(tmp_path: Path):
         answer_token_ids(bb.tokenizer, backbone=bb.name)
 
 
-# --- injection -------------------------------------------------------------------------------------------------
+# --- injection ----------------------------------------------------------------------------------------------
 def test_spliced_positions_hold_exactly_the_vectors_and_nothing_else_changes(tiny):
     bank = load_bank("ctr")
-    values = [{"history": h, "target": t, **bank.domain_values("movies")}
-              for h, t in [('"heat (1995)", "casino (1995)"', '"fargo (1996)"'), ("<ItemTitleList>", '"x"')]]
+    values = [
+        {"history": h, "target": t, **bank.domain_values("movies")}
+        for h, t in [('"heat (1995)", "casino (1995)"', '"fargo (1996)"'), ("<ItemTitleList>", '"x"')]
+    ]
     full = [bank.render(0, "cf", v) for v in values]
     enc = encode(tiny.tokenizer, full, bank.slots)
     assert (enc.slot_pos >= 0).all()
@@ -158,8 +169,12 @@ def test_step2_gradient_reaches_only_the_mlp(tiny):
     table = torch.nn.Embedding(5, 4).requires_grad_(False)  # the CF model, frozen
     batch = collate(enc, np.arange(3), tiny.tokenizer.pad_token_id)
     users, items = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 0])
-    logits = answer_logits(model, embed(model, batch, {0: mlp(table(users)), 1: mlp(table(items))}), batch,
-                           answer_token_ids(tiny.tokenizer))
+    logits = answer_logits(
+        model,
+        embed(model, batch, {0: mlp(table(users)), 1: mlp(table(items))}),
+        batch,
+        answer_token_ids(tiny.tokenizer),
+    )
     to_score(logits, "yes").sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mlp.parameters())
     assert all(p.grad is None for p in model.parameters())
@@ -169,8 +184,14 @@ def test_step2_gradient_reaches_only_the_mlp(tiny):
 
 def test_left_padding_and_batching_do_not_change_scores(tiny):
     bank = load_bank("ctr")
-    vals = [{"history": ", ".join(f'"title {k}"' for k in range(n)), "target": '"t"', **bank.domain_values("items")}
-            for n in (0, 3, 9)]
+    vals = [
+        {
+            "history": ", ".join(f'"title {k}"' for k in range(n)),
+            "target": '"t"',
+            **bank.domain_values("items"),
+        }
+        for n in (0, 3, 9)
+    ]
     enc = encode(tiny.tokenizer, [bank.render(0, "cf", v) for v in vals], bank.slots)
     vec = torch.randn(3, 2, tiny.hidden_size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -181,17 +202,23 @@ def test_left_padding_and_batching_do_not_change_scores(tiny):
 
 def test_prefix_cache_scores_equal_full_prompt_scores(tiny):
     tok = tiny.tokenizer
-    prefix = np.asarray(tok("[CLS] a user liked heat and casino . will the user enjoy", add_special_tokens=False)
-                        ["input_ids"])
-    suffixes = [np.asarray(tok(t, add_special_tokens=False)["input_ids"]) for t in
-                ["fargo ? answer :", "toy story ( 1995 ) ? answer :", "x ? answer :"]]
+    prefix = np.asarray(
+        tok("[CLS] a user liked heat and casino . will the user enjoy", add_special_tokens=False)["input_ids"]
+    )
+    suffixes = [
+        np.asarray(tok(t, add_special_tokens=False)["input_ids"])
+        for t in ["fargo ? answer :", "toy story ( 1995 ) ? answer :", "x ? answer :"]
+    ]
     yes_no = answer_token_ids(tok)
     embed_ids = tiny.model.get_input_embeddings()
     cached = score_with_prefix_cache(tiny.model, embed_ids, prefix, suffixes, yes_no, batch_size=2)
     from benchbed.llm.inject import EncodedPrompts
 
-    enc = EncodedPrompts(ids=[np.concatenate([prefix, s]) for s in suffixes], slot_names=(),
-                         slot_pos=np.zeros((3, 0), dtype=np.int64))
+    enc = EncodedPrompts(
+        ids=[np.concatenate([prefix, s]) for s in suffixes],
+        slot_names=(),
+        slot_pos=np.zeros((3, 0), dtype=np.int64),
+    )
     with torch.no_grad():
         full = to_score(_yes_logits(tiny, tiny.model, enc, [0, 1, 2]), "yes").numpy()
     np.testing.assert_allclose(cached, full, atol=1e-5, rtol=1e-4)
@@ -202,11 +229,13 @@ def test_length_bucketing_groups_similar_lengths_and_covers_every_row():
     batches = bucket_batches(lengths, 16, rng=np.random.default_rng(1), bucket_factor=10)
     assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
     spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
-    random_spread = np.mean([lengths[b].max() - lengths[b].min() for b in np.array_split(np.arange(1000), 63)])
+    random_spread = np.mean(
+        [lengths[b].max() - lengths[b].min() for b in np.array_split(np.arange(1000), 63)]
+    )
     assert spread < random_spread / 3
 
 
-# --- training loop ---------------------------------------------------------------------------------------------
+# --- training loop ------------------------------------------------------------------------------------------
 class _Rows(list):
     n_tokens = 0
 
@@ -251,10 +280,19 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path):
         return eval_fn()
 
     with pytest.raises(KeyboardInterrupt):
-        train(dict(model.named_parameters()), batches, 8, loss_fn, cfg, eval_fn=dying_eval, checkpoint_dir=tmp_path)
+        train(
+            dict(model.named_parameters()),
+            batches,
+            8,
+            loss_fn,
+            cfg,
+            eval_fn=dying_eval,
+            checkpoint_dir=tmp_path,
+        )
     model, batches, loss_fn, eval_fn = _toy_problem()
-    resumed = train(dict(model.named_parameters()), batches, 8, loss_fn, cfg, eval_fn=eval_fn,
-                    checkpoint_dir=tmp_path)
+    resumed = train(
+        dict(model.named_parameters()), batches, 8, loss_fn, cfg, eval_fn=eval_fn, checkpoint_dir=tmp_path
+    )
     assert resumed.resumed and resumed.epochs_run == 3 and resumed.steps == full.steps == 12
     assert resumed.best_metric == full.best_metric
     for n, p in model.named_parameters():
@@ -270,7 +308,13 @@ def test_early_stopping_keeps_the_best_evaluated_state():
         snapshots.append(model.weight.detach().clone())
         return next(metrics)
 
-    res = train(dict(model.named_parameters()), batches, 8, loss_fn, TrainConfig(lr=0.05, epochs=5, patience=2),
-                eval_fn=eval_fn)
+    res = train(
+        dict(model.named_parameters()),
+        batches,
+        8,
+        loss_fn,
+        TrainConfig(lr=0.05, epochs=5, patience=2),
+        eval_fn=eval_fn,
+    )
     assert res.stopped == "early-stop" and res.epochs_run == 4 and res.best_at == (1, 0)
     assert torch.equal(model.weight.detach(), snapshots[1])

@@ -29,7 +29,7 @@ class ALSRecommender(BaseRecommender):
 
     name = "als"
     tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
-    score_kind: ClassVar[str] = "logit"  # an unbounded preference score, not a probability
+    score_kind: ClassVar[str] = "score"  # an uncalibrated preference score (no LogLoss)
     defaults: ClassVar[dict[str, Any]] = {
         "dim": 64,  # factors; implicit's default is 100, 64 matches the other baselines' RecBole default
         "reg": 0.01,  # implicit default regularization
@@ -67,14 +67,19 @@ class ALSRecommender(BaseRecommender):
         on_gpu = device.startswith("cuda") and implicit.gpu.HAS_CUDA
         if device.startswith("cuda") and not on_gpu:
             ctx.say("als: this implicit build has no CUDA support; fitting on the CPU")
-        if on_gpu:
-            from implicit.gpu.als import AlternatingLeastSquares as GpuALS
-
-            model: Any = GpuALS(**kwargs)
-        else:
-            model = CpuALS(**kwargs)
         start = time.perf_counter()
-        model.fit(counts, show_progress=False)
+        from threadpoolctl import threadpool_limits
+
+        # implicit parallelises over users itself; a multi-threaded BLAS underneath only oversubscribes
+        # (implicit warns about it when the model is built)
+        with threadpool_limits(1, "blas"):
+            if on_gpu:
+                from implicit.gpu.als import AlternatingLeastSquares as GpuALS
+
+                model: Any = GpuALS(**kwargs)
+            else:
+                model = CpuALS(**kwargs)
+            model.fit(counts, show_progress=False)
         if on_gpu:
             model = model.to_cpu()
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)

@@ -262,6 +262,14 @@ class _ContextHandler(logging.Handler):
 
 
 @contextmanager
+def quiet_recbole() -> Iterator[None]:
+    """Silence warnings raised from RecBole's own code (pandas/torch deprecations of its internals)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"recbole(\.|$)")
+        yield
+
+
+@contextmanager
 def recbole_scope(work_dir: Path, ctx: RunContext | None = None) -> Iterator[None]:
     """Run RecBole code with argv hidden, logging redirected, cwd in ``work_dir``; restore everything."""
     recbole_shims.apply()
@@ -284,9 +292,7 @@ def recbole_scope(work_dir: Path, ctx: RunContext | None = None) -> Iterator[Non
     old_cwd = os.getcwd()
     os.chdir(work_dir)  # Trainer opens ./log_tensorboard/ unconditionally
     try:
-        with warnings.catch_warnings():
-            # pandas/torch deprecation notices about RecBole's own code: nothing a benchbed user can act on
-            warnings.filterwarnings("ignore", module=r"recbole(\.|$)")
+        with quiet_recbole():
             yield
     finally:
         os.chdir(old_cwd)

@@ -27,6 +27,7 @@ from benchbed.baselines.recbole_adapter import (
     check_recbole_keys,
     feedback_for_task,
     model_property_defaults,
+    quiet_recbole,
     recbole_model_class,
 )
 from benchbed.data.schema import Split
@@ -58,7 +59,8 @@ class RecBoleRecommender(BaseRecommender):
     name: ClassVar[str] = "recbole"
     tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
     defaults: ClassVar[dict[str, Any]] = dict(COMMON_DEFAULTS)
-    score_kind: ClassVar[str] = "logit"  # score() returns raw model scores (sigmoid -> probability)
+    # what score() returns (see benchbed.tasks.ctr): ranking losses give uncalibrated scores, so no LogLoss
+    score_kind: ClassVar[str] = "score"
     recbole_model: ClassVar[Any] = ""  # RecBole model name, or a RecBole model class
     pointwise: ClassVar[bool] = False
     sequential: ClassVar[bool] = False
@@ -147,7 +149,7 @@ class RecBoleRecommender(BaseRecommender):
 
         s = self._require()
         out = np.empty(len(requests), dtype=np.float64)
-        with torch.no_grad():
+        with torch.no_grad(), quiet_recbole():
             for lo in range(0, len(requests), SCORE_BATCH):
                 hi = min(lo + SCORE_BATCH, len(requests))
                 fields = self._fields(s, requests.users[lo:hi], requests.histories[lo:hi])
@@ -174,7 +176,7 @@ class RecBoleRecommender(BaseRecommender):
         s = self._require()
         users = np.asarray(users, dtype=np.int64)
         out = np.empty((len(users), s.split.n_items), dtype=np.float32)
-        with torch.no_grad():
+        with torch.no_grad(), quiet_recbole():
             for lo in range(0, len(users), FULL_BATCH):
                 hi = min(lo + FULL_BATCH, len(users))
                 inter = s.interaction(self._fields(s, users[lo:hi], histories[lo:hi] if histories else None))
@@ -229,6 +231,7 @@ class MFPointwise(RecBoleRecommender):
 
     name = "mf"
     pointwise = True
+    score_kind = "logit"
     defaults = {**COMMON_DEFAULTS, "dim": 256}  # dim: CoLLM MF d=256 (PROTOCOLS.md)
     param_keys = {"dim": "embedding_size"}
 
@@ -373,6 +376,7 @@ class DIN(RecBoleRecommender):
 
     name = "din"
     recbole_model = "DIN"
+    score_kind = "logit"
     sequential = True
     pointwise = True
     defaults = {
@@ -440,6 +444,8 @@ def recbole_passthrough(model_name: str) -> type[RecBoleRecommender]:
         "sequential": sequential,
         "pointwise": pointwise,
         "min_history": 1 if sequential and not pointwise else 0,
+        # context-aware models' predict() is sigmoid(forward()); other models' scores are left uncalibrated
+        "score_kind": "probability" if kind == ModelType.CONTEXT else "score",
         "defaults": {**COMMON_DEFAULTS, **own, **({"max_len": 50} if sequential else {})},
         "param_keys": {k: k for k in own},
         "__doc__": f"RecBole {model_name} ({kind.name.lower()}) trained on benchbed's split.",

@@ -1,1 +1,1 @@
-"""OpenP5-style generative retrieval: item indexing, training examples, template banks, shared LM machinery."""
+"""OpenP5-style generative retrieval: item index, training examples, template banks, shared LM machinery."""

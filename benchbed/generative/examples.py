@@ -55,7 +55,8 @@ def check_split(split: Split) -> None:
         dup = frame["user"].duplicated()
         if dup.any():
             raise DataError(
-                f"split {name}: user {int(frame['user'][dup].iloc[0])} has several rows; leave-one-out keeps one"
+                f"split {name}: user {int(frame['user'][dup].iloc[0])} has several rows; "
+                "leave-one-out keeps one"
             )
     train_len = split.train.groupby("user").size()
     test_users = split.test["user"].to_numpy()
@@ -65,7 +66,8 @@ def check_split(split: Split) -> None:
     if len(short):
         raise DataError(
             f"split: user {int(short[0])} has {int(counts[counts < MIN_INTERACTIONS][0])} interaction(s); "
-            f"the generative task needs >= {MIN_INTERACTIONS} per user ({len(short)} such users; apply a 5-core filter)"
+            f"the generative task needs >= {MIN_INTERACTIONS} per user ({len(short)} such users; "
+            "apply a 5-core filter)"
         )
 
 

@@ -41,7 +41,9 @@ class ItemIndex:
         return self.strings[item]
 
     def covered(self) -> np.ndarray:
-        return np.flatnonzero(np.fromiter((bool(s) for s in self.strings), dtype=bool, count=len(self.strings)))
+        return np.flatnonzero(
+            np.fromiter((bool(s) for s in self.strings), dtype=bool, count=len(self.strings))
+        )
 
     def require(self, items: np.ndarray, what: str) -> None:
         """One-line error when any of ``items`` has no id string."""
@@ -99,7 +101,7 @@ def index_path(split: Split, mode: str, seed: int) -> Path:
 
 
 def get_index(split: Split, mode: str = "random", seed: int = 0) -> ItemIndex:
-    """The split's index for ``mode``: from ``split.extras``, else the on-disk cache, else built and cached."""
+    """The split's index for ``mode``: from ``split.extras``, else the disk cache, else built and cached."""
     key = f"{mode}:{seed if mode == 'random' else 0}"
     store = split.extras.setdefault(EXTRAS_KEY, {})
     if key in store:

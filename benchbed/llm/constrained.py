@@ -320,12 +320,12 @@ def beam_search(
         valid = pick_flat >= 0
         safe = np.where(valid, pick_flat, 0)
         src = np.where(valid, rows[safe], np.repeat(np.arange(n) * width, b))
-        tok = np.where(valid, toks[safe], end)
+        next_tok = np.where(valid, toks[safe], end)
         was_finished = finished[src] & valid
         new_nodes = np.where(valid, child[safe], -1)
         if not constrained:
             new_nodes = np.where(was_finished, nodes[src], new_nodes)
-        finished = np.where(valid, was_finished | (tok == end), True)
+        finished = np.where(valid, was_finished | (next_tok == end), True)
         overridden = np.where(valid, (overridden | step_over)[src], False)
         nodes = new_nodes
         scores = best
@@ -337,7 +337,7 @@ def beam_search(
         mask = torch.cat([mask[src_t], torch.ones((len(src), 1), dtype=mask.dtype, device=device)], dim=1)
         last_pos = last_pos[src_t] + 1
         out = model(
-            input_ids=torch.from_numpy(tok).to(device).reshape(-1, 1),
+            input_ids=torch.from_numpy(next_tok).to(device).reshape(-1, 1),
             attention_mask=mask,
             position_ids=last_pos.reshape(-1, 1),
             past_key_values=cache,
@@ -352,10 +352,10 @@ def beam_search(
     score_np = scores.cpu().numpy().astype(np.float64).reshape(-1)
     ok = finished & (nodes >= 0) & np.isfinite(score_np)
     items = np.where(ok, trie.leaf_item[np.where(nodes >= 0, nodes, 0)], -1).reshape(n, b)
-    score_np = np.where(items.reshape(-1) >= 0, score_np, -np.inf).reshape(n, b)
-    order = np.argsort(-score_np, axis=1, kind="stable")  # best first once invalid beams are blanked
+    score_2d = np.where(items.reshape(-1) >= 0, score_np, -np.inf).reshape(n, b)
+    order = np.argsort(-score_2d, axis=1, kind="stable")  # best first once invalid beams are blanked
     items = np.take_along_axis(items, order, axis=1)
-    score_np = np.take_along_axis(score_np, order, axis=1)
+    score_2d = np.take_along_axis(score_2d, order, axis=1)
     flags = np.take_along_axis(overridden.reshape(n, b), order, axis=1) & (items >= 0)
     valid_n = int((items >= 0).sum())
     stats = {
@@ -367,4 +367,4 @@ def beam_search(
         "constrained_beam_share": float(flags.sum() / valid_n) if valid_n else 0.0,
         "constrained_step_share": float(overrides / decisions) if decisions else 0.0,
     }
-    return BeamOutput(items=items, scores=score_np, constrained=flags, stats=stats)
+    return BeamOutput(items=items, scores=score_2d, constrained=flags, stats=stats)

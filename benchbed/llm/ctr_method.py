@@ -1,10 +1,11 @@
 """What ``icl``, ``tallrec`` and ``collm`` share: backbone + prompt bank setup, the CPU/GPU budget, the
 text-only LoRA stage (TALLRec = CoLLM step 1, cached and shared), and scoring ``ScoreRequests``.
 
-Budget: parameters ``epochs``, ``max_train_rows``, ``max_valid_rows`` and ``max_seconds`` default to ``auto``,
-resolved at fit time from the device: on CPU a small budget that lets ``benchbed run --method collm`` finish in
-minutes on 2 cores (``CPU_BUDGET``: a seeded subsample of training rows, a couple of epochs, a per-stage time
-cap); on a GPU the full protocol data (all rows, ``GPU_BUDGET``). The resolved budget is printed and recorded.
+Budget: parameters ``epochs``, ``max_train_rows``, ``max_valid_rows`` and ``max_seconds`` default to
+``auto``, resolved at fit time from the device: on CPU a small budget that lets
+``benchbed run --method collm`` finish in minutes on 2 cores (``CPU_BUDGET``: a seeded subsample of training
+rows, a couple of epochs, a per-stage time cap); on a GPU the full protocol data (all rows, ``GPU_BUDGET``).
+The resolved budget is printed and recorded.
 """
 
 from __future__ import annotations
@@ -61,9 +62,25 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 # the parameters that determine the text-only LoRA stage (shared by tallrec and collm step 1)
 TEXT_STAGE_KEYS = (
-    "backbone", "bank", "history_len", "max_title_chars", "max_length", "batch_size", "score", "train_templates",
-    "lr", "weight_decay", "warmup_ratio", "grad_accum", "patience", "evals_per_epoch", "lora_r", "lora_alpha",
-    "lora_dropout", "lora_targets", *BUDGET_KEYS,
+    "backbone",
+    "bank",
+    "history_len",
+    "max_title_chars",
+    "max_length",
+    "batch_size",
+    "score",
+    "train_templates",
+    "lr",
+    "weight_decay",
+    "warmup_ratio",
+    "grad_accum",
+    "patience",
+    "evals_per_epoch",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_targets",
+    *BUDGET_KEYS,
 )
 
 
@@ -98,17 +115,23 @@ class PromptCTRMethod(BaseRecommender):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         if self.params.get("score", "yes") not in SCORE_MODES:
-            raise ConfigError(f"method {self.name!r}: score={self.params['score']!r}; expected one of {SCORE_MODES}")
+            raise ConfigError(
+                f"method {self.name!r}: score={self.params['score']!r}; expected one of {SCORE_MODES}"
+            )
         # fail before a run starts: bad backbone names and templates without their placeholders
         check_backbone_name(str(self.params["backbone"]))
         if self.needs_decoder and self.params["backbone"] == "minilm":
-            raise ConfigError(f"backbone 'minilm' is encoder-only (BertModel); method {self.name!r} needs a causal "
-                              f"decoder: use --backbone tiny or a local path to a causal LM")
+            raise ConfigError(
+                f"backbone 'minilm' is encoder-only (BertModel); method {self.name!r} needs a causal "
+                f"decoder: use --backbone tiny or a local path to a causal LM"
+            )
         self.bank = load_bank(self.params["bank"])
         train_templates = int(self.params.get("train_templates", 1))
         if not 1 <= train_templates <= len(self.bank.seen):
-            raise ConfigError(f"method {self.name!r}: train_templates={train_templates}; the bank "
-                              f"{self.bank.name!r} has {len(self.bank.seen)} seen templates")
+            raise ConfigError(
+                f"method {self.name!r}: train_templates={train_templates}; the bank "
+                f"{self.bank.name!r} has {len(self.bank.seen)} seen templates"
+            )
         self.template_set: dict[str, Any] = self.bank.info(self.view, train_templates)
         # what the runner writes as the record's ``templates``
         self.template_info: dict[str, Any] = {"set": f"{self.bank.name}/{self.view}", **self.template_set}
@@ -119,15 +142,30 @@ class PromptCTRMethod(BaseRecommender):
         self.model: Any = None
         self._trainable = 0
 
-    # --- setup ------------------------------------------------------------------------------------------------
+    # --- setup ----------------------------------------------------------------------------------------------
     def setup(self, split: Split, ctx: RunContext) -> None:
         if not split.labeled:
-            raise ConfigError(f"method {self.name!r} needs a labeled split (CTR labels); {split.data.name!r} has none")
-        self.backbone = load_backbone(self.params["backbone"], device=ctx.device or None, dtype=ctx.dtype or None)
+            raise ConfigError(
+                f"method {self.name!r} needs a labeled split (CTR labels); {split.data.name!r} has none"
+            )
+        self.backbone = load_backbone(
+            self.params["backbone"], device=ctx.device or None, dtype=ctx.dtype or None
+        )
         if self.needs_decoder:
             self.backbone.require_decoder(self.name)
-        self.backbone_info = {k: self.backbone.info[k] for k in ("id", "revision", "dtype", "device", "kind",
-                                                                 "architecture", "parameters", "padding_side")}
+        self.backbone_info = {
+            k: self.backbone.info[k]
+            for k in (
+                "id",
+                "revision",
+                "dtype",
+                "device",
+                "kind",
+                "architecture",
+                "parameters",
+                "padding_side",
+            )
+        }
         self.scorer = YesNoScorer(
             self.backbone,
             self.bank,
@@ -140,9 +178,11 @@ class PromptCTRMethod(BaseRecommender):
             score_mode=str(self.params.get("score", "yes-no")),
         )
         self.model = self.backbone.model
-        ctx.say(f"{self.name}: backbone {self.backbone.info['id']} ({self.backbone.info['revision']}, "
-                f"{self.backbone.info['dtype']} on {self.backbone.device}); templates {self.bank.name}/{self.view} "
-                f"#{self.template_set['hash']}")
+        ctx.say(
+            f"{self.name}: backbone {self.backbone.info['id']} ({self.backbone.info['revision']}, "
+            f"{self.backbone.info['dtype']} on {self.backbone.device}); templates "
+            f"{self.bank.name}/{self.view} #{self.template_set['hash']}"
+        )
 
     def resolve_budget(self, ctx: RunContext) -> dict[str, Any]:
         """``auto`` budget values from the device profile; ``ctx.budget`` entries override both."""
@@ -161,16 +201,21 @@ class PromptCTRMethod(BaseRecommender):
         train, valid = rows_from_frame(split.train, hl), rows_from_frame(split.valid, hl)
         rng = np.random.default_rng([seed, 17])
         n_tr, n_va = int(self.budget["max_train_rows"] or 0), int(self.budget["max_valid_rows"] or 0)
-        tr_idx = np.sort(rng.permutation(len(train))[:n_tr]) if 0 < n_tr < len(train) else np.arange(len(train))
-        va_idx = np.sort(rng.permutation(len(valid))[:n_va]) if 0 < n_va < len(valid) else np.arange(len(valid))
+        tr_idx = (
+            np.sort(rng.permutation(len(train))[:n_tr]) if 0 < n_tr < len(train) else np.arange(len(train))
+        )
+        va_idx = (
+            np.sort(rng.permutation(len(valid))[:n_va]) if 0 < n_va < len(valid) else np.arange(len(valid))
+        )
         return Prepared(train.take(tr_idx), valid.take(va_idx), len(train), len(valid))
 
     def announce_budget(self, prep: Prepared, ctx: RunContext) -> None:
         b = self.budget
         secs = f"{b['max_seconds']} s per stage" if b["max_seconds"] else "no time cap"
         ctx.say(
-            f"{self.name}: budget ({b['profile']} profile) epochs={b['epochs']}, train rows={len(prep.train)} of "
-            f"{prep.n_train_total}, valid rows={len(prep.valid)} of {prep.n_valid_total}, {secs}"
+            f"{self.name}: budget ({b['profile']} profile) epochs={b['epochs']}, "
+            f"train rows={len(prep.train)} of {prep.n_train_total}, "
+            f"valid rows={len(prep.valid)} of {prep.n_valid_total}, {secs}"
         )
 
     def train_config(self, lr: float | None = None) -> TrainConfig:
@@ -189,8 +234,9 @@ class PromptCTRMethod(BaseRecommender):
     def lora_spec(self) -> LoraSpec:
         p = self.params
         targets = tuple(t.strip() for t in str(p["lora_targets"]).split(",") if t.strip())
-        return LoraSpec(r=int(p["lora_r"]), alpha=int(p["lora_alpha"]), dropout=float(p["lora_dropout"]),
-                        targets=targets)
+        return LoraSpec(
+            r=int(p["lora_r"]), alpha=int(p["lora_alpha"]), dropout=float(p["lora_dropout"]), targets=targets
+        )
 
     def identity(self, split: Split, ctx: RunContext, keys: tuple[str, ...], **extra: Any) -> dict[str, Any]:
         assert self.backbone is not None
@@ -204,7 +250,7 @@ class PromptCTRMethod(BaseRecommender):
             **extra,
         }
 
-    # --- the text-only LoRA stage ------------------------------------------------------------------------------
+    # --- the text-only LoRA stage ---------------------------------------------------------------------------
     def text_stage(self, split: Split, ctx: RunContext, prep: Prepared) -> dict[str, Any]:
         """TALLRec's tuning = CoLLM's step 1: LoRA on text-only prompts; loaded when already on disk."""
         assert self.scorer is not None and self.backbone is not None
@@ -220,8 +266,9 @@ class PromptCTRMethod(BaseRecommender):
             info = {**blob["meta"], "loaded": True, "dir": str(st.dir)}
         else:
             ctx.say(f"{self.name}: stage 1 (LoRA on text prompts) training -> {st.dir}")
-            result = self.train_prompts(self.model, prep, view="text", vector_fn=None, ctx=ctx, ckpt=st.dir,
-                                        modules=[self.model])
+            result = self.train_prompts(
+                self.model, prep, view="text", vector_fn=None, ctx=ctx, ckpt=st.dir, modules=[self.model]
+            )
             meta = {"stage": "lora-text", "key": st.key, "train": result.as_dict(), "lora": lora_info.spec}
             st.save({"lora": lora_state(self.model)}, meta)
             info = {**meta, "loaded": False, "dir": str(st.dir)}
@@ -253,6 +300,8 @@ class PromptCTRMethod(BaseRecommender):
         which = rng.integers(0, n_tpl, size=len(prep.train))
         enc_train = scorer.encode(prep.train, which, view)
         enc_valid = scorer.encode(prep.valid, "seen", view)
+        assert prep.train.labels is not None and prep.valid.labels is not None
+        valid_labels = prep.valid.labels
         labels = torch.from_numpy(prep.train.labels.astype(np.float32)).to(scorer.backbone.device)
         train_vec = _bind(vector_fn, prep.train)
         valid_vec = _bind(vector_fn, prep.valid)
@@ -262,7 +311,7 @@ class PromptCTRMethod(BaseRecommender):
             return bce_loss(scores, labels[torch.as_tensor(batch.rows, device=labels.device)])
 
         def eval_fn() -> float:
-            return auc(prep.valid.labels, scorer.score(model, enc_valid, valid_vec))
+            return auc(valid_labels, scorer.score(model, enc_valid, valid_vec))
 
         class _Epoch:
             def __init__(self, epoch: int) -> None:
@@ -274,10 +323,19 @@ class PromptCTRMethod(BaseRecommender):
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         params.update(extra_params or {})
         n_batches = len(scorer.train_batches(enc_train, ctx.seed, 0))
-        return train(params, _Epoch, n_batches, loss_fn, self.train_config(lr), eval_fn=eval_fn, checkpoint_dir=ckpt,
-                     log=ctx.say, modules=modules)
+        return train(
+            params,
+            _Epoch,
+            n_batches,
+            loss_fn,
+            self.train_config(lr),
+            eval_fn=eval_fn,
+            checkpoint_dir=ckpt,
+            log=ctx.say,
+            modules=modules,
+        )
 
-    # --- scoring ----------------------------------------------------------------------------------------------
+    # --- scoring --------------------------------------------------------------------------------------------
     def vectors_for(self, rows: Rows) -> VectorFn | None:
         """Slot vectors for scoring ``rows`` (None: a text-only method)."""
         return None
@@ -312,5 +370,13 @@ def params_hash(params: dict[str, Any]) -> str:
     return stable_hash(params)
 
 
-__all__ = ["PromptCTRMethod", "TRAIN_DEFAULTS", "PROMPT_DEFAULTS", "CPU_BUDGET", "GPU_BUDGET", "is_lora_param",
-           "count_trainable", "auc"]
+__all__ = [
+    "PromptCTRMethod",
+    "TRAIN_DEFAULTS",
+    "PROMPT_DEFAULTS",
+    "CPU_BUDGET",
+    "GPU_BUDGET",
+    "is_lora_param",
+    "count_trainable",
+    "auc",
+]

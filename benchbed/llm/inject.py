@@ -20,7 +20,7 @@ from benchbed.prompts import Piece, Slot
 
 
 def special_prefix(tokenizer) -> list[int]:
-    """The ids a tokenizer puts before text (Llama ``<s>``, our tiny preset's ``[CLS]``; none for GPT-2/Qwen2)."""
+    """The ids a tokenizer puts before text (Llama ``<s>``, the tiny preset's ``[CLS]``; none for GPT-2)."""
     with_special = tokenizer("x", add_special_tokens=True)["input_ids"]
     plain = tokenizer("x", add_special_tokens=False)["input_ids"]
     for start in range(len(with_special) - len(plain) + 1):
@@ -29,7 +29,11 @@ def special_prefix(tokenizer) -> list[int]:
             break
     else:  # pragma: no cover - tokenizers that rewrite text
         prefix = []
-    if not prefix and getattr(tokenizer, "bos_token_id", None) is not None and tokenizer.bos_token != tokenizer.eos_token:
+    if (
+        not prefix
+        and getattr(tokenizer, "bos_token_id", None) is not None
+        and tokenizer.bos_token != tokenizer.eos_token
+    ):
         prefix = [tokenizer.bos_token_id]
     return prefix
 
@@ -71,7 +75,9 @@ def encode(
     ``max_length`` truncates from the left of the first text piece (oldest history first), keeping the
     question and the answer cue intact.
     """
-    names = tuple(slot_names) or tuple(dict.fromkeys(p.name for row in prompts for p in row if isinstance(p, Slot)))
+    names = tuple(slot_names) or tuple(
+        dict.fromkeys(p.name for row in prompts for p in row if isinstance(p, Slot))
+    )
     name_col = {n: j for j, n in enumerate(names)}
     pid = placeholder_token_id(tokenizer) if placeholder_id is None else placeholder_id
     prefix = special_prefix(tokenizer)
@@ -152,7 +158,9 @@ def collate(enc: EncodedPrompts, rows: np.ndarray, pad_id: int, device: str | to
     )
 
 
-def splice(embeds: torch.Tensor, slot_pos: torch.Tensor, vectors: torch.Tensor | dict[int, torch.Tensor]) -> torch.Tensor:
+def splice(
+    embeds: torch.Tensor, slot_pos: torch.Tensor, vectors: torch.Tensor | dict[int, torch.Tensor]
+) -> torch.Tensor:
     """Return ``embeds`` with ``vectors[b, s]`` written at ``(b, slot_pos[b, s])`` for every present slot.
 
     ``vectors``: (B, S, H), or {slot column: (B, H)}. Out of place, so autograd reaches ``vectors``; positions
@@ -194,8 +202,9 @@ def bucket_batches(
 ) -> list[np.ndarray]:
     """Length bucketing: rows of similar length share a batch so padding stays small.
 
-    Without ``rng`` (scoring): rows sorted by length, batches in that order. With ``rng`` (training): shuffle,
-    sort within chunks of ``bucket_factor * batch_size``, then shuffle the batch order, so batches stay random.
+    Without ``rng`` (scoring): rows sorted by length, batches in that order. With ``rng`` (training):
+    shuffle, sort within chunks of ``bucket_factor * batch_size``, then shuffle the batch order, so batches
+    stay random.
     """
     n = len(lengths)
     if n == 0:

@@ -51,17 +51,24 @@ def add_lora(model: nn.Module, spec: LoraSpec | None = None) -> tuple[nn.Module,
     if not targets:
         targets = None  # peft picks the architecture's default
     try:
-        config = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
-                            bias="none")
+        config = LoraConfig(
+            r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets, bias="none"
+        )
         with warnings.catch_warnings():  # peft calls a transformers API deprecated for v6; not ours to fix
             warnings.simplefilter("ignore", FutureWarning)
             peft_model = get_peft_model(model, config)
     except ValueError as exc:
-        raise ConfigError(f"LoRA: no target modules {list(spec.targets)} in {type(model).__name__} and peft has "
-                          f"no default for it; set lora_targets") from exc
-    used = sorted(peft_model.peft_config["default"].target_modules)
-    return peft_model, LoraInfo(targets=used, trainable=count_trainable(peft_model),
-                                total=sum(p.numel() for p in peft_model.parameters()), spec=spec.as_dict())
+        raise ConfigError(
+            f"LoRA: no target modules {list(spec.targets)} in {type(model).__name__} and peft has "
+            f"no default for it; set lora_targets"
+        ) from exc
+    used = sorted(getattr(peft_model.peft_config["default"], "target_modules", None) or [])
+    return peft_model, LoraInfo(
+        targets=used,
+        trainable=count_trainable(peft_model),
+        total=sum(p.numel() for p in peft_model.parameters()),
+        spec=spec.as_dict(),
+    )
 
 
 def freeze(*modules: nn.Module) -> None:
@@ -96,7 +103,12 @@ def count_trainable(*modules: nn.Module) -> int:
 
 def named_trainable(**modules: nn.Module) -> dict[str, nn.Parameter]:
     """``{"prefix.param": p}`` over the trainable parameters of named modules (what the optimizer gets)."""
-    return {f"{prefix}.{n}": p for prefix, m in modules.items() for n, p in m.named_parameters() if p.requires_grad}
+    return {
+        f"{prefix}.{n}": p
+        for prefix, m in modules.items()
+        for n, p in m.named_parameters()
+        if p.requires_grad
+    }
 
 
 def lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -108,7 +120,9 @@ def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     params = {n: p for n, p in model.named_parameters() if is_lora_param(n)}
     if set(params) != set(state):
         missing = sorted(set(params) - set(state))[:1] or sorted(set(state) - set(params))[:1]
-        raise ConfigError(f"saved LoRA weights do not match this backbone/LoRA spec (first mismatch: {missing[0]})")
+        raise ConfigError(
+            f"saved LoRA weights do not match this backbone/LoRA spec (first mismatch: {missing[0]})"
+        )
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(state[n].to(p.device, p.dtype))

@@ -21,7 +21,9 @@ from benchbed.llm.inject import Batch
 SCORE_MODES = ("yes", "yes-no")
 
 
-def answer_token_ids(tokenizer, positive: str = "Yes", negative: str = "No", *, backbone: str = "") -> tuple[int, int]:
+def answer_token_ids(
+    tokenizer, positive: str = "Yes", negative: str = "No", *, backbone: str = ""
+) -> tuple[int, int]:
     """First token of each answer word; a one-line error when the vocabulary cannot express them."""
     unk = getattr(tokenizer, "unk_token_id", None)
     ids = []
@@ -30,12 +32,14 @@ def answer_token_ids(tokenizer, positive: str = "Yes", negative: str = "No", *, 
         if not toks or (unk is not None and toks[0] == unk):
             raise ConfigError(
                 f"backbone {backbone or 'tokenizer'} has no token for the answer {word!r} (it encodes to "
-                f"{tokenizer.convert_ids_to_tokens(toks[:1]) or 'nothing'}); use --backbone tiny or a causal LM "
-                f"whose vocabulary has it"
+                f"{tokenizer.convert_ids_to_tokens(toks[:1]) or 'nothing'}); use --backbone tiny or a "
+                f"causal LM whose vocabulary has it"
             )
         ids.append(int(toks[0]))
     if ids[0] == ids[1]:
-        raise ConfigError(f"backbone {backbone or 'tokenizer'}: {positive!r} and {negative!r} start with the same token")
+        raise ConfigError(
+            f"backbone {backbone or 'tokenizer'}: {positive!r} and {negative!r} start with the same token"
+        )
     return ids[0], ids[1]
 
 
@@ -89,8 +93,13 @@ def score_with_prefix_cache(
     prefix = torch.as_tensor(prefix_ids, dtype=torch.long, device=device)[None]
     n0 = prefix.shape[1]
     cache = DynamicCache()
-    model(inputs_embeds=embed_ids(prefix), attention_mask=torch.ones_like(prefix), use_cache=True,
-          past_key_values=cache, logits_to_keep=1)
+    model(
+        inputs_embeds=embed_ids(prefix),
+        attention_mask=torch.ones_like(prefix),
+        use_cache=True,
+        past_key_values=cache,
+        logits_to_keep=1,
+    )
     scores = np.empty(len(suffix_ids), dtype=np.float64)
     for start in range(0, len(suffix_ids), batch_size):
         chunk = suffix_ids[start : start + batch_size]
@@ -104,8 +113,13 @@ def score_with_prefix_cache(
         pos = (n0 + torch.cumsum(smask, dim=1) - 1).clamp(min=n0)
         batch_cache = copy.deepcopy(cache)
         batch_cache.batch_repeat_interleave(len(chunk))
-        batch = Batch(rows=np.arange(len(chunk)), input_ids=ids, attention_mask=mask, position_ids=pos,
-                      slot_pos=torch.empty((len(chunk), 0), dtype=torch.long))
+        batch = Batch(
+            rows=np.arange(len(chunk)),
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            slot_pos=torch.empty((len(chunk), 0), dtype=torch.long),
+        )
         logits = answer_logits(model, embed_ids(ids), batch, token_ids, past_key_values=batch_cache)
         scores[start : start + len(chunk)] = to_score(logits, mode).cpu().numpy()
     return scores

@@ -16,8 +16,8 @@ import pandas as pd
 from benchbed.data.schema import InteractionData, Split
 
 WORDS = (
-    "river stone garden light winter summer city night ocean forest mountain paper glass silver golden shadow "
-    "window letter story music dream road island bridge valley storm fire water cloud horse castle"
+    "river stone garden light winter summer city night ocean forest mountain paper glass silver golden "
+    "shadow window letter story music dream road island bridge valley storm fire water cloud horse castle"
 ).split()
 
 
@@ -27,8 +27,9 @@ def _data(name: str, inter: pd.DataFrame, titles: list[str], n_users: int) -> In
     return InteractionData(name=name, interactions=inter, items=items, users=users, domain="items").validate()
 
 
-def _finish(data: InteractionData, parts: dict[str, pd.DataFrame], history_len: int, warm_threshold: int,
-            params: dict) -> Split:
+def _finish(
+    data: InteractionData, parts: dict[str, pd.DataFrame], history_len: int, warm_threshold: int, params: dict
+) -> Split:
     """Add history (earlier positives over all parts, last N) and warm/cold flags, as the CoLLM protocol."""
     frames = []
     for name in ("train", "valid", "test"):
@@ -38,7 +39,9 @@ def _finish(data: InteractionData, parts: dict[str, pd.DataFrame], history_len: 
     allf = pd.concat(frames, ignore_index=True).sort_values(["timestamp", "user", "item"], kind="stable")
     hist: dict[int, list[int]] = {}
     histories = []
-    for u, i, y in zip(allf["user"].to_numpy(), allf["item"].to_numpy(), allf["label"].to_numpy(), strict=True):
+    for u, i, y in zip(
+        allf["user"].to_numpy(), allf["item"].to_numpy(), allf["label"].to_numpy(), strict=True
+    ):
         h = hist.setdefault(int(u), [])
         histories.append(h[-history_len:])
         if y == 1:
@@ -55,8 +58,14 @@ def _finish(data: InteractionData, parts: dict[str, pd.DataFrame], history_len: 
         f["warm"] = f["user_warm"] & f["item_warm"]
         f["item_unseen"] = ~f["item"].isin(icount.index)
         out[name] = f
-    split = Split(data=data, protocol="synthetic", params=params, train=out["train"], valid=out["valid"],
-                  test=out["test"])
+    split = Split(
+        data=data,
+        protocol="synthetic",
+        params=params,
+        train=out["train"],
+        valid=out["valid"],
+        test=out["test"],
+    )
     split.hash = split.compute_hash()
     return split
 
@@ -75,8 +84,13 @@ def _interactions(rows: list[tuple[int, int, int]]) -> pd.DataFrame:
 
 
 def planted_split(
-    n_users: int = 120, n_items: int = 80, rows_per_user: int = 40, rank: int = 2, seed: int = 0,
-    history_len: int = 5, warm_threshold: int = 3,
+    n_users: int = 120,
+    n_items: int = 80,
+    rows_per_user: int = 40,
+    rank: int = 2,
+    seed: int = 0,
+    history_len: int = 5,
+    warm_threshold: int = 3,
 ) -> Split:
     """Labels = 1[u.v + b_u + b_i + small noise > 0] with rank-``rank`` factors; uninformative titles."""
     rng = np.random.default_rng(seed)
@@ -99,8 +113,13 @@ def planted_split(
 
 
 def title_signal_split(
-    n_users: int = 80, n_items: int = 60, n_cold: int = 20, rows_per_user: int = 25, seed: int = 0,
-    history_len: int = 3, warm_threshold: int = 3,
+    n_users: int = 80,
+    n_items: int = 60,
+    n_cold: int = 20,
+    rows_per_user: int = 25,
+    seed: int = 0,
+    history_len: int = 3,
+    warm_threshold: int = 3,
 ) -> Split:
     """Labels = 1 iff the item is a "good" one, marked by its title's last word; ``n_cold`` items appear only
     in valid/test."""

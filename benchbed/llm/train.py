@@ -87,7 +87,8 @@ def train(
     decay = [p for n, p in named.items() if p.ndim >= 2]
     no_decay = [p for n, p in named.items() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
     )
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accum))
     scheduler = make_scheduler(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_ratio)
@@ -118,8 +119,15 @@ def train(
         for m in mods:
             m.eval()
         metric = float(eval_fn())
-        state["history"].append({"epoch": epoch, "eval": k, "metric": metric, "steps": state["steps"],
-                                 "seconds": round(time.perf_counter() - t_start, 2)})
+        state["history"].append(
+            {
+                "epoch": epoch,
+                "eval": k,
+                "metric": metric,
+                "steps": state["steps"],
+                "seconds": round(time.perf_counter() - t_start, 2),
+            }
+        )
         improved = state["best"] is None or metric > state["best"]
         if improved:
             state["best"], state["best_at"], state["bad"] = metric, (epoch, k), 0
@@ -185,8 +193,19 @@ def train(
 
 
 def _fresh_state() -> dict[str, Any]:
-    return {"epoch": 0, "steps": 0, "rows": 0, "tokens": 0, "seconds": 0.0, "best": None, "best_at": None,
-            "bad": 0, "best_state": None, "history": [], "stopped": None}
+    return {
+        "epoch": 0,
+        "steps": 0,
+        "rows": 0,
+        "tokens": 0,
+        "seconds": 0.0,
+        "best": None,
+        "best_at": None,
+        "bad": 0,
+        "best_state": None,
+        "history": [],
+        "stopped": None,
+    }
 
 
 def _load_params(named: dict[str, torch.nn.Parameter], values: dict[str, torch.Tensor]) -> None:
@@ -195,7 +214,9 @@ def _load_params(named: dict[str, torch.nn.Parameter], values: dict[str, torch.T
             p.copy_(values[n].to(p.device, p.dtype))
 
 
-def _save(path: Path, named: dict[str, torch.nn.Parameter], optimizer, scheduler, state: dict[str, Any]) -> None:
+def _save(
+    path: Path, named: dict[str, torch.nn.Parameter], optimizer, scheduler, state: dict[str, Any]
+) -> None:
     blob = {
         "params": {n: p.detach().cpu().clone() for n, p in named.items()},
         "optimizer": optimizer.state_dict(),

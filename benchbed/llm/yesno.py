@@ -77,12 +77,15 @@ class YesNoScorer:
         self.score_mode = score_mode
         answer = bank.extra.get("answer", {}) or {}
         self.answer_ids = answer_token_ids(
-            backbone.tokenizer, answer.get("positive", "Yes"), answer.get("negative", "No"), backbone=backbone.name
+            backbone.tokenizer,
+            answer.get("positive", "Yes"),
+            answer.get("negative", "No"),
+            backbone=backbone.name,
         )
         self.empty_history = str(bank.extra.get("empty_history", ""))
         self.pad_id = int(backbone.tokenizer.pad_token_id)
 
-    # --- prompts ----------------------------------------------------------------------------------------------
+    # --- prompts --------------------------------------------------------------------------------------------
     def history_text(self, history: Sequence[int]) -> str:
         hist = list(history)[-self.history_len :] if self.history_len > 0 else []
         if not hist:
@@ -103,9 +106,11 @@ class YesNoScorer:
 
     def encode(self, rows: Rows, which: str | int | np.ndarray, view: str) -> EncodedPrompts:
         slots = tuple(s for s in self.bank.slots)
-        return encode(self.backbone.tokenizer, self.prompts(rows, which, view), slots, max_length=self.max_length)
+        return encode(
+            self.backbone.tokenizer, self.prompts(rows, which, view), slots, max_length=self.max_length
+        )
 
-    # --- forward ----------------------------------------------------------------------------------------------
+    # --- forward --------------------------------------------------------------------------------------------
     def batch(self, enc: EncodedPrompts, idx: np.ndarray) -> Batch:
         return collate(enc, idx, self.pad_id, self.backbone.device)
 
@@ -116,8 +121,9 @@ class YesNoScorer:
         return to_score(logits, self.score_mode)
 
     @torch.no_grad()
-    def score(self, model, enc: EncodedPrompts, vector_fn: VectorFn | None = None, batch_size: int | None = None
-              ) -> np.ndarray:
+    def score(
+        self, model, enc: EncodedPrompts, vector_fn: VectorFn | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
         """Scores of every encoded row, batched by length (sorted), returned in row order."""
         out = np.empty(len(enc), dtype=np.float64)
         for idx in bucket_batches(enc.lengths, batch_size or self.batch_size * 4):

@@ -35,24 +35,41 @@ from benchbed.methods.base import RunContext
 
 TUNINGS = ("default", "t1", "t2", "t3")
 # what the run record keeps of the CF export's manifest
-MANIFEST_KEYS = ("model", "params", "params_hash", "seed", "task", "split_hash", "dims", "fit_seconds", "path")
+MANIFEST_KEYS = (
+    "model",
+    "params",
+    "params_hash",
+    "seed",
+    "task",
+    "split_hash",
+    "dims",
+    "fit_seconds",
+    "path",
+)
 CF_MODELS = ("mf", "lightgcn", "sasrec", "din")
 
 
 class CIE(nn.Module):
     """Collaborative information encoder: representation tables + the mapping MLP g_phi."""
 
-    def __init__(self, user: np.ndarray, item: np.ndarray, hidden: int, ratio: int, *, tune_tables: bool,
-                 scratch: bool) -> None:
+    def __init__(
+        self, user: np.ndarray, item: np.ndarray, hidden: int, ratio: int, *, tune_tables: bool, scratch: bool
+    ) -> None:
         super().__init__()
-        self.user = nn.Embedding.from_pretrained(torch.as_tensor(user, dtype=torch.float32), freeze=not tune_tables)
-        self.item = nn.Embedding.from_pretrained(torch.as_tensor(item, dtype=torch.float32), freeze=not tune_tables)
+        self.user = nn.Embedding.from_pretrained(
+            torch.as_tensor(user, dtype=torch.float32), freeze=not tune_tables
+        )
+        self.item = nn.Embedding.from_pretrained(
+            torch.as_tensor(item, dtype=torch.float32), freeze=not tune_tables
+        )
         if scratch:
             for table in (self.user, self.item):
                 nn.init.normal_(table.weight, std=float(table.weight.std().clamp(min=1e-3)))
         d_user, d_item = user.shape[1], item.shape[1]
         # one mapping for users and items (the paper's g_phi); a second input layer only when dims differ
-        self.mlp = nn.Sequential(nn.Linear(d_item, ratio * d_item), nn.ReLU(), nn.Linear(ratio * d_item, hidden))
+        self.mlp = nn.Sequential(
+            nn.Linear(d_item, ratio * d_item), nn.ReLU(), nn.Linear(ratio * d_item, hidden)
+        )
         self.user_in = None if d_user == d_item else nn.Linear(d_user, d_item, bias=False)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,17 +87,22 @@ class CoLLM(PromptCTRMethod):
         "cf": "mf",  # mf | lightgcn | sasrec | din, or a .npz file with user/item arrays
         "cf_params": {},  # passed to the CF model (e.g. {"embedding_size": 256})
         "tuning": "default",  # default (two-step) | t1 | t2 | t3
-        "lr_cie": 1e-2,  # step-2 learning rate (CoLLM code, Amazon-Book with MF/LightGCN/DIN: 1e-2; ML-1M 1e-3)
+        "lr_cie": 1e-2,  # step-2 lr (CoLLM code: Amazon-Book with MF/LightGCN/DIN 1e-2; ML-1M 1e-3)
         "mlp_ratio": 10,  # hidden layer = 10 x input size (paper)
     }
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         if self.params["tuning"] not in TUNINGS:
-            raise ConfigError(f"method 'collm': tuning={self.params['tuning']!r}; expected one of {', '.join(TUNINGS)}")
+            raise ConfigError(
+                f"method 'collm': tuning={self.params['tuning']!r}; expected one of {', '.join(TUNINGS)}"
+            )
         cf = str(self.params["cf"])
         if cf not in CF_MODELS and not cf.endswith(".npz"):
-            raise ConfigError(f"method 'collm': cf={cf!r}; expected one of {', '.join(CF_MODELS)} or a .npz file "
-                              f"with 'user' and 'item' arrays")
+            raise ConfigError(
+                f"method 'collm': cf={cf!r}; expected one of {', '.join(CF_MODELS)} or a .npz file "
+                f"with 'user' and 'item' arrays"
+            )
         if not isinstance(self.params["cf_params"], dict):
             raise ConfigError("method 'collm': cf_params must be a mapping, e.g. {embedding_size: 256}")
         self.cie: CIE | None = None
@@ -99,7 +121,7 @@ class CoLLM(PromptCTRMethod):
         out.append(("tallrec", shared))
         return out
 
-    # --- fit ---------------------------------------------------------------------------------------------------
+    # --- fit ------------------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:
         self.setup(split, ctx)
         self.resolve_budget(ctx)
@@ -118,8 +140,13 @@ class CoLLM(PromptCTRMethod):
             stage1_key = info["stage1"]["key"]
         self.cie = self._build_cie(user, item, ctx.seed)
         ident = self.identity(
-            split, ctx, (*TEXT_STAGE_KEYS, "tuning", "lr_cie", "mlp_ratio"), stage="cie", stage1=stage1_key,
-            cf=manifest["hash"], bank=self.bank.hash("cf"),
+            split,
+            ctx,
+            (*TEXT_STAGE_KEYS, "tuning", "lr_cie", "mlp_ratio"),
+            stage="cie",
+            stage1=stage1_key,
+            cf=manifest["hash"],
+            bank=self.bank.hash("cf"),
         )
         st = stages.stage(ctx.cache_dir, f"cie-{tuning}", ident)
         if st.done:
@@ -133,9 +160,17 @@ class CoLLM(PromptCTRMethod):
             ctx.say(f"collm: step 2 ({self._step2_text()}) training -> {st.dir}")
             extra = {f"cie.{n}": p for n, p in self.cie.named_parameters() if p.requires_grad}
             modules: list[nn.Module] = [self.cie, self.model] if tuning == "t3" else [self.cie]
-            result = self.train_prompts(self.model, prep, view="cf", vector_fn=self.slot_vectors, ctx=ctx,
-                                        ckpt=st.dir, modules=modules, extra_params=extra,
-                                        lr=self.params["lr"] if tuning == "t3" else self.params["lr_cie"])
+            result = self.train_prompts(
+                self.model,
+                prep,
+                view="cf",
+                vector_fn=self.slot_vectors,
+                ctx=ctx,
+                ckpt=st.dir,
+                modules=modules,
+                extra_params=extra,
+                lr=self.params["lr"] if tuning == "t3" else self.params["lr_cie"],
+            )
             meta = {"stage": f"cie-{tuning}", "key": st.key, "train": result.as_dict()}
             blob = {"cie": {k: v.detach().cpu() for k, v in self.cie.state_dict().items()}}
             if tuning == "t3":
@@ -147,8 +182,10 @@ class CoLLM(PromptCTRMethod):
         self.cie.eval()
         self.model.eval()
         lora_n = sum(p.numel() for n, p in self.model.named_parameters() if "lora_" in n)
-        self._trainable = lora_n + sum(p.numel() for p in self.cie.mlp.parameters()) + (
-            self.cie.user.weight.numel() + self.cie.item.weight.numel() if tuning in ("t1", "t2") else 0
+        self._trainable = (
+            lora_n
+            + sum(p.numel() for p in self.cie.mlp.parameters())
+            + (self.cie.user.weight.numel() + self.cie.item.weight.numel() if tuning in ("t1", "t2") else 0)
         )
         self.fit_info = info
 
@@ -164,8 +201,14 @@ class CoLLM(PromptCTRMethod):
         assert self.backbone is not None
         tuning = self.params["tuning"]
         torch.manual_seed(seed + 1)
-        cie = CIE(user, item, self.backbone.hidden_size, int(self.params["mlp_ratio"]),
-                  tune_tables=tuning in ("t1", "t2"), scratch=tuning == "t2")
+        cie = CIE(
+            user,
+            item,
+            self.backbone.hidden_size,
+            int(self.params["mlp_ratio"]),
+            tune_tables=tuning in ("t1", "t2"),
+            scratch=tuning == "t2",
+        )
         if tuning == "t3":
             for n, p in self.model.named_parameters():
                 p.requires_grad_("lora_" in n)
@@ -190,7 +233,9 @@ class CoLLM(PromptCTRMethod):
         else:
             from benchbed.baselines.export import get_embeddings
 
-            emb = get_embeddings(split, cf, params=dict(self.params["cf_params"]) or None, seed=ctx.seed, ctx=ctx)
+            emb = get_embeddings(
+                split, cf, params=dict(self.params["cf_params"]) or None, seed=ctx.seed, ctx=ctx
+            )
             # for sequence models (SASRec, DIN) the export's user rows are already their sequence
             # representation of the user's training history, as CoLLM feeds it to the LLM
             user, item = np.asarray(emb.user), np.asarray(emb.item)
@@ -203,12 +248,14 @@ class CoLLM(PromptCTRMethod):
         manifest["hash"] = digest.hexdigest()[:16]
         return user.astype(np.float32), item.astype(np.float32), manifest
 
-    # --- scoring -----------------------------------------------------------------------------------------------
+    # --- scoring --------------------------------------------------------------------------------------------
     def slot_vectors(self, rows: Rows, batch: Batch) -> dict[int, torch.Tensor]:
         assert self.cie is not None and self.backbone is not None
         idx = batch.rows
         dev = self.backbone.device
-        eu, ei = self.cie(torch.as_tensor(rows.users[idx], device=dev), torch.as_tensor(rows.items[idx], device=dev))
+        eu, ei = self.cie(
+            torch.as_tensor(rows.users[idx], device=dev), torch.as_tensor(rows.items[idx], device=dev)
+        )
         return {0: eu, 1: ei}
 
     def vectors_for(self, rows: Rows) -> Any:
@@ -218,12 +265,14 @@ class CoLLM(PromptCTRMethod):
 def check_alignment(cf: str, user: np.ndarray, item: np.ndarray, split: Split) -> None:
     """One-line error when CF embeddings were not built for this split's ids."""
     if user.ndim != 2 or item.ndim != 2:
-        raise ConfigError(f"CF model {cf!r}: embeddings must be 2-D (rows x dims); got user {user.shape}, item {item.shape}")
+        raise ConfigError(
+            f"CF model {cf!r}: embeddings must be 2-D (rows x dims); got user {user.shape}, item {item.shape}"
+        )
     if user.shape[0] != split.n_users or item.shape[0] != split.n_items:
         raise ConfigError(
             f"CF model {cf!r}: embeddings have {user.shape[0]} users x {item.shape[0]} items but split "
-            f"{split.data.name!r} has {split.n_users} x {split.n_items}; export them for this split (--cf mf) "
-            f"or pass matching arrays"
+            f"{split.data.name!r} has {split.n_users} x {split.n_items}; export them for this split "
+            f"(--cf mf) or pass matching arrays"
         )
     if not (np.isfinite(user).all() and np.isfinite(item).all()):
         raise ConfigError(f"CF model {cf!r}: embeddings contain NaN or inf")

@@ -72,14 +72,16 @@ class EmbedProj(GenerativeLM):
         if int(p["stage"]) not in (1, 2):
             raise ConfigError(f"method 'embedproj': stage must be 1 or 2, got {p['stage']!r}")
         if p["warm_start"] not in ("auto", "text", "none"):
-            raise ConfigError(f"method 'embedproj': warm_start must be auto, text or none, got {p['warm_start']!r}")
+            raise ConfigError(
+                f"method 'embedproj': warm_start must be auto, text or none, got {p['warm_start']!r}"
+            )
         # CF models learn from all training interactions, as for top-K (the generative task's positives)
         cf_ctx = replace(ctx, task="topk")
         emb = get_embeddings(split, str(p["cf_model"]), params=p["cf_params"], seed=ctx.seed, ctx=cf_ctx)
         if emb.user.shape[0] != split.n_users or emb.item.shape[0] != split.n_items:
             raise ConfigError(
-                f"{p['cf_model']} embeddings have {emb.user.shape[0]} users / {emb.item.shape[0]} items but the split "
-                f"has {split.n_users} / {split.n_items}; re-export them for this split"
+                f"{p['cf_model']} embeddings have {emb.user.shape[0]} users / {emb.item.shape[0]} items, "
+                f"the split has {split.n_users} / {split.n_items}; re-export them for this split"
             )
         device = self.bb.device
         self.user_table = torch.as_tensor(np.asarray(emb.user), dtype=torch.float32, device=device)
@@ -89,11 +91,12 @@ class EmbedProj(GenerativeLM):
         mid = int(p["proj_hidden"] or hidden)
         torch.manual_seed(ctx.seed)
         dtype = self.model.get_input_embeddings().weight.dtype
+        self.proj_dtype: torch.dtype = dtype
         self.proj_user = projector(self.user_table.shape[1], mid, hidden).to(device=device, dtype=dtype)
         self.proj_item = projector(self.item_table.shape[1], mid, hidden).to(device=device, dtype=dtype)
 
     def slot_vectors(self, users: torch.Tensor, hist: torch.Tensor) -> torch.Tensor | None:
-        dtype = self.proj_user[0].weight.dtype
+        dtype = self.proj_dtype
         u = self.proj_user(self.user_table[users].to(dtype))
         i = self.proj_item(self.item_table[hist.clamp(min=0)].to(dtype))
         return torch.cat([u.unsqueeze(1), i], dim=1)

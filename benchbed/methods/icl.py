@@ -20,6 +20,12 @@ class ICL(PromptCTRMethod):
 
     def fit(self, split: Split, ctx: RunContext) -> None:
         self.setup(split, ctx)
-        self.budget = {"profile": "none", "epochs": 0, "max_train_rows": 0, "max_valid_rows": 0, "max_seconds": 0}
+        self.budget = {
+            "profile": "none",
+            "epochs": 0,
+            "max_train_rows": 0,
+            "max_valid_rows": 0,
+            "max_seconds": 0,
+        }
         ctx.say(f"{self.name}: zero-shot, no training")
         self.fit_info = {"training": "none (zero-shot)"}

@@ -62,7 +62,9 @@ class PromptBank:
             return self.unseen[i][view]
         if isinstance(which, int) and 0 <= which < len(self.seen):
             return self.seen[which][view]
-        raise ConfigError(f"{self.path}: unknown template {which!r}; expected 'seen', 'unseen' or 0..{len(self.seen) - 1}")
+        raise ConfigError(
+            f"{self.path}: unknown template {which!r}; expected 'seen', 'unseen' or 0..{len(self.seen) - 1}"
+        )
 
     def render(self, which: str | int, view: str, values: dict[str, str]) -> list[Piece]:
         """Fill the fields of one template; slots stay as ``Slot`` markers. Adjacent text is merged."""
@@ -98,7 +100,9 @@ class PromptBank:
 
     def _check_view(self, view: str) -> None:
         if view not in self.required:
-            raise ConfigError(f"{self.path}: bank {self.name!r} has no view {view!r}; views: {', '.join(self.views)}")
+            raise ConfigError(
+                f"{self.path}: bank {self.name!r} has no view {view!r}; views: {', '.join(self.views)}"
+            )
 
 
 def render_template(template: str, values: dict[str, str], slots: tuple[str, ...] | list[str]) -> list[Piece]:
@@ -134,7 +138,9 @@ def bank_path(name_or_path: str | Path) -> Path:
     builtin = BANK_DIR / f"{name_or_path}.yaml"
     if not builtin.is_file():
         known = sorted(f.stem for f in BANK_DIR.glob("*.yaml"))
-        raise ConfigError(f"unknown prompt bank {str(name_or_path)!r}; built-in: {', '.join(known)} (or a .yaml path)")
+        raise ConfigError(
+            f"unknown prompt bank {str(name_or_path)!r}; built-in: {', '.join(known)} (or a .yaml path)"
+        )
     return builtin
 
 
@@ -163,8 +169,11 @@ def load_bank(name_or_path: str | Path) -> PromptBank:
     unseen = _templates(raw["unseen"], "unseen", path, required, known, slots)
     if not seen:
         raise ConfigError(f"{path}: 'seen' must list at least one template")
-    extra = {k: v for k, v in raw.items() if k not in {"name", "task", "fields", "slots", "views", "seen", "unseen",
-                                                        "domains"}}
+    extra = {
+        k: v
+        for k, v in raw.items()
+        if k not in {"name", "task", "fields", "slots", "views", "seen", "unseen", "domains"}
+    }
     return PromptBank(
         name=str(raw["name"]),
         path=path,
@@ -180,7 +189,12 @@ def load_bank(name_or_path: str | Path) -> PromptBank:
 
 
 def _templates(
-    entries: Any, kind: str, path: Path, required: dict[str, tuple[str, ...]], known: set[str], slots: tuple[str, ...]
+    entries: Any,
+    kind: str,
+    path: Path,
+    required: dict[str, tuple[str, ...]],
+    known: set[str],
+    slots: tuple[str, ...],
 ) -> list[dict[str, str]]:
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: {kind!r} must be a list of templates")
@@ -189,7 +203,9 @@ def _templates(
         if isinstance(entry, str) and len(required) == 1:
             entry = {next(iter(required)): entry}
         if not isinstance(entry, dict):
-            raise ConfigError(f"{path}: {kind} template {i} must map each view ({', '.join(required)}) to a string")
+            raise ConfigError(
+                f"{path}: {kind} template {i} must map each view ({', '.join(required)}) to a string"
+            )
         for view, req in required.items():
             text = entry.get(view)
             if not isinstance(text, str):
@@ -197,14 +213,19 @@ def _templates(
             found = PLACEHOLDER.findall(text)
             unknown = sorted(set(found) - known)
             if unknown:
-                raise ConfigError(f"{path}: {kind} template {i} ({view}) has unknown placeholder {{{unknown[0]}}}; "
-                                  f"known: {', '.join(sorted(known))}")
+                raise ConfigError(
+                    f"{path}: {kind} template {i} ({view}) has unknown placeholder {{{unknown[0]}}}; "
+                    f"known: {', '.join(sorted(known))}"
+                )
             missing = [r for r in req if r not in found]
             if missing:
-                raise ConfigError(f"{path}: {kind} template {i} ({view}) lacks the required placeholder "
-                                  f"{{{missing[0]}}}")
+                raise ConfigError(
+                    f"{path}: {kind} template {i} ({view}) lacks the required placeholder {{{missing[0]}}}"
+                )
             for s in slots:
                 if found.count(s) > 1:
-                    raise ConfigError(f"{path}: {kind} template {i} ({view}) uses slot {{{s}}} more than once")
+                    raise ConfigError(
+                        f"{path}: {kind} template {i} ({view}) uses slot {{{s}}} more than once"
+                    )
         out.append({v: entry[v] for v in required})
     return out

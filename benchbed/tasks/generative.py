@@ -2,14 +2,14 @@
 
 Split: ``leave-one-out`` (test target = each user's last item, history = the earlier items, capped at
 ``history_len``). Items are spelled by the split's item index (``random`` from 1001 by default, or
-``sequential``), shared by every method through ``split.extras``. The method answers ``RankRequests`` with up to
-``beams`` generated ids per user (constrained beam search: never an invalid id); the task scores them with the
-same ranking functions as ``topk`` with one ground truth (IDCG = 1): HR@5/10 and NDCG@5/10.
+``sequential``), shared by every method through ``split.extras``. The method answers ``RankRequests`` with
+up to ``beams`` generated ids per user (constrained beam search: never an invalid id); the task scores them
+with the same ranking functions as ``topk`` with one ground truth (IDCG = 1): HR@5/10 and NDCG@5/10.
 
 ID methods (``sasrec``, ``pop``, any ``topk`` method) run on the same split and test users: trained as for
-``topk`` (every training interaction a positive) and ranked over all items with the user's earlier items masked
-(``id_exclude: history``, RecBole's full ranking), their top ``max(ks)`` scored by the same metrics, so the
-leaderboard shows ID and generative methods side by side (seed 003's tables).
+``topk`` (every training interaction a positive) and ranked over all items with the user's earlier items
+masked (``id_exclude: history``, RecBole's full ranking), their top ``max(ks)`` scored by the same metrics, so
+the leaderboard shows ID and generative methods side by side (seed 003's tables).
 
 Subsets: ``all``/``warm``/``cold`` on the first seen template and ``seen``/``unseen``/``unseen:warm``/
 ``unseen:cold`` for prompt methods. Warm/cold defaults to the split's flags (the user's train history length
@@ -46,7 +46,8 @@ def _generates(method: Any) -> bool:
 class GenerativeTask(Task):
     name: ClassVar[str] = "generative"
     defaults: ClassVar[dict[str, Any]] = {
-        **GenerativeSetup().as_dict(),  # sub_task, indexing, index_seed, history_len, templates_per_example, banks
+        # sub_task, indexing, index_seed, history_len, templates_per_example, bank paths
+        **GenerativeSetup().as_dict(),
         "ks": [5, 10],  # seed 003 / OpenP5 report HR and NDCG at 5 and 10
         "beams": 10,  # OpenP5: beams = max k
         "filter_history": False,  # OpenP5 default: history items may be generated (and count as misses)
@@ -54,7 +55,7 @@ class GenerativeTask(Task):
         "warm_min_item_count": None,
         "batch_size": 64,  # users per `rank` call
         "max_users": None,  # evaluate only the first N users by id (smoke runs); None = all
-        "id_exclude": "history",  # ID methods: mask the user's train+valid items ("history") or nothing ("none")
+        "id_exclude": "history",  # ID methods: mask the user's train+valid items ("history") or "none"
         "id_history_len": 50,  # ID methods: history handed to `rank` (as topk)
     }
     validation_metric: ClassVar[str] = "ndcg@10"
@@ -100,7 +101,9 @@ class GenerativeTask(Task):
         if int(p["history_len"]) < 1:
             raise ConfigError("task 'generative': history_len must be >= 1")
         if p["id_exclude"] not in ("history", "none"):
-            raise ConfigError(f"task 'generative': id_exclude must be 'history' or 'none', got {p['id_exclude']!r}")
+            raise ConfigError(
+                f"task 'generative': id_exclude must be 'history' or 'none', got {p['id_exclude']!r}"
+            )
         self.setup = GenerativeSetup(**{k: p[k] for k in SETUP_KEYS})
 
     def check_split(self, split: Split) -> None:
@@ -186,7 +189,9 @@ class GenerativeTask(Task):
                 users=users[sl],
                 histories=[h[-int(p["id_history_len"]) :] for h in hist],
                 k=k,
-                exclude=[np.asarray(h, dtype=np.int64) for h in hist] if p["id_exclude"] == "history" else None,
+                exclude=[np.asarray(h, dtype=np.int64) for h in hist]
+                if p["id_exclude"] == "history"
+                else None,
             )
             got = np.asarray(method.rank(req).items, dtype=np.int64)
             ranked[sl, : min(k, got.shape[1])] = got[:, :k]
