@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as benchbed sets it; must precede torch's import
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from benchbed.llm.backbone import Backbone, build_tiny, load_backbone, resolve_device
 from benchbed.llm.inject import EncodedPrompts, bucket_batches, special_prefix

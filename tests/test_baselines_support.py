@@ -1,4 +1,4 @@
-"""Data builders shared by the baselines tests (no tests here): planted blocks and ml-100k from RecBole's wheel."""
+"""Data builders for the baselines tests (no tests here): planted blocks, ml-100k from RecBole's wheel."""
 
 from __future__ import annotations
 
@@ -42,7 +42,14 @@ def leave_last_out(data: InteractionData, n_valid: int = 1, n_test: int = 1, his
     train = inter[from_end >= n_test + n_valid].reset_index(drop=True)
     valid = _flags(inter[(from_end >= n_test) & (from_end < n_test + n_valid)], train).reset_index(drop=True)
     test = _flags(inter[from_end < n_test], train).reset_index(drop=True)
-    split = Split(data, "leave-one-out", {"history_len": history_len, "n_valid": n_valid, "n_test": n_test}, train, valid, test)
+    split = Split(
+        data,
+        "leave-one-out",
+        {"history_len": history_len, "n_valid": n_valid, "n_test": n_test},
+        train,
+        valid,
+        test,
+    )
     split.hash = split.compute_hash()
     return split
 
@@ -59,7 +66,7 @@ def planted_blocks(
     """Users interact only with items of their own block (in random time order).
 
     With ``negatives`` > 0 each user also has that many out-of-block rows labeled 0 (and in-block rows are
-    labeled 1), so the data is labeled (CTR); otherwise it is implicit. Returns (data, user_block, item_block).
+    labeled 1), so the data is labeled (CTR); otherwise implicit. Returns (data, user_block, item_block).
     """
     rng = np.random.default_rng(seed)
     n_users, n_items = n_blocks * users_per_block, n_blocks * items_per_block
@@ -83,7 +90,9 @@ def planted_blocks(
         {"user": "int64", "item": "int64", "label": "int8", "timestamp": "int64"}
     )
     inter = inter.sort_values(["timestamp"], kind="stable").reset_index(drop=True)
-    items = pd.DataFrame({"raw_id": [f"i{i}" for i in range(n_items)], "title": [f"item {i}" for i in range(n_items)]})
+    items = pd.DataFrame(
+        {"raw_id": [f"i{i}" for i in range(n_items)], "title": [f"item {i}" for i in range(n_items)]}
+    )
     users = pd.DataFrame({"raw_id": [f"u{u}" for u in range(n_users)]})
     data = InteractionData("planted", inter, items, users).validate()
     return data, user_block, item_block

@@ -90,6 +90,15 @@ def test_p5_random_trains_on_seen_templates_and_evaluates_seen_and_unseen(settin
     assert seen.tolist() != unseen.tolist()
     assert unseen_words.lower() in method.tok.decode(unseen).lower()
 
+    # optional history filtering: no item the user met before the target is generated
+    filtered = GenerativeTask(history_len=5, filter_history=True, max_users=40)
+    out = filtered.evaluate(method, setting["split"], setting["ctx"]).predictions
+    seqs = setting["split"].train_sequences()
+    valid = dict(zip(setting["split"].valid["user"], setting["split"].valid["item"], strict=True))
+    for user, ranked_ids in zip(out["user"], out["ranked"], strict=True):
+        earlier = {*map(int, seqs[int(user)]), int(valid[int(user)])}
+        assert not earlier & {int(i) for i in ranked_ids if i >= 0}
+
 
 def test_embedproj_stage2_beats_p5_random_and_stage1(setting) -> None:
     if "p5" not in setting["results"]:

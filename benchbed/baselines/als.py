@@ -1,4 +1,4 @@
-"""Weighted ALS (Hu, Koren & Volinsky 2008) through ``implicit``: the iALS/WALS embeddings ILM and seed 003 use.
+"""Weighted ALS (Hu, Koren & Volinsky 2008) via ``implicit``: the iALS/WALS embeddings ILM and seed 003 use.
 
 Confidence ``c_ui = 1 + alpha * r_ui`` where ``r_ui`` is the number of training interactions of the pair
 (positives only when the task is ctr, every interaction for topk — the same rule as the RecBole ranking
@@ -42,16 +42,22 @@ class ALSRecommender(BaseRecommender):
         from implicit.cpu.als import AlternatingLeastSquares as CpuALS
 
         if ctx.task not in self.tasks:
-            raise ConfigError(f"method 'als' does not support task {ctx.task!r}; it supports {sorted(self.tasks)}")
+            raise ConfigError(
+                f"method 'als' does not support task {ctx.task!r}; it supports {sorted(self.tasks)}"
+            )
         device = check_device(ctx.device)
         train = split.train
         feedback = feedback_for_task(ctx.task)
         if feedback == "labels":
             if not split.labeled:
-                raise DataError(f"split of {split.data.name!r}: task ctr needs 0/1 labels but the data is implicit")
+                raise DataError(
+                    f"split of {split.data.name!r}: task ctr needs 0/1 labels but the data is implicit"
+                )
             train = train[train["label"] == 1]
         if len(train) == 0:
-            raise DataError(f"split of {split.data.name!r} ({split.protocol}): no training interactions for ALS")
+            raise DataError(
+                f"split of {split.data.name!r} ({split.protocol}): no training interactions for ALS"
+            )
         counts = sp.coo_matrix(
             (np.ones(len(train), np.float32), (train["user"].to_numpy(), train["item"].to_numpy())),
             shape=(split.n_users, split.n_items),

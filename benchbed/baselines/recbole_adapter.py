@@ -108,8 +108,8 @@ def _check_trainable(split: Split, plan: DataPlan) -> None:
             )
         if plan.pointwise and split.train["label"].nunique() < 2:
             raise DataError(
-                f"split of {name!r} ({split.protocol}): train labels are all {int(split.train['label'].iloc[0])}"
-                "; a pointwise model needs both classes"
+                f"split of {name!r} ({split.protocol}): train labels are all "
+                f"{int(split.train['label'].iloc[0])}; a pointwise model needs both classes"
             )
 
 
@@ -266,6 +266,10 @@ def quiet_recbole() -> Iterator[None]:
     """Silence warnings raised from RecBole's own code (pandas/torch deprecations of its internals)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"recbole(\.|$)")
+        # numpy 2 on RecBole's np.argsort(<torch tensor>) calls (attributed to numpy, caused by RecBole)
+        warnings.filterwarnings(
+            "ignore", message="__array_wrap__ must accept context", category=DeprecationWarning
+        )
         yield
 
 
@@ -312,7 +316,9 @@ def check_device(device: str) -> str:
 
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but torch sees no CUDA GPU here; use --device cpu")
+            raise ConfigError(
+                f"device {device!r} requested but torch sees no CUDA GPU here; use --device cpu"
+            )
         return device
     if device != "cpu":
         raise ConfigError(f"device {device!r} is not supported by the RecBole baselines; use cpu or cuda")
@@ -330,7 +336,9 @@ def recbole_model_class(name: str) -> Any:
     try:
         return get_model(name)
     except (ValueError, AttributeError, ImportError) as exc:
-        raise ConfigError(f"RecBole 1.2.1 has no model {name!r} (names are case-sensitive, e.g. BPR, NeuMF)") from exc
+        raise ConfigError(
+            f"RecBole 1.2.1 has no model {name!r} (names are case-sensitive, e.g. BPR, NeuMF)"
+        ) from exc
 
 
 def _recbole_properties_dir() -> Path:
@@ -348,9 +356,15 @@ def known_recbole_keys(model_name: str) -> set[str]:
     recbole_shims.apply()
     from recbole.utils import dataset_arguments, evaluation_arguments, general_arguments, training_arguments
 
-    keys = set(general_arguments) | set(training_arguments) | set(evaluation_arguments) | set(dataset_arguments)
+    keys = (
+        set(general_arguments) | set(training_arguments) | set(evaluation_arguments) | set(dataset_arguments)
+    )
     props = _recbole_properties_dir()
-    for path in [props / "overall.yaml", props / "dataset" / "sample.yaml", props / "model" / f"{model_name}.yaml"]:
+    for path in [
+        props / "overall.yaml",
+        props / "dataset" / "sample.yaml",
+        props / "model" / f"{model_name}.yaml",
+    ]:
         if path.exists():
             keys |= set((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).keys())
     return keys
@@ -400,11 +414,20 @@ class RecBoleSession:
         self.device = check_device(ctx.device)
         self.model_name = model if isinstance(model, str) else model.__name__
         files = write_atomic_files(split, plan, data_root)
-        data_path, dataset_name, self.file_rows, self.seq_width = files.root, files.name, files.rows, files.seq_width
+        data_path, dataset_name, self.file_rows, self.seq_width = (
+            files.root,
+            files.name,
+            files.rows,
+            files.seq_width,
+        )
         if self.file_rows["train"] == 0:
-            raise DataError(f"split of {split.data.name!r}: no training rows left for {self.model_name} ({plan.variant})")
+            raise DataError(
+                f"split of {split.data.name!r}: no training rows left for {self.model_name} ({plan.variant})"
+            )
         cache = get_settings().cache_dir.resolve()
-        self.work_dir = Path(tempfile.mkdtemp(prefix=f"{self.model_name}-", dir=_mkdir(cache / "recbole" / "work")))
+        self.work_dir = Path(
+            tempfile.mkdtemp(prefix=f"{self.model_name}-", dir=_mkdir(cache / "recbole" / "work"))
+        )
         self.config_dict = self._config_dict(data_path, settings)
         self.outcome: TrainOutcome | None = None
         try:
@@ -428,7 +451,10 @@ class RecBoleSession:
             "save_dataloaders": False,
             "seed": self.ctx.seed,
             "reproducibility": True,
-            "gpu_id": "0" if self.device.startswith("cuda") else "",
+            # Config exports gpu_id as CUDA_VISIBLE_DEVICES (restored by recbole_scope): keep the user's
+            "gpu_id": (os.environ.get("CUDA_VISIBLE_DEVICES") or "0")
+            if self.device.startswith("cuda")
+            else "",
             "use_gpu": self.device.startswith("cuda"),
             "worker": 0,
             "state": "INFO",
@@ -447,7 +473,8 @@ class RecBoleSession:
                 "group_by": "user",
                 "mode": "labeled" if labels else "full",
             },
-            "metrics": ["AUC", "LogLoss"] if labels else ["NDCG", "Hit", "MRR", "Recall"],
+            # AUC only: ranking models' scores are no probabilities, so RecBole's LogLoss would be noise
+            "metrics": ["AUC"] if labels else ["NDCG", "Hit", "MRR", "Recall"],
             "topk": [10],
             "valid_metric": VALID_METRIC[plan.feedback],
             "eval_batch_size": 4096,
@@ -481,7 +508,7 @@ class RecBoleSession:
         self.dataset = create_dataset(self.config)
         self.train_data, self.valid_data, self.test_data = data_preparation(self.config, self.dataset)
         init_seed(self.config["seed"] + self.config["local_rank"], self.config["reproducibility"])
-        model_class = self.config.model_class if hasattr(self.config, "model_class") else model
+        model_class: Any = self.config.model_class
         self.model = model_class(self.config, self.train_data._dataset).to(self.config["device"])
         self.trainer = get_trainer(self.config["MODEL_TYPE"], self.config["model"])(self.config, self.model)
         self.user_map = self._id_map(USER, self.split.n_users)
@@ -503,12 +530,18 @@ class RecBoleSession:
         def count(epoch: int, score: float) -> None:
             nonlocal epochs_run
             epochs_run = epoch + 1
-            self.ctx.say(f"{self.model_name} epoch {epoch}: valid {self.config['valid_metric']} = {score:.4f}")
+            self.ctx.say(
+                f"{self.model_name} epoch {epoch}: valid {self.config['valid_metric']} = {score:.4f}"
+            )
 
         try:
             with recbole_scope(self.work_dir, self.ctx):
                 best, _ = self.trainer.fit(
-                    self.train_data, self.valid_data, verbose=self.ctx.verbose > 0, saved=True, callback_fn=count
+                    self.train_data,
+                    self.valid_data,
+                    verbose=self.ctx.verbose > 0,
+                    saved=True,
+                    callback_fn=count,
                 )
                 ckpt = Path(self.trainer.saved_model_file)
                 used = ckpt.exists()
@@ -546,7 +579,11 @@ class RecBoleSession:
         seq = np.zeros((len(histories), width), dtype=np.int64)
         lengths = np.ones(len(histories), dtype=np.int64)
         for row, hist in enumerate(histories):
-            h = self.item_map[np.asarray(hist[-width:], dtype=np.int64)] if len(hist) else np.zeros(0, np.int64)
+            h = (
+                self.item_map[np.asarray(hist[-width:], dtype=np.int64)]
+                if len(hist)
+                else np.zeros(0, np.int64)
+            )
             seq[row, : len(h)] = h
             lengths[row] = max(1, len(h))
         return seq, lengths

@@ -105,9 +105,13 @@ class RecBoleRecommender(BaseRecommender):
     # --- training ------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:
         if ctx.task not in self.tasks:
-            raise ConfigError(f"method {self.name!r} does not support task {ctx.task!r}; it supports {sorted(self.tasks)}")
+            raise ConfigError(
+                f"method {self.name!r} does not support task {ctx.task!r}; it supports {sorted(self.tasks)}"
+            )
         self.split = split
-        self.session = RecBoleSession(split, self._model_ref(), self.data_plan(ctx.task), self.recbole_settings(ctx), ctx)
+        self.session = RecBoleSession(
+            split, self._model_ref(), self.data_plan(ctx.task), self.recbole_settings(ctx), ctx
+        )
         outcome = self.session.train()
         self.backbone_info = {
             "library": "recbole 1.2.1",
@@ -132,7 +136,9 @@ class RecBoleRecommender(BaseRecommender):
         return int(sum(p.numel() for p in self.session.model.parameters() if p.requires_grad))
 
     # --- scoring -------------------------------------------------------------------------------------
-    def _fields(self, s: RecBoleSession, users: np.ndarray, histories: list[list[int]] | None) -> dict[str, np.ndarray]:
+    def _fields(
+        self, s: RecBoleSession, users: np.ndarray, histories: list[list[int]] | None
+    ) -> dict[str, np.ndarray]:
         fields = {"user_id": s.user_map[np.asarray(users, dtype=np.int64)]}
         if self.sequential:
             width = int(s.config["MAX_ITEM_LIST_LENGTH"])
@@ -190,7 +196,9 @@ class RecBoleRecommender(BaseRecommender):
         s = self._require()
         model = s.model
         if not (hasattr(model, "user_embedding") and hasattr(model, "item_embedding")):
-            raise ConfigError(f"method {self.name!r}: RecBole model {self._model_name()} has no embedding export")
+            raise ConfigError(
+                f"method {self.name!r}: RecBole model {self._model_name()} has no embedding export"
+            )
         return {
             "user": _np(model.user_embedding.weight)[s.user_map],
             "item": _np(model.item_embedding.weight)[s.item_map],
@@ -357,7 +365,13 @@ class SASRec(RecBoleRecommender):
             for lo in range(0, len(histories), SCORE_BATCH):
                 seq, lengths = s.seq_tensor(histories[lo : lo + SCORE_BATCH], width)
                 dev = s.config["device"]
-                out.append(_np(s.model.forward(torch.as_tensor(seq, device=dev), torch.as_tensor(lengths, device=dev))))
+                out.append(
+                    _np(
+                        s.model.forward(
+                            torch.as_tensor(seq, device=dev), torch.as_tensor(lengths, device=dev)
+                        )
+                    )
+                )
         return np.concatenate(out) if out else np.zeros((0, int(self.params["dim"])), np.float32)
 
     def embeddings(self) -> dict[str, np.ndarray | None]:
@@ -450,7 +464,7 @@ def recbole_passthrough(model_name: str) -> type[RecBoleRecommender]:
         "param_keys": {k: k for k in own},
         "__doc__": f"RecBole {model_name} ({kind.name.lower()}) trained on benchbed's split.",
     }
-    cls = type(f"RecBole_{model_name}", (RecBoleRecommender,), attrs)
+    cls: type[RecBoleRecommender] = type(f"RecBole_{model_name}", (RecBoleRecommender,), attrs)
     if sequential and own.get("loss_type") == "BPR":
         cls.recbole_settings = _with_train_negatives(cls.recbole_settings)  # type: ignore[method-assign]
     return cls

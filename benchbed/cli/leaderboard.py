@@ -26,14 +26,21 @@ def compact_columns(boards: list[Board], metrics: list[str] | None) -> str | Non
         if len(board.columns) <= MAX_TERMINAL_COLUMNS:
             continue
         cuts = sorted({int(c.rsplit("@", 1)[1]) for c in board.columns if "@" in c.rsplit("/", 1)[-1]})
-        if not cuts:
+        if not cuts:  # CTR: AUC per subset (all/warm/cold/seen/unseen) carries the story
+            aucs = [c for c in board.columns if c.rsplit("/", 1)[-1] == "auc"]
+            if aucs:
+                board.columns, trimmed = aucs, True
             continue
         k = min(cuts, key=lambda c: (abs(c - 10), c))
         board.columns = [c for c in board.columns if "@" not in c or c.endswith(f"@{k}")]
         if len(board.columns) > MAX_TERMINAL_COLUMNS:  # still too wide: HR, NDCG and Recall carry the story
             board.columns = [c for c in board.columns if c.rsplit("/", 1)[-1].split("@")[0] not in SECONDARY]
         trimmed = True
-    return "showing a few @10 columns; --metrics or --format markdown/csv for all" if trimmed else None
+    return (
+        "showing a few columns (@10, or AUC for CTR); --metrics or --format markdown/csv for all"
+        if trimmed
+        else None
+    )
 
 
 def _split_list(value: str | None) -> list[str] | None:

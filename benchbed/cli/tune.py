@@ -1,10 +1,89 @@
-"""CLI: `benchbed tune` (filled in by its issue)."""
+"""CLI: ``benchbed tune`` — a grid search on the validation set, best config written under results/tune/."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchbed.config import parse_assignments
+
+
+def tune_command(
+    method: Annotated[str, typer.Option("--method", "-m", help="Method to tune (e.g. mf, lightgcn).")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid", "-g", help="KEY=V1,V2,... (repeatable; later KEY=... words are grid axes too)."
+        ),
+    ] = None,
+    more_grid: Annotated[
+        list[str] | None, typer.Argument(help="More grid axes: dim=64,256 ...", show_default=False)
+    ] = None,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Catalog name or data dir.")] = "ml-100k",
+    task: Annotated[str, typer.Option("--task", "-t", help="ctr | topk.")] = "ctr",
+    split: Annotated[str | None, typer.Option("--split", help="Split protocol [dataset default].")] = None,
+    seed: Annotated[int, typer.Option("--seed", "-s")] = 0,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Fixed method param KEY=VALUE.")
+    ] = None,
+    split_param: Annotated[
+        list[str] | None, typer.Option("--split-param", help="Split param KEY=VALUE.")
+    ] = None,
+    task_param: Annotated[
+        list[str] | None, typer.Option("--task-param", help="Task param KEY=VALUE.")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda [auto].")] = None,
+) -> None:
+    """Train every grid point (early stopping on validation), score it on validation, keep the best."""
+    from benchbed.baselines.tune import parse_grid, tune
+    from benchbed.settings import get_settings
+
+    console = Console()
+    quiet = get_settings().verbosity < 0
+    axes = parse_grid(list(grid or []) + list(more_grid or []))
+    result = tune(
+        method,
+        dataset,
+        axes,
+        task=task,
+        split=split,
+        split_params=parse_assignments(list(split_param or []), "--split-param"),
+        task_params=parse_assignments(list(task_param or []), "--task-param"),
+        fixed=parse_assignments(list(param or []), "--param"),
+        seed=seed,
+        device=device,
+        log=None if quiet else lambda m: console.print(m, highlight=False),
+    )
+    table = Table(
+        title=f"tune {method} · {dataset} · {task} · {result.split_protocol} · valid {result.metric}"
+    )
+    for key in axes:
+        table.add_column(key)
+    table.add_column(result.metric, justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("fit s", justify="right")
+    best = result.best["params"] if result.best else None
+    for trial in result.trials:
+        mark = " *" if trial["params"] == best else ""
+        cells = [str(trial["params"][k]) for k in axes]
+        table.add_row(
+            *cells, f"{trial['value']:.4f}{mark}", str(trial["epochs_run"] or ""), f"{trial['fit_s']:.1f}"
+        )
+    console.print(table)
+    if result.best:
+        args = " ".join(f"--param {k}={v}" for k, v in result.best["method_params"].items())
+        best_value = f"{result.metric} {result.best['value']:.4f}"
+        console.print(f"best: {result.best['params']} ({best_value}); written to {result.path}")
+        where = f" --split {split}" if split else ""
+        console.print(
+            f"run it: benchbed run --method {method} --dataset {dataset} --task {task}{where} {args}",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    del app
+    app.command("tune")(tune_command)

@@ -104,6 +104,7 @@ class GenerativeLM(BaseRecommender):
         "train_sub_tasks": "both",  # OpenP5 / seed 003 train one model on both sub-tasks; "eval" = only one
         "valid_users": 0,  # >0: early stopping on valid NDCG@10 of that many users; 0: keep the last state
         "max_length": None,  # prompt tokens (oldest history cut first); None = no cap
+        "exclude_extra_beams": 20,  # with the task's filter_history: beams = k + min(earlier items, this)
     }
 
     # --- hooks ----------------------------------------------------------------------------------------
@@ -375,7 +376,10 @@ class GenerativeLM(BaseRecommender):
     def rank(self, requests: RankRequests) -> Rankings:
         """Top-k generated ids per user (constrained beams); ``exclude`` items dropped from wider beams."""
         k = int(requests.k)
-        extra = max((len(e) for e in requests.exclude), default=0) if requests.exclude is not None else 0
+        extra = 0
+        if requests.exclude is not None:  # wider beams so that k ids usually survive the filtering
+            longest = max((len(e) for e in requests.exclude), default=0)
+            extra = min(longest, int(self.params["exclude_extra_beams"]))
         out = self.decode(
             requests.users, requests.histories, requests.template, k=k + extra, use_slots=self.use_slots
         )

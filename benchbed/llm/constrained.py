@@ -277,6 +277,7 @@ def beam_search(
     overridden = user_over.copy()
     scores = base.reshape(n, 1)
     end = int(trie.end_token)
+    steps = 0  # decoder forward passes after the prompt's
     for _ in range(trie.depth + 1):
         flat_scores = scores.reshape(-1)
         finite = torch.isfinite(flat_scores).cpu().numpy()
@@ -345,6 +346,7 @@ def beam_search(
         )
         cache = out.past_key_values
         logits = out.logits[:, -1, :].float()
+        steps += 1
     if width == 1:  # nothing was decoded (no item fits): report empty beams
         scores = torch.full((n, b), -float("inf"), device=device)
         nodes, finished = np.full(n * b, -1), np.zeros(n * b, dtype=bool)
@@ -364,6 +366,7 @@ def beam_search(
         "constrained_beams": float(flags.sum()),
         "decisions": float(decisions),
         "overrides": float(overrides),
+        "decode_steps": float(steps),
         "constrained_beam_share": float(flags.sum() / valid_n) if valid_n else 0.0,
         "constrained_step_share": float(overrides / decisions) if decisions else 0.0,
     }

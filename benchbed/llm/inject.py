@@ -72,8 +72,8 @@ def encode(
 ) -> EncodedPrompts:
     """Tokenize rendered prompts in one batched tokenizer call; record where each slot sits.
 
-    ``max_length`` truncates from the left of the first text piece (oldest history first), keeping the
-    question and the answer cue intact.
+    ``max_length`` cuts tokens from the start of the first text pieces (for the CTR banks: the question's
+    opening words, then the oldest history titles), never a slot, so the target and the answer cue survive.
     """
     names = tuple(slot_names) or tuple(
         dict.fromkeys(p.name for row in prompts for p in row if isinstance(p, Slot))

@@ -50,7 +50,9 @@ class GenerativeTask(Task):
         **GenerativeSetup().as_dict(),
         "ks": [5, 10],  # seed 003 / OpenP5 report HR and NDCG at 5 and 10
         "beams": 10,  # OpenP5: beams = max k
-        "filter_history": False,  # OpenP5 default: history items may be generated (and count as misses)
+        # OpenP5 default: earlier items may be generated (and count as misses); True drops the user's train
+        # (+ valid) items from wider beams (the method decides how much wider), so a list may hold < k ids
+        "filter_history": False,
         "warm_min_history": None,  # None: the split's warm flags
         "warm_min_item_count": None,
         "batch_size": 64,  # users per `rank` call
@@ -124,6 +126,8 @@ class GenerativeTask(Task):
         n = len(rows.users) if p["max_users"] is None else min(len(rows.users), int(p["max_users"]))
         users, histories, targets = rows.users[:n], rows.histories[:n], rows.targets[:n]
         warm = self._warm(split, rows.frame.iloc[:n])
+        # all the user met before the target (train, + valid for test): what filter_history removes
+        earlier = eval_rows(split, stage, history_len=10**9).histories[:n]
         parts: list[pd.DataFrame] = []
         decode_info: dict[str, Any] = {}
         if not _generates(method):
@@ -138,7 +142,7 @@ class GenerativeTask(Task):
                     users=users[sl],
                     histories=histories[sl],
                     k=int(p["beams"]),
-                    exclude=[np.asarray(h, dtype=np.int64) for h in histories[sl]]
+                    exclude=[np.asarray(h, dtype=np.int64) for h in earlier[sl]]
                     if p["filter_history"]
                     else None,
                     template=template,
