@@ -167,7 +167,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(120, Console().width))
     import torch
 
     console.print(
@@ -187,7 +187,7 @@ def main() -> None:
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         per = min(r["epoch_s"])
-        unit = "" if r["unit"] == "epoch" else " (per ALS iteration)"
+        unit = "" if r["unit"] == "epoch" else " /iter"
         table.add_row(
             name,
             f"{r['rows']:,}",

@@ -10,6 +10,8 @@ Run: ``python benchmarks/perf_generative.py [--users 256] [--batch 32] [--beams 
   without the trie; the ratio is constrained / unconstrained. Peak memory: each mode runs in a fresh
   process; we report its peak RSS over the model-loaded baseline (CPU) or ``max_memory_allocated`` (CUDA).
   Unconstrained beams also say how many of them spelled a valid id.
+- ``--trained <stage.pt>``: the same with the ``tiny`` weights p5-random trained on ML-100K (its cached
+  ``generative-text`` stage) on real test users, where unconstrained beams also end with the end token.
 - Trie: tokenizing and building the trie for 10k and 100k random ids (BERT WordPiece: 2-3 tokens per id).
 """
 
@@ -71,12 +73,41 @@ def _prompts(tok: Any, n: int, rng: np.random.Generator) -> tuple[Any, list[int]
     return encode(tok, pieces), ids.tolist()
 
 
+def _real_prompts(tok: Any, n: int) -> tuple[Any, list[int]]:
+    """ML-100K test users with the split's random index (what a trained ``generative-text`` stage knows)."""
+    from benchbed.data.prepare import prepare_split
+    from benchbed.generative.examples import eval_rows
+    from benchbed.generative.indexing import get_index
+
+    split = prepare_split("ml-100k", "leave-one-out").split
+    index = get_index(split, "random", 0)
+    rows = eval_rows(split, "test", history_len=20)
+    bank = load_generative_bank("sequential")
+    pieces = [
+        render_pieces(
+            bank,
+            "seen:0",
+            dataset="ml-100k",
+            user=str(int(u)),
+            history=[index.text(i) for i in h],
+            slots=False,
+        )
+        for u, h in zip(rows.users[:n], rows.histories[:n], strict=True)
+    ]
+    return encode(tok, pieces), [int(index.text(i)) for i in range(split.n_items)]
+
+
 def _decode_worker(args: dict[str, Any], queue: Any) -> None:
     torch.set_num_threads(args["threads"])
     device = args["device"]
     rng = np.random.default_rng(0)
     model, tok = _model(device)
-    enc, ids = _prompts(tok, args["users"], rng)
+    if args["trained"]:
+        saved = torch.load(args["trained"], map_location="cpu", weights_only=False)["params"]
+        model.load_state_dict({k.removeprefix("model."): v for k, v in saved.items()}, strict=False)
+        enc, ids = _real_prompts(tok, args["users"])
+    else:
+        enc, ids = _prompts(tok, args["users"], rng)
     trie = build_item_trie(
         tok, {i: f"ml-100k {n}" for i, n in enumerate(ids)}, end_token=tok.sep_token_id, vocab_size=len(tok)
     )
@@ -125,6 +156,7 @@ def decode(args: argparse.Namespace, constrained: bool) -> dict[str, Any]:
         "threads": args.threads,
         "device": args.device,
         "constrained": constrained,
+        "trained": args.trained,
     }
     proc = ctx.Process(target=_decode_worker, args=(job, queue))
     proc.start()
@@ -162,6 +194,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
+    parser.add_argument(
+        "--trained",
+        default=None,
+        help="a generative-text stage.pt of `tiny` on ML-100K (<cache>/llm-stages/generative-text-*/): "
+        "decode real test users with a trained model, so unconstrained beams also finish",
+    )
     args = parser.parse_args()
     console = Console()
     console.print(

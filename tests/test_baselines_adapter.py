@@ -83,10 +83,28 @@ def test_fit_is_contained_and_ids_map_back(implicit_split: Split, tmp_path: Path
     monkeypatch.setattr(sys, "argv", ["benchbed", "--learning_rate=0.5", "--gpu_id=7"])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     root = logging.getLogger()
-    handlers, filters = list(root.handlers), list(root.filters)
+    handlers, filters, level = list(root.handlers), list(root.filters), root.level
+
+    class Capture(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    capture = Capture()
+    root.addHandler(capture)
+    root.setLevel(logging.INFO)  # RecBole logs INFO on the root logger: none of it may arrive here
     messages: list[str] = []
-    method = build_method("mf-bpr", QUICK)
-    method.fit(implicit_split, RunContext(task="topk", seed=0, log=messages.append))
+    try:
+        method = build_method("mf-bpr", QUICK)
+        method.fit(implicit_split, RunContext(task="topk", seed=0, log=messages.append, verbose=1))
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(level)
+    assert [r.getMessage() for r in capture.records if r.name == "root"] == []
+    assert any(m.startswith("recbole: ") and "train loss" in m for m in messages)  # routed to ctx instead
 
     session = method.session
     assert session.config["learning_rate"] == 0.01

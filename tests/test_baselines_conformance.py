@@ -66,7 +66,7 @@ CTR_PARAMS = {
     "mf": {**FAST, "lr": 0.05, "epochs": 30, "dim": 32},
     "din": {**FAST, "lr": 0.01, "epochs": 15, "batch_size": 256, "dim": 16, "mlp_hidden": [32]},
     "mf-bpr": {**FAST, "lr": 0.05, "epochs": 30},
-    "recbole:FM": {**FAST, "lr": 0.01, "epochs": 10, "batch_size": 256},  # context-aware pass-through
+    "recbole:FM": {**FAST, "lr": 0.02, "epochs": 15, "batch_size": 256},  # context-aware pass-through
     "recbole:GRU4Rec": {**FAST, "lr": 0.01, "epochs": 10, "batch_size": 256},  # sequential pass-through
 }
 

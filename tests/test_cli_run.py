@@ -94,7 +94,7 @@ def test_bad_inputs_are_one_line_errors_and_failed_runs_are_recorded(cli, tmp_pa
 
     one_line_error(*cli("run", "--method", "popp")[::2], "unknown method 'popp'", "did you mean 'pop'")
     one_line_error(*cli("run", "--method", "pop", "--param", "bogus=1")[::2], "has no parameter(s) ['bogus']")
-    one_line_error(*cli("run", "--method", "pop", "--task", "generative")[::2], "does not support task")
+    one_line_error(*cli("run", "--method", "icl", "--task", "generative")[::2], "does not support task")
     bad_cfg = tmp_path / "run.yaml"
     bad_cfg.write_text("method: pop\ntaks: ctr\n")
     one_line_error(*cli("run", "--config", str(bad_cfg))[::2], "run.yaml", "unknown key(s) ['taks']")

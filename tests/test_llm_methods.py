@@ -154,3 +154,11 @@ def test_cf_embeddings_that_do_not_match_the_split_are_refused():
     ) as e:
         CoLLM(cf=str(bad)).fit(split, ctx_with())
     assert "\n" not in str(e.value)
+
+
+def test_collm_names_its_companions_with_only_non_default_params():
+    # `benchbed run --method collm` runs these first (same split/seed) so its leaderboard compares them
+    assert CoLLM().companions() == [("mf", {}), ("tallrec", {})]
+    c = CoLLM(cf="lightgcn", cf_params={"dim": 32}, lr=1e-4, lr_cie=1e-3, tuning="t1")
+    assert c.companions() == [("lightgcn", {"dim": 32}), ("tallrec", {"lr": 1e-4})]
+    assert CoLLM(cf=str(get_settings().cache_dir / "x.npz")).companions() == [("tallrec", {})]

@@ -266,6 +266,8 @@ def quiet_recbole() -> Iterator[None]:
     """Silence warnings raised from RecBole's own code (pandas/torch deprecations of its internals)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"recbole(\.|$)")
+        # Config eval()s every string value (paths with hashes such as "9e7d..." warn while compiling)
+        warnings.filterwarnings("ignore", category=SyntaxWarning, module="<string>")
         # numpy 2 on RecBole's np.argsort(<torch tensor>) calls (attributed to numpy, caused by RecBole)
         warnings.filterwarnings(
             "ignore", message="__array_wrap__ must accept context", category=DeprecationWarning

@@ -181,10 +181,13 @@ class GenerativeLM(BaseRecommender):
     def base_identity(self) -> dict[str, Any]:
         """What every stage result depends on besides its own settings."""
         p = self.params
+        setup = self.setup.as_dict()
+        if p["train_sub_tasks"] == "both":  # the same model serves both evaluated sub-tasks
+            setup.pop("sub_task")
         return {
             "split": self.split_hash,
             "backbone": {k: self.bb.info.get(k) for k in ("id", "revision", "dtype")},
-            "setup": self.setup.as_dict(),
+            "setup": setup,
             "banks": {k: b.hash() for k, b in self.setup.banks.items()},
             "seed": self.ctx.seed,
             "examples": len(self._examples),

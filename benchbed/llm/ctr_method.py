@@ -16,12 +16,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from benchbed.config import stable_hash
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm import stages
 from benchbed.llm.backbone import Backbone, check_backbone_name, load_backbone
-from benchbed.llm.lora import LoraSpec, add_lora, count_trainable, is_lora_param, load_lora_state, lora_state
+from benchbed.llm.lora import LoraSpec, add_lora, load_lora_state, lora_state
 from benchbed.llm.scoring import SCORE_MODES, bce_loss
 from benchbed.llm.train import TrainConfig, TrainResult, train
 from benchbed.llm.yesno import Rows, VectorFn, YesNoScorer, rows_from_frame
@@ -364,19 +363,3 @@ def _bind(vector_fn: Any, rows: Rows) -> Any:
     if vector_fn is None:
         return None
     return lambda batch: vector_fn(rows, batch)
-
-
-def params_hash(params: dict[str, Any]) -> str:
-    return stable_hash(params)
-
-
-__all__ = [
-    "PromptCTRMethod",
-    "TRAIN_DEFAULTS",
-    "PROMPT_DEFAULTS",
-    "CPU_BUDGET",
-    "GPU_BUDGET",
-    "is_lora_param",
-    "count_trainable",
-    "auc",
-]

@@ -41,6 +41,8 @@ def text_stage(method: GenerativeLM, tuning: str, lora: LoraSpec) -> StageSpec:
 
 
 class P5Random(GenerativeLM):
+    """Text-only generative baseline (OpenP5-R): the LLM writes random item ids; constrained beam search."""
+
     name: ClassVar[str] = "p5-random"
     defaults: ClassVar[dict[str, Any]] = {
         **GenerativeLM.common_defaults,
