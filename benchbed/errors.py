@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class BenchbedError(Exception):
-    """A user-facing error: its message is a single line naming the file/field/option and what was expected."""
+    """A user-facing error: one line naming the file, field or option and what was expected."""
 
     exit_code = 1
 

@@ -56,7 +56,9 @@ def test_entry_point_plugins_are_listed(monkeypatch: pytest.MonkeyPatch) -> None
     import benchbed.registry as registry_module
 
     fake = [EntryPoint(name="myplugin", value="os.path:basename", group="benchbed.methods")]
-    monkeypatch.setattr(registry_module, "entry_points", lambda group: fake if group == "benchbed.methods" else [])
+    monkeypatch.setattr(
+        registry_module, "entry_points", lambda group: fake if group == "benchbed.methods" else []
+    )
     reg: Registry[object] = Registry("method", entry_point_group="benchbed.methods")
     reg.register("builtin", object())
     assert reg.names() == ["builtin", "myplugin"]

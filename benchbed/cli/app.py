@@ -31,13 +31,17 @@ def main_options(
     ] = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option("--cache-dir", envvar="BENCHBED_CACHE", help="Processed data, splits, embeddings, checkpoints."),
+        typer.Option(
+            "--cache-dir", envvar="BENCHBED_CACHE", help="Processed data, splits, embeddings, checkpoints."
+        ),
     ] = None,
     results_dir: Annotated[
         Path | None,
         typer.Option("--results-dir", envvar="BENCHBED_RESULTS", help="Where run records are written/read."),
     ] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output (repeatable).")] = 0,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More output (repeatable).")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and final tables.")] = False,
 ) -> None:
     defaults = Settings.from_env()
@@ -48,7 +52,9 @@ def main_options(
         verbosity=-1 if quiet else verbose,
     )
     set_settings(settings)
-    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, format="%(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose > 1 else logging.WARNING, format="%(name)s: %(message)s"
+    )
 
 
 def _register_commands() -> None:

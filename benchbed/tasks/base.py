@@ -33,7 +33,9 @@ class Task:
 
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
-            raise ConfigError(f"task {self.name!r} has no parameter(s) {unknown}; known: {sorted(self.defaults)}")
+            raise ConfigError(
+                f"task {self.name!r} has no parameter(s) {unknown}; known: {sorted(self.defaults)}"
+            )
         self.params: dict[str, Any] = {**self.defaults, **params}
 
     def check_split(self, split: Split) -> None:
