@@ -85,9 +85,12 @@ def test_store_paths_are_deterministic_and_loading_lists_skips(tmp_path: Path) -
     write_record(path, rec("mf", 3, {"all": {"auc": 0.7}}))
     (tmp_path / "junk.json").write_text("[1, 2")
     (tmp_path / "old.json").write_text(json.dumps({"schema_version": 0}))
+    (tmp_path / "tune").mkdir()
+    (tmp_path / "tune" / "mf-ml-100k-ctr.json").write_text(json.dumps({"trials": []}))
     loaded = load_records([tmp_path])
     assert [p for p, _ in loaded.records] == [path]
     why = {p.name: w for p, w in loaded.skipped}
+    assert "mf-ml-100k-ctr.json" not in why  # tuning reports are not records and not "skipped"
     assert "corrupt JSON" in why["junk.json"] and "unknown schema_version 0" in why["old.json"]
     assert not any(f.name.endswith(".tmp") for f in tmp_path.rglob("*"))
 

@@ -21,6 +21,7 @@ from benchbed.atomic import write_json_atomic
 from benchbed.config import parse_value, stable_hash
 from benchbed.errors import ConfigError
 from benchbed.settings import get_settings
+from benchbed.results.store import TUNING_DIR
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -156,6 +157,6 @@ def tune(
     safe_dataset = Path(dataset).name or "dataset"
     grid_hash = stable_hash([grid, fixed, seed], 8)
     name = f"{method.replace(':', '_')}-{safe_dataset}-{task}-{result.split_hash}-{grid_hash}.json"
-    result.path = settings.results_dir / "tune" / name
+    result.path = settings.results_dir / TUNING_DIR / name
     write_json_atomic(result.path, result.as_dict())
     return result

@@ -68,13 +68,22 @@ class LoadedRecords:
     skipped: list[tuple[Path, str]]
 
 
+TUNING_DIR = "tune"  # <results>/tune/ holds grid-search reports (baselines.tune), which are not run records
+
+
+def _is_record_candidate(root: Path, file: Path) -> bool:
+    """Hidden temp files and the tuning reports under ``<root>/tune/`` are not records."""
+    rel = file.relative_to(root).parts
+    return not file.name.startswith(".") and rel[0] != TUNING_DIR
+
+
 def load_records(paths: Iterable[Path]) -> LoadedRecords:
     """Read record files and directories (searched recursively for ``*.json``)."""
     files: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*.json") if not f.name.startswith(".")))
+            files.extend(sorted(f for f in p.rglob("*.json") if _is_record_candidate(p, f)))
         elif p.exists():
             files.append(p)
         else:
