@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -176,3 +177,22 @@ def test_renderers() -> None:
     tex = render_latex(boards)
     assert "\\toprule" in tex and "0.7200 $\\pm$ 0.0115" in tex and "CoLLM-MF$^\\dagger$" in tex
     assert len(rich_tables(boards)) == len(boards)
+
+
+@pytest.mark.parametrize("width", [44, 60, 200])
+def test_terminal_tables_drop_columns_rather_than_cut_numbers(width: int) -> None:
+    from rich.console import Console
+
+    defaults = lambda dataset, task, protocol: ({"warm_threshold": 3}, {"metrics": ["auc"]})  # noqa: E731
+    board = build_leaderboard(records(), load_references(), task="ctr", defaults=defaults)[1]
+    console = Console(width=width, record=True, file=io.StringIO())
+    (table,) = rich_tables([board], max_width=width)
+    console.print(table)
+    text = console.export_text()
+    assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= width
+    shown = len(table.columns) - 2  # method, seeds
+    assert 1 <= shown <= len(board.columns)
+    if shown < len(board.columns):
+        assert f"{len(board.columns) - shown} more column(s) do not fit" in text
+    else:
+        assert "do not fit" not in text

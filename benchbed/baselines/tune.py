@@ -20,8 +20,8 @@ from typing import Any
 from benchbed.atomic import write_json_atomic
 from benchbed.config import parse_value, stable_hash
 from benchbed.errors import ConfigError
-from benchbed.settings import get_settings
 from benchbed.results.store import TUNING_DIR
+from benchbed.settings import get_settings
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:

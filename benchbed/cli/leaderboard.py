@@ -114,7 +114,7 @@ def leaderboard_command(
     if fmt == "rich":
         note = compact_columns(boards, metric_list) if output is None else None
         console = Console(record=output is not None, width=None if output is None else 400)
-        for table in rich_tables(boards, digits):
+        for table in rich_tables(boards, digits, max_width=console.width if output is None else None):
             console.print(table)
         if note:
             err.print(f"[dim]{note}[/]")

@@ -100,7 +100,7 @@ def _print_board(console: Console, record: RunRecord) -> None:
         and stable_hash(b.task_params) == stable_hash(record.task_params)
     ]
     note = compact_columns(mine, None)
-    for table in rich_tables(mine):
+    for table in rich_tables(mine, max_width=console.width):
         console.print(table)
     if note:
         console.print(f"[dim]{note}[/]")

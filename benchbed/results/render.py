@@ -47,12 +47,37 @@ def _footnote(board: Board) -> str | None:
     return f"{DAGGER} paper-reported: " + "; ".join(sources) if sources else None
 
 
-def rich_tables(boards: Sequence[Board], digits: int = 4) -> list[Table]:
+def _fit_columns(board: Board, digits: int, max_width: int | None) -> list[str]:
+    """The leading metric columns that fit in ``max_width`` characters; numbers are never cut short."""
+    if max_width is None:
+        return list(board.columns)
+    gap = 2  # one space of padding each side between columns (the edges are not padded)
+    used = max([len("method"), *(len(_label(r)) for r in board.rows)]) + len("seeds") + gap + 2  # + box edges
+    kept: list[str] = []
+    for column in board.columns:
+        subset, _, key = column.rpartition("/")
+        cells = [fmt_cell(r.cells.get(column), digits, pm="\n±") for r in board.rows]
+        width = max([len(subset), len(key), *(len(line) for c in cells for line in c.split("\n"))]) + gap
+        if used + width > max_width and kept:
+            break
+        used += width
+        kept.append(column)
+    return kept
+
+
+def rich_tables(boards: Sequence[Board], digits: int = 4, max_width: int | None = None) -> list[Table]:
+    """One rich table per board. With ``max_width``, trailing columns that do not fit are left out (and
+    counted in the caption) rather than printing truncated numbers."""
     tables = []
     for board in boards:
+        columns = _fit_columns(board, digits, max_width)
+        caption = _footnote(board)
+        if len(columns) < len(board.columns):
+            hidden = f"{len(board.columns) - len(columns)} more column(s) do not fit this terminal"
+            caption = f"{caption}\n{hidden}" if caption else hidden
         table = Table(
             title=board.title,
-            caption=_footnote(board),
+            caption=caption,
             title_justify="left",
             caption_justify="left",
             box=box.SIMPLE_HEAD,
@@ -61,14 +86,15 @@ def rich_tables(boards: Sequence[Board], digits: int = 4) -> list[Table]:
             pad_edge=False,
         )
         table.add_column("method", no_wrap=True)
-        table.add_column("seeds", justify="right")
-        for column in board.columns:
+        table.add_column("seeds", justify="right", no_wrap=True)
+        for column in columns:
             subset, _, key = column.rpartition("/")
-            table.add_column(f"{subset}\n{key}", justify="right")  # two header lines keep columns narrow
+            # two header lines keep columns narrow; numbers are never wrapped or cut
+            table.add_column(f"{subset}\n{key}", justify="right", no_wrap=True)
         for row in board.rows:
             style = "dim" if row.is_reference else None
             # the standard error goes on a second line: columns stay as narrow as a single number
-            cells = [fmt_cell(row.cells.get(c), digits, pm="\n±") or "–" for c in board.columns]
+            cells = [fmt_cell(row.cells.get(c), digits, pm="\n±") or "–" for c in columns]
             table.add_row(_label(row), _seeds(row), *cells, style=style)
         tables.append(table)
     return tables
