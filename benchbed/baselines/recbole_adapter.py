@@ -532,9 +532,10 @@ class RecBoleSession:
         def count(epoch: int, score: float) -> None:
             nonlocal epochs_run
             epochs_run = epoch + 1
-            self.ctx.say(
-                f"{self.model_name} epoch {epoch}: valid {self.config['valid_metric']} = {score:.4f}"
-            )
+            if self.ctx.verbose > 0:  # one line per epoch only on -v; the summary below always
+                self.ctx.say(
+                    f"{self.model_name} epoch {epoch}: valid {self.config['valid_metric']} = {score:.4f}"
+                )
 
         try:
             with recbole_scope(self.work_dir, self.ctx):
@@ -556,6 +557,11 @@ class RecBoleSession:
             shutil.rmtree(self.work_dir, ignore_errors=True)
         self.model.eval()
         best_value = None if best is None or not np.isfinite(best) else float(best)
+        self.ctx.say(
+            f"{self.model_name}: {epochs_run} epoch(s), best valid {self.config['valid_metric']} = "
+            + ("n/a" if best_value is None else f"{best_value:.4f}")
+            + (" (best checkpoint restored)" if used else "")
+        )
         self.outcome = TrainOutcome(
             best_valid=best_value,
             valid_metric=str(self.config["valid_metric"]),
