@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -22,7 +24,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items() if v is not None) or "-"
+        # sorted: a fresh build and a cache hit (whose manifest JSON is key-sorted) print the same line
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(value.items()) if v is not None) or "-"
     return str(value)
 
 
@@ -33,17 +36,20 @@ def list_datasets() -> None:
     from benchbed.data.download import find_files
     from benchbed.registry import DATASETS, SPLITS
 
-    table = Table(title="benchbed datasets")
+    table = Table(title="benchbed datasets", box=box.SIMPLE_HEAD, title_justify="left")
     for col in ("name", "source", "default protocol", "raw files", "domain"):
         table.add_column(col, no_wrap=True)
-    table.add_column("description", overflow="fold")
+    wide = console.width >= 120  # descriptions only where they fit next to the facts
+    if wide:
+        table.add_column("description", overflow="fold")
     for name in DATASETS.names():
         spec = get_spec(name)
         _, missing = find_files(spec)
-        present = "no (will download)" if missing and spec.downloads else "no" if missing else "yes"
+        present = "no: download" if missing and spec.downloads else "no" if missing else "yes"
         if spec.packaged and not missing:
-            present = f"yes ({spec.packaged.partition(':')[0]} wheel)"
-        table.add_row(name, spec.source, spec.default_split, present, spec.domain, spec.description)
+            present = f"yes ({spec.packaged.partition(':')[0]})"
+        cells = [name, spec.source, spec.default_split, present, spec.domain]
+        table.add_row(*cells, *([spec.description] if wide else []))
     console.print(table)
     console.print(f"split protocols: {', '.join(SPLITS.names())}   raw data dir: {get_settings().data_dir}")
 
@@ -112,17 +118,9 @@ def prepare(
 
     params = parse_assignments(param or [], "--param")
     quiet = get_settings().verbosity < 0
-    with console.status(f"preparing {name} ...", spinner="dots") if not quiet else _nullcontext():
+    with console.status(f"preparing {name} ...", spinner="dots") if not quiet else nullcontext():
         prepared = prepare_split(name, split, params, force=force, download=download)
     console.print(stats_table(prepared.stats))
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @datasets_app.command("info")
