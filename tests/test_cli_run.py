@@ -136,6 +136,14 @@ def test_check_passes_fails_on_planted_regression_and_passes_improvement(cli, tm
     baseline = tmp_path / "suite.baseline.json"
     data = json.loads(baseline.read_text())
     assert len(data["runs"]) == 2
+    assert cli("run", "--method", "pop", "--task", "topk")[0] == 0  # a record that is not in the suite
+
+    def topk_rows(*args: str) -> int:
+        code, csv_text, err = cli("leaderboard", "--format", "csv", "--no-references", *args)
+        assert code == 0, err
+        return sum(1 for line in csv_text.splitlines() if line.startswith("ml-100k,topk,"))
+
+    assert topk_rows() == 2 and topk_rows("--suite", str(suite)) == 1  # pop topk is filtered out
     code, out, _ = cli("check", "--suite", str(suite))  # re-runs both: deterministic, so it passes
     assert code == 0 and "PASS" in out and "0 regressed" in out
 

@@ -73,6 +73,10 @@ def leaderboard_command(
         bool, typer.Option("--all-references", help="Also show paper tables we have no runs for.")
     ] = False,
     digits: Annotated[int, typer.Option("--digits", help="Decimals.")] = 4,
+    suite_file: Annotated[
+        Path | None,
+        typer.Option("--suite", help="Only the runs of this suite YAML (e.g. benchmarks/openp5.yaml)."),
+    ] = None,
 ) -> None:
     """Tables of results: one per (dataset, task, protocol), mean ± s.e. over seeds, paper rows marked †."""
     from benchbed.atomic import write_text_atomic
@@ -89,6 +93,11 @@ def leaderboard_command(
     default_dir = Path(get_settings().results_dir)
     loaded = load_records(paths or ([default_dir] if default_dir.exists() else []))
     refs = [] if no_references else load_references(references)
+    if suite_file is not None:
+        from benchbed.suite import load_suite
+
+        wanted = {config.hash() for config in load_suite(suite_file).runs}
+        loaded.records = [(p, r) for p, r in loaded.records if r.config_hash in wanted]
     records = [r for _, r in loaded.records]
     boards = build_leaderboard(
         records,
