@@ -144,6 +144,36 @@ def test_paper_rows_join_matching_boards(tmp_path: Path) -> None:
     assert [b.dataset for b in only] == ["amazon-book"] and len(only[0].rows) == 14
 
 
+def test_paper_rows_respect_the_sub_task() -> None:
+    """Seed 003 reports sequential and straightforward tables: each joins only its own sub-task's board."""
+    common = dict(dataset="ml-1m", split_protocol="leave-one-out", split_params={})
+    recs = [
+        rec(
+            "pop",
+            0,
+            {"all": {"hr@10": 0.1}},
+            task="generative",
+            task_params={"sub_task": "sequential"},
+            **common,
+        ),
+        rec(
+            "pop",
+            0,
+            {"all": {"hr@10": 0.1}},
+            task="generative",
+            task_params={"sub_task": "straightforward"},
+            **common,
+        ),
+        rec("pop", 0, {"all": {"hr@10": 0.1}}, task="topk", task_params={"ks": [10]}, **common),
+    ]
+    boards = {(b.task, b.task_params.get("sub_task")): b for b in build_leaderboard(recs, load_references())}
+    sources = {key: {r.source for r in b.rows if r.is_reference} for key, b in boards.items()}
+    assert sources[("generative", "sequential")] and sources[("generative", "straightforward")]
+    assert all("sequential" in s for s in sources[("generative", "sequential")])
+    assert all("straightforward" in s for s in sources[("generative", "straightforward")])
+    assert sources[("topk", None)] and all("sequential" in s for s in sources[("topk", None)])
+
+
 def test_reference_file_errors(tmp_path: Path) -> None:
     bad = tmp_path / "ref.yaml"
     bad.write_text(

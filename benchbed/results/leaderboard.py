@@ -224,18 +224,23 @@ def build_leaderboard(
         board = Board(
             first.dataset, first.task, key[2], dict(first.split_params), dict(first.task_params), []
         )
-        matched = [(i, r) for i, r in enumerate(refs) if r.matches(board.dataset, board.task, board.protocol)]
+        matched = [
+            (i, r)
+            for i, r in enumerate(refs)
+            if r.matches(board.dataset, board.task, board.protocol, board.task_params)
+        ]
         used.update(i for i, _ in matched)
         _fill(board, recs, [r for _, r in matched])
         boards.append(board)
 
     if include_reference_only:
-        leftover: dict[tuple[str, str, str], list[ReferenceRow]] = {}
+        leftover: dict[tuple[str, str, str, str], list[ReferenceRow]] = {}
         for i, ref in enumerate(refs):
             if i not in used:
-                leftover.setdefault((ref.datasets[0], ref.tasks[0], ref.protocols[0]), []).append(ref)
-        for (ds, tk, proto), rows in sorted(leftover.items()):
-            board = Board(ds, tk, proto, {}, {}, [])
+                sub = json.dumps(ref.task_params, sort_keys=True)  # sequential / straightforward apart
+                leftover.setdefault((ref.datasets[0], ref.tasks[0], ref.protocols[0], sub), []).append(ref)
+        for (ds, tk, proto, sub), rows in sorted(leftover.items()):
+            board = Board(ds, tk, proto, {}, json.loads(sub), [])
             _fill(board, [], rows)
             boards.append(board)
 

@@ -17,7 +17,7 @@ from benchbed.errors import ConfigError
 
 DEFAULT_REFERENCE_FILE = Path(__file__).with_name("reference.yaml")
 BLOCK_KEYS = {"paper", "table", "dataset", "task", "protocol", "subsets", "backbone", "note"}
-BLOCK_KEYS |= {"methods", "params", "rows"}
+BLOCK_KEYS |= {"methods", "params", "rows", "task_params"}
 REQUIRED_BLOCK_KEYS = ("paper", "table", "dataset", "task", "rows")
 
 
@@ -36,16 +36,23 @@ class ReferenceRow:
     params: dict[str, Any] = field(default_factory=dict)
     backbone: str | None = None
     note: str | None = None
+    task_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"sub_task": "straightforward"}
 
     @property
     def citation(self) -> str:
         return f"{self.paper}, {self.table}"
 
-    def matches(self, dataset: str, task: str, protocol: str) -> bool:
+    def matches(
+        self, dataset: str, task: str, protocol: str, task_params: dict[str, Any] | None = None
+    ) -> bool:
+        """Same dataset, task and protocol, and the same value for every task parameter the block names
+        that the board's task has (``sub_task`` means nothing to ``topk``, so it does not exclude it)."""
+        params = task_params or {}
         return (
             dataset in self.datasets
             and task in self.tasks
             and (not self.protocols or protocol in self.protocols)
+            and all(params[k] == v for k, v in self.task_params.items() if k in params)
         )
 
     def value(self, column: str) -> float | None:
@@ -91,6 +98,9 @@ def load_references(path: Path | None = None) -> list[ReferenceRow]:
         subsets = _as_list(block.get("subsets", ["all"]), where, "subsets")
         method_ids = block.get("methods") or {}
         method_params = block.get("params") or {}
+        task_params = block.get("task_params") or {}
+        if not isinstance(task_params, dict):
+            raise ConfigError(f"{where}: 'task_params' must be a mapping, e.g. {{sub_task: sequential}}")
         if not isinstance(block["rows"], dict):
             raise ConfigError(f"{where}: 'rows' must map a method label to {{metric: value}}")
         for label, values in block["rows"].items():
@@ -119,6 +129,7 @@ def load_references(path: Path | None = None) -> list[ReferenceRow]:
                     params=dict(method_params.get(label, {})),
                     backbone=block.get("backbone"),
                     note=block.get("note"),
+                    task_params=dict(task_params),
                 )
             )
     return rows
