@@ -190,5 +190,12 @@ def test_ci_suite_and_its_baseline_agree() -> None:
 def test_methods_listing(cli) -> None:
     code, out, _ = cli("methods")
     assert code == 0 and re.search(r"pop\s+│?\s*ctr, topk", out) and "random" in out
+    from benchbed.cli.methods import _summary
+    from benchbed.methods import get_method_class
+    from benchbed.registry import METHODS
+
+    for name in METHODS.names():  # every built-in says what it is, without Sphinx markup
+        summary = _summary(get_method_class(name))
+        assert summary and "``" not in summary and ":class:" not in summary, name
     code, out, _ = cli("methods", "pop")
     assert code == 0 and "ctr_score" in out and "prior_strength" in out

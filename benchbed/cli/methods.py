@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import typer
@@ -10,8 +11,10 @@ from rich.table import Table
 
 
 def _summary(cls: Any) -> str:
+    """First docstring line, without Sphinx markup (``x`` and :class:`x` print as x)."""
     doc = (cls.__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    line = doc.splitlines()[0] if doc else ""
+    return re.sub(r":\w+:`([^`]*)`", r"\1", line).replace("``", "")
 
 
 def methods_command(

@@ -80,6 +80,8 @@ class CIE(nn.Module):
 
 
 class CoLLM(PromptCTRMethod):
+    """CoLLM: a CF model's user/item embeddings mapped by an MLP into the prompt; LoRA from tallrec."""
+
     name: ClassVar[str] = "collm"
     view: ClassVar[str] = "cf"
     defaults: ClassVar[dict[str, Any]] = {

@@ -14,6 +14,8 @@ from benchbed.methods.base import RunContext
 
 
 class ICL(PromptCTRMethod):
+    """Zero-shot yes/no from the frozen backbone on the text prompt; no training (CoLLM's ICL row)."""
+
     name: ClassVar[str] = "icl"
     view: ClassVar[str] = "text"
     defaults: ClassVar[dict[str, Any]] = {**PROMPT_DEFAULTS, "score": "yes-no", "batch_size": 16}

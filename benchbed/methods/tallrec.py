@@ -16,6 +16,8 @@ from benchbed.methods.base import RunContext
 
 
 class TALLRec(PromptCTRMethod):
+    """TALLRec: LoRA on the text-only prompt (history titles + target title); CoLLM's w/o CIE row."""
+
     name: ClassVar[str] = "tallrec"
     view: ClassVar[str] = "text"
     defaults: ClassVar[dict[str, Any]] = dict(TRAIN_DEFAULTS)
