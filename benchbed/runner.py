@@ -254,6 +254,11 @@ def _run_stages(
     start = time.perf_counter()
     method.fit(split, ctx)
     record.cost["train_s"] = round(time.perf_counter() - start, 3)
+    from benchbed.baselines.export import keep_fitted_embeddings  # numpy only: no RecBole import
+
+    # an ID baseline's embeddings serve LLM methods later (collm asks for those of its mf companion)
+    if keep_fitted_embeddings(split, config.method, method, ctx, record.cost["train_s"]):
+        ctx.say(f"{config.method}: embeddings kept in the cache for LLM methods")
     record.backbone = dict(method.backbone_info) or None
     record.templates = getattr(method, "template_info", None)
     record.cost["trainable_params"] = int(method.trainable_parameters())

@@ -94,3 +94,33 @@ def test_export_rejects_unknown_model(blocks) -> None:
     with pytest.raises(ConfigError) as err:
         get_embeddings(split, "pop")
     assert "pop" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_baseline_fitted_by_run_is_reused_as_embeddings(blocks) -> None:
+    """collm's mf companion trains mf once: the run keeps its embeddings under get_embeddings' key."""
+    from benchbed.baselines.export import keep_fitted_embeddings
+    from benchbed.methods import build_method
+
+    split, _, _ = blocks
+    params = {"dim": 12, "iterations": 3}
+    method = build_method("als", params)
+    ctx = RunContext(task="topk", seed=5, cache_dir=get_settings().cache_dir)
+    method.fit(split, ctx)
+    assert keep_fitted_embeddings(split, "als", method, ctx, fit_seconds=0.1)
+    assert not keep_fitted_embeddings(split, "als", method, ctx, fit_seconds=0.1)  # already there
+    emb = get_embeddings(split, "als", params=params, seed=5, ctx=ctx)
+    assert emb.cache_hit and emb.manifest["fit_seconds"] == 0.1
+    np.testing.assert_array_equal(emb.item, method.embeddings()["item"])
+    # a method without an export is left alone
+    assert not keep_fitted_embeddings(split, "pop", build_method("pop", {}), ctx, fit_seconds=0.0)
+
+
+def test_run_keeps_baseline_embeddings(tmp_path) -> None:
+    from benchbed.config import RunConfig
+    from benchbed.runner import execute
+
+    outcome = execute(RunConfig(method="als", task="topk", method_params={"iterations": 2}), progress=False)
+    manifests = list(
+        (get_settings().cache_dir / "embeddings" / outcome.record.split_hash).glob("als-*/manifest.json")
+    )
+    assert [json.loads(m.read_text())["params"]["iterations"] for m in manifests] == [2]

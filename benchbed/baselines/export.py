@@ -98,6 +98,39 @@ def get_embeddings(
         ctx = replace(ctx, seed=seed)
     start = time.perf_counter()
     method.fit(split, ctx)
+    emb = _store(path, split, model, method, task, seed, params_hash, time.perf_counter() - start)
+    emb.cache_hit = False
+    return emb
+
+
+def keep_fitted_embeddings(
+    split: Split, model: str, method: Any, ctx: RunContext, fit_seconds: float
+) -> bool:
+    """Store the embeddings of a baseline that ``benchbed run`` has just fitted, under the key
+    :func:`get_embeddings` would use, so that an LLM method asking for them next (collm after its ``mf``
+    companion) reuses this model instead of training the same one again. Returns True if it stored them."""
+    if model not in EXPORTABLE or not hasattr(method, "embeddings"):
+        return False
+    split_hash = split.hash or split.compute_hash()
+    params_hash = stable_hash({"params": method.params, "task": ctx.task, "format": FORMAT_VERSION})
+    path = _artifact_dir(split_hash, model, params_hash, ctx.seed)
+    if (path / "manifest.json").exists():
+        return False
+    _store(path, split, model, method, ctx.task, ctx.seed, params_hash, fit_seconds)
+    return True
+
+
+def _store(
+    path: Path,
+    split: Split,
+    model: str,
+    method: Any,
+    task: str,
+    seed: int,
+    params_hash: str,
+    fit_seconds: float,
+) -> Embeddings:
+    """Write a fitted method's embeddings and manifest atomically at ``path``; return them as loaded."""
     if not hasattr(method, "embeddings"):
         raise ConfigError(f"method {model!r} cannot export embeddings")
     arrays = method.embeddings()
@@ -114,7 +147,7 @@ def get_embeddings(
         "params_hash": params_hash,
         "seed": seed,
         "task": task,
-        "split_hash": split_hash,
+        "split_hash": split.hash or split.compute_hash(),
         "dataset": split.data.name,
         "protocol": split.protocol,
         "split_params": split.params,
@@ -122,15 +155,13 @@ def get_embeddings(
         "n_items": int(split.n_items),
         "dims": {"user": int(user.shape[1]), "item": int(item.shape[1])},
         "has_sequence": sequence is not None,
-        "fit_seconds": round(time.perf_counter() - start, 3),
+        "fit_seconds": round(fit_seconds, 3),
         "trainable_parameters": method.trainable_parameters(),
         "training": getattr(method, "backbone_info", {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _write_atomic(path, {"user": user, "item": item, "sequence": sequence}, manifest)
-    emb = _load(path)
-    emb.cache_hit = False
-    return emb
+    return _load(path)
 
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray | None], manifest: dict[str, Any]) -> None:
