@@ -201,7 +201,7 @@ def main() -> None:
         "decode real test users with a trained model, so unconstrained beams also finish",
     )
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=max(120, Console().width))  # numbers must not be cut
     console.print(
         f"{platform.processor() or platform.machine()} · torch {torch.__version__} · device {args.device} "
         f"· {args.threads} thread(s) · {args.users} users, batch {args.batch}, {args.beams} beams"
