@@ -28,7 +28,8 @@ def methods_command(
     console = Console()
     if name is not None:
         cls = get_method_class(name)
-        table = Table(title=f"{name}: {_summary(cls)}")
+        console.print(f"[bold]{name}[/]: {_summary(cls)}", highlight=False)
+        table = Table()
         table.add_column("parameter")
         table.add_column("default")
         for key, value in sorted(getattr(cls, "defaults", {}).items()):
