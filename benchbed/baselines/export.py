@@ -49,9 +49,12 @@ class Embeddings:
         return int(self.item.shape[1])
 
 
-def _artifact_dir(split_hash: str, model: str, params_hash: str, seed: int) -> Path:
+def _artifact(split: Split, model: str, params: dict[str, Any], task: str, seed: int) -> tuple[str, Path]:
+    """The params hash and the artifact directory of ``model`` fitted with ``params`` for ``task``."""
+    params_hash = stable_hash({"params": params, "task": task, "format": FORMAT_VERSION})
     safe = model.replace(":", "_").replace("/", "_")
-    return get_settings().cache_dir / "embeddings" / split_hash / f"{safe}-{params_hash}-s{seed}"
+    split_hash = split.hash or split.compute_hash()
+    return params_hash, get_settings().cache_dir / "embeddings" / split_hash / f"{safe}-{params_hash}-s{seed}"
 
 
 def _load(path: Path) -> Embeddings:
@@ -86,9 +89,7 @@ def get_embeddings(
         raise ConfigError(f"no embedding export for method {model!r}; exportable: {', '.join(EXPORTABLE)}")
     method = build_method(model, dict(params or {}))
     task = ctx.task if ctx is not None else ("ctr" if split.labeled else "topk")
-    split_hash = split.hash or split.compute_hash()
-    params_hash = stable_hash({"params": method.params, "task": task, "format": FORMAT_VERSION})
-    path = _artifact_dir(split_hash, model, params_hash, seed)
+    params_hash, path = _artifact(split, model, method.params, task, seed)
     if (path / "manifest.json").exists():
         return _load(path)
 
@@ -111,9 +112,7 @@ def keep_fitted_embeddings(
     companion) reuses this model instead of training the same one again. Returns True if it stored them."""
     if model not in EXPORTABLE or not hasattr(method, "embeddings"):
         return False
-    split_hash = split.hash or split.compute_hash()
-    params_hash = stable_hash({"params": method.params, "task": ctx.task, "format": FORMAT_VERSION})
-    path = _artifact_dir(split_hash, model, params_hash, ctx.seed)
+    params_hash, path = _artifact(split, model, method.params, ctx.task, ctx.seed)
     if (path / "manifest.json").exists():
         return False
     _store(path, split, model, method, ctx.task, ctx.seed, params_hash, fit_seconds)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbed.atomic import write_json_atomic
-from benchbed.config import parse_value, stable_hash
+from benchbed.config import RunConfig, parse_value, stable_hash
 from benchbed.errors import ConfigError
 from benchbed.results.store import TUNING_DIR
 from benchbed.settings import get_settings
@@ -94,8 +94,7 @@ def tune(
     """Run the grid and write ``<results>/tune/<method>-<dataset>-<task>-<split hash>-<grid hash>.json``."""
     from benchbed.data.prepare import prepare_split
     from benchbed.methods import build_method
-    from benchbed.methods.base import RunContext
-    from benchbed.runner import resolve_device, seed_everything
+    from benchbed.runner import make_context, seed_everything
     from benchbed.tasks import build_task
 
     fixed = dict(fixed or {})
@@ -110,7 +109,6 @@ def tune(
     prepared = prepare_split(dataset, split, dict(split_params or {}))
     data = prepared.split
     task_obj.check_split(data)
-    dev, dtype = resolve_device(device, None)
     settings = get_settings()
     result = TuneResult(
         method=method,
@@ -126,9 +124,19 @@ def tune(
     for n, combo in enumerate(combos, 1):
         params = {**fixed, **combo}
         model = build_method(method, params)
-        ctx = RunContext(
-            task=task, seed=seed, device=dev, dtype=dtype, cache_dir=settings.cache_dir, log=None
+        trial_config = RunConfig(
+            method=method,
+            dataset=dataset,
+            task=task,
+            split=split,
+            split_params=dict(split_params or {}),
+            method_params=params,
+            task_params=dict(task_params or {}),
+            seed=seed,
+            device=device,
         )
+        # the same device, dtype, cache and work dirs as `benchbed run` would give this trial
+        ctx = make_context(trial_config, log=None)
         seed_everything(seed)
         start = time.perf_counter()
         model.fit(data, ctx)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from benchbed.cli.options import MethodParams, SplitParams, TaskParams
 from benchbed.config import RunConfig, load_yaml, parse_assignments
 from benchbed.errors import ConfigError
 from benchbed.results.record import RunRecord
@@ -121,13 +122,9 @@ def run_command(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML file of RunConfig keys.")
     ] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Method param KEY=VALUE.")] = None,
-    split_param: Annotated[
-        list[str] | None, typer.Option("--split-param", help="Split param KEY=VALUE.")
-    ] = None,
-    task_param: Annotated[
-        list[str] | None, typer.Option("--task-param", help="Task param KEY=VALUE.")
-    ] = None,
+    param: MethodParams = None,
+    split_param: SplitParams = None,
+    task_param: TaskParams = None,
     backbone: Annotated[
         str | None,
         typer.Option("--backbone", help="LLM methods: tiny, minilm, qwen2-1.5b, ..., a hub id or a path."),

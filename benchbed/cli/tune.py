@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from benchbed.cli.options import MethodParams, SplitParams, TaskParams
 from benchbed.config import parse_assignments
 
 
@@ -26,15 +27,9 @@ def tune_command(
     task: Annotated[str, typer.Option("--task", "-t", help="ctr | topk.")] = "ctr",
     split: Annotated[str | None, typer.Option("--split", help="Split protocol [dataset default].")] = None,
     seed: Annotated[int, typer.Option("--seed", "-s")] = 0,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="Fixed method param KEY=VALUE.")
-    ] = None,
-    split_param: Annotated[
-        list[str] | None, typer.Option("--split-param", help="Split param KEY=VALUE.")
-    ] = None,
-    task_param: Annotated[
-        list[str] | None, typer.Option("--task-param", help="Task param KEY=VALUE.")
-    ] = None,
+    param: MethodParams = None,
+    split_param: SplitParams = None,
+    task_param: TaskParams = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda [auto].")] = None,
 ) -> None:
     """Train every grid point (early stopping on validation), score it on validation, keep the best."""

@@ -127,7 +127,7 @@ class GenerativeTask(Task):
         users, histories, targets = rows.users[:n], rows.histories[:n], rows.targets[:n]
         warm = self._warm(split, rows.frame.iloc[:n])
         # all the user met before the target (train, + valid for test): what filter_history removes
-        earlier = eval_rows(split, stage, history_len=10**9).histories[:n]
+        earlier = eval_rows(split, stage, history_len=10**9).histories[:n] if p["filter_history"] else None
         parts: list[pd.DataFrame] = []
         decode_info: dict[str, Any] = {}
         if not _generates(method):
@@ -143,7 +143,7 @@ class GenerativeTask(Task):
                     histories=histories[sl],
                     k=int(p["beams"]),
                     exclude=[np.asarray(h, dtype=np.int64) for h in earlier[sl]]
-                    if p["filter_history"]
+                    if earlier is not None
                     else None,
                     template=template,
                 )
