@@ -121,13 +121,16 @@ def encode(
 
 @dataclass
 class Batch:
-    """A left-padded batch: the answer position is the last column for every row."""
+    """A padded batch. Left padding (the default) puts every row's last token in the last column; with
+    right padding ``last_pos`` says where each row ends. Position ids count real tokens only, so padding
+    never shifts positions on either side."""
 
     rows: np.ndarray  # indices into the EncodedPrompts
     input_ids: torch.Tensor  # (B, L) long
     attention_mask: torch.Tensor  # (B, L) long
     position_ids: torch.Tensor  # (B, L) long: 0.. over real tokens, so padding never shifts positions
     slot_pos: torch.Tensor  # (B, S) long, -1 where absent
+    side: str = "left"
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -136,25 +139,45 @@ class Batch:
     def n_tokens(self) -> int:
         return int(self.attention_mask.sum())
 
+    @property
+    def last_pos(self) -> torch.Tensor:
+        """(B,) column of each row's last real token."""
+        if self.side == "left":
+            return torch.full((len(self),), self.input_ids.shape[1] - 1, device=self.input_ids.device)
+        return self.attention_mask.sum(dim=1) - 1
 
-def collate(enc: EncodedPrompts, rows: np.ndarray, pad_id: int, device: str | torch.device = "cpu") -> Batch:
+
+PADDING_SIDES = ("left", "right")
+
+
+def collate(
+    enc: EncodedPrompts,
+    rows: np.ndarray,
+    pad_id: int,
+    device: str | torch.device = "cpu",
+    side: str = "left",
+) -> Batch:
+    if side not in PADDING_SIDES:
+        raise ValueError(f"padding side {side!r}: expected one of {PADDING_SIDES}")
     lens = enc.lengths[rows]
     width = int(lens.max())
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
+    start = (width - lens) if side == "left" else np.zeros_like(lens)
     for b, r in enumerate(rows):
-        n = lens[b]
-        ids[b, width - n :] = enc.ids[r]
-        mask[b, width - n :] = 1
+        n, s0 = lens[b], start[b]
+        ids[b, s0 : s0 + n] = enc.ids[r]
+        mask[b, s0 : s0 + n] = 1
     pos = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)
     slot = enc.slot_pos[rows]
-    slot = np.where(slot >= 0, slot + (width - lens)[:, None], -1)
+    slot = np.where(slot >= 0, slot + start[:, None], -1)
     return Batch(
         rows=np.asarray(rows),
         input_ids=torch.from_numpy(ids).to(device),
         attention_mask=torch.from_numpy(mask).to(device),
         position_ids=torch.from_numpy(pos).to(device),
         slot_pos=torch.from_numpy(slot).to(device),
+        side=side,
     )
 
 
