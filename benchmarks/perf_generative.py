@@ -32,7 +32,7 @@ from rich.table import Table
 
 from benchbed.generative.templates import load_generative_bank, render_pieces
 from benchbed.llm.backbone import build_tiny
-from benchbed.llm.constrained import ItemTrie, beam_search, build_item_trie
+from benchbed.llm.heads.constrained import ItemTrie, beam_search, build_item_trie
 from benchbed.llm.inject import collate, encode
 
 N_ITEMS = 1682  # ML-100K

@@ -39,7 +39,7 @@ def max_diff(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> 
 
 def rerun(records: list[Path], out: Path) -> list[dict[str, Any]]:
     from benchbed.config import RunConfig
-    from benchbed.runner import execute
+    from benchbed.orchestration.runner import execute
     from benchbed.settings import get_settings, set_settings
 
     settings = get_settings()

@@ -16,7 +16,9 @@ from benchbed.baselines.recbole_adapter import DataPlan, write_atomic_files
 from benchbed.data.schema import Split
 from benchbed.errors import BenchbedError, ConfigError, DataError
 from benchbed.methods import build_method
-from benchbed.methods.base import RunContext
+from benchbed.api import RunContext, TaskSetup
+
+TOPK = TaskSetup(task="topk", feedback="interactions")  # every training interaction a positive
 
 QUICK = {"epochs": 2, "lr": 0.01, "batch_size": 256}
 
@@ -99,7 +101,7 @@ def test_fit_is_contained_and_ids_map_back(implicit_split: Split, tmp_path: Path
     messages: list[str] = []
     try:
         method = build_method("mf-bpr", QUICK)
-        method.fit(implicit_split, RunContext(task="topk", seed=0, log=messages.append, verbose=1))
+        method.fit(implicit_split, RunContext(setup=TOPK, seed=0, log=messages.append, verbose=1))
     finally:
         root.removeHandler(capture)
         root.setLevel(level)
@@ -127,7 +129,7 @@ def test_fit_is_contained_and_ids_map_back(implicit_split: Split, tmp_path: Path
 
 def test_budget_caps_epochs(implicit_split: Split) -> None:
     method = build_method("mf-bpr", {**QUICK, "epochs": 50, "stopping_step": 100})
-    method.fit(implicit_split, RunContext(task="topk", seed=0, budget={"epochs": 1}))
+    method.fit(implicit_split, RunContext(setup=TOPK, seed=0, budget={"epochs": 1}))
     assert method.backbone_info["epochs_run"] == 1
 
 
@@ -164,10 +166,10 @@ def test_bad_input_gives_one_line_errors(implicit_split: Split, labeled_split: S
         implicit_split.test,
     )
     with pytest.raises(DataError) as err:
-        build_method("mf-bpr", QUICK).fit(empty, RunContext(task="topk"))
+        build_method("mf-bpr", QUICK).fit(empty, RunContext(setup=TOPK))
     assert "no interactions" in _one_line(err.value)
     with pytest.raises(DataError) as err:
-        build_method("als", {}).fit(empty, RunContext(task="topk"))
+        build_method("als", {}).fit(empty, RunContext(setup=TOPK))
     _one_line(err.value)
 
     negatives_only = Split(
@@ -179,10 +181,10 @@ def test_bad_input_gives_one_line_errors(implicit_split: Split, labeled_split: S
         labeled_split.test,
     )
     with pytest.raises(DataError) as err:
-        build_method("mf-bpr", QUICK).fit(negatives_only, RunContext(task="ctr"))
+        build_method("mf-bpr", QUICK).fit(negatives_only, RunContext())
     assert "positive" in _one_line(err.value)
     with pytest.raises(DataError) as err:
-        build_method("mf", QUICK).fit(implicit_split, RunContext(task="ctr"))  # ctr on implicit data
+        build_method("mf", QUICK).fit(implicit_split, RunContext())  # ctr on implicit data
     assert "implicit" in _one_line(err.value)
 
 
@@ -194,7 +196,7 @@ def test_gpu_requested_without_gpu(implicit_split: Split) -> None:
     for name in ("mf", "als"):
         with pytest.raises(ConfigError) as err:
             build_method(name, QUICK if name != "als" else {}).fit(
-                implicit_split, RunContext(task="topk", device="cuda")
+                implicit_split, RunContext(setup=TOPK, device="cuda")
             )
         assert "cuda" in _one_line(err.value)
 
@@ -202,17 +204,17 @@ def test_gpu_requested_without_gpu(implicit_split: Split) -> None:
 def test_scores_follow_requests(implicit_split: Split) -> None:
     """score() for (u, i) rows equals score_all() at [u, i]; SASRec's score depends on the history given."""
     method = build_method("mf-bpr", QUICK)
-    method.fit(implicit_split, RunContext(task="topk", seed=0))
+    method.fit(implicit_split, RunContext(setup=TOPK, seed=0))
     users = np.array([0, 5, 19])
     full = method.score_all(users, [[], [], []])
-    from benchbed.methods.base import ScoreRequests
+    from benchbed.api import ScoreRequests
 
     items = np.array([3, 11, 7])
     pointwise = method.score(ScoreRequests(users, items, [[], [], []]))
     np.testing.assert_allclose(pointwise, full[np.arange(3), items], rtol=1e-5, atol=1e-6)
 
     sasrec = build_method("sasrec", {**QUICK, "dim": 16, "n_layers": 1, "max_len": 5})
-    sasrec.fit(implicit_split, RunContext(task="topk", seed=0))
+    sasrec.fit(implicit_split, RunContext(setup=TOPK, seed=0))
     a = sasrec.score_all(np.array([0, 0]), [[1, 2, 3], [12, 13, 14]])
     assert a.shape == (2, implicit_split.n_items) and not np.allclose(a[0], a[1])
     b = sasrec.score(ScoreRequests(np.array([0]), np.array([4]), [[1, 2, 3]]))

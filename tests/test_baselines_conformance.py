@@ -15,7 +15,9 @@ from sklearn.metrics import roc_auc_score
 from test_baselines_support import leave_last_out, planted_blocks
 
 from benchbed.methods import build_method
-from benchbed.methods.base import RunContext, ScoreRequests
+from benchbed.api import RunContext, TaskSetup, ScoreRequests
+
+TOPK = TaskSetup(task="topk", feedback="interactions")  # every training interaction a positive
 
 FAST = {"stopping_step": 100, "batch_size": 128}
 TOPK_PARAMS = {
@@ -41,7 +43,7 @@ def blocks():
 def test_topk_finds_planted_blocks(name: str, blocks) -> None:
     split, user_block, item_block = blocks
     method = build_method(name, TOPK_PARAMS[name])
-    method.fit(split, RunContext(task="topk", seed=0))
+    method.fit(split, RunContext(setup=TOPK, seed=0))
 
     users = np.arange(split.n_users)
     past = split.train.sort_values("timestamp", kind="stable")
@@ -78,7 +80,7 @@ def test_ctr_separates_planted_labels(name: str) -> None:
     data, _, _ = planted_blocks(per_user=8, negatives=8, seed=1)
     split = leave_last_out(data, n_valid=3, n_test=4)
     method = build_method(name, CTR_PARAMS[name])
-    method.fit(split, RunContext(task="ctr", seed=0))
+    method.fit(split, RunContext(seed=0))
     test = split.test
     scores = method.score(
         ScoreRequests(test["user"].to_numpy(), test["item"].to_numpy(), [list(h) for h in test["history"]])

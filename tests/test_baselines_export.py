@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from test_baselines_support import leave_last_out, planted_blocks
 
-from benchbed.baselines.export import get_embeddings
+from benchbed.orchestration.embeddings import get_embeddings
 from benchbed.errors import ConfigError
-from benchbed.methods.base import RunContext
+from benchbed.api import RunContext, TaskSetup
 from benchbed.settings import get_settings
+
+TOPK = TaskSetup(task="topk", feedback="interactions")  # every training interaction a positive
 
 PARAMS = {
     "mf": {"lr": 0.05, "epochs": 25, "dim": 16, "batch_size": 128, "stopping_step": 100},
@@ -81,7 +83,7 @@ def test_export_reproduces_scores(model: str, blocks) -> None:
     split, _, _ = blocks
     params = {"lr": 0.05, "epochs": 3, "batch_size": 128, **({"dim": 8} if model != "multivae" else {})}
     method = build_method(model, params)
-    method.fit(split, RunContext(task="topk", seed=3))
+    method.fit(split, RunContext(setup=TOPK, seed=3))
     arrays = method.embeddings()
     users = np.arange(split.n_users)
     np.testing.assert_allclose(
@@ -98,13 +100,13 @@ def test_export_rejects_unknown_model(blocks) -> None:
 
 def test_a_baseline_fitted_by_run_is_reused_as_embeddings(blocks) -> None:
     """collm's mf companion trains mf once: the run keeps its embeddings under get_embeddings' key."""
-    from benchbed.baselines.export import keep_fitted_embeddings
+    from benchbed.orchestration.embeddings import keep_fitted_embeddings
     from benchbed.methods import build_method
 
     split, _, _ = blocks
     params = {"dim": 12, "iterations": 3}
     method = build_method("als", params)
-    ctx = RunContext(task="topk", seed=5, cache_dir=get_settings().cache_dir)
+    ctx = RunContext(setup=TOPK, seed=5, cache_dir=get_settings().cache_dir)
     method.fit(split, ctx)
     assert keep_fitted_embeddings(split, "als", method, ctx, fit_seconds=0.1)
     assert not keep_fitted_embeddings(split, "als", method, ctx, fit_seconds=0.1)  # already there
@@ -117,7 +119,7 @@ def test_a_baseline_fitted_by_run_is_reused_as_embeddings(blocks) -> None:
 
 def test_run_keeps_baseline_embeddings(tmp_path) -> None:
     from benchbed.config import RunConfig
-    from benchbed.runner import execute
+    from benchbed.orchestration.runner import execute
 
     outcome = execute(RunConfig(method="als", task="topk", method_params={"iterations": 2}), progress=False)
     manifests = list(

@@ -19,8 +19,10 @@ from test_baselines_support import leave_last_out, ml100k_recbole_order
 
 from benchbed.baselines.recbole_adapter import recbole_scope
 from benchbed.methods import build_method
-from benchbed.methods.base import RunContext
+from benchbed.api import RunContext, TaskSetup
 from benchbed.tasks.topk import TopKTask
+
+TOPK = TaskSetup(task="topk", feedback="interactions")  # every training interaction a positive
 
 EPOCHS, LR, SEED = 5, 0.01, 0
 
@@ -70,7 +72,7 @@ def _plain_recbole(tmp: Path) -> dict[str, float]:
 def test_bpr_through_benchbed_matches_plain_recbole(tmp_path: Path) -> None:
     split = leave_last_out(ml100k_recbole_order())
     method = build_method("mf-bpr", {"epochs": EPOCHS, "lr": LR})
-    ctx = RunContext(task="topk", seed=SEED)
+    ctx = RunContext(setup=TOPK, seed=SEED)
     method.fit(split, ctx)
 
     # RecBole trained on exactly the split's rows (benchbed ids recovered through its token maps)

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from benchbed.baselines.tune import parse_grid
+from benchbed.orchestration.tune import parse_grid
 from benchbed.cli.app import app
 from benchbed.errors import ConfigError
 from benchbed.settings import get_settings

@@ -11,7 +11,7 @@ import pytest
 
 from benchbed.data.schema import InteractionData, Split
 from benchbed.errors import ConfigError, DataError
-from benchbed.methods.base import BaseRecommender, RunContext, ScoreRequests
+from benchbed.api import BaseRecommender, RunContext, TaskSetup, ScoreRequests
 from benchbed.methods.reference import PopRecommender, RandomRecommender
 from benchbed.metrics import auc, logloss, sigmoid, uauc, user_ndcg
 from benchbed.tasks.ctr import CTRTask
@@ -60,7 +60,8 @@ def make_split(labeled: bool = True) -> Split:
 
 
 def ctx(tmp_path: Path, task: str = "ctr", seed: int = 0) -> RunContext:
-    return RunContext(task=task, seed=seed, cache_dir=tmp_path / "cache", work_dir=tmp_path / "work")
+    setup = TaskSetup(task=task, feedback="labels" if task == "ctr" else "interactions")
+    return RunContext(setup=setup, seed=seed, cache_dir=tmp_path / "cache", work_dir=tmp_path / "work")
 
 
 class TableScores(BaseRecommender):

@@ -17,8 +17,8 @@ import torch
 from generative_synth import save_word_backbone, write_synthetic
 
 from benchbed.data.prepare import prepare_split
-from benchbed.generative.setup import get_setup
-from benchbed.methods.base import RunContext
+from benchbed.api import RunContext
+from benchbed.orchestration.embeddings import RegistryEmbeddings
 from benchbed.methods.embedproj import EmbedProj
 from benchbed.methods.p5_random import P5Random
 from benchbed.settings import get_settings
@@ -44,7 +44,8 @@ def setting(tmp_path_factory: pytest.TempPathFactory):
     split = prepare_split(str(data), "leave-one-out").split
     task = GenerativeTask(history_len=5)
     task.check_split(split)
-    ctx = RunContext(task="generative", seed=0, cache_dir=get_settings().cache_dir)
+    ctx = RunContext(setup=task.method_setup(split), seed=0, cache_dir=get_settings().cache_dir)
+    ctx.embeddings = RegistryEmbeddings(ctx)  # what the runner hands methods that need ID embeddings
     return {"data": data, "backbone": str(backbone), "split": split, "task": task, "ctx": ctx, "results": {}}
 
 
@@ -70,7 +71,7 @@ def test_p5_random_trains_on_seen_templates_and_evaluates_seen_and_unseen(settin
     assert all(len(set(r)) == 10 for r in ranked.tolist())
 
     # the unseen template never appears in training; seen and unseen evaluation prompts differ
-    setup = get_setup(setting["split"])
+    setup = setting["ctx"].setup.protocol.setup
     bank = setup.bank()
     ex = method._examples
     assert ex and all(e.template.startswith("seen:") for e in ex)

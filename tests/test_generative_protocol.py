@@ -12,8 +12,9 @@ from generative_synth import write_synthetic
 from benchbed.data.prepare import prepare_split
 from benchbed.errors import ConfigError, DataError
 from benchbed.generative.examples import eval_rows, training_examples
-from benchbed.generative.indexing import EXTRAS_KEY, FIRST_ID, ItemIndex, build_index, get_index, index_path
-from benchbed.generative.metrics import generative_metrics
+from benchbed.generative import indexing
+from benchbed.generative.indexing import FIRST_ID, ItemIndex, build_index, get_index, index_path
+from benchbed.metrics.generative import generative_metrics
 from benchbed.generative.templates import load_generative_bank, render_pieces
 from benchbed.metrics.ranking import hit_rate, hits_from_rankings, ndcg, top_k
 from benchbed.prompts import Slot
@@ -36,8 +37,8 @@ def test_random_index_numbers_all_items_from_1001_and_is_shared(split) -> None:
     assert numbers == list(range(FIRST_ID, FIRST_ID + split.n_items))
     assert index.strings != build_index(split, "random", 1).strings  # the seed matters
     assert index_path(split, "random", 0).is_file()  # cached on disk, keyed by the split hash
-    assert split.extras[EXTRAS_KEY]["random:0"] is index  # and kept on the split for every method
-    split.extras.clear()
+    assert get_index(split, "random", 0) is index  # one object per split in this process
+    indexing._MEMO.clear()
     assert get_index(split, "random", 0).strings == index.strings  # read back from the disk cache
 
 
@@ -134,9 +135,13 @@ def test_index_that_misses_a_test_item_is_refused(split) -> None:
     target = int(split.test["item"].iloc[0])
     strings = list(build_index(split).strings)
     strings[target] = ""
-    split.extras[EXTRAS_KEY] = {"random:0": ItemIndex("random", 0, tuple(strings))}
-    with pytest.raises(DataError, match=f"does not cover .* item {target}"):
-        GenerativeTask().check_split(split)
+    key = (split.hash or split.compute_hash(), "random", 0)
+    indexing._MEMO[key] = ItemIndex("random", 0, tuple(strings))
+    try:
+        with pytest.raises(DataError, match=f"does not cover .* item {target}"):
+            GenerativeTask().check_split(split)
+    finally:
+        indexing._MEMO.pop(key)
 
 
 def test_template_missing_a_placeholder_fails_in_one_line(

@@ -9,7 +9,7 @@ from generative_synth import save_word_backbone
 
 from benchbed.errors import DataError
 from benchbed.llm.backbone import load_backbone
-from benchbed.llm.constrained import ItemTrie, beam_search, build_item_trie
+from benchbed.llm.heads.constrained import ItemTrie, beam_search, build_item_trie
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,7 +12,8 @@ from sklearn.metrics import roc_auc_score
 from benchbed.errors import ConfigError
 from benchbed.llm.synthetic import planted_split, title_signal_split
 from benchbed.methods import build_method
-from benchbed.methods.base import RunContext, ScoreRequests
+from benchbed.api import RunContext, ScoreRequests
+from benchbed.orchestration.embeddings import RegistryEmbeddings
 from benchbed.methods.collm import CoLLM
 from benchbed.methods.icl import ICL
 from benchbed.methods.tallrec import TALLRec
@@ -39,7 +40,9 @@ def requests(frame) -> ScoreRequests:
 
 
 def ctx_with(log=None, seed: int = 0) -> RunContext:
-    return RunContext(task="ctr", seed=seed, cache_dir=get_settings().cache_dir, log=log)
+    ctx = RunContext(seed=seed, cache_dir=get_settings().cache_dir, log=log)  # ctr: labels are positives
+    ctx.embeddings = RegistryEmbeddings(ctx)
+    return ctx
 
 
 class Killed(BaseException):

@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from benchbed.baselines.recbole_adapter import check_device, feedback_for_task
+from benchbed.baselines.recbole_adapter import check_device
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
-from benchbed.methods.base import BaseRecommender, RunContext, ScoreRequests
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 
 
 class ALSRecommender(BaseRecommender):
@@ -41,14 +41,9 @@ class ALSRecommender(BaseRecommender):
         import implicit.gpu
         from implicit.cpu.als import AlternatingLeastSquares as CpuALS
 
-        if ctx.task not in self.tasks:
-            raise ConfigError(
-                f"method 'als' does not support task {ctx.task!r}; it supports {sorted(self.tasks)}"
-            )
         device = check_device(ctx.device)
         train = split.train
-        feedback = feedback_for_task(ctx.task)
-        if feedback == "labels":
+        if ctx.feedback == "labels":
             if not split.labeled:
                 raise DataError(
                     f"split of {split.data.name!r}: task ctr needs 0/1 labels but the data is implicit"
@@ -95,7 +90,7 @@ class ALSRecommender(BaseRecommender):
             "device": "cuda" if on_gpu else "cpu",
             "train_rows": int(len(train)),
             "train_seconds": round(time.perf_counter() - start, 3),
-            "feedback": feedback,
+            "feedback": ctx.feedback,
         }
 
     def _require(self) -> None:

@@ -49,7 +49,7 @@ import pandas as pd
 from benchbed.compat import recbole_shims
 from benchbed.data.schema import HISTORY_COLUMN, Split
 from benchbed.errors import ConfigError, DataError
-from benchbed.methods.base import RunContext
+from benchbed.api import RunContext
 from benchbed.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,6 @@ STAGES = ("train", "valid", "test")
 
 # Task -> what RecBole validates on for early stopping (the same metric the benchbed task reports).
 VALID_METRIC = {"labels": "AUC", "interactions": "NDCG@10"}
-
-
-def feedback_for_task(task: str) -> str:
-    """``ctr`` trains/validates on labels; every other task treats interactions as positives."""
-    return "labels" if task == "ctr" else "interactions"
 
 
 # ------------------------------------------------------------------------------------------------------

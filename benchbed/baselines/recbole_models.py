@@ -25,14 +25,13 @@ from benchbed.baselines.recbole_adapter import (
     DataPlan,
     RecBoleSession,
     check_recbole_keys,
-    feedback_for_task,
     model_property_defaults,
     quiet_recbole,
     recbole_model_class,
 )
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.methods.base import BaseRecommender, RunContext, ScoreRequests
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,  # RecBole default; CoLLM grid {1e-2, 1e-3, 1e-4} (PROTOCOLS.md)
@@ -93,9 +92,9 @@ class RecBoleRecommender(BaseRecommender):
         out.update(self.params.get("recbole") or {})
         return out
 
-    def data_plan(self, task: str) -> DataPlan:
+    def data_plan(self, feedback: str) -> DataPlan:
         return DataPlan(
-            feedback=feedback_for_task(task),
+            feedback=feedback,
             pointwise=self.pointwise,
             sequential=self.sequential,
             max_len=int(self.params.get("max_len", 50)),
@@ -104,13 +103,9 @@ class RecBoleRecommender(BaseRecommender):
 
     # --- training ------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:
-        if ctx.task not in self.tasks:
-            raise ConfigError(
-                f"method {self.name!r} does not support task {ctx.task!r}; it supports {sorted(self.tasks)}"
-            )
         self.split = split
         self.session = RecBoleSession(
-            split, self._model_ref(), self.data_plan(ctx.task), self.recbole_settings(ctx), ctx
+            split, self._model_ref(), self.data_plan(ctx.feedback), self.recbole_settings(ctx), ctx
         )
         outcome = self.session.train()
         self.backbone_info = {

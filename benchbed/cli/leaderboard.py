@@ -94,7 +94,7 @@ def leaderboard_command(
     loaded = load_records(paths or ([default_dir] if default_dir.exists() else []))
     refs = [] if no_references else load_references(references)
     if suite_file is not None:
-        from benchbed.suite import load_suite
+        from benchbed.orchestration.suite import load_suite
 
         wanted = {config.hash() for config in load_suite(suite_file).runs}
         loaded.records = [(p, r) for p, r in loaded.records if r.config_hash in wanted]

@@ -139,7 +139,7 @@ def run_command(
     ] = False,
 ) -> None:
     """Run one method on one dataset and task; write its record and show the leaderboard."""
-    from benchbed.runner import execute
+    from benchbed.orchestration.runner import execute
     from benchbed.settings import get_settings
 
     overrides = {"method": method, "dataset": dataset, "task": task, "split": split, "seed": seed}
@@ -181,16 +181,16 @@ def rescore_command(
     from benchbed.atomic import write_text_atomic
     from benchbed.results.record import read_record
     from benchbed.results.store import read_predictions
-    from benchbed.runner import git_sha
+    from benchbed.orchestration.runner import git_sha
     from benchbed.tasks import build_task
 
     record = read_record(record_file)
     predictions = read_predictions(record_file, record)
     task = build_task(record.task, dict(record.task_params))
-    compute = getattr(task, "compute_metrics", None)
-    if compute is None:
-        raise ConfigError(f"{record_file}: task {record.task!r} cannot recompute metrics from predictions")
-    metrics, counts = compute(predictions)
+    try:
+        metrics, counts = task.compute_metrics(predictions)
+    except ConfigError as exc:
+        raise ConfigError(f"{record_file}: {exc}") from exc
     console = Console()
     table = Table(title=f"rescore {record_file}")
     for col in ("subset", "metric", "stored", "recomputed", "delta"):

@@ -33,7 +33,7 @@ def tune_command(
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda [auto].")] = None,
 ) -> None:
     """Train every grid point (early stopping on validation), score it on validation, keep the best."""
-    from benchbed.baselines.tune import parse_grid, tune
+    from benchbed.orchestration.tune import parse_grid, tune
     from benchbed.settings import get_settings
 
     console = Console()

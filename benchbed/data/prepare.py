@@ -212,7 +212,6 @@ def _read_split(entry: Any, data: InteractionData, manifest: dict[str, Any]) -> 
         data=data,
         protocol=manifest["protocol"],
         params=manifest["params"],
-        extras=manifest.get("extras", {}),
         hash=manifest["hash"],
         **frames,
     )
@@ -278,7 +277,6 @@ def prepare_split(
                 "protocol": protocol.name,
                 "params": params,
                 "hash": result.hash,
-                "extras": result.extras,
                 "stats": stats,
             },
         )

@@ -107,7 +107,8 @@ class Split:
 
     Frames have the ``INTERACTION_COLUMNS``; labeled (CTR) splits add ``history`` (list of item ids, the
     user's earlier positives, last N) to every row. Valid and test frames add the ``FLAG_COLUMNS``.
-    ``extras`` holds protocol artifacts that every method must share (sampled candidates, item index, ...).
+    Protocol artifacts every method must share (item index, template banks) are not kept here: the task
+    hands them to methods explicitly (``benchbed.api.TaskSetup``).
     """
 
     data: InteractionData
@@ -116,7 +117,6 @@ class Split:
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
-    extras: dict[str, Any] = field(default_factory=dict)
     hash: str = ""
 
     @property

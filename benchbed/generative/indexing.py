@@ -4,8 +4,8 @@
 ``sequential``: numbered from 1001 in order of first appearance when users' training sequences are read one
 after another (OpenP5-S; consecutive items of a user get close numbers, so ids share token prefixes).
 
-The index is a split artifact: it is stored in ``split.extras`` and cached on disk keyed by the split hash, so
-every method evaluated on a split spells items identically.
+The index is a split artifact, cached on disk keyed by the split hash (and in memory for the process); the
+generative task hands it to every method (``GenerativeProtocol``), so all spell items identically.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from benchbed.settings import get_settings
 
 MODES = ("random", "sequential")
 FIRST_ID = 1001  # OpenP5 numbers items from 1001 in both modes
-EXTRAS_KEY = "item_index"
+# (split hash, mode, seed) -> index: one object per split and process, content-keyed like the disk cache
+_MEMO: dict[tuple[str, str, int], "ItemIndex"] = {}
 
 
 @dataclass(frozen=True)
@@ -101,14 +102,10 @@ def index_path(split: Split, mode: str, seed: int) -> Path:
 
 
 def get_index(split: Split, mode: str = "random", seed: int = 0) -> ItemIndex:
-    """The split's index for ``mode``: from ``split.extras``, else the disk cache, else built and cached."""
-    key = f"{mode}:{seed if mode == 'random' else 0}"
-    store = split.extras.setdefault(EXTRAS_KEY, {})
-    if key in store:
-        index = store[key]
-        if not isinstance(index, ItemIndex):
-            raise DataError(f"split.extras[{EXTRAS_KEY!r}][{key!r}] is not an ItemIndex")
-        return index
+    """The split's index for ``mode``: from this process's memo, else the disk cache, else built and cached."""
+    key = (split.hash or split.compute_hash(), mode, seed if mode == "random" else 0)
+    if key in _MEMO:
+        return _MEMO[key]
     path = index_path(split, mode, seed)
     if path.exists():
         try:
@@ -118,5 +115,5 @@ def get_index(split: Split, mode: str = "random", seed: int = 0) -> ItemIndex:
     else:
         index = build_index(split, mode, seed)
         write_json_atomic(path, index.to_json())
-    store[key] = index
+    _MEMO[key] = index
     return index

@@ -1,8 +1,9 @@
 """The generative protocol's settings that methods must share with the task (index, banks, history cap).
 
-The task attaches a ``GenerativeSetup`` to ``split.extras`` (in ``check_split``, before any method is fitted),
-so a method trains on exactly the ids, templates and history cap it will be evaluated with. A method fitted on
-a split without one (e.g. called directly from Python) gets the task's defaults.
+The task hands a ``GenerativeProtocol`` (settings + the split's item index) to every method through
+``RunContext.setup.protocol`` (``benchbed.api.TaskSetup``), so a method trains on exactly the ids, templates
+and history cap it will be evaluated with. A method fitted without one (called directly from Python) gets
+the task's defaults (``GenerativeProtocol.default``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from benchbed.data.schema import Split
 from benchbed.generative.indexing import ItemIndex, get_index
 from benchbed.generative.templates import load_generative_bank
 from benchbed.prompts import PromptBank
-
-EXTRAS_KEY = "generative_setup"
-
 
 @dataclass(frozen=True)
 class GenerativeSetup:
@@ -50,10 +48,14 @@ class GenerativeSetup:
         return {**bank.info("text", train_templates=len(bank.seen)), "answer": bank.extra.get("answer")}
 
 
-def attach_setup(split: Split, setup: GenerativeSetup) -> None:
-    split.extras[EXTRAS_KEY] = setup
+@dataclass(frozen=True)
+class GenerativeProtocol:
+    """What the generative task hands a method: its settings and the split's item index."""
 
+    setup: GenerativeSetup
+    index: ItemIndex
 
-def get_setup(split: Split) -> GenerativeSetup:
-    setup = split.extras.get(EXTRAS_KEY)
-    return setup if isinstance(setup, GenerativeSetup) else GenerativeSetup()
+    @classmethod
+    def default(cls, split: Split) -> GenerativeProtocol:
+        setup = GenerativeSetup()
+        return cls(setup=setup, index=setup.index(split))

@@ -1,17 +1,25 @@
 """Resumable, shareable training stages on disk.
 
 A stage (e.g. "LoRA on text-only prompts") is identified by a key = hash of everything that determines its
-result (split hash, backbone id/revision/dtype, the stage's parameters, template-set hash, seed, budget).
-A finished stage is ``<cache>/llm-stages/<name>-<key>/stage.pt`` (written atomically, last); while it runs,
-the same folder holds the training loop's per-evaluation checkpoint. So a second method with the same stage
-(TALLRec and CoLLM's step 1) loads it instead of training, and a killed run resumes mid-stage.
+result (split hash, backbone id/revision/dtype, the stage's parameters, template-set hash, seed, budget):
+``stable_hash(identity, length=16)``, unchanged since the first stage caches were written.
+A finished stage is ``<cache>/llm-stages/<name>-<key>/stage.pt`` (written atomically, last) with
+``meta.json`` beside it; while it runs, the same folder holds the training loop's checkpoint
+(:mod:`benchbed.llm.train`). So a second method with the same stage (TALLRec and CoLLM's step 1) loads it
+instead of training, and a killed run resumes mid-stage.
+
+``meta.json`` carries the SHA-256 of ``stage.pt``; :meth:`Stage.load` checks it, so a corrupt or truncated
+blob is a one-line error telling the user to delete the folder instead of weights that load half-wrong.
+Stages written before the hash existed load unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +27,20 @@ import torch
 
 from benchbed.atomic import atomic_path, write_json_atomic
 from benchbed.config import stable_hash
+from benchbed.errors import ConfigError
+from benchbed.llm.train import CHECKPOINT_NAME
 
 STAGE_FILE = "stage.pt"
+META_FILE = "meta.json"
+HASH_KEY = "stage_sha256"  # in meta.json only; :meth:`Stage.meta` and the blob's "meta" leave it out
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @dataclass
@@ -33,22 +53,46 @@ class Stage:
     def done(self) -> bool:
         return (self.dir / STAGE_FILE).is_file()
 
+    def _broken(self, why: str) -> ConfigError:
+        return ConfigError(f"stage {self.name} in {self.dir}: {why}; delete that folder to retrain the stage")
+
     def load(self) -> dict[str, Any]:
-        return torch.load(self.dir / STAGE_FILE, map_location="cpu", weights_only=False)
+        """The saved blob (tensors + ``meta``), after checking it against the hash in ``meta.json``."""
+        path = self.dir / STAGE_FILE
+        expected = self._raw_meta().get(HASH_KEY)
+        if expected is not None and file_sha256(path) != expected:
+            raise self._broken(f"{STAGE_FILE} does not match its hash in {META_FILE} (corrupt or truncated)")
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise self._broken(f"{STAGE_FILE} cannot be read ({type(exc).__name__})") from exc
+        if not isinstance(blob, dict):
+            raise self._broken(f"{STAGE_FILE} holds a {type(blob).__name__}, not a stage blob")
+        return blob
 
     def save(self, blob: dict[str, Any], meta: dict[str, Any]) -> None:
-        """Write the stage's result (tensors + JSON-able meta); the marker file goes last."""
+        """Write the stage's result (tensors + JSON-able meta); ``stage.pt``, the marker, lands last."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.dir / "meta.json", meta)
         with atomic_path(self.dir / STAGE_FILE) as tmp:
             torch.save({**blob, "meta": meta}, tmp)
-        ckpt = self.dir / "train_state.pt"
+            write_json_atomic(self.dir / META_FILE, {**meta, HASH_KEY: file_sha256(tmp)})
+        ckpt = self.dir / CHECKPOINT_NAME
         if ckpt.exists():
             ckpt.unlink()
 
+    def _raw_meta(self) -> dict[str, Any]:
+        path = self.dir / META_FILE
+        if not path.is_file():
+            return {}
+        try:
+            raw = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise self._broken(f"{META_FILE} is not valid JSON") from exc
+        return raw if isinstance(raw, dict) else {}
+
     def meta(self) -> dict[str, Any]:
-        path = self.dir / "meta.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        """The stage's meta as the training call saved it (without the blob hash)."""
+        return {k: v for k, v in self._raw_meta().items() if k != HASH_KEY}
 
     def clear(self) -> None:
         if self.dir.exists():
@@ -58,3 +102,35 @@ class Stage:
 def stage(cache_dir: Path, name: str, identity: dict[str, Any]) -> Stage:
     key = stable_hash(identity, length=16)
     return Stage(name=name, key=key, dir=Path(cache_dir) / "llm-stages" / f"{name}-{key}")
+
+
+@dataclass
+class StageOutcome:
+    """What a caller records about a stage: its meta, whether it came from disk, and where it lives."""
+
+    meta: dict[str, Any]
+    loaded: bool
+    dir: Path
+    blob: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def info(self) -> dict[str, Any]:
+        """``{**meta, "loaded": ..., "dir": ...}``: the form CTR methods put into their record info."""
+        return {**self.meta, "loaded": self.loaded, "dir": str(self.dir)}
+
+
+def run_or_load(
+    st: Stage,
+    train_fn: Callable[[Path], tuple[dict[str, Any], dict[str, Any]]],
+    load_fn: Callable[[dict[str, Any]], None],
+) -> StageOutcome:
+    """Load a finished stage (``load_fn(blob)`` puts its tensors in place) or train it:
+    ``train_fn(stage_dir) -> (blob, meta)`` trains with the stage folder as checkpoint dir; the result is saved.
+    One place for the done/load/train/save sequence that every stage of every method repeats."""
+    if st.done:
+        blob = st.load()
+        load_fn(blob)
+        meta = blob.get("meta")
+        return StageOutcome(dict(meta) if isinstance(meta, dict) else st.meta(), True, st.dir, blob)
+    blob, meta = train_fn(st.dir)
+    st.save(blob, meta)
+    return StageOutcome(dict(meta), False, st.dir, blob)

@@ -1,16 +1,33 @@
 """One training loop for every LLM stage: AdamW + linear warmup + cosine decay, gradient accumulation,
-early stopping on a validation metric (higher is better, e.g. valid AUC), a time budget, and a checkpoint
-after every evaluation so that an interrupted stage resumes where it stopped instead of starting over.
+early stopping on a validation metric (higher is better, e.g. valid AUC), budgets in data terms (epochs of a
+fixed row sample), and checkpoints from which an interrupted stage resumes *bit-identically*.
 
 The loop knows nothing about prompts: it gets named trainable parameters, a function that yields batches for
-an epoch (deterministic per epoch, so resuming replays the same order), a loss function and an eval function.
+an epoch (deterministic per epoch, e.g. from :func:`epoch_rng`, so resuming replays the same order), a loss
+function and an eval function.
+
+Resume contract. A checkpoint (``train_state.pt``, written atomically) holds the trained parameters, the
+optimizer and scheduler, the pending (accumulated, not yet applied) gradients, the RNG state (torch CPU, CUDA
+when initialised, numpy's global generator, python ``random``) and the loop position (epoch, batches consumed in
+the epoch, optimizer steps, evaluations done in the epoch), plus the early-stopping state and history. It is
+written at the start, every ``checkpoint_every`` optimizer steps, after every evaluation and at every epoch end.
+On resume the epoch's batches are requested again and the consumed ones skipped; the RNG is restored *after*
+the skip, so LoRA dropout (torch's global RNG) draws the same masks as in an uninterrupted run. On CPU the two
+runs end equal to the bit (tests/test_llm_stages.py); on CUDA, kernels that are not deterministic may differ.
+
+Wall-clock caps: ``max_seconds`` is off by default, because a time cap makes the result depend on how busy
+the machine is. When a user sets one and it fires, the result says ``stopped="time-budget"`` and
+``time_capped=True``; callers put ``record.info["time_capped"] = True`` into the run record, and the
+leaderboard marks such rows (``benchbed.results.render``).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +36,10 @@ import numpy as np
 import torch
 
 from benchbed.atomic import atomic_path
+from benchbed.errors import ConfigError
 
 CHECKPOINT_NAME = "train_state.pt"
+CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -32,8 +51,13 @@ class TrainConfig:
     grad_accum: int = 1
     patience: int = 20  # evaluations without improvement before stopping (CoLLM: 20 epochs)
     evals_per_epoch: int = 1
-    max_seconds: float | None = None  # stop (then evaluate) once a stage has trained this long
+    # Off by default (a wall-clock cap makes results machine-dependent); when set, training stops once a
+    # stage has run this long (checked after every batch, so 0.0 stops after the first one) and evaluates.
+    max_seconds: float | None = None
     max_grad_norm: float | None = 1.0
+    # optimizer steps between checkpoints (there is always one at the start, at every evaluation and at every
+    # epoch end); 50 keeps the replay after a kill short while the saves cost little next to 50 steps
+    checkpoint_every: int = 50
 
 
 @dataclass
@@ -47,6 +71,11 @@ class TrainResult:
     seconds: float
     stopped: str  # "epochs", "early-stop", "time-budget"
     resumed: bool = False
+    # where the run resumed: {"epoch": e, "batch": batches of epoch e already consumed, "steps": n}
+    resumed_at: dict[str, int] | None = None
+    # True when the wall-clock cap (``max_seconds``) ended training: the caller records
+    # ``record.info["time_capped"] = True`` so the leaderboard marks the row
+    time_capped: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,7 +94,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ra
 
 def train(
     params: dict[str, torch.nn.Parameter],
-    batches_for_epoch: Callable[[int], Iterable[Any]],
+    batches_for_epoch: Callable[..., Iterable[Any]],
     batches_per_epoch: int,
     loss_fn: Callable[[Any], torch.Tensor],
     cfg: TrainConfig,
@@ -77,8 +106,12 @@ def train(
 ) -> TrainResult:
     """Train ``params`` and leave them at the best evaluated state (the last one without ``eval_fn``).
 
-    ``modules`` are put in train mode while stepping and eval mode while evaluating. Batches must have
-    ``len()`` (rows) and may have ``n_tokens``.
+    ``batches_for_epoch(epoch)`` must give the same batches in the same order whenever it is called for an
+    epoch, and must not draw from the global RNGs. To make resuming cheap it may accept a keyword ``skip``
+    (``batches_for_epoch(epoch, skip=i)`` then yields the batches after the first ``i``); otherwise a list is
+    sliced and any other iterable is advanced past the first ``i``. ``modules`` are put in train mode while
+    stepping and eval mode while evaluating. Batches must have ``len()`` (rows) and may have ``n_tokens``.
+    With ``checkpoint_dir`` an interrupted call resumes where it stopped when called again (see module doc).
     """
     say = log or (lambda _m: None)
     named = {n: p for n, p in params.items() if p.requires_grad}
@@ -94,22 +127,42 @@ def train(
     scheduler = make_scheduler(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_ratio)
     evals = max(1, cfg.evals_per_epoch)
     eval_points = {int(round(batches_per_epoch * (k + 1) / evals)) for k in range(evals)}
+    signature = _signature(named, batches_per_epoch, cfg)
 
     state = _fresh_state()
     ckpt = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    resumed = False
-    if ckpt is not None and ckpt.is_file():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    resumed_at: dict[str, int] | None = None
+    pending_rng: dict[str, Any] | None = None
+    pending_grads: dict[str, torch.Tensor] = {}
+    saved = _read_checkpoint(ckpt, say) if ckpt is not None else None
+    if saved is not None:
+        assert ckpt is not None
+        _check_signature(ckpt, saved.get("signature"), signature)
         _load_params(named, saved["params"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
-        resumed = True
-        say(f"resumed from {ckpt} after epoch {state['epoch']} ({state['steps']} steps)")
+        state = {**_fresh_state(), **saved["state"]}
+        pending_rng = saved.get("rng")
+        pending_grads = saved.get("grads") or {}
+        resumed_at = {"epoch": state["epoch"], "batch": state["batch"], "steps": state["steps"]}
+        say(
+            f"resumed from {ckpt} at epoch {state['epoch'] + 1}, batch {state['batch']} "
+            f"({state['steps']} steps done)"
+        )
 
     t_start = time.perf_counter() - state["seconds"]
-    stopped = state.get("stopped") or "epochs"
     mods = list(modules)
+
+    def save() -> None:
+        if ckpt is not None:
+            state["seconds"] = time.perf_counter() - t_start
+            _save(ckpt, named, optimizer, scheduler, state, signature)
+
+    def restore_rng() -> None:
+        nonlocal pending_rng
+        if pending_rng is not None:
+            pass  # MUT
+            pending_rng = None
 
     def evaluate(epoch: int, k: int) -> bool:
         """Evaluate, keep the best state; True when early stopping says stop."""
@@ -137,18 +190,29 @@ def train(
         say(f"epoch {epoch + 1} eval {k + 1}: valid metric {metric:.4f}{' (best)' if improved else ''}")
         return state["bad"] >= cfg.patience
 
-    while state["epoch"] < cfg.epochs and state.get("stopped") is None:
+    if saved is None:
+        save()  # position 0 with the RNG the stage started with: a kill before step 1 resumes exactly too
+
+    while state["epoch"] < cfg.epochs and state["stopped"] is None:
         epoch = state["epoch"]
+        start = int(state["batch"])
         for m in mods:
             m.train()
-        optimizer.zero_grad(set_to_none=True)
-        k_eval = 0
+        if start == 0:
+            optimizer.zero_grad(set_to_none=True)
+            restore_rng()  # saved before this epoch's batches were asked for
+        batches = _epoch_batches(batches_for_epoch, epoch, start)
+        restore_rng()  # saved after batch ``start``: restored once the consumed batches are skipped
+        _set_grads(named, pending_grads)
+        pending_grads = {}
         stop = None
-        for i, batch in enumerate(batches_for_epoch(epoch), start=1):
+        for i, batch in enumerate(batches, start=start + 1):
             loss = loss_fn(batch) / cfg.grad_accum
             loss.backward()
             state["rows"] += len(batch)
             state["tokens"] += int(getattr(batch, "n_tokens", 0))
+            state["batch"] = i
+            stepped = False
             if i % cfg.grad_accum == 0 or i == batches_per_epoch:
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(list(named.values()), cfg.max_grad_norm)
@@ -156,24 +220,31 @@ def train(
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state["steps"] += 1
-            over_time = cfg.max_seconds is not None and time.perf_counter() - t_start > cfg.max_seconds
-            if i in eval_points or over_time:
-                if evaluate(epoch, k_eval):
+                stepped = True
+            over_time = cfg.max_seconds is not None and time.perf_counter() - t_start >= cfg.max_seconds
+            evaluated = i in eval_points or over_time
+            if evaluated:
+                if evaluate(epoch, state["k_eval"]):
                     stop = "early-stop"
-                k_eval += 1
+                state["k_eval"] += 1
                 for m in mods:
                     m.train()
             if over_time and stop is None:
                 stop = "time-budget"
             if stop:
                 break
+            every = cfg.checkpoint_every
+            if evaluated or (stepped and every > 0 and state["steps"] % every == 0):
+                save()
         state["epoch"] = epoch + 1
-        state["seconds"] = time.perf_counter() - t_start
+        state["batch"] = 0
+        state["k_eval"] = 0
         if stop:
             state["stopped"] = stop
-        if ckpt is not None:
-            _save(ckpt, named, optimizer, scheduler, state)
-    stopped = state.get("stopped") or "epochs"
+        optimizer.zero_grad(set_to_none=True)  # a short epoch's trailing gradients never carry over
+        save()
+    restore_rng()  # resumed a finished run: leave the RNG where the uninterrupted run left it
+    stopped = state["stopped"] or "epochs"
     if state["best_state"] is not None:
         _load_params(named, state["best_state"])
     for m in mods:
@@ -187,14 +258,66 @@ def train(
         tokens=state["tokens"],
         seconds=round(time.perf_counter() - t_start, 3),
         stopped=stopped,
-        resumed=resumed,
+        resumed=resumed_at is not None,
+        resumed_at=resumed_at,
+        time_capped=stopped == "time-budget",
         history=state["history"],
     )
 
 
+# --- RNG state ------------------------------------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    """Every global RNG a training step may draw from: torch CPU (dropout on CPU), CUDA (dropout on GPU, only
+    when CUDA is initialised: otherwise nothing drew from it), numpy's global generator, python ``random``."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --- batches --------------------------------------------------------------------------------------------------
+def _accepts_skip(fn: Callable[..., Any]) -> bool:
+    try:
+        return "skip" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+
+
+def _epoch_batches(fn: Callable[..., Iterable[Any]], epoch: int, skip: int) -> Iterator[Any]:
+    """The epoch's batches after the first ``skip``: cheaply when ``fn`` takes ``skip`` or gives a list."""
+    if skip and _accepts_skip(fn):
+        return iter(fn(epoch, skip=skip))
+    source = fn(epoch)
+    if skip and isinstance(source, Sequence):
+        return iter(source[skip:])
+    it = iter(source)
+    for _ in range(skip):
+        if next(it, _END) is _END:
+            break
+    return it
+
+
+_END = object()
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------
 def _fresh_state() -> dict[str, Any]:
     return {
         "epoch": 0,
+        "batch": 0,  # batches of the current epoch consumed
+        "k_eval": 0,  # evaluations done in the current epoch
         "steps": 0,
         "rows": 0,
         "tokens": 0,
@@ -208,20 +331,71 @@ def _fresh_state() -> dict[str, Any]:
     }
 
 
+def _signature(named: dict[str, torch.nn.Parameter], batches_per_epoch: int, cfg: TrainConfig) -> dict:
+    """What a checkpoint must agree on to be resumed by this call (a stage key normally guarantees it)."""
+    return {
+        "params": {n: list(p.shape) for n, p in named.items()},
+        "batches_per_epoch": batches_per_epoch,
+        "grad_accum": cfg.grad_accum,
+        "epochs": cfg.epochs,
+        "evals_per_epoch": cfg.evals_per_epoch,
+    }
+
+
+def _check_signature(path: Path, saved: dict[str, Any] | None, now: dict[str, Any]) -> None:
+    if saved is None:  # a version-1 checkpoint: written at an epoch end, nothing to compare
+        return
+    for key in now:
+        if saved.get(key) != now[key]:
+            what = "trainable parameters" if key == "params" else key
+            raise ConfigError(
+                f"checkpoint {path} was written for other {what} ({saved.get(key)!r:.80} vs {now[key]!r:.80}); "
+                f"delete {path.parent} to train this stage from scratch"
+            )
+
+
+def _read_checkpoint(path: Path, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """The saved checkpoint, or None when there is none or it cannot be read (then training starts over:
+    a checkpoint only saves time, the stage's result does not depend on it)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or foreign file; writes are atomic, so this is rare
+        say(f"ignoring unreadable checkpoint {path} ({type(exc).__name__}); training from the start")
+        return None
+    return saved if isinstance(saved, dict) and "params" in saved else None
+
+
 def _load_params(named: dict[str, torch.nn.Parameter], values: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for n, p in named.items():
             p.copy_(values[n].to(p.device, p.dtype))
 
 
+def _set_grads(named: dict[str, torch.nn.Parameter], grads: dict[str, torch.Tensor]) -> None:
+    for n, g in grads.items():
+        p = named[n]
+        p.grad = g.to(p.device, p.dtype).clone()
+
+
 def _save(
-    path: Path, named: dict[str, torch.nn.Parameter], optimizer, scheduler, state: dict[str, Any]
+    path: Path,
+    named: dict[str, torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    signature: dict[str, Any],
 ) -> None:
     blob = {
+        "version": CHECKPOINT_VERSION,
         "params": {n: p.detach().cpu().clone() for n, p in named.items()},
+        "grads": {n: p.grad.detach().cpu().clone() for n, p in named.items() if p.grad is not None},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
         "state": state,
+        "signature": signature,
     }
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)

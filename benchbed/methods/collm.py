@@ -1,7 +1,7 @@
 """CoLLM (seed 002): collaborative embeddings mapped by an MLP into the LLM's token space.
 
 - CIE = a collaborative model's user/item representations (``cf``: mf | lightgcn | sasrec | din, exported by
-  ``benchbed.baselines.export.get_embeddings`` and cached there, or a ``.npz`` file with ``user``/``item``
+  the run's embedding source (``RunContext.embeddings``) and cached, or a ``.npz`` file with ``user``/``item``
   arrays aligned with benchbed ids) + MLP d -> mlp_ratio*d -> hidden with ReLU (the paper: 10x).
 - Prompt: the bank's ``cf`` view; ``{user_emb}``/``{item_emb}`` are one position each, overwritten by the
   mapped vectors (``benchbed.llm.inject``).
@@ -27,11 +27,11 @@ from torch import nn
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm import stages
-from benchbed.llm.ctr_method import TEXT_STAGE_KEYS, TRAIN_DEFAULTS, PromptCTRMethod
+from benchbed.llm.ctr_recipe import TEXT_STAGE_KEYS, TRAIN_DEFAULTS, PromptCTRMethod
 from benchbed.llm.inject import Batch
 from benchbed.llm.lora import add_lora, count_trainable, load_lora_state, lora_state
 from benchbed.llm.yesno import Rows
-from benchbed.methods.base import RunContext
+from benchbed.api import RunContext
 
 TUNINGS = ("default", "t1", "t2", "t3")
 # what the run record keeps of the CF export's manifest
@@ -233,10 +233,8 @@ class CoLLM(PromptCTRMethod):
                 user, item = np.asarray(z["user"]), np.asarray(z["item"])
             manifest: dict[str, Any] = {"model": "file", "path": str(path.resolve())}
         else:
-            from benchbed.baselines.export import get_embeddings
-
-            emb = get_embeddings(
-                split, cf, params=dict(self.params["cf_params"]) or None, seed=ctx.seed, ctx=ctx
+            emb = ctx.embedding_source(self.name).get(
+                split, cf, params=dict(self.params["cf_params"]) or None, seed=ctx.seed, feedback=ctx.feedback
             )
             # for sequence models (SASRec, DIN) the export's user rows are already their sequence
             # representation of the user's training history, as CoLLM feeds it to the LLM

@@ -14,7 +14,6 @@ loaded from the stage cache when p5-random already ran); a pretrained backbone s
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,9 +22,9 @@ from torch import nn
 
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.generative.lm import GenerativeLM, StageSpec
+from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.methods.base import RunContext
+from benchbed.api import RunContext
 from benchbed.methods.p5_random import text_stage
 
 RANDOM_INIT_BACKBONES = frozenset({"tiny"})  # presets whose weights are random: they need a text stage first
@@ -74,8 +73,6 @@ class EmbedProj(GenerativeLM):
         return [("p5-random", {k: self.params[k] for k in keys if self.params[k] != P5Random.defaults[k]})]
 
     def prepare(self, split: Split, ctx: RunContext) -> None:
-        from benchbed.baselines.export import get_embeddings
-
         p = self.params
         if int(p["stage"]) not in (1, 2):
             raise ConfigError(f"method 'embedproj': stage must be 1 or 2, got {p['stage']!r}")
@@ -83,9 +80,10 @@ class EmbedProj(GenerativeLM):
             raise ConfigError(
                 f"method 'embedproj': warm_start must be auto, text or none, got {p['warm_start']!r}"
             )
-        # CF models learn from all training interactions, as for top-K (the generative task's positives)
-        cf_ctx = replace(ctx, task="topk")
-        emb = get_embeddings(split, str(p["cf_model"]), params=p["cf_params"], seed=ctx.seed, ctx=cf_ctx)
+        # the CF model learns from the positives the task declares (generative: every training interaction)
+        emb = ctx.embedding_source(self.name).get(
+            split, str(p["cf_model"]), params=p["cf_params"], seed=ctx.seed, feedback=ctx.feedback
+        )
         if emb.user.shape[0] != split.n_users or emb.item.shape[0] != split.n_items:
             raise ConfigError(
                 f"{p['cf_model']} embeddings have {emb.user.shape[0]} users / {emb.item.shape[0]} items, "

@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.generative.lm import GenerativeLM, StageSpec
+from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.methods.base import RunContext
+from benchbed.api import RunContext
 
 TUNINGS = ("full", "lora")
 

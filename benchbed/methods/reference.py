@@ -12,7 +12,7 @@ import numpy as np
 
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.methods.base import BaseRecommender, RunContext, ScoreRequests
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -91,7 +91,7 @@ class PopRecommender(BaseRecommender):
         train = split.train
         items = train["item"].to_numpy(dtype=np.int64)
         self.n_items = split.n_items
-        self.rank_by_count = ctx.task != "ctr"
+        self.rank_by_count = ctx.feedback != "labels"
         self.counts = np.bincount(items, minlength=self.n_items).astype(np.float64)
         labels = train["label"].to_numpy()
         if (labels >= 0).all() and len(labels):

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from benchbed.data.schema import Split
-from benchbed.llm.ctr_method import TRAIN_DEFAULTS, PromptCTRMethod
-from benchbed.methods.base import RunContext
+from benchbed.llm.ctr_recipe import TRAIN_DEFAULTS, PromptCTRMethod
+from benchbed.api import RunContext
 
 
 class TALLRec(PromptCTRMethod):

@@ -42,6 +42,9 @@ class Row:
     cells: dict[str, Cell]
     source: str | None = None  # citation for a paper-reported row; None for our own runs
     note: str | None = None
+    # a wall-clock cap stopped training in some seed (``record.info["time_capped"]``, set from
+    # ``TrainResult.time_capped``): the numbers depend on machine load, so every rendering marks the row
+    time_capped: bool = False
 
     @property
     def is_reference(self) -> bool:
@@ -272,7 +275,8 @@ def _fill(board: Board, records: list[RunRecord], refs: list[ReferenceRow]) -> N
             subset, _, key = column.rpartition("/")
             cells[column] = aggregate([per_seed[s].metrics.get(subset, {}).get(key) for s in seeds])
         params = dict(per_seed[seeds[0]].method_params)
-        board.rows.append(Row(method, method, params, params_hash, seeds, cells))
+        capped = any(bool(per_seed[s].info.get("time_capped")) for s in seeds)
+        board.rows.append(Row(method, method, params, params_hash, seeds, cells, time_capped=capped))
     _labels(board.rows)
     for ref in refs:
         cells = {c: Cell(v, None, 1, 1) for c in board.columns if (v := ref.value(c)) is not None}

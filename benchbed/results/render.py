@@ -2,7 +2,9 @@
 
 Renderers only format; every number comes from :mod:`benchbed.results.leaderboard`. Each board's heading
 names its dataset, task and protocol, so no number is printed without the protocol that produced it. Paper
-rows carry a dagger and their source; an empty cell means the value is missing for some seed.
+rows carry a dagger and their source; rows whose training a wall-clock cap stopped (``info.time_capped`` in
+a record: the numbers depend on how busy the machine was) carry a double dagger on every rendering (CSV: a
+``time_capped`` column); an empty cell means the value is missing for some seed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from rich.table import Table
 from benchbed.results.leaderboard import Board, Cell, Row
 
 DAGGER = "†"
+DDAGGER = "‡"
+TIME_CAP_NOTE = f"{DDAGGER} stopped by a wall-clock cap: depends on machine load"
 FORMATS = ("rich", "markdown", "csv", "latex")
 
 
@@ -35,16 +39,20 @@ def fmt_cell(cell: Cell | None, digits: int = 4, pm: str = " ± ") -> str:
 
 
 def _label(row: Row) -> str:
-    return f"{row.label} {DAGGER}" if row.is_reference else row.label
+    marks = (DDAGGER if row.time_capped else "") + (DAGGER if row.is_reference else "")
+    return f"{row.label} {marks}" if marks else row.label
 
 
 def _seeds(row: Row) -> str:
     return "" if row.is_reference else str(len(row.seeds))
 
 
-def _footnote(board: Board) -> str | None:
+def _footnotes(board: Board) -> list[str]:
     sources = sorted({r.source for r in board.rows if r.source})
-    return f"{DAGGER} paper-reported: " + "; ".join(sources) if sources else None
+    notes = [f"{DAGGER} paper-reported: " + "; ".join(sources)] if sources else []
+    if any(r.time_capped for r in board.rows):
+        notes.append(TIME_CAP_NOTE)
+    return notes
 
 
 def _fit_columns(board: Board, digits: int, max_width: int | None) -> list[str]:
@@ -71,10 +79,10 @@ def rich_tables(boards: Sequence[Board], digits: int = 4, max_width: int | None 
     tables = []
     for board in boards:
         columns = _fit_columns(board, digits, max_width)
-        caption = _footnote(board)
+        notes = _footnotes(board)
         if len(columns) < len(board.columns):
-            hidden = f"{len(board.columns) - len(columns)} more column(s) do not fit this terminal"
-            caption = f"{caption}\n{hidden}" if caption else hidden
+            notes.append(f"{len(board.columns) - len(columns)} more column(s) do not fit this terminal")
+        caption = "\n".join(notes) or None
         table = Table(
             title=board.title,
             caption=caption,
@@ -114,8 +122,7 @@ def render_markdown(boards: Sequence[Board], digits: int = 4) -> str:
         for row in board.rows:
             cells = [fmt_cell(row.cells.get(c), digits) for c in board.columns]
             lines.append("| " + " | ".join(_md_escape(x) for x in [_label(row), _seeds(row), *cells]) + " |")
-        note = _footnote(board)
-        if note:
+        for note in _footnotes(board):
             lines += ["", _md_escape(note)]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
@@ -136,6 +143,7 @@ def render_csv(boards: Sequence[Board], digits: int = 6) -> str:
         "params",
         "seeds",
         "source",
+        "time_capped",
     ]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -152,6 +160,7 @@ def render_csv(boards: Sequence[Board], digits: int = 6) -> str:
                 json.dumps(row.params, sort_keys=True, default=str),
                 " ".join(map(str, row.seeds)),
                 row.source or "",
+                "true" if row.time_capped else "",
             ]
             values = []
             for c in columns:
@@ -194,13 +203,14 @@ def render_latex(boards: Sequence[Board], digits: int = 4) -> str:
             if row.is_reference and not seen_reference and any(not r.is_reference for r in board.rows):
                 lines.append(r"\midrule")
             seen_reference = seen_reference or row.is_reference
-            label = latex_escape(row.label) + (r"$^\dagger$" if row.is_reference else "")
+            label = latex_escape(row.label) + (r"$^\ddagger$" if row.time_capped else "")
+            label += r"$^\dagger$" if row.is_reference else ""
             cells = [fmt_cell(row.cells.get(c), digits, pm=r" $\pm$ ") for c in board.columns]
             lines.append(" & ".join([label, _seeds(row), *cells]) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
-        note = _footnote(board)
-        if note:
-            lines.append(r"\\[2pt]{\footnotesize " + latex_escape(note).replace(DAGGER, r"$^\dagger$") + "}")
+        for note in _footnotes(board):
+            note = latex_escape(note).replace(DAGGER, r"$^\dagger$").replace(DDAGGER, r"$^\ddagger$")
+            lines.append(r"\\[2pt]{\footnotesize " + note + "}")
         lines.append(r"\end{table}")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"

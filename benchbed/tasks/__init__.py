@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from benchbed.registry import TASKS
+from benchbed.tasks.base import Task
 
 for _name, _target in {
     "ctr": "benchbed.tasks.ctr:CTRTask",
@@ -13,5 +14,6 @@ for _name, _target in {
         TASKS.register(_name, _target)
 
 
-def build_task(name: str, params: dict) -> object:
-    return TASKS.get(name)(**params)
+def build_task(name: str, params: dict) -> Task:
+    task: Task = TASKS.get(name)(**params)
+    return task

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from benchbed.data.schema import Split
-from benchbed.methods.base import BaseRecommender, RunContext
+from benchbed.errors import ConfigError
+from benchbed.api import BaseRecommender, RunContext, TaskSetup
 
 
 @dataclass
@@ -23,14 +24,18 @@ class TaskResult:
 
 
 class Task:
+    """Every hook the runner and CLI call on a task, declared here with its default."""
+
     name: ClassVar[str] = "task"
     defaults: ClassVar[dict[str, Any]] = {}
     # metric name that early stopping / `tune` maximises on the validation set
     validation_metric: ClassVar[str] = ""
+    # which training rows are positives for every method this task fits (see ``benchbed.api.FEEDBACKS``)
+    feedback: ClassVar[str] = "interactions"
+    # the split protocol of runs that name none (None: the dataset's default)
+    default_split: ClassVar[str | None] = None
 
     def __init__(self, **params: Any) -> None:
-        from benchbed.errors import ConfigError
-
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             raise ConfigError(
@@ -38,8 +43,32 @@ class Task:
             )
         self.params: dict[str, Any] = {**self.defaults, **params}
 
+    @property
+    def validation_metric_key(self) -> str:
+        """The validation metric with its cut-off as the task computes it (``tune`` maximises it)."""
+        return self.validation_metric
+
+    def accepts_method(self, method: BaseRecommender) -> bool:
+        """Whether this task can evaluate ``method`` (default: the method lists the task)."""
+        return self.name in method.tasks
+
     def check_split(self, split: Split) -> None:
         """Raise a one-line error when the split cannot serve this task (e.g. ctr needs labels)."""
+
+    def check_method(self, method: BaseRecommender, split: Split) -> None:
+        """Raise a one-line error when ``method`` cannot run on this split for this task (default: none)."""
+
+    def method_setup(self, split: Split) -> TaskSetup:
+        """What every method's ``fit`` learns of this task (``RunContext.setup``); called after
+        ``check_split``. Subclasses add their protocol setup."""
+        del split
+        return TaskSetup(task=self.name, feedback=self.feedback)
+
+    def compute_metrics(
+        self, predictions: pd.DataFrame
+    ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, int]]]:
+        """Metrics and counts recomputed from a record's predictions (``benchbed rescore``)."""
+        raise ConfigError(f"task {self.name!r} cannot recompute metrics from predictions")
 
     def evaluate(
         self, method: BaseRecommender, split: Split, ctx: RunContext, *, stage: str = "test"

@@ -19,7 +19,7 @@ import pandas as pd
 
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
-from benchbed.methods.base import BaseRecommender, RunContext, ScoreRequests
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import (
     batches,
@@ -46,6 +46,7 @@ class CTRTask(Task):
         "max_rows": None,  # evaluate only the first N rows (smoke runs); None = all
     }
     validation_metric: ClassVar[str] = "auc"
+    feedback: ClassVar[str] = "labels"  # CoLLM: pointwise rows with 0/1 labels
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -76,7 +77,7 @@ class CTRTask(Task):
         frame = stage_frame(split, stage)
         if self.params["max_rows"] is not None:
             frame = frame.iloc[: int(self.params["max_rows"])]
-        kind = getattr(method, "score_kind", "probability")
+        kind = method.score_kind
         if kind not in SCORE_KINDS:
             raise DataError(
                 f"method {method.name!r}: score_kind must be one of {list(SCORE_KINDS)}, got {kind!r}"

@@ -2,7 +2,7 @@
 
 Split: ``leave-one-out`` (test target = each user's last item, history = the earlier items, capped at
 ``history_len``). Items are spelled by the split's item index (``random`` from 1001 by default, or
-``sequential``), shared by every method through ``split.extras``. The method answers ``RankRequests`` with
+``sequential``), handed to every method with the settings (``GenerativeProtocol`` in ``RunContext.setup``). The method answers ``RankRequests`` with
 up to ``beams`` generated ids per user (constrained beam search: never an invalid id); the task scores them
 with the same ranking functions as ``topk`` with one ground truth (IDCG = 1): HR@5/10 and NDCG@5/10.
 
@@ -19,7 +19,6 @@ SASRec on the same split; ``warm_min_history`` / ``warm_min_item_count`` set oth
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,9 +28,9 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
 from benchbed.generative.examples import SUB_TASKS, check_split, eval_rows
 from benchbed.generative.indexing import MODES
-from benchbed.generative.metrics import generative_metrics
-from benchbed.generative.setup import GenerativeSetup, attach_setup
-from benchbed.methods.base import BaseRecommender, RankRequests, RunContext
+from benchbed.metrics.generative import generative_metrics
+from benchbed.api import BaseRecommender, RankRequests, RunContext, TaskSetup
+from benchbed.generative.setup import GenerativeProtocol, GenerativeSetup
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates_for
 
@@ -39,8 +38,8 @@ SETUP_KEYS = tuple(GenerativeSetup().as_dict())
 PROTOCOL = "leave-one-out"
 
 
-def _generates(method: Any) -> bool:
-    return "generative" in getattr(method, "tasks", ())
+def _generates(method: BaseRecommender) -> bool:
+    return "generative" in method.tasks
 
 
 class GenerativeTask(Task):
@@ -63,21 +62,15 @@ class GenerativeTask(Task):
     validation_metric: ClassVar[str] = "ndcg@10"
     default_split: ClassVar[str] = PROTOCOL  # runs that name no --split get the OpenP5 protocol
 
-    def accepts_method(self, method: Any) -> bool:
+    def accepts_method(self, method: BaseRecommender) -> bool:
         """Generative methods, and ID methods that rank all items (evaluated as described above)."""
-        return _generates(method) or "topk" in getattr(method, "tasks", ())
+        return _generates(method) or "topk" in method.tasks
 
-    def check_method(self, method: BaseRecommender, split: Split) -> None:
-        """ID methods are fitted as for ``topk``: their trainers read ``ctx.task`` to pick the positives."""
-        del split
-        if _generates(method):
-            return
-        fit = method.fit
-
-        def fit_as_topk(split: Split, ctx: RunContext) -> None:
-            fit(split, replace(ctx, task="topk"))
-
-        method.fit = fit_as_topk  # type: ignore[method-assign]
+    def method_setup(self, split: Split) -> TaskSetup:
+        """Every training interaction is a positive (ID methods train as for ``topk``); generative methods
+        also get the settings and the split's item index."""
+        protocol = GenerativeProtocol(setup=self.setup, index=self.setup.index(split))
+        return TaskSetup(task=self.name, feedback=self.feedback, protocol=protocol)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -109,13 +102,12 @@ class GenerativeTask(Task):
         self.setup = GenerativeSetup(**{k: p[k] for k in SETUP_KEYS})
 
     def check_split(self, split: Split) -> None:
-        """Validate the split, the banks and the index, and attach the setup methods train with."""
+        """Validate the split, the banks and the index (``method_setup`` hands them to methods)."""
         check_split(split)
         self.setup.banks  # noqa: B018 - loads and validates both banks now, before any training
         index = self.setup.index(split)
         for name, frame in (("valid", split.valid), ("test", split.test)):
             index.require(frame["item"].to_numpy(), name)
-        attach_setup(split, self.setup)
 
     def evaluate(
         self, method: BaseRecommender, split: Split, ctx: RunContext, *, stage: str = "test"

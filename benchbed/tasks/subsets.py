@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchbed.errors import DataError
-from benchbed.methods.base import BaseRecommender, RunContext
+from benchbed.api import BaseRecommender, RunContext
 
 BASE_SUBSETS = ("all", "warm", "cold")
 
@@ -41,7 +41,7 @@ def subset_name(template: str, subset: str) -> str:
 
 def templates_for(method: Any, stage: str) -> list[str]:
     """Templates to evaluate: both for prompt methods on test, else only the first (seen) one."""
-    if getattr(method, "uses_templates", False) and stage == "test":
+    if method.uses_templates and stage == "test":
         return ["seen", "unseen"]
     return ["seen"]
 

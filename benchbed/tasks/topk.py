@@ -7,7 +7,7 @@ Two candidate modes (param ``candidates``):
   stage (``positives: all``) or only its label-1 rows (``positives: label``, labeled data).
 - an int ``N``: each test user ranks its positives plus ``N`` negatives per positive, drawn uniformly without
   replacement from the items the user never interacted with (train, valid or test). They are drawn once per
-  (split hash, stage, N, positives, seed), written to ``<cache>/candidates/`` and kept in ``split.extras``, so
+  (split hash, stage, N, positives, seed), written to ``<cache>/candidates/`` and kept by the task instance, so
   every method is ranked against the same lists (RecBole's ``uniN``, per user).
 
 Warm / cold for top-K: a positive belongs to the subset of its row's ``warm`` flag. A subset's metrics use,
@@ -32,7 +32,7 @@ import pandas as pd
 from benchbed.atomic import write_with
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
-from benchbed.methods.base import BaseRecommender, RankRequests, RunContext
+from benchbed.api import BaseRecommender, RankRequests, RunContext
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import (
     BASE_SUBSETS,
@@ -83,9 +83,16 @@ class TopKTask(Task):
             raise ConfigError("task 'topk': positives must be 'all' or 'label'")
         if p["exclude"] not in ("history", "train", "none"):
             raise ConfigError("task 'topk': exclude must be 'history', 'train' or 'none'")
-        self.validation_metric_key = f"ndcg@{10 if 10 in p['ks'] else p['ks'][-1]}"
+        self._validation_key = f"ndcg@{10 if 10 in p['ks'] else p['ks'][-1]}"
+        self._candidates = {}  # candidates key (split hash, stage, N, positives, seed) -> table
 
     # --- checks ---------------------------------------------------------------------------------------
+    _candidates: dict[str, pd.DataFrame]
+
+    @property
+    def validation_metric_key(self) -> str:
+        return self._validation_key
+
     def check_split(self, split: Split) -> None:
         if len(split.test) == 0:
             raise DataError(f"dataset {split.data.name!r}: the {split.protocol} split has no test rows")
@@ -254,7 +261,7 @@ class TopKTask(Task):
     ) -> list[np.ndarray]:
         """Each user's positives followed by its sampled negatives; drawn once, cached, shared."""
         key = self.candidates_key(split, stage, ctx.seed)
-        shared = split.extras.setdefault("candidates", {})
+        shared = self._candidates
         if key in shared:
             table = shared[key]
         else:

@@ -20,16 +20,16 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.generative.examples import Example, eval_rows, training_examples
 from benchbed.generative.indexing import ItemIndex
-from benchbed.generative.metrics import generative_metrics
-from benchbed.generative.setup import GenerativeSetup, get_setup
+from benchbed.metrics.generative import generative_metrics
+from benchbed.generative.setup import GenerativeProtocol, GenerativeSetup
 from benchbed.generative.templates import render_answer, render_pieces, slot_names
 from benchbed.llm.backbone import Backbone, load_backbone
-from benchbed.llm.constrained import ItemTrie, beam_search, build_item_trie
+from benchbed.llm.heads.constrained import ItemTrie, beam_search, build_item_trie
 from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, embed, encode
 from benchbed.llm.lora import named_trainable
 from benchbed.llm.stages import stage as make_stage
 from benchbed.llm.train import TrainConfig, epoch_rng, train
-from benchbed.methods.base import BaseRecommender, Rankings, RankRequests, RunContext
+from benchbed.api import BaseRecommender, Rankings, RankRequests, RunContext
 
 IGNORE = -100
 
@@ -124,8 +124,12 @@ class GenerativeLM(BaseRecommender):
         if p["train_sub_tasks"] not in ("both", "eval"):
             raise ConfigError(f"method {self.name!r}: train_sub_tasks must be 'both' or 'eval'")
         self.ctx = ctx
-        self.setup: GenerativeSetup = get_setup(split)
-        self.index: ItemIndex = self.setup.index(split)
+        # the task's settings and item index (a direct call without the task gets the task's defaults)
+        protocol = ctx.setup.protocol
+        if not isinstance(protocol, GenerativeProtocol):
+            protocol = GenerativeProtocol.default(split)
+        self.setup: GenerativeSetup = protocol.setup
+        self.index: ItemIndex = protocol.index
         self.dataset = split.data.name
         self.split_hash = split.hash or split.compute_hash()
         torch.manual_seed(ctx.seed)
@@ -403,7 +407,7 @@ class GenerativeLM(BaseRecommender):
         self, users: np.ndarray, histories: list[list[int]], template: str, *, k: int, use_slots: bool
     ) -> Any:
         """Constrained beam search for a batch of users, in chunks of ``eval_batch_size``."""
-        from benchbed.llm.constrained import BeamOutput
+        from benchbed.llm.heads.constrained import BeamOutput
 
         key = {"seen": "seen:0", "unseen": "unseen:0"}.get(template, template)
         n = len(users)

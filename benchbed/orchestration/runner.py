@@ -25,10 +25,12 @@ import numpy as np
 import benchbed
 from benchbed.config import RunConfig, stable_hash
 from benchbed.errors import BenchbedError, ConfigError
+from benchbed.api import BaseRecommender, RunContext, TaskSetup
 from benchbed.methods import build_method
-from benchbed.methods.base import BaseRecommender, RunContext
+from benchbed.orchestration.embeddings import RegistryEmbeddings, keep_fitted_embeddings
 from benchbed.results.record import RecordError, RunRecord, read_record
 from benchbed.results.store import record_path, write_record
+from benchbed.registry import TASKS
 from benchbed.settings import get_settings
 from benchbed.tasks import build_task
 from benchbed.tasks.base import Task
@@ -116,21 +118,23 @@ def setup(config: RunConfig) -> tuple[BaseRecommender, Task]:
     """Build the method and task, checking they fit together; raises before any work is done."""
     method = build_method(config.method, dict(config.method_params))
     task = build_task(config.task, dict(config.task_params))
-    supported = sorted(getattr(method, "tasks", ()))
-    accepts = getattr(task, "accepts_method", None)  # a task may also evaluate methods built for another task
-    if config.task not in supported and not (accepts is not None and accepts(method)):
-        tasks = ", ".join(supported)
+    # a task may also evaluate methods built for another task (generative: ID methods that rank all items)
+    if not task.accepts_method(method):
+        tasks = ", ".join(sorted(method.tasks))
         raise ConfigError(
             f"method {config.method!r} does not support task {config.task!r} (it supports: {tasks})"
         )
-    return method, task  # type: ignore[return-value]
+    return method, task
 
 
-def make_context(config: RunConfig, log: Callable[[str], None] | None) -> RunContext:
+def make_context(
+    config: RunConfig, log: Callable[[str], None] | None, setup: TaskSetup | None = None
+) -> RunContext:
+    """The context a method runs in: ``setup`` is what the task hands it (``Task.method_setup``)."""
     settings = get_settings()
     device, dtype = resolve_device(config.device, config.dtype)
-    return RunContext(
-        task=config.task,
+    ctx = RunContext(
+        setup=setup or TaskSetup(task=config.task, feedback=TASKS.get(config.task).feedback),
         seed=config.seed,
         device=device,
         dtype=dtype,
@@ -139,6 +143,8 @@ def make_context(config: RunConfig, log: Callable[[str], None] | None) -> RunCon
         verbose=settings.verbosity,
         log=log,
     )
+    ctx.embeddings = RegistryEmbeddings(ctx)
+    return ctx
 
 
 def find_existing(config: RunConfig) -> tuple[Path, RunRecord | None]:
@@ -158,14 +164,10 @@ def run_companions(
 ) -> list[RunOutcome]:
     """Run (or reuse the records of) the methods a method compares itself with.
 
-    A method class may define ``companions() -> [(method, params), ...]`` (CoLLM: its CF model and tallrec,
-    whose stage it shares); each runs first with the same dataset, split, task and seed, so the
-    leaderboard printed after the run holds the comparison. Existing records are reused, never forced.
+    ``BaseRecommender.companions() -> [(method, params), ...]`` (CoLLM: its CF model and tallrec, whose
+    stage it shares); each runs first with the same dataset, split, task and seed, so the leaderboard
+    printed after the run holds the comparison. Existing records are reused, never forced.
     """
-    from benchbed.methods import get_method_class
-
-    if not callable(getattr(get_method_class(config.method), "companions", None)):
-        return []
     method = build_method(config.method, dict(config.method_params))
     return [
         execute(config.with_updates(method=name, method_params=dict(params)), progress=progress, log=log)
@@ -187,7 +189,7 @@ def execute(
         console = Console(stderr=True)
         log = lambda message: console.print(message, highlight=False)  # noqa: E731
     method, task = setup(config)
-    ctx = make_context(config, log)
+    ctx = make_context(config, log)  # its task setup is filled in once the split is known
     seed_everything(config.seed)
     record = RunRecord(
         run_id=uuid.uuid4().hex[:12],
@@ -232,7 +234,7 @@ def _run_stages(
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     # a task may name the protocol it is defined on (generative: leave-one-out) for runs that give none
-    split_name = config.split or getattr(task, "default_split", None)
+    split_name = config.split or task.default_split
     prepared = prepare_split(config.dataset, split_name, dict(config.split_params))
     split = prepared.split
     record.dataset_hash = split.data.content_hash()
@@ -246,21 +248,18 @@ def _run_stages(
         f"{ctx.device}/{ctx.dtype}"
     )
     task.check_split(split)
-    check_method = getattr(task, "check_method", None)
-    if check_method is not None:
-        check_method(method, split)
+    task.check_method(method, split)
+    ctx.setup = task.method_setup(split)  # declared hand-over: task name, positives, protocol setup
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
     method.fit(split, ctx)
     record.cost["train_s"] = round(time.perf_counter() - start, 3)
-    from benchbed.baselines.export import keep_fitted_embeddings  # numpy only: no RecBole import
-
     # an ID baseline's embeddings serve LLM methods later (collm asks for those of its mf companion)
     if keep_fitted_embeddings(split, config.method, method, ctx, record.cost["train_s"]):
         ctx.say(f"{config.method}: embeddings kept in the cache for LLM methods")
     record.backbone = dict(method.backbone_info) or None
-    record.templates = getattr(method, "template_info", None)
+    record.templates = method.template_info
     record.cost["trainable_params"] = int(method.trainable_parameters())
 
     start = time.perf_counter()
@@ -270,9 +269,11 @@ def _run_stages(
     record.metrics = {s: {k: float(v) for k, v in m.items()} for s, m in result.metrics.items()}
     record.counts = result.counts
     record.info = {**result.info, "split_cache_hit": prepared.cache_hit}
-    method_info = getattr(method, "record_info", None)
-    if callable(method_info):  # e.g. an LLM method's budget and stages
-        record.info["method"] = method_info()
+    method_info = method.record_info()  # e.g. an LLM method's budget and stages
+    if method_info:
+        record.info["method"] = method_info
+        if method_info.get("time_capped"):  # a wall-clock cap fired: the leaderboard marks the row
+            record.info["time_capped"] = True
     return result.predictions
 
 

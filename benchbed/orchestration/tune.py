@@ -94,7 +94,7 @@ def tune(
     """Run the grid and write ``<results>/tune/<method>-<dataset>-<task>-<split hash>-<grid hash>.json``."""
     from benchbed.data.prepare import prepare_split
     from benchbed.methods import build_method
-    from benchbed.runner import make_context, seed_everything
+    from benchbed.orchestration.runner import make_context, seed_everything
     from benchbed.tasks import build_task
 
     fixed = dict(fixed or {})
@@ -104,11 +104,12 @@ def tune(
     combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     for combo in combos:  # unknown parameters fail before any training
         build_method(method, {**fixed, **combo})
-    task_obj: Any = build_task(task, dict(task_params or {}))
-    metric = getattr(task_obj, "validation_metric_key", None) or task_obj.validation_metric
+    task_obj = build_task(task, dict(task_params or {}))
+    metric = task_obj.validation_metric_key
     prepared = prepare_split(dataset, split, dict(split_params or {}))
     data = prepared.split
     task_obj.check_split(data)
+    setup = task_obj.method_setup(data)
     settings = get_settings()
     result = TuneResult(
         method=method,
@@ -136,14 +137,14 @@ def tune(
             device=device,
         )
         # the same device, dtype, cache and work dirs as `benchbed run` would give this trial
-        ctx = make_context(trial_config, log=None)
+        ctx = make_context(trial_config, log=None, setup=setup)
         seed_everything(seed)
         start = time.perf_counter()
         model.fit(data, ctx)
         fit_s = time.perf_counter() - start
         evaluated = task_obj.evaluate(model, data, ctx, stage="valid")
         value = float(evaluated.metrics["all"][metric])
-        info = getattr(model, "backbone_info", {}) or {}
+        info = model.backbone_info or {}
         trial = {
             "params": combo,
             "value": value,

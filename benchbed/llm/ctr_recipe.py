@@ -24,7 +24,7 @@ from benchbed.llm.lora import LoraSpec, add_lora, load_lora_state, lora_state
 from benchbed.llm.scoring import SCORE_MODES, bce_loss
 from benchbed.llm.train import TrainConfig, TrainResult, train
 from benchbed.llm.yesno import Rows, VectorFn, YesNoScorer, rows_from_frame
-from benchbed.methods.base import BaseRecommender, RunContext, ScoreRequests
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.prompts import load_bank
 
 # The documented default budgets ("auto"). CPU: sized for ml-100k + the tiny backbone on 2 cores.

@@ -1,13 +1,14 @@
-"""ID embeddings for LLM methods: trained once per (split, model, params, seed, task) and cached.
+"""The ID-embedding cache: a service below methods and baselines (it trains nothing itself).
 
-``get_embeddings(split, "mf")`` trains benchbed's ``mf`` baseline on the split (or reuses the cached
-artifact) and returns user and item matrices whose row ``i`` is benchbed's user/item ``i``. For ``sasrec``
-and ``din`` it also returns the sequence representation of each user's training history.
+An artifact holds user and item matrices whose row ``i`` is benchbed's user/item ``i`` (for ``sasrec`` and
+``din`` also the sequence representation of each user's training history), keyed by (split, model, resolved
+params, feedback, seed). Training on a miss is the orchestrator's job
+(``benchbed.orchestration.embeddings.RegistryEmbeddings``), handed to methods as ``RunContext.embeddings``.
 
 Artifact: ``<cache>/embeddings/<split hash>/<model>-<params hash>-s<seed>/`` with ``user.npy``,
 ``item.npy``, optional ``sequence.npy`` and ``manifest.json``; written to a temp dir and renamed into
 place, so a reader never sees half an artifact. The params hash covers every resolved parameter (defaults
-included) and the task the model was trained for, so changing a default in code invalidates the cache.
+included) and which rows were positives, so changing a default in code invalidates the cache.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ import numpy as np
 from benchbed.config import stable_hash
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.methods.base import RunContext
 from benchbed.settings import get_settings
 
 FORMAT_VERSION = 1
@@ -49,9 +49,18 @@ class Embeddings:
         return int(self.item.shape[1])
 
 
-def _artifact(split: Split, model: str, params: dict[str, Any], task: str, seed: int) -> tuple[str, Path]:
-    """The params hash and the artifact directory of ``model`` fitted with ``params`` for ``task``."""
-    params_hash = stable_hash({"params": params, "task": task, "format": FORMAT_VERSION})
+# The key names the training regime by the task that first used it, so artifacts written before
+# ``RunContext.setup.feedback`` existed stay valid: labels = trained as for ctr, interactions = as for topk.
+FEEDBACK_KEY = {"labels": "ctr", "interactions": "topk"}
+
+
+def _artifact(
+    split: Split, model: str, params: dict[str, Any], feedback: str, seed: int
+) -> tuple[str, Path]:
+    """The params hash and the artifact directory of ``model`` fitted with ``params`` on ``feedback``."""
+    if feedback not in FEEDBACK_KEY:
+        raise ConfigError(f"embeddings: feedback {feedback!r}; expected one of {sorted(FEEDBACK_KEY)}")
+    params_hash = stable_hash({"params": params, "task": FEEDBACK_KEY[feedback], "format": FORMAT_VERSION})
     safe = model.replace(":", "_").replace("/", "_")
     split_hash = split.hash or split.compute_hash()
     return params_hash, get_settings().cache_dir / "embeddings" / split_hash / f"{safe}-{params_hash}-s{seed}"
@@ -70,53 +79,19 @@ def _load(path: Path) -> Embeddings:
     )
 
 
-def get_embeddings(
-    split: Split,
-    model: str,
-    *,
-    params: dict[str, Any] | None = None,
-    seed: int = 0,
-    ctx: RunContext | None = None,
+def find(split: Split, model: str, params: dict[str, Any], feedback: str, seed: int) -> Embeddings | None:
+    """The cached artifact of ``model`` fitted with (resolved) ``params`` for ``feedback``, if any."""
+    _, path = _artifact(split, model, params, feedback, seed)
+    return _load(path) if (path / "manifest.json").exists() else None
+
+
+def store(
+    split: Split, model: str, method: Any, feedback: str, seed: int, fit_seconds: float
 ) -> Embeddings:
-    """User/item (and sequence) embeddings of ``model`` trained on ``split``; cached and reused.
-
-    ``ctx`` decides the task the model is trained for (``ctr`` trains on labels, ``topk`` on all
-    interactions) and the device; without it: ``ctr`` for labeled splits, ``topk`` otherwise, on the CPU.
-    """
-    from benchbed.methods import build_method
-
-    if model not in EXPORTABLE and not model.startswith("recbole:"):
-        raise ConfigError(f"no embedding export for method {model!r}; exportable: {', '.join(EXPORTABLE)}")
-    method = build_method(model, dict(params or {}))
-    task = ctx.task if ctx is not None else ("ctr" if split.labeled else "topk")
-    params_hash, path = _artifact(split, model, method.params, task, seed)
-    if (path / "manifest.json").exists():
-        return _load(path)
-
-    if ctx is None:
-        ctx = RunContext(task=task, seed=seed, cache_dir=get_settings().cache_dir)
-    elif ctx.seed != seed:
-        ctx = replace(ctx, seed=seed)
-    start = time.perf_counter()
-    method.fit(split, ctx)
-    emb = _store(path, split, model, method, task, seed, params_hash, time.perf_counter() - start)
-    emb.cache_hit = False
-    return emb
-
-
-def keep_fitted_embeddings(
-    split: Split, model: str, method: Any, ctx: RunContext, fit_seconds: float
-) -> bool:
-    """Store the embeddings of a baseline that ``benchbed run`` has just fitted, under the key
-    :func:`get_embeddings` would use, so that an LLM method asking for them next (collm after its ``mf``
-    companion) reuses this model instead of training the same one again. Returns True if it stored them."""
-    if model not in EXPORTABLE or not hasattr(method, "embeddings"):
-        return False
-    params_hash, path = _artifact(split, model, method.params, ctx.task, ctx.seed)
-    if (path / "manifest.json").exists():
-        return False
-    _store(path, split, model, method, ctx.task, ctx.seed, params_hash, fit_seconds)
-    return True
+    """Write a fitted method's embeddings under the key ``find`` uses (atomically; an equivalent artifact
+    written concurrently by another process wins)."""
+    params_hash, path = _artifact(split, model, method.params, feedback, seed)
+    return _store(path, split, model, method, feedback, seed, params_hash, fit_seconds)
 
 
 def _store(
@@ -124,15 +99,15 @@ def _store(
     split: Split,
     model: str,
     method: Any,
-    task: str,
+    feedback: str,
     seed: int,
     params_hash: str,
     fit_seconds: float,
 ) -> Embeddings:
     """Write a fitted method's embeddings and manifest atomically at ``path``; return them as loaded."""
-    if not hasattr(method, "embeddings"):
-        raise ConfigError(f"method {model!r} cannot export embeddings")
     arrays = method.embeddings()
+    if arrays is None:
+        raise ConfigError(f"method {model!r} cannot export embeddings")
     user, item, sequence = arrays["user"], arrays["item"], arrays.get("sequence")
     if user.shape[0] != split.n_users or item.shape[0] != split.n_items:
         raise ConfigError(  # a bug, not user input: say exactly what is off
@@ -145,7 +120,8 @@ def _store(
         "params": method.params,
         "params_hash": params_hash,
         "seed": seed,
-        "task": task,
+        "task": FEEDBACK_KEY[feedback],
+        "feedback": feedback,
         "split_hash": split.hash or split.compute_hash(),
         "dataset": split.data.name,
         "protocol": split.protocol,

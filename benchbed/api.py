@@ -1,8 +1,15 @@
-"""The ``Recommender`` interface every method implements, and the requests tasks send it.
+"""The types tasks and methods share, in one neutral module both import (neither imports the other).
 
-Batched like lm-evaluation-harness's model interface: a task builds all requests of a subset, and the
-method answers them in batches it chooses. One method class per file in ``benchbed/methods/`` (or a
-RecBole/implicit adapter in ``benchbed/baselines/``), registered in ``benchbed.catalog_index``.
+- ``TaskSetup``: what a task hands every method's ``fit`` through ``RunContext.setup``: the task's name, which
+  training rows are positives, and the protocol's own setup (generative: item index, template banks,
+  history cap). A method reads these, never ``split.extras`` or a task name.
+- ``RunContext``: device, dtype, seed, working dirs, progress, the task setup and the embedding source.
+- Requests (``ScoreRequests``, ``RankRequests``, ``GenerateRequests``) and answers (``Rankings``), batched
+  like lm-evaluation-harness's model interface: a task builds all requests of a subset, and the method
+  answers them in batches it chooses.
+- ``BaseRecommender``: every hook the runner, tasks or leaderboard call on a method, declared with its
+  default. One method class per file in ``benchbed/methods/`` (or an adapter in ``benchbed/baselines/``),
+  registered in ``benchbed.methods``.
 """
 
 from __future__ import annotations
@@ -17,11 +24,41 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 
 
+# Which training rows are positives. "labels": the rows' 0/1 labels (CTR: label 1 positive, label 0 a
+# negative); "interactions": every training interaction is a positive (top-K and generative retrieval).
+FEEDBACKS = ("labels", "interactions")
+
+
+@dataclass(frozen=True)
+class TaskSetup:
+    """What a task hands a method's ``fit`` (``RunContext.setup``), declared so nothing travels on the side.
+
+    ``protocol`` is the task's own setup object (``benchbed.generative.setup.GenerativeProtocol`` for the
+    generative task; None for ctr/topk)."""
+
+    task: str = "ctr"
+    feedback: str = "labels"
+    protocol: Any = None
+
+    def __post_init__(self) -> None:
+        if self.feedback not in FEEDBACKS:
+            raise ConfigError(f"task setup: feedback {self.feedback!r}; expected one of {FEEDBACKS}")
+
+
+class EmbeddingSource(Protocol):
+    """Trains (or finds cached) ID-model embeddings for a split; handed to methods by the orchestrator."""
+
+    def get(
+        self, split: Split, model: str, *, params: dict[str, Any] | None, seed: int, feedback: str
+    ) -> Any: ...
+
+
 @dataclass
 class RunContext:
-    """Where and how a method runs: device, dtype, seed, working dirs, progress and budget."""
+    """Where and how a method runs: device, dtype, seed, working dirs, progress, budget, and what the task
+    hands the method (``setup``) and where ID embeddings come from (``embeddings``)."""
 
-    task: str
+    setup: TaskSetup = field(default_factory=TaskSetup)
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -30,10 +67,23 @@ class RunContext:
     verbose: int = 0
     budget: dict[str, Any] = field(default_factory=dict)  # e.g. {"epochs": 1, "max_rows": 2000}
     log: Any = None  # callable(str) for progress messages; None = silent
+    embeddings: EmbeddingSource | None = None  # set by the orchestrator; ID-embedding methods need it
+
+    @property
+    def feedback(self) -> str:
+        return self.setup.feedback
 
     def say(self, message: str) -> None:
         if self.log is not None:
             self.log(message)
+
+    def embedding_source(self, method: str) -> EmbeddingSource:
+        if self.embeddings is None:
+            raise ConfigError(
+                f"method {method!r} needs ID embeddings but the run context has no embedding source "
+                f"(run it through benchbed's runner, or pass RunContext(embeddings=...))"
+            )
+        return self.embeddings
 
 
 @dataclass
@@ -112,6 +162,8 @@ class BaseRecommender:
     # probability for LogLoss); "score" (an order only: LogLoss is not reported).
     score_kind: ClassVar[str] = "probability"
     backbone_info: dict[str, Any]
+    # what the runner writes as the record's ``templates`` (prompt methods set it in ``__init__``/``fit``)
+    template_info: dict[str, Any] | None = None
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -137,6 +189,21 @@ class BaseRecommender:
 
     def trainable_parameters(self) -> int:
         return 0
+
+    # --- hooks the runner, tasks and leaderboard call (declared here with their defaults) ------------------
+    def companions(self) -> list[tuple[str, dict[str, Any]]]:
+        """(method, params) the runner runs first with the same dataset/split/task/seed, so the board printed
+        after the run holds the comparison (CoLLM: its CF model and tallrec). Default: none."""
+        return []
+
+    def record_info(self) -> dict[str, Any]:
+        """Extra facts for the run record's ``info.method`` (budgets, stages). Default: none."""
+        return {}
+
+    def embeddings(self) -> dict[str, np.ndarray | None] | None:
+        """``{"user": (n_users, d), "item": (n_items, d)[, "sequence"]}`` after ``fit`` for ID models whose
+        embeddings LLM methods consume; None (the default) for methods that export none."""
+        return None
 
     # --- derived ----------------------------------------------------------------------------------------
     def rank(self, requests: RankRequests) -> Rankings:

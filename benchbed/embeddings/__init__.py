@@ -1,0 +1,1 @@
+"""Services below methods and baselines: the content-keyed ID-embedding cache."""

@@ -1,0 +1,76 @@
+"""The embedding source the runner hands LLM methods (``RunContext.embeddings``).
+
+It sits above methods on purpose: on a cache miss it builds the ID baseline from the method registry and
+fits it on the split, with the feedback the asking method needs, then stores the artifact in the
+content-keyed cache (``benchbed.embeddings.store``). Methods only see the ``EmbeddingSource`` protocol.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from benchbed.api import RunContext, TaskSetup
+from benchbed.data.schema import Split
+from benchbed.embeddings import store
+from benchbed.embeddings.store import EXPORTABLE, Embeddings
+from benchbed.errors import ConfigError
+from benchbed.methods import build_method
+
+# the task whose training regime a feedback stands for (a baseline fitted for embeddings)
+FEEDBACK_TASK = {"labels": "ctr", "interactions": "topk"}
+
+
+class RegistryEmbeddings:
+    """Finds cached ID embeddings or trains the registered baseline for them, in the run's context."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def get(
+        self, split: Split, model: str, *, params: dict[str, Any] | None, seed: int, feedback: str
+    ) -> Embeddings:
+        if model not in EXPORTABLE and not model.startswith("recbole:"):
+            raise ConfigError(
+                f"no embedding export for method {model!r}; exportable: {', '.join(EXPORTABLE)}"
+            )
+        method = build_method(model, dict(params or {}))
+        found = store.find(split, model, method.params, feedback, seed)
+        if found is not None:
+            return found
+        setup = TaskSetup(task=FEEDBACK_TASK[feedback], feedback=feedback)
+        ctx = replace(self.ctx, setup=setup, seed=seed, embeddings=self)
+        start = time.perf_counter()
+        method.fit(split, ctx)
+        emb = store.store(split, model, method, feedback, seed, time.perf_counter() - start)
+        emb.cache_hit = False
+        return emb
+
+
+def get_embeddings(
+    split: Split,
+    model: str,
+    *,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    feedback: str | None = None,
+    ctx: RunContext | None = None,
+) -> Embeddings:
+    """Embeddings of ``model`` on ``split`` (cached); ``feedback`` defaults to labels on labeled splits."""
+    fb = feedback or (ctx.feedback if ctx is not None else ("labels" if split.labeled else "interactions"))
+    return RegistryEmbeddings(ctx or RunContext(seed=seed)).get(
+        split, model, params=params, seed=seed, feedback=fb
+    )
+
+
+def keep_fitted_embeddings(split: Split, model: str, method: Any, ctx: RunContext, fit_seconds: float) -> bool:
+    """Store the embeddings of a baseline that ``benchbed run`` has just fitted, under the key the source
+    would use, so an LLM method asking next (collm after its ``mf`` companion) reuses this model instead of
+    training the same one again. Returns True if it stored them."""
+    if model not in EXPORTABLE or method.embeddings() is None:
+        return False
+    if store.find(split, model, method.params, ctx.feedback, ctx.seed) is not None:
+        return False
+    store.store(split, model, method, ctx.feedback, ctx.seed, fit_seconds)
+    return True
