@@ -23,7 +23,6 @@ import numpy as np
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 
-
 # Which training rows are positives. "labels": the rows' 0/1 labels (CTR: label 1 positive, label 0 a
 # negative); "interactions": every training interaction is a positive (top-K and generative retrieval).
 FEEDBACKS = ("labels", "interactions")

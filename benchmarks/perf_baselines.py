@@ -39,10 +39,10 @@ def one_model(name: str, epochs: int, task: str, split_name: str | None) -> dict
     """Prepare, build and train ``name`` for ``epochs`` epochs; time each epoch and one validation pass."""
     import torch
 
+    from benchbed.api import RunContext
     from benchbed.baselines.recbole_adapter import RecBoleSession, recbole_scope
     from benchbed.data.prepare import prepare_split
     from benchbed.methods import build_method
-    from benchbed.api import RunContext
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     split = prepare_split("ml-100k", split_name).split

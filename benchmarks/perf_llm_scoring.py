@@ -28,9 +28,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchbed.llm.backbone import Backbone, build_tiny, load_backbone, resolve_device
+from benchbed.llm.heads.yesno import bce_loss, score_with_prefix_cache
 from benchbed.llm.inject import EncodedPrompts, bucket_batches, special_prefix
 from benchbed.llm.lora import add_lora
-from benchbed.llm.scoring import bce_loss, score_with_prefix_cache
 from benchbed.llm.yesno import Rows, YesNoScorer, rows_from_frame
 from benchbed.prompts import load_bank
 

@@ -14,8 +14,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from test_baselines_support import leave_last_out, planted_blocks
 
+from benchbed.api import RunContext, ScoreRequests, TaskSetup
 from benchbed.methods import build_method
-from benchbed.api import RunContext, TaskSetup, ScoreRequests
 
 TOPK = TaskSetup(task="topk", feedback="interactions")  # every training interaction a positive
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from test_baselines_support import leave_last_out, planted_blocks
 
-from benchbed.orchestration.embeddings import get_embeddings
-from benchbed.errors import ConfigError
 from benchbed.api import RunContext, TaskSetup
+from benchbed.errors import ConfigError
+from benchbed.orchestration.embeddings import get_embeddings
 from benchbed.settings import get_settings
 
 TOPK = TaskSetup(task="topk", feedback="interactions")  # every training interaction a positive
@@ -100,8 +100,8 @@ def test_export_rejects_unknown_model(blocks) -> None:
 
 def test_a_baseline_fitted_by_run_is_reused_as_embeddings(blocks) -> None:
     """collm's mf companion trains mf once: the run keeps its embeddings under get_embeddings' key."""
-    from benchbed.orchestration.embeddings import keep_fitted_embeddings
     from benchbed.methods import build_method
+    from benchbed.orchestration.embeddings import keep_fitted_embeddings
 
     split, _, _ = blocks
     params = {"dim": 12, "iterations": 3}

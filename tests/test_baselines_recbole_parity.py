@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from test_baselines_support import leave_last_out, ml100k_recbole_order
 
+from benchbed.api import RunContext, TaskSetup
 from benchbed.baselines.recbole_adapter import recbole_scope
 from benchbed.methods import build_method
-from benchbed.api import RunContext, TaskSetup
 from benchbed.tasks.topk import TopKTask
 
 TOPK = TaskSetup(task="topk", feedback="interactions")  # every training interaction a positive

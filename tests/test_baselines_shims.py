@@ -56,8 +56,8 @@ def test_dok_update_for_lightgcn() -> None:
 
 def test_quick_start_is_never_imported() -> None:
     """recbole.quick_start imports an old ray that breaks on numpy 2; nothing of ours may pull it in."""
-    import benchbed.embeddings.store  # noqa: F401
     import benchbed.baselines.recbole_models  # noqa: F401
+    import benchbed.embeddings.store  # noqa: F401
 
     recbole_shims.apply()
     assert "recbole.quick_start" not in sys.modules and "ray" not in sys.modules

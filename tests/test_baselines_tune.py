@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from benchbed.orchestration.tune import parse_grid
 from benchbed.cli.app import app
 from benchbed.errors import ConfigError
+from benchbed.orchestration.tune import parse_grid
 from benchbed.settings import get_settings
 
 runner = CliRunner()

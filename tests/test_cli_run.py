@@ -12,9 +12,9 @@ import yaml
 
 from benchbed.cli.app import main
 from benchbed.config import RunConfig
+from benchbed.orchestration.suite import load_baseline, load_suite
 from benchbed.results.record import read_record
 from benchbed.results.store import predictions_path, record_path
-from benchbed.orchestration.suite import load_baseline, load_suite
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -226,3 +226,39 @@ def test_terminal_tables_drop_columns_rather_than_cut_numbers(width: int) -> Non
         assert f"{len(board.columns) - shown} more column(s) do not fit" in text
     else:
         assert "do not fit" not in text
+
+
+def test_time_capped_rows_are_marked_on_every_rendering() -> None:
+    """A wall-clock cap that fired (``info.time_capped``, from ``TrainResult.time_capped``) marks the row:
+    its numbers depend on machine load. One capped seed marks the whole row; other rows stay unmarked."""
+    from rich.console import Console
+
+    capped = [
+        rec("tallrec", 0, {"all": {"auc": 0.61}}),
+        rec("tallrec", 1, {"all": {"auc": 0.63}}, info={"time_capped": True}),
+        rec("mf", 0, {"all": {"auc": 0.70}}, info={"time_capped": False}),
+    ]
+    (board,) = build_leaderboard(capped)
+    rows = {r.label: r for r in board.rows}
+    assert rows["tallrec"].time_capped and not rows["mf"].time_capped
+    note = "‡ stopped by a wall-clock cap: depends on machine load"
+
+    md = render_markdown([board])
+    assert "| tallrec ‡ | 2 |" in md and "| mf | 1 |" in md and note in md
+    tex = render_latex([board])
+    assert "tallrec$^\\ddagger$ & 2" in tex and "mf & 1" in tex
+    assert "{\\footnotesize $^\\ddagger$ stopped by a wall-clock cap: depends on machine load}" in tex
+    lines = render_csv([board]).splitlines()
+    header = lines[0].split(",")
+    flag = {
+        line.split(",")[header.index("method")]: line.split(",")[header.index("time_capped")]
+        for line in lines[1:]
+    }
+    assert flag == {"tallrec": "true", "mf": ""}
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(rich_tables([board])[0])
+    text = " ".join(console.export_text().split())  # the caption wraps at the table's width
+    assert "tallrec ‡" in text and note in text
+
+    (plain,) = build_leaderboard([rec("mf", 0, {"all": {"auc": 0.7}})])
+    assert "‡" not in render_markdown([plain]) + render_latex([plain]) + render_csv([plain])

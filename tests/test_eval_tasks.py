@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests, TaskSetup
 from benchbed.data.schema import InteractionData, Split
 from benchbed.errors import ConfigError, DataError
-from benchbed.api import BaseRecommender, RunContext, TaskSetup, ScoreRequests
 from benchbed.methods.reference import PopRecommender, RandomRecommender
 from benchbed.metrics import auc, logloss, sigmoid, uauc, user_ndcg
 from benchbed.tasks.ctr import CTRTask

@@ -16,11 +16,11 @@ import pytest
 import torch
 from generative_synth import save_word_backbone, write_synthetic
 
-from benchbed.data.prepare import prepare_split
 from benchbed.api import RunContext
-from benchbed.orchestration.embeddings import RegistryEmbeddings
+from benchbed.data.prepare import prepare_split
 from benchbed.methods.embedproj import EmbedProj
 from benchbed.methods.p5_random import P5Random
+from benchbed.orchestration.embeddings import RegistryEmbeddings
 from benchbed.settings import get_settings
 from benchbed.tasks.generative import GenerativeTask
 

@@ -11,11 +11,11 @@ from generative_synth import write_synthetic
 
 from benchbed.data.prepare import prepare_split
 from benchbed.errors import ConfigError, DataError
-from benchbed.generative.examples import eval_rows, training_examples
 from benchbed.generative import indexing
+from benchbed.generative.examples import eval_rows, training_examples
 from benchbed.generative.indexing import FIRST_ID, ItemIndex, build_index, get_index, index_path
-from benchbed.metrics.generative import generative_metrics
 from benchbed.generative.templates import load_generative_bank, render_pieces
+from benchbed.metrics.generative import generative_metrics
 from benchbed.metrics.ranking import hit_rate, hits_from_rankings, ndcg, top_k
 from benchbed.prompts import Slot
 from benchbed.tasks.generative import GenerativeTask

@@ -10,9 +10,9 @@ import torch
 
 from benchbed.errors import ConfigError
 from benchbed.llm.backbone import load_backbone
+from benchbed.llm.heads.yesno import answer_logits, answer_token_ids, score_with_prefix_cache, to_score
 from benchbed.llm.inject import bucket_batches, collate, embed, encode
 from benchbed.llm.lora import add_lora, count_trainable
-from benchbed.llm.scoring import answer_logits, answer_token_ids, score_with_prefix_cache, to_score
 from benchbed.llm.train import TrainConfig, epoch_rng, train
 from benchbed.prompts import Slot, load_bank
 

@@ -30,13 +30,28 @@ def models() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     llama, _ = build_tiny(num_key_value_heads=2)  # 4 query heads over 2 KV heads: grouped-query
     gpt2 = GPT2LMHeadModel(
-        GPT2Config(vocab_size=120, n_positions=64, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.0,
-                   embd_pdrop=0.0, attn_pdrop=0.0)
+        GPT2Config(
+            vocab_size=120,
+            n_positions=64,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
     )
     bert = BertModel(
-        BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                   intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                   attention_probs_dropout_prob=0.0)
+        BertConfig(
+            vocab_size=120,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
     )
     minilm = load_backbone("minilm", device="cpu").model
     out = {"llama": llama, "gpt2": gpt2, "bert": bert, "minilm": minilm}
@@ -110,7 +125,9 @@ def test_hidden_prefix_also_holds_with_eager_attention():
     prefix = random_prefix(model, 3)
     with torch.no_grad():
         plain = output(model, plain_inputs(model, batch))
-        hidden = output(model, LayerPrefix().inputs(model, batch, prefix=prefix, prefix_mask=torch.zeros(3, 3)))
+        hidden = output(
+            model, LayerPrefix().inputs(model, batch, prefix=prefix, prefix_mask=torch.zeros(3, 3))
+        )
     assert model.config._attn_implementation == "eager"
     for b in range(3):
         torch.testing.assert_close(real(hidden, batch, b), real(plain, batch, b), atol=ATOL, rtol=0)
@@ -147,7 +164,9 @@ def test_padding_side_and_batching_do_not_change_a_row(models, name):
         if is_decoder(name):  # the scored position: each row's last real token
             return [out[b, batch.last_pos[b]] for b in range(len(rows))]
         # encoders: every real token, and the mean-pooled vector the two-tower head uses
-        return [torch.cat([real(out, batch, b).flatten(), real(out, batch, b).mean(0)]) for b in range(len(rows))]
+        return [
+            torch.cat([real(out, batch, b).flatten(), real(out, batch, b).mean(0)]) for b in range(len(rows))
+        ]
 
     left, right = row_outputs([0, 1, 2], "left"), row_outputs([0, 1, 2], "right")
     for b in range(3):
@@ -257,14 +276,24 @@ def test_llama_layer0_equals_hand_attention_over_prefix_keys_values(models, side
         text_pos = batch.position_ids + P  # documented: text shifted by P, prefix at 0..P-1
         pre_pos = torch.arange(P).expand(3, -1)
         q = rope(heads(x @ at.q_proj.weight.T, nh), text_pos, theta)
-        k = torch.cat([rope(heads(xp @ at.k_proj.weight.T, nkv), pre_pos, theta),
-                       rope(heads(x @ at.k_proj.weight.T, nkv), text_pos, theta)], dim=2)
+        k = torch.cat(
+            [
+                rope(heads(xp @ at.k_proj.weight.T, nkv), pre_pos, theta),
+                rope(heads(x @ at.k_proj.weight.T, nkv), text_pos, theta),
+            ],
+            dim=2,
+        )
         v = torch.cat([heads(xp @ at.v_proj.weight.T, nkv), heads(x @ at.v_proj.weight.T, nkv)], dim=2)
         k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
         T = h.shape[1]
         causal = torch.ones(T, T).tril().bool()
-        allowed = torch.cat([pmask.bool()[:, None, :].expand(-1, T, -1),
-                             causal[None] & batch.attention_mask.bool()[:, None, :]], dim=2)
+        allowed = torch.cat(
+            [
+                pmask.bool()[:, None, :].expand(-1, T, -1),
+                causal[None] & batch.attention_mask.bool()[:, None, :],
+            ],
+            dim=2,
+        )
         h1 = h + masked_attention(q, k, v, allowed) @ at.o_proj.weight.T
         want = h1 + layer.mlp(layer.post_attention_layernorm(h1))
     for b in range(3):
@@ -323,8 +352,10 @@ def test_gpt2_layer0_equals_hand_attention_and_text_keeps_positions_from_zero(mo
         v = torch.cat([heads(pkv[..., 2 * H :], nh), heads(qkv[..., 2 * H :], nh)], dim=2)
         T = h.shape[1]
         causal = torch.ones(T, T).tril().bool()
-        allowed = torch.cat([torch.ones(3, T, P, dtype=torch.bool),
-                             causal[None] & batch.attention_mask.bool()[:, None, :]], dim=2)
+        allowed = torch.cat(
+            [torch.ones(3, T, P, dtype=torch.bool), causal[None] & batch.attention_mask.bool()[:, None, :]],
+            dim=2,
+        )
         ctx = masked_attention(q, k, v, allowed)
         h1 = h + ctx @ block.attn.c_proj.weight + block.attn.c_proj.bias
         want = h1 + block.mlp(block.ln_2(h1))
@@ -384,7 +415,9 @@ def test_lora_wrapped_backbone_still_takes_the_prefix_through_its_own_projection
     prefix = random_prefix(model, 3)
     with torch.no_grad():
         bare = output(model, LayerPrefix().inputs(model, batch, prefix=prefix))
-        peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["k_proj", "v_proj"], lora_dropout=0.0))
+        peft_model = get_peft_model(
+            model, LoraConfig(r=2, target_modules=["k_proj", "v_proj"], lora_dropout=0.0)
+        )
         peft_model.eval()
         same = output(peft_model, LayerPrefix().inputs(peft_model, batch, prefix=prefix))
         for n, p in peft_model.named_parameters():
@@ -417,8 +450,9 @@ def test_unsupported_family_is_a_one_line_config_error():
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     neox = GPTNeoXForCausalLM(
-        GPTNeoXConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=32)
+        GPTNeoXConfig(
+            vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
     )
     inj = LayerPrefix()
     with pytest.raises(ConfigError) as err:

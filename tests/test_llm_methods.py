@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from benchbed.api import RunContext, ScoreRequests
 from benchbed.errors import ConfigError
 from benchbed.llm.synthetic import planted_split, title_signal_split
 from benchbed.methods import build_method
-from benchbed.api import RunContext, ScoreRequests
-from benchbed.orchestration.embeddings import RegistryEmbeddings
 from benchbed.methods.collm import CoLLM
 from benchbed.methods.icl import ICL
 from benchbed.methods.tallrec import TALLRec
+from benchbed.orchestration.embeddings import RegistryEmbeddings
 from benchbed.settings import get_settings
 
 # small budgets: both stages see 1500 rows twice; short prompts (2 history titles)

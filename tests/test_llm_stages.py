@@ -217,9 +217,7 @@ def test_resume_between_accumulation_steps_restores_the_pending_gradients(tmp_pa
     # 8 batches, grad_accum 3: steps after batches 3, 6, 8; evaluations after batches 3, 5, 8. With periodic
     # checkpoints off, the last checkpoint before batch 6 of epoch 2 is the evaluation after batch 5, which
     # holds the gradients of batches 4 and 5 not yet applied.
-    cfg = TrainConfig(
-        lr=5e-3, epochs=2, grad_accum=3, evals_per_epoch=3, patience=100, checkpoint_every=0
-    )
+    cfg = TrainConfig(lr=5e-3, epochs=2, grad_accum=3, evals_per_epoch=3, patience=100, checkpoint_every=0)
     full, expected = _uninterrupted(cfg, batches_form="skip")
     p = Problem(die_at=8 + 6, batches_form="skip")
     torch.manual_seed(123)
@@ -328,7 +326,9 @@ def test_a_corrupt_stage_blob_is_a_one_line_error_naming_the_folder(tmp_path: Pa
     else:  # same size, one byte of a tensor changed: torch.load would succeed with wrong weights
         data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ConfigError, match=r"stage lora-text in .*corrupt or truncated.*delete that folder") as e:
+    with pytest.raises(
+        ConfigError, match=r"stage lora-text in .*corrupt or truncated.*delete that folder"
+    ) as e:
         st.load()
     assert "\n" not in str(e.value) and str(st.dir) in str(e.value)
 
@@ -351,7 +351,9 @@ def test_run_or_load_trains_once_then_loads(tmp_path: Path):
     def train_fn(ckpt_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         assert ckpt_dir == st.dir
         (ckpt_dir / CHECKPOINT_NAME).parent.mkdir(parents=True, exist_ok=True)
-        (ckpt_dir / CHECKPOINT_NAME).write_bytes(b"x")  # a training checkpoint: removed once the stage is saved
+        (ckpt_dir / CHECKPOINT_NAME).write_bytes(
+            b"x"
+        )  # a training checkpoint: removed once the stage is saved
         return {"w": torch.ones(3)}, {"steps": 5}
 
     first = stages.run_or_load(st, train_fn, loaded.append)

@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.baselines.recbole_adapter import check_device
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
-from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 
 
 class ALSRecommender(BaseRecommender):

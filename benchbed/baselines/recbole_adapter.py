@@ -46,10 +46,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchbed.api import RunContext
 from benchbed.compat import recbole_shims
 from benchbed.data.schema import HISTORY_COLUMN, Split
 from benchbed.errors import ConfigError, DataError
-from benchbed.api import RunContext
 from benchbed.settings import get_settings
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.baselines.recbole_adapter import (
     DataPlan,
     RecBoleSession,
@@ -31,7 +32,6 @@ from benchbed.baselines.recbole_adapter import (
 )
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,  # RecBole default; CoLLM grid {1e-2, 1e-3, 1e-4} (PROTOCOLS.md)

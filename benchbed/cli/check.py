@@ -35,7 +35,14 @@ def check_command(
 ) -> None:
     """Run a suite and compare every metric with the stored baseline (direction-aware, with tolerance)."""
     from benchbed.orchestration.runner import execute
-    from benchbed.orchestration.suite import baseline_payload, compare, load_baseline, load_suite, run_label, write_baseline
+    from benchbed.orchestration.suite import (
+        baseline_payload,
+        compare,
+        load_baseline,
+        load_suite,
+        run_label,
+        write_baseline,
+    )
 
     suite = load_suite(suite_file)
     baseline_file = baseline or suite.baseline

@@ -80,7 +80,8 @@ def leaderboard_command(
 ) -> None:
     """Tables of results: one per (dataset, task, protocol), mean ± s.e. over seeds, paper rows marked †."""
     from benchbed.atomic import write_text_atomic
-    from benchbed.results.leaderboard import build_leaderboard, registry_defaults, select_columns
+    from benchbed.cli.board_defaults import registry_defaults
+    from benchbed.results.leaderboard import build_leaderboard, select_columns
     from benchbed.results.reference import load_references
     from benchbed.results.render import FORMATS, render_text, rich_tables
     from benchbed.results.store import load_records

@@ -77,9 +77,10 @@ def metrics_table(record: RunRecord, title: str | None = None) -> Table:
 
 def _print_board(console: Console, record: RunRecord) -> None:
     """The leaderboard of the record's (dataset, task, protocol), compact enough for a terminal."""
+    from benchbed.cli.board_defaults import registry_defaults
     from benchbed.cli.leaderboard import compact_columns
     from benchbed.config import stable_hash
-    from benchbed.results.leaderboard import build_leaderboard, registry_defaults
+    from benchbed.results.leaderboard import build_leaderboard
     from benchbed.results.reference import load_references
     from benchbed.results.render import rich_tables
     from benchbed.results.store import load_records
@@ -179,9 +180,9 @@ def rescore_command(
     """Recompute a record's metrics from its saved predictions (no model run) and compare."""
     import benchbed
     from benchbed.atomic import write_text_atomic
+    from benchbed.orchestration.runner import git_sha
     from benchbed.results.record import read_record
     from benchbed.results.store import read_predictions
-    from benchbed.orchestration.runner import git_sha
     from benchbed.tasks import build_task
 
     record = read_record(record_file)

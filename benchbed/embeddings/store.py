@@ -54,9 +54,7 @@ class Embeddings:
 FEEDBACK_KEY = {"labels": "ctr", "interactions": "topk"}
 
 
-def _artifact(
-    split: Split, model: str, params: dict[str, Any], feedback: str, seed: int
-) -> tuple[str, Path]:
+def _artifact(split: Split, model: str, params: dict[str, Any], feedback: str, seed: int) -> tuple[str, Path]:
     """The params hash and the artifact directory of ``model`` fitted with ``params`` on ``feedback``."""
     if feedback not in FEEDBACK_KEY:
         raise ConfigError(f"embeddings: feedback {feedback!r}; expected one of {sorted(FEEDBACK_KEY)}")
@@ -85,9 +83,7 @@ def find(split: Split, model: str, params: dict[str, Any], feedback: str, seed: 
     return _load(path) if (path / "manifest.json").exists() else None
 
 
-def store(
-    split: Split, model: str, method: Any, feedback: str, seed: int, fit_seconds: float
-) -> Embeddings:
+def store(split: Split, model: str, method: Any, feedback: str, seed: int, fit_seconds: float) -> Embeddings:
     """Write a fitted method's embeddings under the key ``find`` uses (atomically; an equivalent artifact
     written concurrently by another process wins)."""
     params_hash, path = _artifact(split, model, method.params, feedback, seed)

@@ -24,7 +24,7 @@ from benchbed.settings import get_settings
 MODES = ("random", "sequential")
 FIRST_ID = 1001  # OpenP5 numbers items from 1001 in both modes
 # (split hash, mode, seed) -> index: one object per split and process, content-keyed like the disk cache
-_MEMO: dict[tuple[str, str, int], "ItemIndex"] = {}
+_MEMO: dict[tuple[str, str, int], ItemIndex] = {}
 
 
 @dataclass(frozen=True)

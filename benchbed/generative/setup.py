@@ -17,6 +17,7 @@ from benchbed.generative.indexing import ItemIndex, get_index
 from benchbed.generative.templates import load_generative_bank
 from benchbed.prompts import PromptBank
 
+
 @dataclass(frozen=True)
 class GenerativeSetup:
     sub_task: str = "sequential"  # evaluated sub-task: "sequential" | "straightforward"

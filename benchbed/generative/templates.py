@@ -70,33 +70,16 @@ def template_ref(key: str) -> str | int:
 def render_pieces(
     bank: PromptBank, key: str, *, dataset: str, user: str, history: list[str], slots: bool
 ) -> list[Piece]:
-    """Fill one template; with ``slots`` a vector slot follows the user id and each history id."""
-    text = bank.template(template_ref(key), VIEW)
-    pieces: list[Piece] = []
-    pos = 0
-    for m in PLACEHOLDER.finditer(text):
-        pieces.append(text[pos : m.start()])
-        name = m.group(1)
-        if name == "dataset":
-            pieces.append(dataset)
-        elif name == "user":
-            pieces.extend([user, Slot(USER_SLOT)] if slots else [user])
-        elif name == "history":
-            for j, item in enumerate(history):
-                if j:
-                    pieces.append(HISTORY_SEP)
-                pieces.extend([item, Slot(item_slot(j))] if slots else [item])
-        else:  # pragma: no cover - load_bank rejects unknown placeholders
-            raise ConfigError(f"{bank.path}: unknown placeholder {{{name}}}")
-        pos = m.end()
-    pieces.append(text[pos:])
-    merged: list[Piece] = []
-    for p in pieces:
-        if isinstance(p, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += p
-        elif p != "":
-            merged.append(p)
-    return merged
+    """Fill one template through the bank's renderer; with ``slots`` a vector slot follows the user id and
+    each history id."""
+    hist: list[Piece] = []
+    for j, item in enumerate(history):
+        if j:
+            hist.append(HISTORY_SEP)
+        hist.extend([item, Slot(item_slot(j))] if slots else [item])
+    user_pieces: list[Piece] = [user, Slot(USER_SLOT)] if slots else [user]
+    values = {"dataset": dataset, "user": user_pieces, "history": hist}
+    return bank.render(template_ref(key), VIEW, values)
 
 
 def render_answer(bank: PromptBank, *, dataset: str, target: str) -> str:

@@ -3,8 +3,8 @@ text-only LoRA stage (TALLRec = CoLLM step 1, cached and shared), and scoring ``
 
 Budget: parameters ``epochs``, ``max_train_rows``, ``max_valid_rows`` and ``max_seconds`` default to
 ``auto``, resolved at fit time from the device: on CPU a small budget that lets
-``benchbed run --method collm`` finish in minutes on 2 cores (``CPU_BUDGET``: a seeded subsample of training
-rows, a couple of epochs, a per-stage time cap); on a GPU the full protocol data (all rows, ``GPU_BUDGET``).
+``benchbed run --method collm`` finish in minutes on 2 cores (``benchbed.llm.budget.CPU_BUDGET``: a seeded
+subsample of training rows, a couple of epochs, no time cap); on a GPU the full protocol data (all rows).
 The resolved budget is printed and recorded.
 """
 
@@ -16,21 +16,17 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm import stages
 from benchbed.llm.backbone import Backbone, check_backbone_name, load_backbone
+from benchbed.llm.budget import BUDGET_KEYS, resolve, seconds_cap, time_capped
+from benchbed.llm.heads.yesno import SCORE_MODES, bce_loss
 from benchbed.llm.lora import LoraSpec, add_lora, load_lora_state, lora_state
-from benchbed.llm.scoring import SCORE_MODES, bce_loss
 from benchbed.llm.train import TrainConfig, TrainResult, train
 from benchbed.llm.yesno import Rows, VectorFn, YesNoScorer, rows_from_frame
-from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.prompts import load_bank
-
-# The documented default budgets ("auto"). CPU: sized for ml-100k + the tiny backbone on 2 cores.
-CPU_BUDGET: dict[str, Any] = {"epochs": 2, "max_train_rows": 4000, "max_valid_rows": 1000, "max_seconds": 120}
-GPU_BUDGET: dict[str, Any] = {"epochs": 2, "max_train_rows": 0, "max_valid_rows": 0, "max_seconds": 0}
-BUDGET_KEYS = tuple(CPU_BUDGET)
 
 PROMPT_DEFAULTS: dict[str, Any] = {
     "backbone": "tiny",  # preset, alias (vicuna-7b, qwen2-1.5b, ...), hub id or local path
@@ -57,7 +53,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "epochs": "auto",
     "max_train_rows": "auto",  # 0 = all
     "max_valid_rows": "auto",  # 0 = all
-    "max_seconds": "auto",  # per training stage; 0 = no cap
+    "max_seconds": "auto",  # per training stage; 0 = no cap (the default: budgets are in data terms)
 }
 # the parameters that determine the text-only LoRA stage (shared by tallrec and collm step 1)
 TEXT_STAGE_KEYS = (
@@ -184,15 +180,9 @@ class PromptCTRMethod(BaseRecommender):
         )
 
     def resolve_budget(self, ctx: RunContext) -> dict[str, Any]:
-        """``auto`` budget values from the device profile; ``ctx.budget`` entries override both."""
-        profile = CPU_BUDGET if self.backbone is None or self.backbone.device == "cpu" else GPU_BUDGET
-        out = {}
-        for key in BUDGET_KEYS:
-            value = self.params.get(key, "auto")
-            if value == "auto":
-                value = ctx.budget.get(key, profile[key])
-            out[key] = value
-        self.budget = {"profile": "cpu" if profile is CPU_BUDGET else "gpu", **out}
+        """``auto`` budget values from the device profile (``benchbed.llm.budget``)."""
+        on_cpu = self.backbone is None or self.backbone.device == "cpu"
+        self.budget = resolve(self.params, ctx.budget, on_cpu)
         return self.budget
 
     def prepare_rows(self, split: Split, seed: int) -> Prepared:
@@ -227,7 +217,7 @@ class PromptCTRMethod(BaseRecommender):
             grad_accum=int(p["grad_accum"]),
             patience=int(p["patience"]),
             evals_per_epoch=int(p["evals_per_epoch"]),
-            max_seconds=float(self.budget["max_seconds"]) or None,
+            max_seconds=seconds_cap(self.budget["max_seconds"]),
         )
 
     def lora_spec(self) -> LoraSpec:
@@ -258,19 +248,19 @@ class PromptCTRMethod(BaseRecommender):
         torch.manual_seed(ctx.seed)
         self.model, lora_info = add_lora(self.backbone.model, self.lora_spec())
         self.backbone_info["lora_targets"] = lora_info.targets
-        if st.done:
-            blob = st.load()
-            load_lora_state(self.model, blob["lora"])
-            ctx.say(f"{self.name}: stage 1 (LoRA on text prompts) loaded from {st.dir}")
-            info = {**blob["meta"], "loaded": True, "dir": str(st.dir)}
-        else:
-            ctx.say(f"{self.name}: stage 1 (LoRA on text prompts) training -> {st.dir}")
+
+        def train_fn(ckpt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            ctx.say(f"{self.name}: stage 1 (LoRA on text prompts) training -> {ckpt}")
             result = self.train_prompts(
-                self.model, prep, view="text", vector_fn=None, ctx=ctx, ckpt=st.dir, modules=[self.model]
+                self.model, prep, view="text", vector_fn=None, ctx=ctx, ckpt=ckpt, modules=[self.model]
             )
             meta = {"stage": "lora-text", "key": st.key, "train": result.as_dict(), "lora": lora_info.spec}
-            st.save({"lora": lora_state(self.model)}, meta)
-            info = {**meta, "loaded": False, "dir": str(st.dir)}
+            return {"lora": lora_state(self.model)}, meta
+
+        outcome = stages.run_or_load(st, train_fn, lambda blob: load_lora_state(self.model, blob["lora"]))
+        if outcome.loaded:
+            ctx.say(f"{self.name}: stage 1 (LoRA on text prompts) loaded from {st.dir}")
+        info = outcome.info()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.eval()
@@ -313,8 +303,9 @@ class PromptCTRMethod(BaseRecommender):
             return auc(valid_labels, scorer.score(model, enc_valid, valid_vec))
 
         class _Epoch:
-            def __init__(self, epoch: int) -> None:
-                self.idx = scorer.train_batches(enc_train, ctx.seed, epoch)
+            def __init__(self, epoch: int, skip: int = 0) -> None:
+                # a resumed stage skips the batches it already trained on without collating them
+                self.idx = scorer.train_batches(enc_train, ctx.seed, epoch)[skip:]
 
             def __iter__(self):
                 return (scorer.batch(enc_train, i) for i in self.idx)
@@ -356,7 +347,15 @@ class PromptCTRMethod(BaseRecommender):
 
     def record_info(self) -> dict[str, Any]:
         """Extra facts for the run record (budget, stages, template set)."""
-        return {"budget": self.budget, "stages": self.fit_info, "template_set": self.template_set}
+        trained = [s["train"] for s in self.fit_info.values() if isinstance(s, dict) and "train" in s]
+        info: dict[str, Any] = {
+            "budget": self.budget,
+            "stages": self.fit_info,
+            "template_set": self.template_set,
+        }
+        if time_capped(trained):
+            info["time_capped"] = True
+        return info
 
 
 def _bind(vector_fn: Any, rows: Rows) -> Any:

@@ -16,20 +16,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchbed.api import BaseRecommender, Rankings, RankRequests, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.generative.examples import Example, eval_rows, training_examples
 from benchbed.generative.indexing import ItemIndex
-from benchbed.metrics.generative import generative_metrics
 from benchbed.generative.setup import GenerativeProtocol, GenerativeSetup
 from benchbed.generative.templates import render_answer, render_pieces, slot_names
 from benchbed.llm.backbone import Backbone, load_backbone
-from benchbed.llm.heads.constrained import ItemTrie, beam_search, build_item_trie
-from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, embed, encode
+from benchbed.llm.budget import seconds_cap, time_capped
+from benchbed.llm.heads.constrained import ConstrainedHead, ItemTrie, build_item_trie
+from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, encode
+from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.llm.lora import named_trainable
+from benchbed.llm.stages import run_or_load
 from benchbed.llm.stages import stage as make_stage
 from benchbed.llm.train import TrainConfig, epoch_rng, train
-from benchbed.api import BaseRecommender, Rankings, RankRequests, RunContext
+from benchbed.metrics.generative import generative_metrics
 
 IGNORE = -100
 
@@ -140,6 +144,8 @@ class GenerativeLM(BaseRecommender):
         self.end_token = _token_id_or(self.tok, self.model)
         self.vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self.trie = self._build_trie()
+        self.injector = SlotVectors()  # text-only methods leave the slots out of their prompts
+        self.head = ConstrainedHead(self.trie)
         self.slot_cols = slot_names(self.setup.history_len)
         self.stage_log: list[dict[str, Any]] = []
         self.template_info = self.setup.template_info()
@@ -268,20 +274,18 @@ class GenerativeLM(BaseRecommender):
             hist=torch.from_numpy(rows.hist[idx]).to(device),
         )
 
-    def _embeds(self, batch: Batch, users: torch.Tensor, hist: torch.Tensor, use_slots: bool) -> torch.Tensor:
+    def model_inputs(
+        self, batch: Batch, users: torch.Tensor, hist: torch.Tensor, use_slots: bool
+    ) -> ModelInputs:
+        """The injector's forward inputs: the user and history slots filled when ``use_slots``."""
         vectors = self.slot_vectors(users, hist) if use_slots else None
-        return embed(self.model, batch, vectors)
+        return self.injector.inputs(self.model, batch, vectors=vectors)
 
     def answer_loss(self, tb: TrainBatch, use_slots: bool) -> torch.Tensor:
         """Mean next-token cross-entropy over the answer tokens (the id and the end token)."""
-        embeds = self._embeds(tb.batch, tb.users, tb.hist, use_slots)
+        inputs = self.model_inputs(tb.batch, tb.users, tb.hist, use_slots)
         width = tb.labels.shape[1]
-        out = self.model(
-            inputs_embeds=embeds,
-            attention_mask=tb.batch.attention_mask,
-            position_ids=tb.batch.position_ids,
-            logits_to_keep=width + 1,
-        )
+        out = self.model(**inputs.kwargs(), logits_to_keep=width + 1)
         logits = out.logits[:, :-1, :].float()
         return F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), tb.labels.reshape(-1), ignore_index=IGNORE
@@ -290,13 +294,12 @@ class GenerativeLM(BaseRecommender):
     # --- stages ---------------------------------------------------------------------------------------
     def run_stage(self, spec: StageSpec) -> None:
         """Train ``spec``'s trainable parameters, or load them when the same stage already finished."""
-        p = self.params
         params = named_trainable(**spec.modules)
         identity = {**self.base_identity(), **spec.identity, "lr": spec.lr, "epochs": spec.epochs}
         stage = make_stage(self.ctx.cache_dir, spec.name, identity)
-        start = time.perf_counter()
-        if stage.done:
-            saved = stage.load()["params"]
+
+        def load_fn(blob: dict[str, Any]) -> None:
+            saved = blob["params"]
             missing = sorted(set(params) - set(saved))
             if missing:
                 raise ConfigError(
@@ -305,9 +308,20 @@ class GenerativeLM(BaseRecommender):
             with torch.no_grad():
                 for name, param in params.items():
                     param.copy_(saved[name].to(param.device, param.dtype))
+
+        outcome = run_or_load(stage, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
+        if outcome.loaded:
             self.ctx.say(f"{self.name}: stage {spec.name} loaded from cache ({stage.dir.name})")
             self.stage_log.append({"stage": spec.name, "key": stage.key, "cached": True, **stage.meta()})
-            return
+        else:
+            self.stage_log.append({"key": stage.key, "cached": False, **outcome.meta})
+
+    def _train_stage(
+        self, spec: StageSpec, params: dict[str, torch.nn.Parameter], ckpt: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Next-token training on the answers of the templated examples; returns (blob, meta) to save."""
+        p = self.params
+        start = time.perf_counter()
         ex = self._examples
         rows = self.encode_rows(
             [e.sub_task for e in ex],
@@ -321,8 +335,9 @@ class GenerativeLM(BaseRecommender):
         bs = int(p["batch_size"])
         n_batches = (len(ex) + bs - 1) // bs
 
-        def batches_for_epoch(epoch: int) -> Any:
-            for idx in bucket_batches(lengths, bs, rng=epoch_rng(self.ctx.seed, epoch)):
+        def batches_for_epoch(epoch: int, skip: int = 0) -> Any:
+            # a resumed stage skips the batches it already trained on without collating them
+            for idx in bucket_batches(lengths, bs, rng=epoch_rng(self.ctx.seed, epoch))[skip:]:
                 yield self._train_batch(rows, idx)
 
         cfg = TrainConfig(
@@ -331,7 +346,7 @@ class GenerativeLM(BaseRecommender):
             epochs=spec.epochs,
             warmup_ratio=float(p["warmup_ratio"]),
             grad_accum=int(p["grad_accum"]),
-            max_seconds=None if p["max_seconds"] is None else float(p["max_seconds"]),
+            max_seconds=seconds_cap(p["max_seconds"]),
             evals_per_epoch=1,
             patience=2,
         )
@@ -347,7 +362,7 @@ class GenerativeLM(BaseRecommender):
             lambda tb: self.answer_loss(tb, spec.use_slots),
             cfg,
             eval_fn=eval_fn,
-            checkpoint_dir=stage.dir,
+            checkpoint_dir=ckpt,
             log=self.ctx.say,
             modules=list(spec.modules.values()),
         )
@@ -358,8 +373,7 @@ class GenerativeLM(BaseRecommender):
             "seconds": round(time.perf_counter() - start, 2),
             **{k: v for k, v in result.as_dict().items() if k != "history"},
         }
-        stage.save({"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta)
-        self.stage_log.append({"key": stage.key, "cached": False, **meta})
+        return {"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta
 
     def _valid_metric(self, use_slots: bool) -> float:
         rows = eval_rows(self._valid_split, "valid", history_len=self.setup.history_len)
@@ -370,11 +384,15 @@ class GenerativeLM(BaseRecommender):
     def record_info(self) -> dict[str, Any]:
         """Budget and stages for the run record (the runner stores it under ``info.method``)."""
         p = self.params
-        return {
+        stage_log: list[dict[str, Any]] = getattr(self, "stage_log", [])
+        info: dict[str, Any] = {
             "train_examples": len(getattr(self, "_examples", [])),
             "budget": {k: p[k] for k in ("epochs", "max_train_examples", "max_seconds", "train_sub_tasks")},
-            "stages": getattr(self, "stage_log", []),
+            "stages": stage_log,
         }
+        if time_capped(stage_log):
+            info["time_capped"] = True
+        return info
 
     def trainable_parameters(self) -> int:
         return int(sum(s.get("trainable", 0) for s in getattr(self, "stage_log", [])))
@@ -430,13 +448,13 @@ class GenerativeLM(BaseRecommender):
             )
             idx = np.arange(m)
             batch = collate(rows.enc, idx, self.tok.pad_token_id or 0, self.bb.device)
-            embeds = self._embeds(
+            inputs = self.model_inputs(
                 batch,
                 torch.from_numpy(rows.users).to(self.bb.device),
                 torch.from_numpy(rows.hist).to(self.bb.device),
                 use_slots,
             )
-            out = beam_search(self.model, embeds, batch.attention_mask, self.trie, num_beams=beams)
+            out = self.head.rank(self.model, inputs, num_beams=beams)
             items[sl], scores[sl], flags[sl] = out.items, out.scores, out.constrained
             for name, value in out.stats.items():
                 if not name.endswith("_share"):

@@ -52,7 +52,8 @@ class EncodedPrompts:
 
     ids: list[np.ndarray]
     slot_names: tuple[str, ...]
-    slot_pos: np.ndarray  # int64 (n_rows, n_slot_names)
+    slot_pos: np.ndarray  # int64 (n_rows, n_slot_names): first position of each slot
+    slot_width: int = 1  # positions per slot
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -69,8 +70,12 @@ def encode(
     *,
     placeholder_id: int | None = None,
     max_length: int | None = None,
+    slot_width: int = 1,
 ) -> EncodedPrompts:
     """Tokenize rendered prompts in one batched tokenizer call; record where each slot sits.
+
+    Each slot takes ``slot_width`` consecutive positions (1: one vector per placeholder; N: ILM's N query
+    tokens per item); ``slot_pos`` holds the first of them.
 
     ``max_length`` cuts tokens from the start of the first text pieces (for the CTR banks: the question's
     opening words, then the oldest history titles), never a slot, so the target and the answer cue survive.
@@ -94,7 +99,7 @@ def encode(
                 if piece.name not in name_col:
                     raise ValueError(f"slot {piece.name!r} is not among the declared slots {names}")
                 slots.append((len(parts), piece.name))
-                parts.append([pid])
+                parts.append([pid] * slot_width)
             else:
                 parts.append(list(tokenized[k]))
                 k += 1
@@ -116,7 +121,7 @@ def encode(
         for part_index, name in slots:
             slot_pos[r, name_col[name]] = starts[part_index]
         ids.append(np.fromiter((t for part in [prefix, *parts] for t in part), dtype=np.int64))
-    return EncodedPrompts(ids=ids, slot_names=names, slot_pos=slot_pos)
+    return EncodedPrompts(ids=ids, slot_names=names, slot_pos=slot_pos, slot_width=slot_width)
 
 
 @dataclass

@@ -123,9 +123,9 @@ def run_or_load(
     train_fn: Callable[[Path], tuple[dict[str, Any], dict[str, Any]]],
     load_fn: Callable[[dict[str, Any]], None],
 ) -> StageOutcome:
-    """Load a finished stage (``load_fn(blob)`` puts its tensors in place) or train it:
-    ``train_fn(stage_dir) -> (blob, meta)`` trains with the stage folder as checkpoint dir; the result is saved.
-    One place for the done/load/train/save sequence that every stage of every method repeats."""
+    """Load a finished stage (``load_fn(blob)`` puts its tensors in place) or train it: ``train_fn(stage_dir)
+    -> (blob, meta)`` trains with the stage folder as checkpoint dir, and the result is saved. One place for
+    the done/load/train/save sequence that every stage of every method repeats."""
     if st.done:
         blob = st.load()
         load_fn(blob)

@@ -7,10 +7,11 @@ an epoch (deterministic per epoch, e.g. from :func:`epoch_rng`, so resuming repl
 function and an eval function.
 
 Resume contract. A checkpoint (``train_state.pt``, written atomically) holds the trained parameters, the
-optimizer and scheduler, the pending (accumulated, not yet applied) gradients, the RNG state (torch CPU, CUDA
-when initialised, numpy's global generator, python ``random``) and the loop position (epoch, batches consumed in
-the epoch, optimizer steps, evaluations done in the epoch), plus the early-stopping state and history. It is
-written at the start, every ``checkpoint_every`` optimizer steps, after every evaluation and at every epoch end.
+optimizer and scheduler, the pending (accumulated, not yet applied) gradients, the RNG state (torch CPU,
+CUDA when initialised, numpy's global generator, python ``random``) and the loop position (epoch, batches
+consumed in the epoch, optimizer steps, evaluations done in the epoch), plus the early-stopping state and
+history. It is written at the start, every ``checkpoint_every`` optimizer steps, after every evaluation and
+at every epoch end.
 On resume the epoch's batches are requested again and the consumed ones skipped; the RNG is restored *after*
 the skip, so LoRA dropout (torch's global RNG) draws the same masks as in an uninterrupted run. On CPU the two
 runs end equal to the bit (tests/test_llm_stages.py); on CUDA, kernels that are not deterministic may differ.
@@ -161,7 +162,7 @@ def train(
     def restore_rng() -> None:
         nonlocal pending_rng
         if pending_rng is not None:
-            pass  # MUT
+            set_rng_state(pending_rng)
             pending_rng = None
 
     def evaluate(epoch: int, k: int) -> bool:
@@ -265,7 +266,7 @@ def train(
     )
 
 
-# --- RNG state ------------------------------------------------------------------------------------------------
+# --- RNG state ----------------------------------------------------------------------------------------------
 def rng_state() -> dict[str, Any]:
     """Every global RNG a training step may draw from: torch CPU (dropout on CPU), CUDA (dropout on GPU, only
     when CUDA is initialised: otherwise nothing drew from it), numpy's global generator, python ``random``."""
@@ -287,7 +288,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# --- batches --------------------------------------------------------------------------------------------------
+# --- batches ------------------------------------------------------------------------------------------------
 def _accepts_skip(fn: Callable[..., Any]) -> bool:
     try:
         return "skip" in inspect.signature(fn).parameters
@@ -312,7 +313,7 @@ def _epoch_batches(fn: Callable[..., Iterable[Any]], epoch: int, skip: int) -> I
 _END = object()
 
 
-# --- checkpoints ----------------------------------------------------------------------------------------------
+# --- checkpoints --------------------------------------------------------------------------------------------
 def _fresh_state() -> dict[str, Any]:
     return {
         "epoch": 0,
@@ -348,8 +349,9 @@ def _check_signature(path: Path, saved: dict[str, Any] | None, now: dict[str, An
     for key in now:
         if saved.get(key) != now[key]:
             what = "trainable parameters" if key == "params" else key
+            was, want = repr(saved.get(key))[:80], repr(now[key])[:80]
             raise ConfigError(
-                f"checkpoint {path} was written for other {what} ({saved.get(key)!r:.80} vs {now[key]!r:.80}); "
+                f"checkpoint {path} was written for other {what} ({was} vs {want}); "
                 f"delete {path.parent} to train this stage from scratch"
             )
 

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from benchbed.llm.backbone import Backbone
-from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, embed, encode
-from benchbed.llm.scoring import answer_logits, answer_token_ids, to_score
+from benchbed.llm.heads.yesno import YesNoHead, answer_token_ids
+from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, encode
+from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.prompts import Piece, PromptBank
 
 # vectors for a batch: {slot column: (B, H)} or None (text-only)
@@ -82,6 +83,8 @@ class YesNoScorer:
             answer.get("negative", "No"),
             backbone=backbone.name,
         )
+        self.head = YesNoHead(self.answer_ids, score_mode)
+        self.injector = SlotVectors()  # text-only prompts have no slots: the plain embeddings
         self.empty_history = str(bank.extra.get("empty_history", ""))
         self.pad_id = int(backbone.tokenizer.pad_token_id)
 
@@ -115,10 +118,10 @@ class YesNoScorer:
         return collate(enc, idx, self.pad_id, self.backbone.device)
 
     def forward(self, model, batch: Batch, vectors: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
-        """Scores (B,) with gradients where the caller enabled them."""
-        embeds = embed(model, batch, vectors)
-        logits = answer_logits(model, embeds, batch, self.answer_ids)
-        return to_score(logits, self.score_mode)
+        """Scores (B,) with gradients where the caller enabled them: the injector builds the inputs, the
+        Yes/No head reads the answer position."""
+        inputs = self.injector.inputs(model, batch, vectors=vectors)
+        return self.head.scores(model, inputs, batch)
 
     @torch.no_grad()
     def score(

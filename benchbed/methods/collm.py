@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm import stages
@@ -31,7 +32,6 @@ from benchbed.llm.ctr_recipe import TEXT_STAGE_KEYS, TRAIN_DEFAULTS, PromptCTRMe
 from benchbed.llm.inject import Batch
 from benchbed.llm.lora import add_lora, count_trainable, load_lora_state, lora_state
 from benchbed.llm.yesno import Rows
-from benchbed.api import RunContext
 
 TUNINGS = ("default", "t1", "t2", "t3")
 # what the run record keeps of the CF export's manifest
@@ -151,34 +151,38 @@ class CoLLM(PromptCTRMethod):
             bank=self.bank.hash("cf"),
         )
         st = stages.stage(ctx.cache_dir, f"cie-{tuning}", ident)
-        if st.done:
-            blob = st.load()
-            self.cie.load_state_dict(blob["cie"])
-            if tuning == "t3":
-                load_lora_state(self.model, blob["lora"])
-            ctx.say(f"collm: step 2 ({tuning}) loaded from {st.dir}")
-            info["stage2"] = {**blob["meta"], "loaded": True, "dir": str(st.dir)}
-        else:
-            ctx.say(f"collm: step 2 ({self._step2_text()}) training -> {st.dir}")
-            extra = {f"cie.{n}": p for n, p in self.cie.named_parameters() if p.requires_grad}
-            modules: list[nn.Module] = [self.cie, self.model] if tuning == "t3" else [self.cie]
+        cie = self.cie
+
+        def train_fn(ckpt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            ctx.say(f"collm: step 2 ({self._step2_text()}) training -> {ckpt}")
+            extra = {f"cie.{n}": p for n, p in cie.named_parameters() if p.requires_grad}
+            modules: list[nn.Module] = [cie, self.model] if tuning == "t3" else [cie]
             result = self.train_prompts(
                 self.model,
                 prep,
                 view="cf",
                 vector_fn=self.slot_vectors,
                 ctx=ctx,
-                ckpt=st.dir,
+                ckpt=ckpt,
                 modules=modules,
                 extra_params=extra,
                 lr=self.params["lr"] if tuning == "t3" else self.params["lr_cie"],
             )
             meta = {"stage": f"cie-{tuning}", "key": st.key, "train": result.as_dict()}
-            blob = {"cie": {k: v.detach().cpu() for k, v in self.cie.state_dict().items()}}
+            blob = {"cie": {k: v.detach().cpu() for k, v in cie.state_dict().items()}}
             if tuning == "t3":
                 blob["lora"] = lora_state(self.model)
-            st.save(blob, meta)
-            info["stage2"] = {**meta, "loaded": False, "dir": str(st.dir)}
+            return blob, meta
+
+        def load_fn(blob: dict[str, Any]) -> None:
+            cie.load_state_dict(blob["cie"])
+            if tuning == "t3":
+                load_lora_state(self.model, blob["lora"])
+
+        outcome = stages.run_or_load(st, train_fn, load_fn)
+        if outcome.loaded:
+            ctx.say(f"collm: step 2 ({tuning}) loaded from {st.dir}")
+        info["stage2"] = outcome.info()
         for p in [*self.cie.parameters(), *self.model.parameters()]:
             p.requires_grad_(False)
         self.cie.eval()

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.api import RunContext
 from benchbed.methods.p5_random import text_stage
 
 RANDOM_INIT_BACKBONES = frozenset({"tiny"})  # presets whose weights are random: they need a text stage first

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.llm.ctr_recipe import PROMPT_DEFAULTS, PromptCTRMethod
-from benchbed.api import RunContext
 
 
 class ICL(PromptCTRMethod):

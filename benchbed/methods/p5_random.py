@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.api import RunContext
 
 TUNINGS = ("full", "lora")
 

@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.llm.ctr_recipe import TRAIN_DEFAULTS, PromptCTRMethod
-from benchbed.api import RunContext
 
 
 class TALLRec(PromptCTRMethod):

@@ -64,7 +64,9 @@ def get_embeddings(
     )
 
 
-def keep_fitted_embeddings(split: Split, model: str, method: Any, ctx: RunContext, fit_seconds: float) -> bool:
+def keep_fitted_embeddings(
+    split: Split, model: str, method: Any, ctx: RunContext, fit_seconds: float
+) -> bool:
     """Store the embeddings of a baseline that ``benchbed run`` has just fitted, under the key the source
     would use, so an LLM method asking next (collm after its ``mf`` companion) reuses this model instead of
     training the same one again. Returns True if it stored them."""

@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 
 import benchbed
+from benchbed.api import BaseRecommender, RunContext, TaskSetup
 from benchbed.config import RunConfig, stable_hash
 from benchbed.errors import BenchbedError, ConfigError
-from benchbed.api import BaseRecommender, RunContext, TaskSetup
 from benchbed.methods import build_method
 from benchbed.orchestration.embeddings import RegistryEmbeddings, keep_fitted_embeddings
+from benchbed.registry import TASKS
 from benchbed.results.record import RecordError, RunRecord, read_record
 from benchbed.results.store import record_path, write_record
-from benchbed.registry import TASKS
 from benchbed.settings import get_settings
 from benchbed.tasks import build_task
 from benchbed.tasks.base import Task

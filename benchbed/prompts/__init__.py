@@ -11,6 +11,7 @@ in run records.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ class PromptBank:
             f"{self.path}: unknown template {which!r}; expected 'seen', 'unseen' or 0..{len(self.seen) - 1}"
         )
 
-    def render(self, which: str | int, view: str, values: dict[str, str]) -> list[Piece]:
+    def render(self, which: str | int, view: str, values: Mapping[str, FieldValue]) -> list[Piece]:
         """Fill the fields of one template; slots stay as ``Slot`` markers. Adjacent text is merged."""
         return render_template(self.template(which, view), values, self.slots)
 
@@ -105,7 +106,16 @@ class PromptBank:
             )
 
 
-def render_template(template: str, values: dict[str, str], slots: tuple[str, ...] | list[str]) -> list[Piece]:
+# a field's value: text, or a sequence of text pieces and slots (a generative prompt's "id <slot>, id <slot>")
+FieldValue = str | Sequence[Piece]
+
+
+def render_template(
+    template: str, values: Mapping[str, FieldValue], slots: tuple[str, ...] | list[str] = ()
+) -> list[Piece]:
+    """The one prompt renderer (CTR and generative banks): fill ``{field}`` placeholders with ``values``;
+    a placeholder named in ``slots`` becomes a ``Slot`` marker; a value may itself hold pieces and slots.
+    Adjacent text is merged and empty text dropped, so tokenization matches the plain string's."""
     pieces: list[Piece] = []
     pos = 0
     for m in PLACEHOLDER.finditer(template):
@@ -115,9 +125,13 @@ def render_template(template: str, values: dict[str, str], slots: tuple[str, ...
             pieces.append(Slot(key))
         else:
             try:
-                pieces.append(values[key])
+                value = values[key]
             except KeyError as exc:
                 raise ConfigError(f"prompt field {{{key}}} has no value; provided: {sorted(values)}") from exc
+            if isinstance(value, str):
+                pieces.append(value)
+            else:
+                pieces.extend(value)
         pos = m.end()
     pieces.append(template[pos:])
     merged: list[Piece] = []

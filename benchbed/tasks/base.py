@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from benchbed.api import BaseRecommender, RunContext, TaskSetup
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.api import BaseRecommender, RunContext, TaskSetup
 
 
 @dataclass

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
-from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import (
     batches,

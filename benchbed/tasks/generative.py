@@ -24,13 +24,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from benchbed.api import BaseRecommender, RankRequests, RunContext, TaskSetup
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
 from benchbed.generative.examples import SUB_TASKS, check_split, eval_rows
 from benchbed.generative.indexing import MODES
-from benchbed.metrics.generative import generative_metrics
-from benchbed.api import BaseRecommender, RankRequests, RunContext, TaskSetup
 from benchbed.generative.setup import GenerativeProtocol, GenerativeSetup
+from benchbed.metrics.generative import generative_metrics
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates_for
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchbed.errors import DataError
 from benchbed.api import BaseRecommender, RunContext
+from benchbed.errors import DataError
 
 BASE_SUBSETS = ("all", "warm", "cold")
 

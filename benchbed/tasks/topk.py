@@ -29,10 +29,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from benchbed.api import BaseRecommender, RankRequests, RunContext
 from benchbed.atomic import write_with
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
-from benchbed.api import BaseRecommender, RankRequests, RunContext
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import (
     BASE_SUBSETS,

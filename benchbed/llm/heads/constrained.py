@@ -371,3 +371,23 @@ def beam_search(
         "constrained_step_share": float(overrides / decisions) if decisions else 0.0,
     }
     return BeamOutput(items=items, scores=score_2d, constrained=flags, stats=stats)
+
+
+class ConstrainedHead:
+    """Generative-retrieval head: constrained beam search over the item trie from an injector's inputs
+    (left-padded prompts; the search derives positions from the attention mask)."""
+
+    def __init__(self, trie: ItemTrie) -> None:
+        self.trie = trie
+
+    def rank(self, model: Any, inputs: Any, *, num_beams: int = 10, constrained: bool = True) -> BeamOutput:
+        if inputs.past_key_values is not None:
+            raise ConfigError("constrained generation: layer-prefix inputs are not supported by beam search")
+        return beam_search(
+            model,
+            inputs.inputs_embeds,
+            inputs.attention_mask,
+            self.trie,
+            num_beams=num_beams,
+            constrained=constrained,
+        )

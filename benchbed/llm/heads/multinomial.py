@@ -5,9 +5,9 @@ CLLM4Rec's recommendation-oriented fine-tuning [paper §3.4, Eq. 9; code: src/li
 scores every item as ``Z^{l,v} h`` with an item head *tied* to the item collaborative token table
 (``item_head.weight = item_embeddings.weight``, no bias) and trains with the multinomial log-likelihood of a
 multi-hot target, ``-mean_rows(sum_items(log_softmax(scores) * target))``. One forward scores all J items, so
-no item can be hallucinated and every item is a candidate. For backbones whose LM head is not tied to the input
-embeddings (T5, LLaMA) the paper uses a separate, randomly initialised item matrix [paper App. B.3.1]: the
-head then owns it (``MultinomialHead(n_items=..., hidden_size=...)``).
+no item can be hallucinated and every item is a candidate. For backbones whose LM head is not tied to the
+input embeddings (T5, LLaMA) the paper uses a separate, randomly initialised item matrix [paper App. B.3.1]:
+the head then owns it (``MultinomialHead(n_items=..., hidden_size=...)``).
 
 The hidden state comes from the backbone body (``pooled.backbone_body``), never through the vocabulary LM
 head; the last real position is read from the text mask, so left and right padding give the same logits
@@ -118,7 +118,11 @@ class MultinomialHead(torch.nn.Module):
         return self.own
 
     def _check_matrix(self, weight: torch.Tensor, hidden: int | None, where: str = "") -> None:
-        if weight.dim() != 2 or weight.shape[0] != self.n_items or (hidden is not None and weight.shape[1] != hidden):
+        if (
+            weight.dim() != 2
+            or weight.shape[0] != self.n_items
+            or (hidden is not None and weight.shape[1] != hidden)
+        ):
             want = f"({self.n_items}, {hidden if hidden is not None else 'H'})"
             raise ConfigError(
                 f"{self._context}: item matrix of shape {tuple(weight.shape)}{where}; expected {want} "
@@ -131,7 +135,9 @@ class MultinomialHead(torch.nn.Module):
         hidden = int(target.get_input_embeddings().weight.shape[1])
         family = getattr(getattr(target, "config", None), "model_type", "?")
         self._context = f"method {method!r}: the multinomial head"
-        self._check_matrix(self.matrix(), hidden, f" does not fit backbone {backbone!r} ({family}, hidden {hidden})")
+        self._check_matrix(
+            self.matrix(), hidden, f" does not fit backbone {backbone!r} ({family}, hidden {hidden})"
+        )
 
     # --- forward --------------------------------------------------------------------------------------------
     def last_hidden(self, model: Any, inputs: ModelInputs) -> torch.Tensor:
@@ -142,7 +148,9 @@ class MultinomialHead(torch.nn.Module):
         """(B, H) -> (B, n_items) float32."""
         weight = self.matrix()
         if hidden.shape[-1] != weight.shape[1]:
-            self._check_matrix(weight, hidden.shape[-1], f" against hidden states of width {hidden.shape[-1]}")
+            self._check_matrix(
+                weight, hidden.shape[-1], f" against hidden states of width {hidden.shape[-1]}"
+            )
         out = hidden.to(weight.dtype) @ weight.T
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)
@@ -174,8 +182,8 @@ class MultinomialHead(torch.nn.Module):
         else:
             if len(exclude) != scores.shape[0]:
                 raise ConfigError(
-                    f"{self._context}: {len(exclude)} exclusion lists for {scores.shape[0]} rows; expected one "
-                    f"per row"
+                    f"{self._context}: {len(exclude)} exclusion lists for {scores.shape[0]} rows; "
+                    f"expected one per row"
                 )
             mask = multi_hot(exclude, self.n_items, scores.device).bool()
         return scores.masked_fill(mask, -float("inf"))

@@ -12,7 +12,8 @@ prefix's columns first while the hidden states hold the text positions alone, so
 ``text_offset``. Positions come from the mask, not from the padding side, so left padding, right padding and
 multi-token slots (rows longer than ``Batch.input_ids``) all pool the same real tokens.
 
-The helpers (``backbone_body``, ``hidden_states``, ``last_positions``...) are shared with the multinomial head.
+The helpers (``backbone_body``, ``hidden_states``, ``last_positions``...) are shared with the multinomial
+head.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str = "mean") -> tor
 
 
 def default_pooling(model: Any) -> str:
-    """The protocol's default per family: ``mean`` for encoders (SentenceBERT, MiniLM), ``last`` for decoders."""
+    """The protocol's default per family: ``mean`` for encoders (SentenceBERT, MiniLM), ``last`` for
+    decoders (GPT-2, OPT; rarec.md §3b)."""
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
     family = getattr(getattr(target, "config", None), "model_type", "")
     return "mean" if family in ENCODER_FAMILIES else "last"

@@ -2,7 +2,7 @@
 
 Why a hand-written loop rather than ``model.generate``: injected vectors (slots, multi-token slots) enter
 through ``inputs_embeds`` and layer prefixes through a prefilled KV cache whose mask columns precede the text
-(``ModelInputs.text_offset``), with position ids the injector chose; ``generate`` has no way to take all three.
+(``ModelInputs.text_offset``), with position ids the injector chose; ``generate`` cannot take all three.
 The loop prefills the prompt once and then feeds one token per step against the model's KV cache, so the
 prefix is never re-run. Greedy decoding gives the same tokens as ``model.generate(do_sample=False)``
 (tested).
@@ -51,7 +51,10 @@ class Generation:
 
     def token_ids(self) -> list[list[list[int]]]:
         toks, lens = self.tokens.tolist(), self.lengths.tolist()
-        return [[beam[:n] for beam, n in zip(row, row_lens, strict=True)] for row, row_lens in zip(toks, lens, strict=True)]
+        return [
+            [beam[:n] for beam, n in zip(row, row_lens, strict=True)]
+            for row, row_lens in zip(toks, lens, strict=True)
+        ]
 
     @property
     def best_ids(self) -> list[list[int]]:
@@ -122,7 +125,9 @@ class TextGenerationHead:
 
     def _positive(self, name: str, value: int, least: int) -> int:
         if not isinstance(value, int) or value < least:
-            raise ConfigError(f"method {self.method!r}: text head {name}={value!r}; expected an integer >= {least}")
+            raise ConfigError(
+                f"method {self.method!r}: text head {name}={value!r}; expected an integer >= {least}"
+            )
         return value
 
     def check(self, model: Any, method: str, backbone: str) -> None:
@@ -131,14 +136,18 @@ class TextGenerationHead:
         if not hasattr(target, "get_output_embeddings") or target.get_output_embeddings() is None:
             family = getattr(getattr(target, "config", None), "model_type", "?")
             raise ConfigError(
-                f"method {method!r}: backbone {backbone!r} ({family}, {type(target).__name__}) has no LM head; "
-                f"the text head expected a causal decoder"
+                f"method {method!r}: backbone {backbone!r} ({family}, {type(target).__name__}) has no LM "
+                f"head; the text head expected a causal decoder"
             )
 
     def _eos(self, model: Any) -> list[int]:
         if self.eos_token_id is not None:
             return _ids(self.eos_token_id)
-        for source in (getattr(model, "generation_config", None), getattr(model, "config", None), self.tokenizer):
+        for source in (
+            getattr(model, "generation_config", None),
+            getattr(model, "config", None),
+            self.tokenizer,
+        ):
             ids = _ids(getattr(source, "eos_token_id", None))
             if ids:
                 return ids
@@ -147,7 +156,11 @@ class TextGenerationHead:
     def _pad(self, model: Any, eos: list[int]) -> int:
         if self.pad_token_id is not None:
             return int(self.pad_token_id)
-        for source in (self.tokenizer, getattr(model, "generation_config", None), getattr(model, "config", None)):
+        for source in (
+            self.tokenizer,
+            getattr(model, "generation_config", None),
+            getattr(model, "config", None),
+        ):
             pad = getattr(source, "pad_token_id", None)
             if pad is not None:
                 return int(pad)
@@ -163,7 +176,11 @@ class TextGenerationHead:
         max_new_tokens: int | None = None,
         num_beams: int | None = None,
     ) -> Generation:
-        steps = self.max_new_tokens if max_new_tokens is None else self._positive("max_new_tokens", max_new_tokens, 0)
+        steps = (
+            self.max_new_tokens
+            if max_new_tokens is None
+            else self._positive("max_new_tokens", max_new_tokens, 0)
+        )
         beams = self.num_beams if num_beams is None else self._positive("num_beams", num_beams, 1)
         lm = model.get_base_model() if hasattr(model, "get_base_model") else model
         eos = self._eos(lm)
@@ -233,7 +250,13 @@ class TextGenerationHead:
 
     @staticmethod
     def _beam_step(
-        logp: torch.Tensor, scores: torch.Tensor, finished: torch.Tensor, n: int, width: int, beams: int, pad: int
+        logp: torch.Tensor,
+        scores: torch.Tensor,
+        finished: torch.Tensor,
+        n: int,
+        width: int,
+        beams: int,
+        pad: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Top ``beams`` per row over every live beam's continuations plus every finished beam carried over
         (one extra column, log-probability 0). Returns flat source beams, tokens, carried flags, scores."""
@@ -256,7 +279,11 @@ class TextGenerationHead:
         texts = None
         if self.tokenizer is not None:
             toks, lens = tokens.tolist(), lengths.tolist()
-            flat = [beam[:m] for row, row_lens in zip(toks, lens, strict=True) for beam, m in zip(row, row_lens, strict=True)]
+            flat = [
+                beam[:m]
+                for row, row_lens in zip(toks, lens, strict=True)
+                for beam, m in zip(row, row_lens, strict=True)
+            ]
             decoded = self.tokenizer.batch_decode(flat, skip_special_tokens=True) if flat else []
             k = tokens.shape[1]
             texts = [decoded[i * k : (i + 1) * k] for i in range(tokens.shape[0])]

@@ -33,6 +33,8 @@ class ModelInputs:
         if self.past_key_values is not None:
             out["past_key_values"] = self.past_key_values
             out["use_cache"] = True
+        else:  # no cache is built for a single forward pass
+            out["use_cache"] = False
         return out
 
 

@@ -37,15 +37,15 @@ from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import Injector, ModelInputs
 
 FAMILIES = frozenset({"llama", "gpt2", "bert"})
-# Decoders whose position embedding is relative (RoPE): text positions shift by P so that every prefix key sits
-# before every query, as a real preceding token would; a constant shift leaves text-to-text attention unchanged.
-ROTARY_FAMILIES = frozenset()
+# Decoders with a relative position encoding (RoPE): the text shifts by P so that every prefix key sits before
+# every query, as a real preceding token would; a constant shift leaves text-to-text attention unchanged.
+ROTARY_FAMILIES = frozenset({"llama"})
 
 PrefixInput = torch.Tensor | Sequence[torch.Tensor]
 
 
 def backbone_core(model: Any) -> Any:
-    """The bare transformer (``LlamaModel``, ``GPT2Model``, ``BertModel``) under task heads and peft wrappers."""
+    """The bare transformer (``LlamaModel``, ``GPT2Model``, ``BertModel``) under task heads and peft."""
     if hasattr(model, "get_base_model"):  # peft PeftModel
         model = model.get_base_model()
     return getattr(model, "base_model", model)
@@ -66,7 +66,9 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def _llama_kv(core: Any, prefix: list[torch.Tensor], pre_norm: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _llama_kv(
+    core: Any, prefix: list[torch.Tensor], pre_norm: bool
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     b, p, _ = prefix[0].shape
     positions = torch.arange(p, device=prefix[0].device).unsqueeze(0).expand(b, -1)
     # One rotary table for all layers, as LlamaModel.forward computes it (cos/sin of shape (B, P, hd)).
@@ -82,7 +84,9 @@ def _llama_kv(core: Any, prefix: list[torch.Tensor], pre_norm: bool) -> list[tup
     return out
 
 
-def _gpt2_kv(core: Any, prefix: list[torch.Tensor], pre_norm: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _gpt2_kv(
+    core: Any, prefix: list[torch.Tensor], pre_norm: bool
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     out = []
     for block, d in zip(core.h, prefix, strict=True):
         attn = block.attn
@@ -92,12 +96,19 @@ def _gpt2_kv(core: Any, prefix: list[torch.Tensor], pre_norm: bool) -> list[tupl
     return out
 
 
-def _bert_kv(core: Any, prefix: list[torch.Tensor], pre_norm: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    # Post-LN: the self-attention reads the layer input as it is, so there is no norm to apply (pre_norm unused).
+def _bert_kv(
+    core: Any, prefix: list[torch.Tensor], pre_norm: bool
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    # Post-LN: the self-attention reads the layer input as it is: no norm to apply (pre_norm is unused).
     out = []
     for layer, d in zip(core.encoder.layer, prefix, strict=True):
         sa = layer.attention.self
-        out.append((_split_heads(sa.key(d), sa.attention_head_size), _split_heads(sa.value(d), sa.attention_head_size)))
+        out.append(
+            (
+                _split_heads(sa.key(d), sa.attention_head_size),
+                _split_heads(sa.value(d), sa.attention_head_size),
+            )
+        )
     return out
 
 
@@ -111,11 +122,13 @@ def n_layers(model: Any) -> int:
 def prefix_layers(prefix: PrefixInput, model: Any, batch_size: int) -> list[torch.Tensor]:
     """Validate and normalise ``prefix`` to L tensors (B, P, H); a batch dimension of 1 is broadcast.
 
-    Accepts (B, P, L, H) or a list of L tensors (B, P, H); a wrong shape raises a ``ValueError`` that names the
+    Accepts (B, P, L, H) or a list of L tensors (B, P, H); a wrong shape raises a ``ValueError`` naming the
     expected shape.
     """
     n_l, hidden = n_layers(model), int(model.config.hidden_size)
-    expected = f"expected (B={batch_size} or 1, P, L={n_l}, H={hidden}) or a list of {n_l} tensors (B, P, {hidden})"
+    expected = (
+        f"expected (B={batch_size} or 1, P, L={n_l}, H={hidden}) or a list of {n_l} tensors (B, P, {hidden})"
+    )
     if isinstance(prefix, torch.Tensor):
         if prefix.dim() != 4 or prefix.shape[2] != n_l:
             raise ValueError(f"layer prefix of shape {tuple(prefix.shape)}: {expected}")
@@ -124,7 +137,7 @@ def prefix_layers(prefix: PrefixInput, model: Any, batch_size: int) -> list[torc
         layers = list(prefix)
         if len(layers) != n_l:
             raise ValueError(f"layer prefix with {len(layers)} layers: {expected}")
-    shape = layers[0].shape if layers else ()
+    shape = layers[0].shape
     for t in layers:
         if t.dim() != 3 or t.shape != shape or t.shape[0] not in (1, batch_size) or t.shape[2] != hidden:
             raise ValueError(f"layer prefix with per-layer shape {tuple(t.shape)}: {expected}")
@@ -133,12 +146,15 @@ def prefix_layers(prefix: PrefixInput, model: Any, batch_size: int) -> list[torc
     return [t.expand(batch_size, -1, -1) for t in layers]
 
 
-def prefix_kv(model: Any, prefix: list[torch.Tensor], *, pre_norm: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def prefix_kv(
+    model: Any, prefix: list[torch.Tensor], *, pre_norm: bool = True
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer, the prefix keys/values (B, heads, P, head_dim) through that layer's own K/V projections."""
     family = model_family(model)
     if family not in _KV_BUILDERS:
         raise ConfigError(
-            f"the layer-prefix injector does not support model_type {family!r}; expected one of {sorted(FAMILIES)}"
+            f"the layer-prefix injector does not support model_type {family!r}; "
+            f"expected one of {sorted(FAMILIES)}"
         )
     return _KV_BUILDERS[family](backbone_core(model), prefix, pre_norm)
 
@@ -214,8 +230,10 @@ class LayerPrefix(Injector):
                 raise ValueError(f"prefix_mask of shape {tuple(prefix_mask.shape)}: expected (B={b}, P={p})")
             pmask = prefix_mask.to(device=mask.device, dtype=mask.dtype)
         embeds = model.get_input_embeddings()(batch.input_ids) if inputs_embeds is None else inputs_embeds
-        dtype = embeds.dtype
-        kv = prefix_kv(model, [t.to(dtype) for t in layers], pre_norm=self.pre_norm)
+        dtype = embeds.dtype  # bf16 backbones: the cast keeps the graph, so fp32 producers still train
+        kv = prefix_kv(
+            model, [t.to(device=embeds.device, dtype=dtype) for t in layers], pre_norm=self.pre_norm
+        )
         from transformers import DynamicCache
 
         cache = DynamicCache(ddp_cache_data=kv, config=model.config)
@@ -232,12 +250,14 @@ class LayerPrefix(Injector):
 class PrefixEncoder(nn.Module):
     """Per-layer prefix hidden states from learned context vectors and an optional ID vector.
 
-    ``d^l = [c^l || W^l x + b^l]`` per layer ``l``: ``n_context`` learned vectors ``c^l`` (prefix tuning, Li &
-    Liang 2021; RA-Rec's contextual instruction, Eqs. 5-6) followed by ``id_tokens`` tokens from a layer-specific
-    affine map of the ID vector ``x`` (RA-Rec's reparameterisation, Eqs. 3-4). ``id_dim=0`` gives plain prefix
-    tuning (RA-Rec's "w/o IDRepresentation" ablation). Init: truncated normal, std ``init_std`` cut at
-    ``±init_bound`` (RA-Rec §4.1.4: "truncated normal in [-0.02, 0.02]"). Output: (B, P, L, H), P =
-    ``n_context + id_tokens`` (``id_tokens`` counts only when ``id_dim > 0``).
+    ``d^l = [c^l || W^l x + b^l]`` per layer ``l``: ``n_context`` learned vectors ``c^l`` (prefix tuning,
+    Li & Liang 2021; RA-Rec's contextual instruction, Eqs. 5-6), then ``id_tokens`` tokens from a
+    layer-specific affine map of the ID vector ``x`` (RA-Rec's reparameterisation, Eqs. 3-4).
+    ``id_dim=0`` gives plain prefix tuning (RA-Rec's "w/o IDRepresentation" ablation).
+
+    Init: truncated normal, std ``init_std`` cut at ``±init_bound`` (RA-Rec §4.1.4: "truncated normal in
+    [-0.02, 0.02]"). Output: (B, P, L, H) with P = ``n_context + id_tokens`` (``id_tokens`` counts only
+    when ``id_dim > 0``); the injector's ``prefix`` argument takes it as it is.
     """
 
     def __init__(
@@ -260,7 +280,9 @@ class PrefixEncoder(nn.Module):
         self.id_tokens = id_tokens if id_dim > 0 else 0
 
         def init(*shape: int) -> nn.Parameter:
-            return nn.Parameter(nn.init.trunc_normal_(torch.empty(*shape), std=init_std, a=-init_bound, b=init_bound))
+            return nn.Parameter(
+                nn.init.trunc_normal_(torch.empty(*shape), std=init_std, a=-init_bound, b=init_bound)
+            )
 
         self.context = init(n_layers, n_context, hidden) if n_context else None
         self.weight = init(n_layers, self.id_tokens * hidden, id_dim) if id_dim else None
@@ -271,7 +293,7 @@ class PrefixEncoder(nn.Module):
         return self.n_context + self.id_tokens
 
     def forward(self, ids: torch.Tensor | None = None, batch_size: int | None = None) -> torch.Tensor:
-        """``ids`` (B, id_dim) when ``id_dim > 0``; else ``batch_size`` (default 1, broadcast by the injector)."""
+        """``ids`` (B, id_dim) when ``id_dim > 0``; else ``batch_size`` (default 1, broadcast later)."""
         parts: list[torch.Tensor] = []
         if self.id_dim:
             if ids is None or ids.dim() != 2 or ids.shape[1] != self.id_dim:

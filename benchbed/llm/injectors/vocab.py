@@ -329,7 +329,7 @@ class VocabExtension(Injector):
         """(..., n_type) logits over ``token_type`` only: ``hidden @ W.T (+ b)`` with ``W`` the type's rows
         (tied head) or its own output matrix (``head="separate"``)."""
         key = _key(self._table(table), self._type(token_type))
-        weight = self.rows[key]
+        weight = self.rows[key] if self.head == "tied" else self.out[key]
         bias = self.out_bias[key].to(hidden_states.dtype) if key in self.out_bias else None
         return nn.functional.linear(hidden_states, weight.to(hidden_states.dtype), bias)
 

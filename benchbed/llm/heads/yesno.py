@@ -1,4 +1,4 @@
-"""Yes/No scoring at the answer position, as the CoLLM code does it.
+"""The Yes/No head: scoring at the answer position, as the CoLLM code does it.
 
 score = the logit of the first token of "Yes" at the last prompt position (mode ``yes``), trained with
 BCE-with-logits on the label; ``yes-no`` = logit(Yes) - logit(No), i.e. the logit of P(Yes) renormalised over
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from benchbed.errors import ConfigError
 from benchbed.llm.inject import Batch
+from benchbed.llm.injectors.base import ModelInputs
 
 SCORE_MODES = ("yes", "yes-no")
 
@@ -56,6 +57,33 @@ def answer_logits(
         logits_to_keep=1,
     )
     return out.logits[:, -1, list(token_ids)].float()
+
+
+class YesNoHead:
+    """CTR head: the answer tokens' logits at each row's last real position -> one score per row.
+
+    Left padding (the default) keeps only the last column through the LM head (``logits_to_keep=1``); with
+    right padding the distinct last positions of the batch go through it and each row takes its own."""
+
+    def __init__(self, token_ids: Sequence[int], mode: str = "yes") -> None:
+        if mode not in SCORE_MODES:
+            raise ConfigError(f"score mode {mode!r}: expected one of {', '.join(SCORE_MODES)}")
+        self.token_ids = list(token_ids)
+        self.mode = mode
+
+    def logits(self, model, inputs: ModelInputs, batch: Batch) -> torch.Tensor:
+        """(B, len(token_ids)) float32 logits at each row's last real token."""
+        if batch.side == "left":
+            out = model(**inputs.kwargs(), logits_to_keep=1)
+            return out.logits[:, -1, self.token_ids].float()
+        last = batch.last_pos
+        keep, which = torch.unique(last, return_inverse=True)
+        out = model(**inputs.kwargs(), logits_to_keep=keep)
+        rows = torch.arange(len(batch), device=last.device)
+        return out.logits[rows, which][:, self.token_ids].float()
+
+    def scores(self, model, inputs: ModelInputs, batch: Batch) -> torch.Tensor:
+        return to_score(self.logits(model, inputs, batch), self.mode)
 
 
 def to_score(logits: torch.Tensor, mode: str) -> torch.Tensor:

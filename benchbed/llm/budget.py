@@ -1,0 +1,43 @@
+"""Training budgets in data terms (epochs, training rows/examples, validation rows), one scheme for every
+LLM method.
+
+A wall-clock cap makes a result depend on how busy the machine was, so ``max_seconds`` is off by default
+everywhere (0 / None); a user may set one, and when it fires the stage's ``TrainResult.stopped`` is
+``"time-budget"``, the method's ``record_info`` says ``time_capped: true`` and the runner copies that to the
+record, so the leaderboard marks the row.
+
+``auto`` values resolve from the device profile: on CPU a small budget that lets ``benchbed run --method
+collm`` finish in minutes on 2 cores (a seeded subsample of training rows, a couple of epochs); on a GPU the
+full protocol data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# CoLLM-style CTR methods. CPU: sized for ml-100k + the tiny backbone on 2 cores.
+CPU_BUDGET: dict[str, Any] = {"epochs": 2, "max_train_rows": 4000, "max_valid_rows": 1000, "max_seconds": 0}
+GPU_BUDGET: dict[str, Any] = {"epochs": 2, "max_train_rows": 0, "max_valid_rows": 0, "max_seconds": 0}
+BUDGET_KEYS = tuple(CPU_BUDGET)
+
+
+def resolve(params: Mapping[str, Any], overrides: Mapping[str, Any], on_cpu: bool) -> dict[str, Any]:
+    """``auto`` budget values from the device profile; ``overrides`` (``RunContext.budget``) win over the
+    profile, explicit parameters over both."""
+    profile = CPU_BUDGET if on_cpu else GPU_BUDGET
+    out: dict[str, Any] = {"profile": "cpu" if on_cpu else "gpu"}
+    for key in BUDGET_KEYS:
+        value = params.get(key, "auto")
+        out[key] = overrides.get(key, profile[key]) if value == "auto" else value
+    return out
+
+
+def seconds_cap(value: Any) -> float | None:
+    """A budget's ``max_seconds`` as the training loop takes it: None (off) for 0/None."""
+    return float(value) if value else None
+
+
+def time_capped(stage_results: Iterable[Mapping[str, Any]]) -> bool:
+    """True when any stage's training stopped on the wall-clock cap."""
+    return any(r.get("stopped") == "time-budget" for r in stage_results)
