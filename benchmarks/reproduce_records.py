@@ -61,7 +61,7 @@ def rerun(records: list[Path], out: Path) -> list[dict[str, Any]]:
 
 def compare(a: Path, b: Path) -> int:
     bad = 0
-    for fa in sorted(a.rglob("*.json")):
+    for fa in sorted(a.rglob("*-s[0-9]*.json")):  # run records only (not reproduce.json)
         fb = b / fa.relative_to(a)
         if not fb.is_file():
             print(f"{fa.relative_to(a)}: missing in {b}")

@@ -11,10 +11,15 @@ import torch
 from benchbed.errors import ConfigError
 from benchbed.llm.backbone import load_backbone
 from benchbed.llm.heads.yesno import answer_logits, answer_token_ids, score_with_prefix_cache, to_score
-from benchbed.llm.inject import bucket_batches, collate, embed, encode
+from benchbed.llm.inject import bucket_batches, collate, encode
+from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.llm.lora import add_lora, count_trainable
 from benchbed.llm.train import TrainConfig, epoch_rng, train
 from benchbed.prompts import Slot, load_bank
+
+
+def _embed(model, batch, vectors=None):
+    return SlotVectors().inputs(model, batch, vectors=vectors).inputs_embeds
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +29,7 @@ def tiny():
 
 def _yes_logits(bb, model, enc, rows, vectors=None):
     batch = collate(enc, np.asarray(rows), bb.tokenizer.pad_token_id)
-    embeds = embed(model, batch, vectors)
+    embeds = _embed(model, batch, vectors)
     return answer_logits(model, embeds, batch, answer_token_ids(bb.tokenizer))
 
 
@@ -143,8 +148,8 @@ def test_spliced_positions_hold_exactly_the_vectors_and_nothing_else_changes(tin
     batch = collate(enc, np.arange(2), tiny.tokenizer.pad_token_id)
     g = torch.Generator().manual_seed(0)
     vec = torch.randn(2, 2, tiny.hidden_size, generator=g)
-    plain = embed(tiny.model, batch)
-    spliced = embed(tiny.model, batch, vec)
+    plain = _embed(tiny.model, batch)
+    spliced = _embed(tiny.model, batch, vec)
     for b in range(2):
         for s in range(2):
             assert torch.equal(spliced[b, batch.slot_pos[b, s]], vec[b, s])
@@ -171,7 +176,7 @@ def test_step2_gradient_reaches_only_the_mlp(tiny):
     users, items = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 0])
     logits = answer_logits(
         model,
-        embed(model, batch, {0: mlp(table(users)), 1: mlp(table(items))}),
+        _embed(model, batch, {0: mlp(table(users)), 1: mlp(table(items))}),
         batch,
         answer_token_ids(tiny.tokenizer),
     )

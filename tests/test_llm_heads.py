@@ -125,6 +125,18 @@ def _prefix_inputs(model, batch: Batch, n_prefix: int, *, visible: bool, seed: i
     )
 
 
+def _layer_prefix(model, batch: Batch, n_prefix: int, *, visible: bool, seed: int = 0) -> ModelInputs:
+    """The kit's own layer-prefix injector (RA-Rec): random per-layer prefix states, hidden or shown."""
+    from benchbed.llm.injectors.prefix import LayerPrefix
+
+    gen = torch.Generator().manual_seed(seed)
+    shape = (1, n_prefix, model.config.num_hidden_layers, model.config.hidden_size)
+    prefix = torch.randn(shape, generator=gen)
+    mask = None if visible else torch.zeros((len(batch), n_prefix), dtype=torch.long)
+    with torch.no_grad():
+        return LayerPrefix().inputs(model, batch, prefix=prefix, prefix_mask=mask)
+
+
 # --- multinomial --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("family", ["tiny", "gpt2"])
 @pytest.mark.parametrize("side", SIDES)
@@ -387,6 +399,30 @@ def test_pooled_with_a_layer_prefix_pools_text_positions_only(tiny, side):
     assert not torch.allclose(vec, plain, atol=1e-3)
 
 
+@pytest.mark.parametrize("side", SIDES)
+def test_pooled_minilm_with_the_layer_prefix_injector(minilm, side):
+    """RA-Rec's case: MiniLM with per-layer prefixes in every layer's K/V. A hidden prefix leaves the pooled
+    vector of the plain encoder; a shown one is the mean over exactly the text columns of the wider mask."""
+    model = minilm.model
+    head = PooledHead("mean", normalize=True)
+    b = _minilm_batch(minilm, MINILM_TEXTS, side)
+    plain = head(model, plain_inputs(model, b), b)
+    hidden = head(model, _layer_prefix(model, b, 3, visible=False), b)
+    torch.testing.assert_close(hidden, plain, atol=1e-5, rtol=1e-5)
+    inputs = _layer_prefix(model, b, 3, visible=True)
+    assert inputs.text_offset == 3 and inputs.attention_mask.shape[1] == b.input_ids.shape[1] + 3
+    vec = PooledHead("mean")(model, inputs, b)
+    with torch.no_grad():
+        states = backbone_body(model)(**_layer_prefix(model, b, 3, visible=True).kwargs()).last_hidden_state
+    m = b.attention_mask.unsqueeze(-1).float()
+    torch.testing.assert_close(vec, (states * m).sum(1) / m.sum(1), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(torch.nn.functional.normalize(vec, dim=-1), plain, atol=1e-3)
+    for r, text in enumerate(MINILM_TEXTS[:2]):  # a row alone equals it in the padded batch
+        alone = _minilm_batch(minilm, [text], side)
+        one = PooledHead("mean")(model, _layer_prefix(model, alone, 3, visible=True), alone)
+        torch.testing.assert_close(one[0], vec[r], atol=1e-5, rtol=1e-5)
+
+
 def test_pooled_dot_scores_and_bad_pooling():
     u, v = torch.randn(3, 8), torch.randn(5, 8)
     torch.testing.assert_close(PooledHead.dot(u, v), torch.einsum("bh,nh->bn", u, v))
@@ -557,6 +593,25 @@ def test_generation_after_a_layer_prefix_equals_the_prefix_as_input_tokens(tiny_
     as_tokens = head(model, joined, left)
     assert cached.token_ids() == as_tokens.token_ids()
     torch.testing.assert_close(cached.scores, as_tokens.scores, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["tiny_untied", "gpt2"])
+def test_generation_with_the_layer_prefix_injector(family, request):
+    """A hidden layer prefix decodes as the plain model does; a shown one changes the text, and a row decodes
+    the same alone as in a left- or right-padded batch."""
+    model, tok = request.getfixturevalue(family)
+    head = TextGenerationHead(tok, max_new_tokens=5, num_beams=2)
+    left = _batch(tok, PROMPTS, "left")
+    plain = head(model, plain_inputs(model, left), left)
+    shown = {}
+    for side in SIDES:
+        b = _batch(tok, PROMPTS, side)
+        assert head(model, _layer_prefix(model, b, 2, visible=False), b).token_ids() == plain.token_ids()
+        shown[side] = head(model, _layer_prefix(model, b, 2, visible=True), b)
+    assert shown["left"].token_ids() == shown["right"].token_ids() != plain.token_ids()
+    alone = _batch(tok, PROMPTS[2:3], "right")
+    one = head(model, _layer_prefix(model, alone, 2, visible=True), alone)
+    assert one.token_ids()[0] == shown["left"].token_ids()[2]
 
 
 def test_text_head_bad_input_is_a_one_line_error(minilm):

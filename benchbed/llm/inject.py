@@ -205,26 +205,6 @@ def splice(
     return embeds.index_put((b_idx, pos[b_idx, s_idx]), vec[b_idx, s_idx].to(embeds.dtype))
 
 
-def splice_at_token(
-    embeds: torch.Tensor, input_ids: torch.Tensor, token_id: int, vectors: torch.Tensor
-) -> torch.Tensor:
-    """Alternative placement: overwrite every position holding ``token_id`` with the next row of ``vectors``
-    (row-major order), for prompts that mark slots with a real placeholder token."""
-    mask = input_ids == token_id
-    if int(mask.sum()) != vectors.shape[0]:
-        raise ValueError(f"{int(mask.sum())} placeholder tokens but {vectors.shape[0]} vectors")
-    b_idx, p_idx = mask.nonzero(as_tuple=True)
-    return embeds.index_put((b_idx, p_idx), vectors.to(embeds.dtype))
-
-
-def embed(model, batch: Batch, vectors: torch.Tensor | dict[int, torch.Tensor] | None = None) -> torch.Tensor:
-    """The model's own token embeddings for ``batch``, with ``vectors`` spliced at the slots."""
-    embeds = model.get_input_embeddings()(batch.input_ids)
-    if vectors is None:
-        return embeds
-    return splice(embeds, batch.slot_pos, vectors)
-
-
 def bucket_batches(
     lengths: np.ndarray, batch_size: int, *, rng: np.random.Generator | None = None, bucket_factor: int = 50
 ) -> list[np.ndarray]:

@@ -221,7 +221,7 @@ class TextGenerationHead:
                 src, tok, carried, scores = self._beam_step(logp, scores, finished, n, width, beams, pad)
                 width = beams
             ended = carried | torch.isin(tok, eos_t) | ~torch.isfinite(scores)
-            finished = torch.where(carried, True, ended)
+            finished = ended
             lengths = lengths[src] + (~carried).long()
             seq = torch.cat([seq[src], tok.unsqueeze(1)], dim=1)
             if step == steps - 1 or bool(finished.all()):
