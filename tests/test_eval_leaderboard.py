@@ -140,7 +140,7 @@ def test_paper_rows_join_matching_boards(tmp_path: Path) -> None:
     collm_mf = next(r for r in paper if r.label == "CoLLM-MF" and "Table II" in (r.source or ""))
     assert collm_mf.cells["all/auc"].mean == 0.7295 and collm_mf.cells["all/uauc"].mean == 0.6875
     assert "all/ndcg" in board.columns and board.rows.index(collm_mf) > 2  # ours first
-    only = build_leaderboard([], refs, dataset="amazon-book", include_reference_only=True)
+    only = build_leaderboard([], refs, dataset="amazon-book", task="ctr", include_reference_only=True)
     assert [b.dataset for b in only] == ["amazon-book"] and len(only[0].rows) == 14
 
 

@@ -30,7 +30,7 @@ from benchbed.errors import ConfigError
 from benchbed.settings import get_settings
 
 FORMAT_VERSION = 1
-EXPORTABLE = ("mf", "mf-bpr", "lightgcn", "sasrec", "din", "multivae", "als")
+EXPORTABLE = ("mf", "mf-bpr", "lightgcn", "sasrec", "din", "multivae", "als", "comirec")
 
 
 @dataclass
@@ -128,7 +128,7 @@ def _store(
         "has_sequence": sequence is not None,
         "fit_seconds": round(fit_seconds, 3),
         "trainable_parameters": method.trainable_parameters(),
-        "training": getattr(method, "backbone_info", {}),
+        "training": method.backbone_info,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _write_atomic(path, {"user": user, "item": item, "sequence": sequence}, manifest)

@@ -102,7 +102,7 @@ def index_path(split: Split, mode: str, seed: int) -> Path:
 
 
 def get_index(split: Split, mode: str = "random", seed: int = 0) -> ItemIndex:
-    """The split's index for ``mode``: from this process's memo, else the disk cache, else built and cached."""
+    """The split's index for ``mode``: from this process's memo, else the disk cache, else built, cached."""
     key = (split.hash or split.compute_hash(), mode, seed if mode == "random" else 0)
     if key in _MEMO:
         return _MEMO[key]

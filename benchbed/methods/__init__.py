@@ -18,12 +18,15 @@ _BUILTIN = {
     "din": "benchbed.baselines.recbole_models:DIN",
     "multivae": "benchbed.baselines.recbole_models:MultiVAE",
     "als": "benchbed.baselines.als:ALSRecommender",
+    "comirec": "benchbed.baselines.comirec:ComiRec",
     # LLM methods
     "icl": "benchbed.methods.icl:ICL",
     "tallrec": "benchbed.methods.tallrec:TALLRec",
     "collm": "benchbed.methods.collm:CoLLM",
     "p5-random": "benchbed.methods.p5_random:P5Random",
     "embedproj": "benchbed.methods.embedproj:EmbedProj",
+    "cllm4rec": "benchbed.methods.cllm4rec:CLLM4Rec",
+    "rarec": "benchbed.methods.rarec:RARec",
 }
 for _name, _target in _BUILTIN.items():
     if _name not in METHODS:

@@ -1,1 +1,3 @@
-"""Orchestration: what runs everything else (runner, tune, suite; the coming sweep). Nothing below imports it."""
+"""Orchestration: what runs everything else (runner, tune, suite; the coming sweep).
+
+Nothing below imports it."""

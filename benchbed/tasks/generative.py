@@ -2,7 +2,8 @@
 
 Split: ``leave-one-out`` (test target = each user's last item, history = the earlier items, capped at
 ``history_len``). Items are spelled by the split's item index (``random`` from 1001 by default, or
-``sequential``), handed to every method with the settings (``GenerativeProtocol`` in ``RunContext.setup``). The method answers ``RankRequests`` with
+``sequential``), handed to every method with the settings (``GenerativeProtocol`` in ``RunContext.setup``).
+The method answers ``RankRequests`` with
 up to ``beams`` generated ids per user (constrained beam search: never an invalid id); the task scores them
 with the same ranking functions as ``topk`` with one ground truth (IDCG = 1): HR@5/10 and NDCG@5/10.
 

@@ -7,7 +7,7 @@ Two candidate modes (param ``candidates``):
   stage (``positives: all``) or only its label-1 rows (``positives: label``, labeled data).
 - an int ``N``: each test user ranks its positives plus ``N`` negatives per positive, drawn uniformly without
   replacement from the items the user never interacted with (train, valid or test). They are drawn once per
-  (split hash, stage, N, positives, seed), written to ``<cache>/candidates/`` and kept by the task instance, so
+  (split hash, stage, N, positives, seed), written to ``<cache>/candidates/``, kept by the task instance, so
   every method is ranked against the same lists (RecBole's ``uniN``, per user).
 
 Warm / cold for top-K: a positive belongs to the subset of its row's ``warm`` flag. A subset's metrics use,

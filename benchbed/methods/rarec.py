@@ -1,0 +1,508 @@
+"""``rarec`` (seed 004, RA-Rec, Yu et al.): pretrained ID vectors as layer-wise soft prompts in a frozen LM.
+
+Two towers share one frozen language model (default the real pretrained ``minilm``, all-MiniLM-L6-v2, the
+CPU stand-in for the paper's SentenceBERT): the user tower reads the hard prompt of the user's history titles,
+the item tower the item's title. In every layer l the ID vector of the user (item) from a frozen ID model
+becomes ``p^l = W^l x + b^l`` and, after 2 learned contextual vectors ``c^l``, joins that layer's keys and
+values (queries from the text only) [Eqs. 3-11]; the pooled outputs score by dot product [Eq. 12]. Only the
+alignment module trains, with BPR + lambda * (user + item InfoNCE between ``p^l`` and the text-only hidden
+state of the same entity) [Eqs. 13-16] on a small tuning set chosen by word-overlap denoising and bucketed
+diversity sampling [§3.4] (``rarec_data``). Variants for Table 4 and the text-only tower: ``rarec_towers``.
+
+What is not the paper's (and why) is listed in the defaults' comments; shared/protocols/rarec.md is the
+source of every recommended choice. ID user vectors come from the ID model's export (for ComiRec: the
+interest vector of the user's *training* history), so at test time the valid item is in the text prompt but
+not in the user's ID vector: the embedding cache holds arrays, not the ID model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
+
+import numpy as np
+import torch
+
+from benchbed.api import BaseRecommender, RunContext
+from benchbed.data.schema import Split
+from benchbed.embeddings.store import EXPORTABLE
+from benchbed.errors import ConfigError, DataError
+from benchbed.llm import stages
+from benchbed.llm.backbone import load_backbone
+from benchbed.llm.heads.pooled import default_pooling
+from benchbed.llm.inject import special_prefix
+from benchbed.llm.injectors.prefix import LayerPrefix, n_layers
+from benchbed.llm.train import TrainConfig, train
+from benchbed.methods.rarec_data import SELECTIONS, candidates, select, title_words
+from benchbed.methods.rarec_towers import (
+    ID_VARIANTS,
+    INPUT_VARIANTS,
+    USER_PROMPT,
+    VARIANTS,
+    Prompts,
+    SidePrompt,
+    Towers,
+    info_nce,
+)
+
+# Budgets in data terms. CPU: a seeded sample of 600 tuning samples, 1 epoch, prompts cut to 64 tokens
+# (~6 recent ml-100k titles), no validation passes: `benchbed run --method rarec` then trains in minutes on
+# 2 cores. GPU: the paper's scale, ~6% of the candidates (Table 5: 20w of 330w), 512-token prompts.
+CPU_BUDGET: dict[str, Any] = {"train_samples": 600, "epochs": 1, "max_tokens": 64, "valid_users": 0}
+GPU_BUDGET: dict[str, Any] = {"train_samples": 0.06, "epochs": 3, "max_tokens": 512, "valid_users": 2000}
+BUDGET_KEYS = tuple(CPU_BUDGET)
+MISSING_TITLES = ("error", "id")
+USER_IDS = ("export", "history")
+ID_HISTORY = 20  # ComiRec's maxlen (authors' src/train.py): the window of the "history" user vector
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+class RARec(BaseRecommender):
+    """RA-Rec: ID-vector layer prefixes in a frozen LM, two towers, BPR + InfoNCE alignment."""
+
+    name: ClassVar[str] = "rarec"
+    tasks: ClassVar[frozenset[str]] = frozenset({"topk"})
+    score_kind: ClassVar[str] = "score"
+    defaults: ClassVar[dict[str, Any]] = {
+        "backbone": "minilm",  # CPU stand-in for SentenceBERT (§4.1.4); any HF encoder/decoder id or path
+        "variant": "full",  # Table 4 ablations and the text towers: see rarec_towers.VARIANTS
+        "id_model": "comirec",  # §4.1.4: ComiRec with 1 interest; any exporting baseline (sasrec, als, ...)
+        "id_params": None,  # parameters of the ID model (None: its defaults)
+        "permute_ids": False,  # negative control: ID rows permuted across users and across items
+        "selection": "efficient",  # §3.4 denoising + diversity buckets; random | all (Table 5)
+        "train_samples": "auto",  # tuning-set size (§4.1.1: 200K/300K); auto: see CPU_BUDGET/GPU_BUDGET
+        "epochs": "auto",  # not given; auto: CPU 1, GPU 3
+        "max_tokens": "auto",  # prompt cut (most recent titles kept, rarec.md §3i.8); auto: CPU 96, GPU 512
+        "valid_users": "auto",  # validation users for best-epoch selection (NDCG@10); auto: CPU 0, GPU 2000
+        "history_len": 50,  # titles considered per history (benchbed's topk history_len)
+        "batch_size": 32,  # not given (rarec.md suggests 256 on a GPU; 32 keeps CPU steps short)
+        "lr": 5e-4,  # §4.1.4: AdamW, initial learning rate 5e-4
+        "lam": 0.1,  # lambda of Eq. 16: not given; rarec.md §3f suggests 0.1 (sweep 0.01/0.1/1)
+        "tau": 0.5,  # §4.1.4: temperature 0.5
+        "reg": 1e-6,  # lambda_Theta of Eq. 13: not given; rarec.md §3f suggests 1e-6
+        "pooling": "auto",  # not given: mean for encoders, last token for decoders (rarec.md §3b)
+        "user_prompt": USER_PROMPT,  # §3.1.1's hard prompt
+        "missing_titles": "error",  # items without a title: error | id (the raw id as its title)
+        # The user's ID vector: "export" = the ID model's exported user row (§3.1.2: u from the trained ID
+        # model; for ComiRec the interest vector of the whole training history, so a training sample's
+        # target is inside it); "history" = the mean of the ID model's item vectors over the last 20 items
+        # before the prediction point (ComiRec's maxlen), the same history the text tower reads (rarec.md
+        # §3i.4 asks for the vector at prediction time, which the array cache cannot give).
+        "user_ids": "export",
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p = self.params
+        if p["variant"] not in VARIANTS:
+            raise ConfigError(
+                f"method 'rarec': variant {p['variant']!r}; expected one of {', '.join(VARIANTS)}"
+            )
+        if p["id_model"] not in EXPORTABLE and not str(p["id_model"]).startswith("recbole:"):
+            raise ConfigError(
+                f"method 'rarec': id_model {p['id_model']!r} exports no ID embeddings; expected one of "
+                f"{', '.join(EXPORTABLE)}"
+            )
+        if p["selection"] not in SELECTIONS:
+            raise ConfigError(
+                f"method 'rarec': selection {p['selection']!r}; expected one of {', '.join(SELECTIONS)}"
+            )
+        if p["user_ids"] not in USER_IDS:
+            raise ConfigError(f"method 'rarec': user_ids {p['user_ids']!r}; expected one of {USER_IDS}")
+        if p["missing_titles"] not in MISSING_TITLES:
+            raise ConfigError(
+                f"method 'rarec': missing_titles {p['missing_titles']!r}; expected one of {MISSING_TITLES}"
+            )
+        for key in ("history_len", "batch_size"):
+            if not _positive_int(p[key]):
+                raise ConfigError(f"method 'rarec': {key} must be a positive integer, got {p[key]!r}")
+        for key in BUDGET_KEYS:
+            value = p[key]
+            ok = value == "auto" or _positive_int(value) or (key == "valid_users" and value == 0)
+            if not ok:
+                raise ConfigError(
+                    f"method 'rarec': {key} must be 'auto' or a positive integer, got {value!r}"
+                )
+        self.info: dict[str, Any] = {}
+        self._items: torch.Tensor | None = None
+
+    # --- hooks ----------------------------------------------------------------------------------------------
+    def companions(self) -> list[tuple[str, dict[str, Any]]]:
+        """The ID model and the text-only tower (w/o IDRepresentation) with the same budget, so the board
+        after ``benchbed run --method rarec`` holds RA-Rec > max(ID model, text) or not. The ID model's run
+        also leaves its embeddings in the cache, where this run then finds them."""
+        p = self.params
+        if p["variant"] != "full" or p["permute_ids"]:
+            return []
+        same = {k: v for k, v in p.items() if v != self.defaults[k] and k not in ("variant", "permute_ids")}
+        return [(p["id_model"], dict(p["id_params"] or {})), ("rarec", {**same, "variant": "no_id"})]
+
+    def record_info(self) -> dict[str, Any]:
+        return dict(self.info)
+
+    def trainable_parameters(self) -> int:
+        sides = getattr(self, "sides", None)
+        return 0 if sides is None else int(sum(p.numel() for p in sides.parameters() if p.requires_grad))
+
+    # --- fit ----------------------------------------------------------------------------------------------
+    def _budget(self, on_cpu: bool, ctx: RunContext) -> dict[str, Any]:
+        profile = CPU_BUDGET if on_cpu else GPU_BUDGET
+        out: dict[str, Any] = {"profile": "cpu" if on_cpu else "gpu"}
+        for key in BUDGET_KEYS:
+            value = self.params[key]
+            out[key] = ctx.budget.get(key, profile[key]) if value == "auto" else value
+            out[f"{key}_auto"] = value == "auto"
+        return out
+
+    def _titles(self, split: Split) -> list[str]:
+        items = split.data.items
+        titles = items["title"].fillna("").astype(str).str.strip()
+        empty = titles == ""
+        if empty.any():
+            n = int(empty.sum())
+            if self.params["missing_titles"] == "error":
+                raise DataError(
+                    f"dataset {split.data.name!r}: {n} of {len(items)} items have no title and rarec's "
+                    "towers read titles; drop them in the recipe or set missing_titles=id ('item <raw id>')"
+                )
+            titles = titles.where(~empty, "item " + items["raw_id"].astype(str))
+        self.info["items_without_title"] = int(empty.sum())
+        return titles.tolist()
+
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        p = self.params
+        variant = p["variant"]
+        titles = self._titles(split)
+        budget = self._budget(not str(ctx.device).startswith("cuda"), ctx)
+        self.budget = budget
+        # the backbone first: an unsupported one fails before the ID model trains
+        bb = load_backbone(p["backbone"], device=ctx.device, dtype=ctx.dtype)
+        model = bb.model
+        for param in model.parameters():
+            param.requires_grad_(False)
+        model.eval()  # frozen: no dropout either
+        if variant in ("full", "no_id", "no_reparam", "no_context"):
+            LayerPrefix().check(model, self.name, p["backbone"])
+        # ID vectors (the text towers need none)
+        self.user_ids = self.item_ids = None
+        id_info: dict[str, Any] | None = None
+        if variant in ID_VARIANTS:
+            emb = ctx.embedding_source(self.name).get(
+                split, p["id_model"], params=p["id_params"], seed=ctx.seed, feedback="interactions"
+            )
+            user, item = np.asarray(emb.user, np.float32), np.asarray(emb.item, np.float32)
+            if (
+                user.shape[0] != split.n_users
+                or item.shape[0] != split.n_items
+                or user.shape[1] != item.shape[1]
+            ):
+                raise ConfigError(
+                    f"method 'rarec': ID model {p['id_model']!r} exported {user.shape} users / {item.shape} "
+                    f"items; expected ({split.n_users}, d) / ({split.n_items}, d)"
+                )
+            if p["permute_ids"]:
+                rng = np.random.default_rng([ctx.seed, 0x9E57])
+                user, item = user[rng.permutation(len(user))], item[rng.permutation(len(item))]
+            self.user_ids, self.item_ids = torch.from_numpy(user), torch.from_numpy(item)
+            id_info = {
+                "model": p["id_model"],
+                "params": emb.manifest.get("params"),
+                "params_hash": emb.manifest.get("params_hash"),
+                "artifact": str(emb.path) if emb.path else None,
+                "cache_hit": emb.cache_hit,
+                "dim": int(user.shape[1]),
+                "permuted": bool(p["permute_ids"]),
+            }
+        self.device = bb.device
+        self.model = model
+        self.backbone_info = dict(bb.info)
+        self.prompts = Prompts(bb.tokenizer, titles, int(budget["max_tokens"]), p["user_prompt"])
+        pooling = default_pooling(model) if p["pooling"] == "auto" else p["pooling"]
+        lead = len(special_prefix(bb.tokenizer))
+        self.towers = Towers(model, int(bb.tokenizer.pad_token_id), bb.device, pooling, lead)
+        n_l, hidden = n_layers(model), int(model.config.hidden_size)
+        id_dim = 0 if self.user_ids is None else int(self.user_ids.shape[1])
+        vocab = model.get_input_embeddings().weight if variant == "project_inputs" else None
+        devices = [torch.cuda.current_device()] if str(bb.device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(ctx.seed)
+            self.sides = torch.nn.ModuleDict(
+                {s: SidePrompt(variant, n_l, hidden, id_dim, vocab) for s in ("user", "item")}
+            ).to(bb.device)
+        self.user_side = cast(SidePrompt, self.sides["user"])
+        self.item_side = cast(SidePrompt, self.sides["item"])
+        self.soft: int = self.user_side.length if variant in INPUT_VARIANTS else 0
+        self._items = None
+        self.seqs = split.train_sequences()
+        ctx.say(
+            f"rarec: variant {variant}, backbone {p['backbone']} ({bb.info.get('id')}), "
+            f"{self.trainable_parameters():,} trainable parameters, {budget['profile']} budget "
+            f"(samples {budget['train_samples']}, epochs {budget['epochs']}, {budget['max_tokens']} tokens)"
+        )
+        self.info.update(
+            {
+                "variant": variant,
+                "budget": budget,
+                "id_model": id_info,
+                "pooling": pooling,
+                "trainable_parameters": self.trainable_parameters(),
+            }
+        )
+        if variant == "zero_shot":
+            self.info["training"] = None
+            return
+        self._train(split, ctx, budget, titles)
+
+    def _train(self, split: Split, ctx: RunContext, budget: dict[str, Any], titles: list[str]) -> None:
+        p = self.params
+        pool = candidates(self.seqs)
+        if len(pool) == 0:
+            raise DataError(f"split of {split.data.name!r}: no user has 2 training interactions to tune on")
+        size = budget["train_samples"]
+        if p["selection"] == "all":
+            size = None
+        elif isinstance(size, float):  # the GPU profile's share of the candidates
+            size = max(1, round(size * len(pool)))
+        auto = budget["train_samples_auto"]
+        words = [title_words(t) for t in titles]
+        popularity = np.bincount(split.train["item"].to_numpy(), minlength=split.n_items)
+        try:
+            chosen, sel_info = select(
+                p["selection"],
+                pool,
+                size=size,
+                seqs=self.seqs,
+                words=words,
+                popularity=popularity,
+                history_len=int(p["history_len"]),
+                seed=ctx.seed,
+            )
+        except ConfigError:
+            if not auto:
+                raise
+            chosen, sel_info = select(  # an auto budget is a cap: keep what the data has
+                p["selection"],
+                pool,
+                size=None,
+                seqs=self.seqs,
+                words=words,
+                popularity=popularity,
+                history_len=int(p["history_len"]),
+                seed=ctx.seed,
+            )
+        ctx.say(
+            f"rarec: {sel_info['kept']} tuning samples ({p['selection']}) of {sel_info['candidates']} "
+            f"candidates"
+            + (f", {sel_info['after_denoising']} after denoising" if "after_denoising" in sel_info else "")
+        )
+        self.info["data"] = sel_info
+        identity = {
+            "split": split.hash or split.compute_hash(),
+            "backbone": {k: self.backbone_info.get(k) for k in ("id", "revision", "dtype")},
+            "id_model": {
+                k: (self.info["id_model"] or {}).get(k) for k in ("model", "params_hash", "permuted")
+            },
+            "params": {k: v for k, v in p.items() if k not in ("valid_users",)},
+            "budget": {k: budget[k] for k in BUDGET_KEYS},
+            "kept": sel_info["kept"],
+            "seed": ctx.seed,
+        }
+        st = stages.stage(ctx.cache_dir, "rarec-align", identity)
+        named = {n: q for n, q in self.sides.named_parameters() if q.requires_grad}
+
+        def load(blob: dict[str, Any]) -> None:
+            self.sides.load_state_dict(blob["sides"])
+
+        def train_fn(stage_dir: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            result = self._train_loop(split, ctx, chosen, budget, named, stage_dir)
+            return {"sides": self.sides.state_dict()}, {"train": result}
+
+        start = time.perf_counter()
+        outcome = stages.run_or_load(st, train_fn, load)
+        self.info["training"] = {**outcome.info(), "seconds": round(time.perf_counter() - start, 3)}
+
+    def _train_loop(
+        self,
+        split: Split,
+        ctx: RunContext,
+        chosen: Any,
+        budget: dict[str, Any],
+        named: dict[str, torch.nn.Parameter],
+        stage_dir: Any,
+    ) -> dict[str, Any]:
+        p = self.params
+        n, bs = len(chosen), int(p["batch_size"])
+        hl = int(p["history_len"])
+        sample_hist = [
+            self.seqs[int(u)][max(0, int(k) - hl) : int(k)]
+            for u, k in zip(chosen.users, chosen.positions, strict=True)
+        ]
+        user_rows = [self.prompts.user(h, self.soft) for h in sample_hist]
+        seen = {u: set(s.tolist()) for u, s in self.seqs.items()}
+        n_items = split.n_items
+        variant = p["variant"]
+        align = float(p["lam"]) > 0 and variant in ID_VARIANTS
+        n_align = 1 if variant in INPUT_VARIANTS else n_layers(self.model)
+        item_states = self._item_text_states(n_align) if align else None
+        user_states: dict[int, torch.Tensor] = {}
+
+        def batches(epoch: int) -> list[np.ndarray]:
+            rng = np.random.default_rng([ctx.seed, 0x7A11, epoch])
+            order = rng.permutation(n)
+            out = []
+            for start in range(0, n, bs):
+                rows = order[start : start + bs]
+                neg = np.empty(len(rows), dtype=np.int64)
+                for j, r in enumerate(rows):  # one uniform negative the user never interacted with (§3.3)
+                    mine = seen[int(chosen.users[r])]
+                    while True:
+                        cand = int(rng.integers(n_items))
+                        if cand not in mine:
+                            break
+                    neg[j] = cand
+                out.append(np.stack([rows, neg], axis=1))
+            return out
+
+        def loss_fn(batch: np.ndarray) -> torch.Tensor:
+            rows, neg = batch[:, 0], batch[:, 1]
+            users = chosen.users[rows]
+            pos = chosen.targets[rows]
+            u_ids = self._uid(users, [sample_hist[r] for r in rows])
+            u_vec, u_al = self.towers.encode(self.user_side, [user_rows[r] for r in rows], u_ids)
+            both = np.concatenate([pos, neg])
+            i_vec, i_al = self.towers.encode(
+                self.item_side, [self.prompts.item(int(i), self.soft) for i in both], self._iid(both)
+            )
+            b = len(rows)
+            s_pos = (u_vec * i_vec[:b]).sum(-1)
+            s_neg = (u_vec * i_vec[b:]).sum(-1)
+            loss = -torch.nn.functional.logsigmoid(s_pos - s_neg).mean()  # BPR, Eq. 13
+            if align:
+                assert u_al is not None and i_al is not None and item_states is not None
+                missing = [int(r) for r in rows if int(r) not in user_states]
+                if missing:
+                    states = self.towers.text_states([user_rows[r] for r in missing], n_align)
+                    user_states.update(zip(missing, states.cpu(), strict=True))
+                h_u = torch.stack([user_states[int(r)] for r in rows]).to(u_al.device)
+                h_i = item_states[torch.as_tensor(pos)].to(i_al.device)
+                l_ua = info_nce(u_al, h_u, torch.as_tensor(users, device=u_al.device), float(p["tau"]))
+                l_ia = info_nce(i_al[:b], h_i, torch.as_tensor(pos, device=i_al.device), float(p["tau"]))
+                loss = loss + float(p["lam"]) * (l_ua + l_ia)  # Eq. 16
+            if float(p["reg"]) > 0:
+                loss = loss + float(p["reg"]) * sum((q**2).sum() for q in named.values())
+            return loss
+
+        valid_users = int(budget["valid_users"])
+        eval_fn = (lambda: self._valid_ndcg(split, valid_users, ctx.seed)) if valid_users > 0 else None
+        cfg = TrainConfig(
+            lr=float(p["lr"]),
+            weight_decay=0.0,  # lambda_Theta is the L2 term of Eq. 13 (in the loss)
+            epochs=int(budget["epochs"]),
+            warmup_ratio=0.0,  # §4.1.4 names no warmup; the kit's schedule then decays (cosine, not linear)
+            evals_per_epoch=1,
+            patience=2,
+        )
+        n_batches = -(-n // bs)
+        result = train(
+            named,
+            batches,
+            n_batches,
+            loss_fn,
+            cfg,
+            eval_fn=eval_fn,
+            checkpoint_dir=stage_dir,
+            log=ctx.log,
+            modules=[self.sides],
+        )
+        self.model.eval()
+        out = result.as_dict()
+        out["samples_per_s"] = out.pop("rows_per_s")
+        return out
+
+    # --- helpers ------------------------------------------------------------------------------------------
+    def _uid(self, users: np.ndarray, histories: Sequence[Any]) -> torch.Tensor | None:
+        if self.user_ids is None or self.item_ids is None:
+            return None
+        if self.params["user_ids"] == "export":
+            return self.user_ids[torch.as_tensor(users)].to(self.device)
+        out = torch.zeros(len(users), self.item_ids.shape[1])
+        for r, h in enumerate(histories):
+            window = np.asarray(h, dtype=np.int64)[-ID_HISTORY:]
+            if len(window):
+                out[r] = self.item_ids[torch.as_tensor(window)].mean(dim=0)
+        return out.to(self.device)
+
+    def _iid(self, items: np.ndarray) -> torch.Tensor | None:
+        return None if self.item_ids is None else self.item_ids[torch.as_tensor(items)].to(self.device)
+
+    @torch.no_grad()
+    def _item_text_states(self, n_align: int) -> torch.Tensor:
+        n = len(self.prompts.titles)
+        out = [
+            self.towers.text_states([self.prompts.item(i) for i in range(s, min(s + 256, n))], n_align).cpu()
+            for s in range(0, n, 256)
+        ]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def item_matrix(self, batch_size: int = 256) -> torch.Tensor:
+        """(n_items, H): the item tower over every item, computed once per trained state and cached."""
+        if self._items is None:
+            self.sides.eval()
+            n = len(self.prompts.titles)
+            parts = []
+            for s in range(0, n, batch_size):
+                items = np.arange(s, min(s + batch_size, n))
+                rows = [self.prompts.item(int(i), self.soft) for i in items]
+                vec, _ = self.towers.encode(self.item_side, rows, self._iid(items))
+                parts.append(vec)
+            self._items = torch.cat(parts)
+        return self._items
+
+    @torch.no_grad()
+    def user_matrix(
+        self, users: np.ndarray, histories: list[list[int]], batch_size: int = 64
+    ) -> torch.Tensor:
+        self.sides.eval()
+        hl = int(self.params["history_len"])
+        parts = []
+        for s in range(0, len(users), batch_size):
+            rows = [self.prompts.user(h[-hl:], self.soft) for h in histories[s : s + batch_size]]
+            vec, _ = self.towers.encode(
+                self.user_side,
+                rows,
+                self._uid(np.asarray(users[s : s + batch_size]), histories[s : s + batch_size]),
+            )
+            parts.append(vec)
+        return torch.cat(parts) if parts else torch.zeros(0, self.item_matrix().shape[1])
+
+    def score_all(self, users: np.ndarray, histories: list[list[int]]) -> np.ndarray:
+        if getattr(self, "sides", None) is None:
+            raise ConfigError("method 'rarec' must be fitted before it can score")
+        u = self.user_matrix(np.asarray(users, dtype=np.int64), histories)
+        return (u @ self.item_matrix().T).cpu().numpy().astype(np.float64)
+
+    def _valid_ndcg(self, split: Split, max_users: int, seed: int) -> float:
+        """NDCG@10 on up to ``max_users`` validation users (full ranking, training items masked); the item
+        tower is recomputed because the item prefixes changed since the last evaluation."""
+        self._items = None
+        valid = split.valid
+        users = np.array(sorted(valid["user"].unique()), dtype=np.int64)
+        if len(users) > max_users:
+            users = np.sort(np.random.default_rng([seed, 0xE7A1]).choice(users, max_users, replace=False))
+        target = valid.groupby("user")["item"].first().to_dict()
+        hist = [self.seqs.get(int(u), np.zeros(0, dtype=np.int64)).tolist() for u in users]
+        scores = self.score_all(users, hist)
+        total = 0.0
+        for r, u in enumerate(users):
+            row = scores[r]
+            row[np.asarray(hist[r], dtype=np.int64)] = -np.inf
+            t = int(target[int(u)])
+            rank = int((row > row[t]).sum())
+            total += 1.0 / np.log2(rank + 2) if rank < 10 else 0.0
+        self._items = None
+        return total / max(len(users), 1)
