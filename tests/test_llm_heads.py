@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 import torch
+from tiny_models import frozen, tiny_gpt2
 
 from benchbed.errors import ConfigError
 from benchbed.llm.backbone import build_tiny, load_backbone
@@ -32,44 +33,24 @@ PROMPTS = [
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------
-def _frozen(model):
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 @pytest.fixture(scope="module")
 def tiny():
     model, tok = build_tiny()
-    return _frozen(model), tok
+    return frozen(model), tok
 
 
 @pytest.fixture(scope="module")
 def tiny_untied():
     """The tiny Llama with its own LM head: the tied one mostly repeats the last token, too easy to match."""
     model, tok = build_tiny(tie_word_embeddings=False)
-    return _frozen(model), tok
+    return frozen(model), tok
 
 
 @pytest.fixture(scope="module")
 def gpt2(tiny):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    tok = tiny[1]
-    config = GPT2Config(
-        vocab_size=len(tok),
-        n_positions=128,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=tok.cls_token_id,
-        eos_token_id=tok.sep_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(1)
-    return _frozen(GPT2LMHeadModel(config)), tok
+    return tiny_gpt2(tiny[1], n_positions=128), tiny[1]
 
 
 @pytest.fixture(scope="module")
@@ -538,7 +519,7 @@ def test_beam_with_every_hypothesis_kept_is_exhaustive_search():
         tie_word_embeddings=False,
     )
     torch.manual_seed(3)
-    model = _frozen(GPT2LMHeadModel(config))
+    model = frozen(GPT2LMHeadModel(config))
     prompts = [[1, 2, 3, 4], [2, 0]]
     eos, T = 5, 3
     hyps = [(*body, eos) for n in range(T) for body in itertools.product(range(5), repeat=n)]

@@ -88,6 +88,13 @@ def test_collm_beats_tallrec_on_warm_rows_and_reuses_stage1_after_a_kill():
     assert collm.template_info["hash"] == collm.bank.hash("cf") != tallrec.template_info["hash"]
     assert collm.backbone_info["id"] == "tiny" and collm.backbone_info["dtype"] == "float32"
     assert collm.trainable_parameters() > tallrec.trainable_parameters() > 0
+    # the kit's faster scoring (token-budget batches; prefix reuse per (user, history), the user slot shared)
+    # gives the same scores as the default row batches, to float rounding
+    rows_scores = collm.score(requests(warm))
+    for batching in ("tokens", "prefix"):
+        collm.scorer.batching = batching  # type: ignore[union-attr]
+        np.testing.assert_allclose(collm.score(requests(warm)), rows_scores, rtol=0, atol=1e-5)
+    collm.scorer.batching = "rows"  # type: ignore[union-attr]
 
 
 def test_tallrec_reads_titles_where_mf_knows_nothing():
@@ -141,6 +148,8 @@ def test_bad_inputs_fail_before_training_with_one_line_errors(tmp_path: Path):
         CoLLM(backbone="minilm")
     with pytest.raises(ConfigError, match="tuning='t4'"):
         CoLLM(tuning="t4")
+    with pytest.raises(ConfigError, match=r"score_batching='fast'; expected one of rows, tokens, prefix"):
+        TALLRec(score_batching="fast")
     bank = tmp_path / "bank.yaml"
     text = (Path(__file__).resolve().parents[1] / "benchbed/prompts/ctr.yaml").read_text()
     bank.write_text(text.replace("encoded in the feature {user_emb}.", "encoded in the feature.", 1))

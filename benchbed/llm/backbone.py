@@ -28,7 +28,7 @@ import torch
 
 from benchbed.errors import ConfigError
 
-PRESETS = ("tiny", "minilm")
+PRESETS = ("tiny", "tiny-gpt2", "minilm")  # tiny-gpt2: benchbed.llm.tiny_gpt2 (tied LM head, CLLM4Rec)
 # Hub ids of the backbones the papers used (CoLLM: Vicuna-7B, Qwen2-1.5B; TALLRec: Llama-2-7B;
 # CLLM4Rec: GPT-2; OpenP5/ILM family: OpenLLaMA-3B). Vicuna v1.3 is the Llama-1-based release closest to
 # CoLLM's MiniGPT-4 setup.
@@ -194,8 +194,12 @@ def load_backbone(
     Errors are one line and say what to do: an unknown bare name suggests the presets/aliases; a hub id that
     is neither cached nor reachable says ``use --backbone tiny or a local path``.
     """
-    dev, torch_dtype = resolve_device(device, dtype)
     name = str(name_or_path)
+    if name == "tiny-gpt2":  # its own module: a GPT-2 config with a tied head, same record shape
+        from benchbed.llm.tiny_gpt2 import load_tiny_gpt2
+
+        return load_tiny_gpt2(device=device, dtype=dtype)
+    dev, torch_dtype = resolve_device(device, dtype)
     info: dict[str, Any]
     if name == "tiny":
         model, tok = build_tiny()

@@ -25,7 +25,7 @@ from benchbed.llm.budget import BUDGET_KEYS, resolve, seconds_cap, time_capped
 from benchbed.llm.heads.yesno import SCORE_MODES, bce_loss
 from benchbed.llm.lora import LoraSpec, add_lora, load_lora_state, lora_state
 from benchbed.llm.train import TrainConfig, TrainResult, train
-from benchbed.llm.yesno import Rows, VectorFn, YesNoScorer, rows_from_frame
+from benchbed.llm.yesno import SCORE_BATCHING, Rows, VectorFn, YesNoScorer, rows_from_frame
 from benchbed.prompts import load_bank
 
 PROMPT_DEFAULTS: dict[str, Any] = {
@@ -35,6 +35,9 @@ PROMPT_DEFAULTS: dict[str, Any] = {
     "max_title_chars": 100,
     "max_length": 512,  # tokens; oldest history is cut first
     "batch_size": 16,  # CoLLM ML-1M: 16 (Amazon: 8)
+    # scoring batches: rows (as the committed records) | tokens (token budget) | prefix (rows of one user and
+    # history share the prompt prefix, encoded once; 2.3x on CPU, scores within ~1e-7; benchbed.llm.batching)
+    "score_batching": "rows",
 }
 TRAIN_DEFAULTS: dict[str, Any] = {
     **PROMPT_DEFAULTS,
@@ -106,12 +109,19 @@ class PromptCTRMethod(BaseRecommender):
     score_kind: ClassVar[str] = "logit"  # scores are logits: sigmoid gives P(Yes)
     view: ClassVar[str] = "text"
     needs_decoder: ClassVar[bool] = True
+    # slots whose vector depends on the user only, so prefix reuse may share them within a (user, history)
+    shared_slots: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         if self.params.get("score", "yes") not in SCORE_MODES:
             raise ConfigError(
                 f"method {self.name!r}: score={self.params['score']!r}; expected one of {SCORE_MODES}"
+            )
+        if self.params.get("score_batching", "rows") not in SCORE_BATCHING:
+            raise ConfigError(
+                f"method {self.name!r}: score_batching={self.params['score_batching']!r}; expected one of "
+                f"{', '.join(SCORE_BATCHING)}"
             )
         # fail before a run starts: bad backbone names and templates without their placeholders
         check_backbone_name(str(self.params["backbone"]))
@@ -171,6 +181,8 @@ class PromptCTRMethod(BaseRecommender):
             max_length=int(self.params["max_length"]),
             batch_size=int(self.params["batch_size"]),
             score_mode=str(self.params.get("score", "yes-no")),
+            batching=str(self.params.get("score_batching", "rows")),
+            shared_slots=self.shared_slots,
         )
         self.model = self.backbone.model
         ctx.say(
@@ -300,7 +312,7 @@ class PromptCTRMethod(BaseRecommender):
             return bce_loss(scores, labels[torch.as_tensor(batch.rows, device=labels.device)])
 
         def eval_fn() -> float:
-            return auc(valid_labels, scorer.score(model, enc_valid, valid_vec))
+            return auc(valid_labels, scorer.score(model, enc_valid, valid_vec, keys=prefix_keys(prep.valid)))
 
         class _Epoch:
             def __init__(self, epoch: int, skip: int = 0) -> None:
@@ -340,7 +352,7 @@ class PromptCTRMethod(BaseRecommender):
             histories=[list(h) for h in requests.histories],
         )
         enc = self.scorer.encode(rows, which, self.view)
-        return self.scorer.score(self.model, enc, self.vectors_for(rows))
+        return self.scorer.score(self.model, enc, self.vectors_for(rows), keys=prefix_keys(rows))
 
     def trainable_parameters(self) -> int:
         return self._trainable
@@ -356,6 +368,11 @@ class PromptCTRMethod(BaseRecommender):
         if time_capped(trained):
             info["time_capped"] = True
         return info
+
+
+def prefix_keys(rows: Rows) -> list[tuple[int, tuple[int, ...]]]:
+    """Rows with equal keys share their prompt up to the target item (``score_batching: prefix``)."""
+    return [(int(u), tuple(int(i) for i in h)) for u, h in zip(rows.users, rows.histories, strict=True)]
 
 
 def _bind(vector_fn: Any, rows: Rows) -> Any:

@@ -7,8 +7,7 @@ initialised, with the bundled BERT WordPiece tokenizer of the ``tiny`` preset (n
 embeddings and residuals as the authors' ``_config`` (src/training.py; attention dropout off, see below), and
 1024 positions as GPT-2. It tests the pipeline, not the method: its weights know no language.
 
-Should become a kit preset (``tiny-gpt2`` in ``benchbed.llm.backbone.PRESETS``); until then
-``load_tiny_gpt2`` returns the same ``Backbone`` record ``load_backbone`` would.
+A kit preset: ``load_backbone("tiny-gpt2")`` (``benchbed.llm.backbone.PRESETS``) returns ``load_tiny_gpt2()``.
 """
 
 from __future__ import annotations

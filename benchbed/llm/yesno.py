@@ -13,11 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from benchbed.errors import ConfigError
 from benchbed.llm.backbone import Backbone
 from benchbed.llm.heads.yesno import YesNoHead, answer_token_ids
 from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, encode
 from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.prompts import Piece, PromptBank
+
+SCORE_BATCHING = ("rows", "tokens", "prefix")
 
 # vectors for a batch: {slot column: (B, H)} or None (text-only)
 VectorFn = Callable[[Batch], "dict[int, torch.Tensor] | None"]
@@ -67,7 +70,13 @@ class YesNoScorer:
         max_length: int = 512,
         batch_size: int = 16,
         score_mode: str = "yes",
+        batching: str = "rows",
+        shared_slots: tuple[str, ...] = (),
     ) -> None:
+        if batching not in SCORE_BATCHING:
+            raise ConfigError(f"score_batching={batching!r}: expected one of {', '.join(SCORE_BATCHING)}")
+        self.batching = batching
+        self.shared_slots = shared_slots
         self.backbone = backbone
         self.bank = bank
         self.titles = [_clip(t, max_title_chars) for t in titles]
@@ -125,9 +134,33 @@ class YesNoScorer:
 
     @torch.no_grad()
     def score(
-        self, model, enc: EncodedPrompts, vector_fn: VectorFn | None = None, batch_size: int | None = None
+        self,
+        model,
+        enc: EncodedPrompts,
+        vector_fn: VectorFn | None = None,
+        batch_size: int | None = None,
+        keys: list[tuple[int, tuple[int, ...]]] | None = None,
     ) -> np.ndarray:
-        """Scores of every encoded row, batched by length (sorted), returned in row order."""
+        """Scores of every encoded row, returned in row order.
+
+        ``rows`` (default): fixed-size batches of length-sorted rows, as the committed records were scored.
+        ``tokens``: batches cut to a token budget (``batching.token_budget_batches``). ``prefix``: rows with
+        the same ``keys`` (user, history) share their prompt up to the target, encoded once
+        (``batching.score_planned``). Both are faster on CPU and differ from ``rows`` by ~1e-7 (batch shape).
+        """
+        from benchbed.llm import batching
+
+        dev = self.backbone.device
+        mode, ids = self.score_mode, self.answer_ids
+        if self.batching == "prefix" and keys is not None:
+            plan = batching.plan_prefixes(enc, keys, shared_slots=self.shared_slots)
+            return batching.score_planned(
+                model, enc, plan, ids, pad_id=self.pad_id, vector_fn=vector_fn, mode=mode, device=dev
+            )
+        if self.batching in ("tokens", "prefix"):
+            return batching.score_rows(
+                model, enc, ids, pad_id=self.pad_id, vector_fn=vector_fn, mode=mode, device=dev
+            )
         out = np.empty(len(enc), dtype=np.float64)
         for idx in bucket_batches(enc.lengths, batch_size or self.batch_size * 4):
             b = self.batch(enc, idx)

@@ -84,6 +84,7 @@ class CoLLM(PromptCTRMethod):
 
     name: ClassVar[str] = "collm"
     view: ClassVar[str] = "cf"
+    shared_slots: ClassVar[tuple[str, ...]] = ("user_emb",)  # the user vector is CIE(user id) only
     defaults: ClassVar[dict[str, Any]] = {
         **TRAIN_DEFAULTS,
         "cf": "mf",  # mf | lightgcn | sasrec | din, or a .npz file with user/item arrays

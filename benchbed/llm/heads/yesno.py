@@ -72,7 +72,10 @@ class YesNoHead:
         self.mode = mode
 
     def logits(self, model, inputs: ModelInputs, batch: Batch) -> torch.Tensor:
-        """(B, len(token_ids)) float32 logits at each row's last real token."""
+        """(B, len(token_ids)) float32 logits at each row's last real token, through the model's own head.
+
+        (``benchbed.llm.batching.answer_logits_batch`` multiplies only the answer rows of the head: faster,
+        but with LoRA it rounds differently, by ~1e-6 in AUC; the opt-in ``score_batching`` modes use it.)"""
         if batch.side == "left":
             out = model(**inputs.kwargs(), logits_to_keep=1)
             return out.logits[:, -1, self.token_ids].float()
