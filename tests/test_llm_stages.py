@@ -365,3 +365,27 @@ def test_run_or_load_trains_once_then_loads(tmp_path: Path):
 
     second = stages.run_or_load(st, no_training, loaded.append)
     assert second.loaded and second.meta == {"steps": 5} and torch.equal(loaded[0]["w"], torch.ones(3))
+
+
+def test_lr_schedules_follow_their_papers_and_a_bad_name_is_refused() -> None:
+    """cosine (CoLLM/TALLRec), linear decay (RA-Rec §4.1.4), constant (CLLM4Rec's code) after warmup."""
+    from benchbed.errors import ConfigError
+    from benchbed.llm.train import make_scheduler
+
+    def lrs(schedule: str) -> list[float]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = make_scheduler(opt, 10, 0.2, schedule)
+        out = []
+        for _ in range(10):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    cos, lin, const = lrs("cosine"), lrs("linear"), lrs("constant")
+    assert cos[:2] == lin[:2] == const[:2] == [0.0, 0.5]  # the same 2-step warmup
+    assert const[2:] == [1.0] * 8
+    assert lin[2:] == pytest.approx([1 - k / 8 for k in range(8)])
+    assert cos[5] > lin[5]  # cosine stays higher mid-way, then falls faster
+    with pytest.raises(ConfigError, match="lr schedule 'step': expected one of cosine, linear, constant"):
+        lrs("step")

@@ -56,6 +56,7 @@ class TrainConfig:
     # stage has run this long (checked after every batch, so 0.0 stops after the first one) and evaluates.
     max_seconds: float | None = None
     max_grad_norm: float | None = 1.0
+    schedule: str = "cosine"  # after warmup: cosine | linear | constant (``make_scheduler``)
     # optimizer steps between checkpoints (there is always one at the start, at every evaluation and at every
     # epoch end); 50 keeps the replay after a kill short while the saves cost little next to 50 steps
     checkpoint_every: int = 50
@@ -86,11 +87,27 @@ class TrainResult:
         return d
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> Any:
-    from transformers import get_cosine_schedule_with_warmup
+SCHEDULES = ("cosine", "linear", "constant")
 
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float, schedule: str = "cosine"
+) -> Any:
+    """Linear warmup, then cosine decay (CoLLM/TALLRec), linear decay (RA-Rec §4.1.4) or a constant lr
+    (CLLM4Rec's code)."""
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
+
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"lr schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
     warmup = int(math.ceil(total_steps * warmup_ratio))
-    return get_cosine_schedule_with_warmup(optimizer, warmup, max(total_steps, 1))
+    if schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
+    make = get_linear_schedule_with_warmup if schedule == "linear" else get_cosine_schedule_with_warmup
+    return make(optimizer, warmup, max(total_steps, 1))
 
 
 def train(
@@ -125,7 +142,7 @@ def train(
         lr=cfg.lr,
     )
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accum))
-    scheduler = make_scheduler(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_ratio)
+    scheduler = make_scheduler(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_ratio, cfg.schedule)
     evals = max(1, cfg.evals_per_epoch)
     eval_points = {int(round(batches_per_epoch * (k + 1) / evals)) for k in range(evals)}
     signature = _signature(named, batches_per_epoch, cfg)

@@ -85,7 +85,7 @@ CPU_BUDGET: dict[str, Any] = {
 }
 BUDGET_KEYS = tuple(PAPER_BUDGET)
 METRIC_KEYS = ("recall_min@20", "recall_min@40", "ndcg@100")  # the board's, as src/libs/util.py
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: constant lr as the authors' code (was the kit's cosine decay)
 
 
 class CLLM4Rec(BaseRecommender):
@@ -379,7 +379,8 @@ class CLLM4Rec(BaseRecommender):
                 lr=lr,
                 weight_decay=0.0,  # the code's Adam has none
                 epochs=epochs,
-                warmup_ratio=0.0,  # the code's lr is constant; the kit's loop decays it (cosine)
+                warmup_ratio=0.0,
+                schedule="constant",  # plain Adam, no scheduler [code; protocols/cllm4rec.md optimiser row]
                 patience=epochs + 1,  # the code trains every epoch and keeps the best
                 max_grad_norm=None,  # no clipping in the code
             )

@@ -310,6 +310,7 @@ class RARec(BaseRecommender):
             "budget": {k: budget[k] for k in BUDGET_KEYS},
             "kept": sel_info["kept"],
             "seed": ctx.seed,
+            "schedule": "linear",
         }
         st = stages.stage(ctx.cache_dir, "rarec-align", identity)
         named = {n: q for n, q in self.sides.named_parameters() if q.requires_grad}
@@ -402,7 +403,8 @@ class RARec(BaseRecommender):
             lr=float(p["lr"]),
             weight_decay=0.0,  # lambda_Theta is the L2 term of Eq. 13 (in the loss)
             epochs=int(budget["epochs"]),
-            warmup_ratio=0.0,  # §4.1.4 names no warmup; the kit's schedule then decays (cosine, not linear)
+            warmup_ratio=0.0,  # §4.1.4 names no warmup
+            schedule="linear",  # §4.1.4: AdamW with linear decay
             evals_per_epoch=1,
             patience=2,
         )
