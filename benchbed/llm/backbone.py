@@ -84,6 +84,41 @@ class Backbone:
     def input_embeddings(self) -> torch.nn.Module:
         return self.model.get_input_embeddings()
 
+    def record_info(self) -> dict[str, Any]:
+        """What a run record says about the weights used (``record.backbone``)."""
+        return {k: self.info[k] for k in RECORD_KEYS}
+
+
+# the backbone facts every LLM method's record carries
+RECORD_KEYS = ("id", "revision", "dtype", "device", "kind", "architecture", "parameters", "padding_side")
+
+
+def finish(
+    name: str,
+    model: Any,
+    tok: Any,
+    info: dict[str, Any],
+    dev: str,
+    torch_dtype: torch.dtype,
+    is_decoder: bool,
+) -> Backbone:
+    """Move ``model`` to the device and dtype, put it in eval mode, and complete its record facts."""
+    model = model.to(device=dev, dtype=torch_dtype)
+    model.eval()
+    info.update(
+        {
+            "name": name,
+            "dtype": dtype_name(torch_dtype),
+            "device": dev,
+            "padding_side": tok.padding_side,
+            "architecture": type(model).__name__,
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+        }
+    )
+    return Backbone(
+        name=name, model=model, tokenizer=tok, device=dev, dtype=torch_dtype, is_decoder=is_decoder, info=info
+    )
+
 
 def resolve_device(device: str | None = None, dtype: str | None = None) -> tuple[str, torch.dtype]:
     """CUDA + bf16 when a GPU is present, CPU + fp32 otherwise; explicit values win."""
@@ -223,21 +258,7 @@ def load_backbone(
         is_decoder = False
     else:
         model, tok, info, is_decoder = _load_hf(name, torch_dtype, revision)
-    model = model.to(device=dev, dtype=torch_dtype)
-    model.eval()
-    info.update(
-        {
-            "name": name,
-            "dtype": dtype_name(torch_dtype),
-            "device": dev,
-            "padding_side": tok.padding_side,
-            "architecture": type(model).__name__,
-            "parameters": int(sum(p.numel() for p in model.parameters())),
-        }
-    )
-    return Backbone(
-        name=name, model=model, tokenizer=tok, device=dev, dtype=torch_dtype, is_decoder=is_decoder, info=info
-    )
+    return finish(name, model, tok, info, dev, torch_dtype, is_decoder)
 
 
 def hf_offline() -> bool:

@@ -158,19 +158,7 @@ class PromptCTRMethod(BaseRecommender):
         )
         if self.needs_decoder:
             self.backbone.require_decoder(self.name)
-        self.backbone_info = {
-            k: self.backbone.info[k]
-            for k in (
-                "id",
-                "revision",
-                "dtype",
-                "device",
-                "kind",
-                "architecture",
-                "parameters",
-                "padding_side",
-            )
-        }
+        self.backbone_info = self.backbone.record_info()
         self.scorer = YesNoScorer(
             self.backbone,
             self.bank,

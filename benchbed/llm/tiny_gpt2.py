@@ -19,7 +19,7 @@ import torch
 from benchbed.llm.backbone import (
     Backbone,
     _config_digest,
-    dtype_name,
+    finish,
     load_tokenizer,
     minilm_dir,
     resolve_device,
@@ -65,25 +65,6 @@ def load_tiny_gpt2(*, device: str | None = None, dtype: str | None = None) -> Ba
     """The tiny GPT-2 as a ``Backbone`` (what ``load_backbone`` returns for a preset)."""
     dev, torch_dtype = resolve_device(device, dtype)
     model, tok = build_tiny_gpt2()
-    model = model.to(device=dev, dtype=torch_dtype)
-    model.eval()
-    info = {
-        "id": TINY_GPT2_NAME,
-        "revision": f"{TINY_GPT2_NAME}-seed{TINY_GPT2_SEED}-{_config_digest(model.config)}",
-        "kind": "preset",
-        "name": TINY_GPT2_NAME,
-        "dtype": dtype_name(torch_dtype),
-        "device": dev,
-        "padding_side": tok.padding_side,
-        "architecture": type(model).__name__,
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-    }
-    return Backbone(
-        name=TINY_GPT2_NAME,
-        model=model,
-        tokenizer=tok,
-        device=dev,
-        dtype=torch_dtype,
-        is_decoder=True,
-        info=info,
-    )
+    revision = f"{TINY_GPT2_NAME}-seed{TINY_GPT2_SEED}-{_config_digest(model.config)}"
+    info = {"id": TINY_GPT2_NAME, "revision": revision, "kind": "preset"}
+    return finish(TINY_GPT2_NAME, model, tok, info, dev, torch_dtype, True)

@@ -195,19 +195,7 @@ class CLLM4Rec(BaseRecommender):
         p = self.params
         self.eff = eff = self.effective()
         bb = self.backbone = self._load_backbone(ctx)
-        self.backbone_info = {
-            k: bb.info[k]
-            for k in (
-                "id",
-                "revision",
-                "dtype",
-                "device",
-                "kind",
-                "architecture",
-                "parameters",
-                "padding_side",
-            )
-        }
+        self.backbone_info = bb.record_info()
         self.budget = budget = self.resolve_budget(ctx, bb.device == "cpu")
         use_labels = p["train_positives"] == "label" or (
             p["train_positives"] == "auto" and ctx.feedback == "labels"
