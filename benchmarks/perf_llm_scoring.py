@@ -27,19 +27,27 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as benchbed sets it; must precede torch's import
 
+import copy  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchbed.compat.hf_cache import cache_kwarg  # noqa: E402
 from benchbed.llm import batching  # noqa: E402
 from benchbed.llm.backbone import Backbone, build_tiny, load_backbone, resolve_device  # noqa: E402
-from benchbed.llm.heads.yesno import bce_loss, score_with_prefix_cache, to_score  # noqa: E402
-from benchbed.llm.inject import EncodedPrompts, bucket_batches, special_prefix  # noqa: E402
+from benchbed.llm.heads.yesno import answer_logits, bce_loss, to_score  # noqa: E402
+from benchbed.llm.inject import (  # noqa: E402
+    Batch,  # noqa: E402
+    EncodedPrompts,
+    bucket_batches,
+    special_prefix,
+)
 from benchbed.llm.lora import add_lora  # noqa: E402
 from benchbed.llm.yesno import Rows, YesNoScorer, rows_from_frame  # noqa: E402
 from benchbed.prompts import load_bank  # noqa: E402
@@ -54,6 +62,61 @@ RANDOM_1B = {
     "num_key_value_heads": 16,
     "max_position_embeddings": 2048,
 }
+
+
+@torch.no_grad()
+def score_with_prefix_cache(  # the pre-kit path, kept here as the "old" reference
+    model,
+    embed_ids: Callable[[torch.Tensor], torch.Tensor],
+    prefix_ids: np.ndarray,
+    suffix_ids: Sequence[np.ndarray],
+    token_ids: Sequence[int],
+    *,
+    batch_size: int = 64,
+    mode: str = "yes",
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """The kit's prefix-KV scoring before ``benchbed.llm.batching`` replaced it (one user per call, the
+    cache deep-copied and repeated for every batch, the full LM head): this benchmark's "old" column.
+
+    Suffixes are left-padded after the prefix; the padding is masked and position ids continue from the
+    prefix, so each score equals scoring prefix+suffix alone.
+    """
+    from transformers import DynamicCache
+
+    prefix = torch.as_tensor(prefix_ids, dtype=torch.long, device=device)[None]
+    n0 = prefix.shape[1]
+    cache = DynamicCache()
+    model(
+        inputs_embeds=embed_ids(prefix),
+        attention_mask=torch.ones_like(prefix),
+        use_cache=True,
+        **{cache_kwarg(): cache},
+        logits_to_keep=1,
+    )
+    scores = np.empty(len(suffix_ids), dtype=np.float64)
+    for start in range(0, len(suffix_ids), batch_size):
+        chunk = suffix_ids[start : start + batch_size]
+        width = max(len(s) for s in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long, device=device)
+        smask = torch.zeros((len(chunk), width), dtype=torch.long, device=device)
+        for b, s in enumerate(chunk):
+            ids[b, width - len(s) :] = torch.as_tensor(s, dtype=torch.long)
+            smask[b, width - len(s) :] = 1
+        mask = torch.cat([torch.ones((len(chunk), n0), dtype=torch.long, device=device), smask], dim=1)
+        pos = (n0 + torch.cumsum(smask, dim=1) - 1).clamp(min=n0)
+        batch_cache = copy.deepcopy(cache)
+        batch_cache.batch_repeat_interleave(len(chunk))
+        batch = Batch(
+            rows=np.arange(len(chunk)),
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            slot_pos=torch.empty((len(chunk), 0), dtype=torch.long),
+        )
+        logits = answer_logits(model, embed_ids(ids), batch, token_ids, past_key_values=batch_cache)
+        scores[start : start + len(chunk)] = to_score(logits, mode).cpu().numpy()
+    return scores
 
 
 def sync(device: str) -> None:

@@ -10,7 +10,8 @@ import torch
 
 from benchbed.errors import ConfigError
 from benchbed.llm.backbone import load_backbone
-from benchbed.llm.heads.yesno import answer_logits, answer_token_ids, score_with_prefix_cache, to_score
+from benchbed.llm.batching import score_prefix_candidates
+from benchbed.llm.heads.yesno import answer_logits, answer_token_ids, to_score
 from benchbed.llm.inject import bucket_batches, collate, encode
 from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.llm.lora import add_lora, count_trainable
@@ -215,8 +216,7 @@ def test_prefix_cache_scores_equal_full_prompt_scores(tiny):
         for t in ["fargo ? answer :", "toy story ( 1995 ) ? answer :", "x ? answer :"]
     ]
     yes_no = answer_token_ids(tok)
-    embed_ids = tiny.model.get_input_embeddings()
-    cached = score_with_prefix_cache(tiny.model, embed_ids, prefix, suffixes, yes_no, batch_size=2)
+    cached = score_prefix_candidates(tiny.model, prefix, suffixes, yes_no, max_kv_tokens=2 * 40)
     from benchbed.llm.inject import EncodedPrompts
 
     enc = EncodedPrompts(

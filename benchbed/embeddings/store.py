@@ -49,16 +49,17 @@ class Embeddings:
         return int(self.item.shape[1])
 
 
-# The key names the training regime by the task that first used it, so artifacts written before
-# ``RunContext.setup.feedback`` existed stay valid: labels = trained as for ctr, interactions = as for topk.
-FEEDBACK_KEY = {"labels": "ctr", "interactions": "topk"}
+# The task whose training regime a feedback stands for: labels = trained as for ctr, interactions = as for
+# topk. The cache key names the regime by that task, so artifacts written before
+# ``RunContext.setup.feedback`` existed stay valid; the orchestrator fits a missing baseline for that task.
+FEEDBACK_TASK = {"labels": "ctr", "interactions": "topk"}
 
 
 def _artifact(split: Split, model: str, params: dict[str, Any], feedback: str, seed: int) -> tuple[str, Path]:
     """The params hash and the artifact directory of ``model`` fitted with ``params`` on ``feedback``."""
-    if feedback not in FEEDBACK_KEY:
-        raise ConfigError(f"embeddings: feedback {feedback!r}; expected one of {sorted(FEEDBACK_KEY)}")
-    params_hash = stable_hash({"params": params, "task": FEEDBACK_KEY[feedback], "format": FORMAT_VERSION})
+    if feedback not in FEEDBACK_TASK:
+        raise ConfigError(f"embeddings: feedback {feedback!r}; expected one of {sorted(FEEDBACK_TASK)}")
+    params_hash = stable_hash({"params": params, "task": FEEDBACK_TASK[feedback], "format": FORMAT_VERSION})
     safe = model.replace(":", "_").replace("/", "_")
     split_hash = split.hash or split.compute_hash()
     return params_hash, get_settings().cache_dir / "embeddings" / split_hash / f"{safe}-{params_hash}-s{seed}"
@@ -83,28 +84,25 @@ def find(split: Split, model: str, params: dict[str, Any], feedback: str, seed: 
     return _load(path) if (path / "manifest.json").exists() else None
 
 
-def store(split: Split, model: str, method: Any, feedback: str, seed: int, fit_seconds: float) -> Embeddings:
-    """Write a fitted method's embeddings under the key ``find`` uses (atomically; an equivalent artifact
-    written concurrently by another process wins)."""
-    params_hash, path = _artifact(split, model, method.params, feedback, seed)
-    return _store(path, split, model, method, feedback, seed, params_hash, fit_seconds)
-
-
-def _store(
-    path: Path,
+def store(
     split: Split,
     model: str,
     method: Any,
     feedback: str,
     seed: int,
-    params_hash: str,
     fit_seconds: float,
+    arrays: dict[str, np.ndarray | None] | None = None,
 ) -> Embeddings:
-    """Write a fitted method's embeddings and manifest atomically at ``path``; return them as loaded."""
-    arrays = method.embeddings()
+    """Write a fitted method's embeddings (``arrays``, default ``method.embeddings()``) and manifest under
+    the key ``find`` uses, atomically (an equivalent artifact written concurrently by another process
+    wins); return them as loaded."""
+    params_hash, path = _artifact(split, model, method.params, feedback, seed)
+    arrays = method.embeddings() if arrays is None else arrays
     if arrays is None:
         raise ConfigError(f"method {model!r} cannot export embeddings")
     user, item, sequence = arrays["user"], arrays["item"], arrays.get("sequence")
+    if user is None or item is None:
+        raise ConfigError(f"method {model!r} exported no user or item matrix")
     if user.shape[0] != split.n_users or item.shape[0] != split.n_items:
         raise ConfigError(  # a bug, not user input: say exactly what is off
             f"{model}: exported {user.shape[0]} users / {item.shape[0]} items, split has "
@@ -116,7 +114,7 @@ def _store(
         "params": method.params,
         "params_hash": params_hash,
         "seed": seed,
-        "task": FEEDBACK_KEY[feedback],
+        "task": FEEDBACK_TASK[feedback],
         "feedback": feedback,
         "split_hash": split.hash or split.compute_hash(),
         "dataset": split.data.name,

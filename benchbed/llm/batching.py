@@ -27,7 +27,6 @@ Every function here gives the scores of the full, unpadded prompt through the mo
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchbed.compat.hf_cache import cache_kwarg
 from benchbed.llm.inject import Batch, EncodedPrompts, collate, splice
 from benchbed.llm.injectors.base import ModelInputs
 
@@ -105,12 +105,6 @@ def fast_head_supported(model: Any) -> bool:
     return type(out) is torch.nn.Linear  # a LoRA-wrapped or custom head goes through the model's own forward
 
 
-def _cache_kwarg(decoder: Any) -> str:
-    """transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name warns until 5.40)."""
-    params = inspect.signature(decoder.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
 def answer_logits_fast(
     model: Any, inputs: ModelInputs, token_ids: Sequence[int], *, last_pos: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -124,10 +118,6 @@ def answer_logits_fast(
     kwargs = inputs.kwargs()
     fast = fast_head_supported(model)
     runner = model.get_decoder() if fast else model
-    if "past_key_values" in kwargs:
-        kwargs[_cache_kwarg(runner)] = kwargs.pop("past_key_values")
-    else:
-        kwargs["use_cache"] = False
     if not fast:
         if last_pos is None:
             return model(**kwargs, logits_to_keep=1).logits[:, -1, ids].float()
@@ -363,7 +353,7 @@ def _encode_prefixes(
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
         use_cache=True,
-        **{_cache_kwarg(decoder): cache},
+        **{cache_kwarg(): cache},
         **({} if fast else {"logits_to_keep": 1}),
     )
     return _PrefixChunk(groups=groups, kv=_layer_kv(cache), mask=batch.attention_mask)

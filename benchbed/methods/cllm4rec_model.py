@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchbed.compat.hf_cache import output_cache
 from benchbed.llm.heads.multinomial import MultinomialHead, multi_hot
-from benchbed.llm.heads.pooled import backbone_body, forward_kwargs, output_cache
+from benchbed.llm.heads.pooled import backbone_body
 from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.vocab import IGNORE_INDEX, VocabExtension
@@ -60,7 +61,7 @@ class CLLM4RecCore(nn.Module):
             attention_mask=batch.prompt_mask,
             position_ids=prompt_pos,
         )
-        out = body(**forward_kwargs(body, first, use_cache=True))
+        out = body(**first.kwargs(use_cache=True))
         h_prompt = out.last_hidden_state[:, -1:]  # left padded: the last column is every row's last token
         feed = batch.main[:, :-1]  # the last main token predicts nothing
         targets = torch.where(batch.main_mask.bool(), batch.main, torch.full_like(batch.main, IGNORE_INDEX))
@@ -76,7 +77,7 @@ class CLLM4RecCore(nn.Module):
             position_ids=start + torch.arange(feed.shape[1], device=feed.device)[None, :],
             past_key_values=output_cache(out),
         )
-        h_main = body(**forward_kwargs(body, second, use_cache=True)).last_hidden_state
+        h_main = body(**second.kwargs(use_cache=True)).last_hidden_state
         states = h_main if self.code_shift else torch.cat([h_prompt, h_main], dim=1)
         return states, targets
 

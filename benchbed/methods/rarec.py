@@ -13,6 +13,10 @@ What is not the paper's (and why) is listed in the defaults' comments; shared/pr
 source of every recommended choice. ID user vectors come from the ID model's export (for ComiRec: the
 interest vector of the user's *training* history), so at test time the valid item is in the text prompt but
 not in the user's ID vector: the embedding cache holds arrays, not the ID model.
+
+Status (issue 10, open): the paper's gain is not reproduced yet. On ml-100k at the CPU budget rarec reaches
+HR@10 0.032 against comirec's 0.103, and no planted-data mechanism test shows it beating its ablation; treat
+its rows as a pipeline check, not as RA-Rec's result.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchbed.llm.heads.pooled import PooledHead, backbone_body, forward_kwargs, pool
+from benchbed.llm.heads.pooled import PooledHead, backbone_body, pool
 from benchbed.llm.inject import Batch, EncodedPrompts, collate, special_prefix
 from benchbed.llm.injectors.base import ModelInputs, plain_inputs
 from benchbed.llm.injectors.prefix import LayerPrefix, PrefixEncoder
@@ -212,7 +212,7 @@ class Towers:
         batch = batch_of(rows, self.pad_id, self.device)
         inputs = plain_inputs(self.model, batch)
         body = backbone_body(self.model)
-        out = body(**forward_kwargs(body, inputs), output_hidden_states=True)
+        out = body(**inputs.kwargs(), output_hidden_states=True)
         states = out.hidden_states
         return torch.stack([pool(states[layer], batch.attention_mask) for layer in range(n_layers)], dim=1)
 

@@ -14,12 +14,9 @@ from typing import Any
 from benchbed.api import RunContext, TaskSetup
 from benchbed.data.schema import Split
 from benchbed.embeddings import store
-from benchbed.embeddings.store import EXPORTABLE, Embeddings
+from benchbed.embeddings.store import EXPORTABLE, FEEDBACK_TASK, Embeddings
 from benchbed.errors import ConfigError
 from benchbed.methods import build_method
-
-# the task whose training regime a feedback stands for (a baseline fitted for embeddings)
-FEEDBACK_TASK = {"labels": "ctr", "interactions": "topk"}
 
 
 class RegistryEmbeddings:
@@ -70,9 +67,10 @@ def keep_fitted_embeddings(
     """Store the embeddings of a baseline that ``benchbed run`` has just fitted, under the key the source
     would use, so an LLM method asking next (collm after its ``mf`` companion) reuses this model instead of
     training the same one again. Returns True if it stored them."""
-    if model not in EXPORTABLE or method.embeddings() is None:
+    if model not in EXPORTABLE or store.find(split, model, method.params, ctx.feedback, ctx.seed) is not None:
         return False
-    if store.find(split, model, method.params, ctx.feedback, ctx.seed) is not None:
+    arrays = method.embeddings()  # computed once (sequence models encode every user's history here)
+    if arrays is None:
         return False
-    store.store(split, model, method, ctx.feedback, ctx.seed, fit_seconds)
+    store.store(split, model, method, ctx.feedback, ctx.seed, fit_seconds, arrays)
     return True

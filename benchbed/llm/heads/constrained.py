@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchbed.compat.hf_cache import cache_kwarg, output_cache
 from benchbed.errors import ConfigError, DataError
 
 
@@ -267,7 +268,7 @@ def beam_search(
         decisions += n
         overrides += int(miss.sum())
     logits = all_logits[:, -1]
-    cache = out.past_key_values
+    cache = output_cache(out)
     last_pos = position[:, -1]
 
     # beam state, flattened as user * width + beam; width is 1 before the first expansion, then b
@@ -341,10 +342,10 @@ def beam_search(
             input_ids=torch.from_numpy(next_tok).to(device).reshape(-1, 1),
             attention_mask=mask,
             position_ids=last_pos.reshape(-1, 1),
-            past_key_values=cache,
+            **{cache_kwarg(): cache},
             use_cache=True,
         )
-        cache = out.past_key_values
+        cache = output_cache(out)
         logits = out.logits[:, -1, :].float()
         steps += 1
     if width == 1:  # nothing was decoded (no item fits): report empty beams

@@ -18,8 +18,6 @@ head.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from typing import Any
 
 import torch
@@ -40,37 +38,6 @@ def backbone_body(model: Any) -> Any:
     if hasattr(model, "get_base_model"):  # a peft model: its LoRA layers live inside the wrapped model
         model = model.get_base_model()
     return getattr(model, "base_model", model)
-
-
-@functools.cache
-def _cache_keyword(forward: Any) -> str:
-    # transformers >= 5.2x names the KV cache argument ``cache`` (``past_key_values`` is deprecated, to be
-    # removed in 5.40); 4.x only knows ``past_key_values``.
-    try:
-        params = inspect.signature(forward).parameters
-    except (TypeError, ValueError):  # pragma: no cover - C or wrapped callables
-        return "past_key_values"
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def forward_kwargs(model: Any, inputs: ModelInputs, *, use_cache: bool = False) -> dict[str, Any]:
-    """``inputs.kwargs()`` with the cache under the name this transformers version expects."""
-    kwargs = inputs.kwargs()
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    key = _cache_keyword(type(target).forward)
-    if "past_key_values" in kwargs and key != "past_key_values":
-        kwargs[key] = kwargs.pop("past_key_values")
-    if use_cache:
-        kwargs["use_cache"] = True
-    else:
-        kwargs.setdefault("use_cache", False)
-    return kwargs
-
-
-def output_cache(out: Any) -> Any:
-    """The KV cache of a model output, under either name."""
-    cache = out.get("cache") if hasattr(out, "get") else None
-    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def text_mask(inputs: ModelInputs) -> torch.Tensor:
@@ -100,7 +67,7 @@ def first_positions(mask: torch.Tensor) -> torch.Tensor:
 def hidden_states(model: Any, inputs: ModelInputs) -> torch.Tensor:
     """(B, T, H) last-layer hidden states of the text positions (after the final norm of decoders)."""
     body = backbone_body(model)
-    out = body(**forward_kwargs(body, inputs, use_cache=inputs.past_key_values is not None))
+    out = body(**inputs.kwargs())
     hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
     if hidden.shape[1] != inputs.inputs_embeds.shape[1]:
         raise ConfigError(

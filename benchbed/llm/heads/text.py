@@ -30,8 +30,9 @@ from typing import Any
 
 import torch
 
+from benchbed.compat.hf_cache import cache_kwarg, output_cache
 from benchbed.errors import ConfigError
-from benchbed.llm.heads.pooled import forward_kwargs, output_cache, text_mask
+from benchbed.llm.heads.pooled import text_mask
 from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import ModelInputs
 
@@ -191,8 +192,7 @@ class TextGenerationHead:
         if steps == 0:
             empty = torch.zeros((n, 1, 0), dtype=torch.long, device=device)
             return self._result(empty, torch.zeros((n, 1), dtype=torch.long), torch.zeros((n, 1)))
-        kwargs = forward_kwargs(lm, inputs, use_cache=True)
-        cache_key = "cache" if _takes(type(lm).forward, "cache") else "past_key_values"
+        kwargs = inputs.kwargs(use_cache=True)
         if _takes(type(lm).forward, "logits_to_keep"):
             kwargs["logits_to_keep"] = 1
         out = lm(**kwargs)
@@ -235,7 +235,7 @@ class TextGenerationHead:
                 "input_ids": tok.unsqueeze(1),
                 "attention_mask": mask,
                 "position_ids": last.unsqueeze(1),
-                cache_key: cache,
+                cache_kwarg(): cache,
                 "use_cache": True,
             }
             out = lm(**step_kwargs)

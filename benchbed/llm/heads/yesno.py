@@ -8,13 +8,12 @@ BCE-with-logits on the label; ``yes-no`` = logit(Yes) - logit(No), i.e. the logi
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchbed.compat.hf_cache import cache_kwarg
 from benchbed.errors import ConfigError
 from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import ModelInputs
@@ -52,7 +51,7 @@ def answer_logits(
         inputs_embeds=inputs_embeds,
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
-        past_key_values=past_key_values,
+        **({cache_kwarg(): past_key_values} if past_key_values is not None else {}),
         use_cache=past_key_values is not None,
         logits_to_keep=1,
     )
@@ -99,58 +98,3 @@ def to_score(logits: torch.Tensor, mode: str) -> torch.Tensor:
 
 def bce_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(scores, labels.to(scores.dtype))
-
-
-@torch.no_grad()
-def score_with_prefix_cache(
-    model,
-    embed_ids: Callable[[torch.Tensor], torch.Tensor],
-    prefix_ids: np.ndarray,
-    suffix_ids: Sequence[np.ndarray],
-    token_ids: Sequence[int],
-    *,
-    batch_size: int = 64,
-    mode: str = "yes",
-    device: str | torch.device = "cpu",
-) -> np.ndarray:
-    """Score many continuations of one shared prefix (a user's prompt up to the candidate) computing the
-    prefix's key/values once and reusing them for every candidate batch.
-
-    Suffixes are left-padded after the prefix; the padding is masked and position ids continue from the
-    prefix, so each score equals scoring prefix+suffix alone.
-    """
-    from transformers import DynamicCache
-
-    prefix = torch.as_tensor(prefix_ids, dtype=torch.long, device=device)[None]
-    n0 = prefix.shape[1]
-    cache = DynamicCache()
-    model(
-        inputs_embeds=embed_ids(prefix),
-        attention_mask=torch.ones_like(prefix),
-        use_cache=True,
-        past_key_values=cache,
-        logits_to_keep=1,
-    )
-    scores = np.empty(len(suffix_ids), dtype=np.float64)
-    for start in range(0, len(suffix_ids), batch_size):
-        chunk = suffix_ids[start : start + batch_size]
-        width = max(len(s) for s in chunk)
-        ids = torch.zeros((len(chunk), width), dtype=torch.long, device=device)
-        smask = torch.zeros((len(chunk), width), dtype=torch.long, device=device)
-        for b, s in enumerate(chunk):
-            ids[b, width - len(s) :] = torch.as_tensor(s, dtype=torch.long)
-            smask[b, width - len(s) :] = 1
-        mask = torch.cat([torch.ones((len(chunk), n0), dtype=torch.long, device=device), smask], dim=1)
-        pos = (n0 + torch.cumsum(smask, dim=1) - 1).clamp(min=n0)
-        batch_cache = copy.deepcopy(cache)
-        batch_cache.batch_repeat_interleave(len(chunk))
-        batch = Batch(
-            rows=np.arange(len(chunk)),
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=pos,
-            slot_pos=torch.empty((len(chunk), 0), dtype=torch.long),
-        )
-        logits = answer_logits(model, embed_ids(ids), batch, token_ids, past_key_values=batch_cache)
-        scores[start : start + len(chunk)] = to_score(logits, mode).cpu().numpy()
-    return scores

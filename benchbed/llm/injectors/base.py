@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from benchbed.compat.hf_cache import cache_kwarg
 from benchbed.errors import ConfigError
 from benchbed.llm.inject import Batch
 
@@ -26,15 +27,16 @@ class ModelInputs:
     past_key_values: Any = None
     text_offset: int = 0
 
-    def kwargs(self) -> dict[str, Any]:
+    def kwargs(self, *, use_cache: bool | None = None) -> dict[str, Any]:
+        """Forward kwargs; the cache under the keyword this transformers version takes
+        (``compat.hf_cache``). ``use_cache`` defaults to whether a cache is passed in (a head that decodes
+        on from the prompt sets it True)."""
         out: dict[str, Any] = {"inputs_embeds": self.inputs_embeds, "attention_mask": self.attention_mask}
         if self.position_ids is not None:
             out["position_ids"] = self.position_ids
         if self.past_key_values is not None:
-            out["past_key_values"] = self.past_key_values
-            out["use_cache"] = True
-        else:  # no cache is built for a single forward pass
-            out["use_cache"] = False
+            out[cache_kwarg()] = self.past_key_values
+        out["use_cache"] = self.past_key_values is not None if use_cache is None else use_cache
         return out
 
 
