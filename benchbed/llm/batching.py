@@ -16,8 +16,9 @@ Where the time goes (``benchmarks/perf_llm_scoring.py``, tiny preset, 2 CPU core
   user with the same history) share the prompt up to the target title, ~90 of ~110 tokens.
   ``plan_prefixes`` finds each group's common prefix; ``score_planned`` encodes many groups' prefixes per
   forward and scores the suffixes of several groups per batch over the prefixes' key/values, read as one
-  gather (or an ``expand`` view for one group) where ``heads.yesno.score_with_prefix_cache`` deep-copies
-  and repeats the cache for every batch of one user, and runs the full LM head.
+  gather (or an ``expand`` view for one group), where the pre-kit scorer (kept as the reference in
+  ``benchmarks/perf_llm_scoring.py``) deep-copied and repeated the cache for every batch of one user and ran
+  the full LM head.
 
 Every function here gives the scores of the full, unpadded prompt through the model's own forward and head
 (to float rounding, ~1e-7 in fp32: batch composition changes summation order), which
@@ -497,9 +498,8 @@ def score_prefix_candidates(
     max_kv_tokens: int = DEFAULT_MAX_KV_TOKENS,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """Drop-in for ``heads.yesno.score_with_prefix_cache``: the scores of prefix + each suffix (one user's
-    candidates), the prefix encoded once. For many users at once, build one ``EncodedPrompts`` and use
-    ``plan_prefixes`` + ``score_planned`` (prefixes of several users share forwards)."""
+    """The scores of prefix + each suffix (one user's candidates), the prefix encoded once. For many users
+    at once, build one ``EncodedPrompts`` and use ``plan_prefixes`` + ``score_planned`` (prefixes of several users share forwards)."""
     if any(len(s) == 0 for s in suffix_ids):
         raise ValueError("every candidate needs at least one suffix token (the answer position)")
     if not len(suffix_ids):
