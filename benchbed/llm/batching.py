@@ -499,7 +499,8 @@ def score_prefix_candidates(
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """The scores of prefix + each suffix (one user's candidates), the prefix encoded once. For many users
-    at once, build one ``EncodedPrompts`` and use ``plan_prefixes`` + ``score_planned`` (prefixes of several users share forwards)."""
+    at once, build one ``EncodedPrompts`` and use ``plan_prefixes`` + ``score_planned`` (prefixes of
+    several users share forwards)."""
     if any(len(s) == 0 for s in suffix_ids):
         raise ValueError("every candidate needs at least one suffix token (the answer position)")
     if not len(suffix_ids):
