@@ -22,6 +22,8 @@ import numpy as np
 
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.params import Param
+from benchbed.params import resolve as resolve_params
 
 # Which training rows are positives. "labels": the rows' 0/1 labels (CTR: label 1 positive, label 0 a
 # negative); "interactions": every training interaction is a positive (top-K and generative retrieval).
@@ -156,6 +158,11 @@ class BaseRecommender:
     name: ClassVar[str] = "base"
     tasks: ClassVar[frozenset[str]] = frozenset()
     defaults: ClassVar[dict[str, Any]] = {}
+    # types/ranges beyond what benchbed.params infers from a default and the project's naming conventions
+    param_specs: ClassVar[dict[str, Param]] = {}
+    # defaults that depend on the task (and so on the protocol's paper), merged under the user's parameters
+    # by ``build_method(name, params, task=...)``: {"ctr": {"weight_decay": 1e-4}} (CoLLM's CF settings)
+    task_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     uses_templates: ClassVar[bool] = False  # prompt-based: the task also evaluates the unseen template
     # What `score` returns (the ctr task reads it): "probability" in [0, 1]; "logit" (a sigmoid gives the
     # probability for LogLoss); "score" (an order only: LogLoss is not reported).
@@ -165,11 +172,10 @@ class BaseRecommender:
     template_info: dict[str, Any] | None = None
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            known = ", ".join(sorted(self.defaults)) or "none"
-            raise ConfigError(f"method {self.name!r} has no parameter(s) {unknown}; known: {known}")
-        self.params: dict[str, Any] = {**self.defaults, **params}
+        # one checking mechanism for every method (benchbed.params): unknown keys, types and ranges
+        self.params: dict[str, Any] = resolve_params(
+            f"method {self.name!r}", self.defaults, params, self.param_specs
+        )
         self.backbone_info = {}
 
     # --- what a method implements -------------------------------------------------------------------

@@ -20,4 +20,6 @@ class MissingDataError(BenchbedError):
 
 
 class ConfigError(BenchbedError):
-    """An unknown option, key or value in a config, suite or command line."""
+    """An unknown option, key or value in a config, suite or command line: a usage error, exit code 2."""
+
+    exit_code = 2

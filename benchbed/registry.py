@@ -18,7 +18,9 @@ T = TypeVar("T")
 
 
 class RegistryError(BenchbedError):
-    """A name clash or an unknown name."""
+    """A name clash or an unknown name (a usage error: exit code 2)."""
+
+    exit_code = 2
 
 
 def import_target(target: str) -> Any:

@@ -183,7 +183,7 @@ def test_template_missing_a_placeholder_fails_in_one_line(
     with pytest.raises(SystemExit) as exc:
         main()
     err = capsys.readouterr().err.strip()
-    assert exc.value.code == 1 and "lacks the required placeholder {history}" in err
+    assert exc.value.code == 2 and "lacks the required placeholder {history}" in err
     assert len(err.splitlines()) == 1
     records = [read_record(p) for p in (tmp_path / "res").rglob("*.json")]
     assert (

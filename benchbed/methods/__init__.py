@@ -19,6 +19,7 @@ _BUILTIN = {
     "multivae": "benchbed.baselines.recbole_models:MultiVAE",
     "als": "benchbed.baselines.als:ALSRecommender",
     "comirec": "benchbed.baselines.comirec:ComiRec",
+    "ease": "benchbed.baselines.ease:EASE",
     # LLM methods
     "icl": "benchbed.methods.icl:ICL",
     "tallrec": "benchbed.methods.tallrec:TALLRec",
@@ -44,5 +45,15 @@ def get_method_class(name: str) -> Any:
     return METHODS.get(name)
 
 
-def build_method(name: str, params: dict[str, Any]) -> Any:
-    return get_method_class(name)(**params)
+def method_defaults(name: str, task: str | None = None) -> dict[str, Any]:
+    """A method's defaults on ``task``: its ``defaults`` updated by its ``task_defaults[task]``."""
+    cls = get_method_class(name)
+    return {**cls.defaults, **(cls.task_defaults.get(task, {}) if task else {})}
+
+
+def build_method(name: str, params: dict[str, Any], task: str | None = None) -> Any:
+    """The method ``name`` with ``params`` over its defaults for ``task`` (task defaults come from the
+    protocol's paper, e.g. CoLLM's pointwise CF settings on ``ctr``); the user's parameters win."""
+    cls = get_method_class(name)
+    per_task = cls.task_defaults.get(task, {}) if task else {}
+    return cls(**{**per_task, **params})

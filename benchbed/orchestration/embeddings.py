@@ -32,7 +32,9 @@ class RegistryEmbeddings:
             raise ConfigError(
                 f"no embedding export for method {model!r}; exportable: {', '.join(EXPORTABLE)}"
             )
-        method = build_method(model, dict(params or {}))
+        # the ID model as the feedback's task trains it (ctr: CoLLM's pointwise settings, the same model the
+        # --cf companion run trains), so the cache key and the companion's record agree
+        method = build_method(model, dict(params or {}), task=FEEDBACK_TASK[feedback])
         found = store.find(split, model, method.params, feedback, seed)
         if found is not None:
             return found

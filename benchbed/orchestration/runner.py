@@ -9,6 +9,7 @@ then re-raises, so a results tree always says what was tried.
 from __future__ import annotations
 
 import random
+import re
 import resource
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from benchbed.config import RunConfig, stable_hash
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.methods import build_method
 from benchbed.orchestration.embeddings import RegistryEmbeddings, keep_fitted_embeddings
+from benchbed.params import ParamError
 from benchbed.registry import TASKS
 from benchbed.results.record import RecordError, RunRecord, read_record
 from benchbed.results.store import record_path, write_record
@@ -74,6 +76,26 @@ def resolve_device(device: str | None, dtype: str | None) -> tuple[str, str]:
     return device, dtype
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(:\d+)?")
+
+
+def check_device_dtype(device: str | None, dtype: str | None) -> None:
+    """``--device``/``--dtype`` checked before any work: a typo or an absent GPU is a usage error."""
+    if device is not None and not DEVICE_PATTERN.fullmatch(device):
+        raise ParamError(f"--device {device!r} is invalid; expected cpu, cuda, cuda:N or mps")
+    if dtype is not None and dtype not in DTYPES:
+        raise ParamError(f"--dtype {dtype!r} is invalid; expected one of {', '.join(DTYPES)}")
+    if device is not None and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ParamError(f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ParamError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -116,7 +138,8 @@ def peak_memory_mb(device: str) -> float:
 
 def setup(config: RunConfig) -> tuple[BaseRecommender, Task]:
     """Build the method and task, checking they fit together; raises before any work is done."""
-    method = build_method(config.method, dict(config.method_params))
+    check_device_dtype(config.device, config.dtype)
+    method = build_method(config.method, dict(config.method_params), task=config.task)
     task = build_task(config.task, dict(config.task_params))
     # a task may also evaluate methods built for another task (generative: ID methods that rank all items)
     if not task.accepts_method(method):
@@ -168,7 +191,7 @@ def run_companions(
     stage it shares); each runs first with the same dataset, split, task and seed, so the leaderboard
     printed after the run holds the comparison. Existing records are reused, never forced.
     """
-    method = build_method(config.method, dict(config.method_params))
+    method = build_method(config.method, dict(config.method_params), task=config.task)
     return [
         execute(config.with_updates(method=name, method_params=dict(params)), progress=progress, log=log)
         for name, params in method.companions()

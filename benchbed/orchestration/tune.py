@@ -103,7 +103,7 @@ def tune(
         raise ConfigError(f"--grid and --param both set {clash}")
     combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     for combo in combos:  # unknown parameters fail before any training
-        build_method(method, {**fixed, **combo})
+        build_method(method, {**fixed, **combo}, task=task)
     task_obj = build_task(task, dict(task_params or {}))
     metric = task_obj.validation_metric_key
     prepared = prepare_split(dataset, split, dict(split_params or {}))
@@ -124,7 +124,7 @@ def tune(
     )
     for n, combo in enumerate(combos, 1):
         params = {**fixed, **combo}
-        model = build_method(method, params)
+        model = build_method(method, params, task=task)
         trial_config = RunConfig(
             method=method,
             dataset=dataset,

@@ -10,6 +10,8 @@ import pandas as pd
 from benchbed.api import BaseRecommender, RunContext, TaskSetup
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.params import Param
+from benchbed.params import resolve as resolve_params
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Task:
 
     name: ClassVar[str] = "task"
     defaults: ClassVar[dict[str, Any]] = {}
+    param_specs: ClassVar[dict[str, Param]] = {}  # beyond what benchbed.params infers
     # metric name that early stopping / `tune` maximises on the validation set
     validation_metric: ClassVar[str] = ""
     # which training rows are positives for every method this task fits (see ``benchbed.api.FEEDBACKS``)
@@ -36,12 +39,10 @@ class Task:
     default_split: ClassVar[str | None] = None
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise ConfigError(
-                f"task {self.name!r} has no parameter(s) {unknown}; known: {sorted(self.defaults)}"
-            )
-        self.params: dict[str, Any] = {**self.defaults, **params}
+        # the same checking as methods' parameters (benchbed.params): unknown keys, types, ranges
+        self.params: dict[str, Any] = resolve_params(
+            f"task {self.name!r}", self.defaults, params, self.param_specs
+        )
 
     @property
     def validation_metric_key(self) -> str:
