@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from benchbed.errors import ConfigError
+from benchbed.llm.tiny_init import init_tiny_weights, weights_digest
 
 PRESETS = ("tiny", "tiny-gpt2", "minilm")  # tiny-gpt2: benchbed.llm.tiny_gpt2 (tied LM head, CLLM4Rec)
 # Hub ids of the backbones the papers used (CoLLM: Vicuna-7B, Qwen2-1.5B; TALLRec: Llama-2-7B;
@@ -192,6 +193,7 @@ def build_tiny(seed: int = TINY_SEED, **overrides: Any) -> tuple[Any, Any]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
+    init_tiny_weights(model, seed)  # benchbed's own init: independent of the library's _init_weights
     return model, tok
 
 
@@ -240,7 +242,8 @@ def load_backbone(
         model, tok = build_tiny()
         info = {
             "id": "tiny",
-            "revision": f"tiny-seed{TINY_SEED}-{_config_digest(model.config)}",
+            # initial weights + config (rope, eps): any change to either is a new revision
+            "revision": f"tiny-seed{TINY_SEED}-{_config_digest(model.config, weights_digest(model))}",
             "kind": "preset",
         }
         is_decoder = True

@@ -24,6 +24,7 @@ from benchbed.llm.backbone import (
     minilm_dir,
     resolve_device,
 )
+from benchbed.llm.tiny_init import init_tiny_weights, weights_digest
 
 TINY_GPT2_NAME = "tiny-gpt2"
 TINY_GPT2_SEED = 0
@@ -58,6 +59,7 @@ def build_tiny_gpt2(seed: int = TINY_GPT2_SEED, **overrides: Any) -> tuple[Any, 
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(config)
+    init_tiny_weights(model, seed)  # benchbed's own init (benchbed/llm/tiny_init.py)
     return model, tok
 
 
@@ -65,6 +67,6 @@ def load_tiny_gpt2(*, device: str | None = None, dtype: str | None = None) -> Ba
     """The tiny GPT-2 as a ``Backbone`` (what ``load_backbone`` returns for a preset)."""
     dev, torch_dtype = resolve_device(device, dtype)
     model, tok = build_tiny_gpt2()
-    revision = f"{TINY_GPT2_NAME}-seed{TINY_GPT2_SEED}-{_config_digest(model.config)}"
+    revision = f"{TINY_GPT2_NAME}-seed{TINY_GPT2_SEED}-{_config_digest(model.config, weights_digest(model))}"
     info = {"id": TINY_GPT2_NAME, "revision": revision, "kind": "preset"}
     return finish(TINY_GPT2_NAME, model, tok, info, dev, torch_dtype, True)
