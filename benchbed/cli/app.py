@@ -19,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # help texts write defaults as "[ml-100k]": plain text, so Rich markup does not eat them as style tags
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -67,15 +69,59 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _fail(message: str, code: int, exc: BaseException) -> None:
+    """One line on stderr and exit ``code``; with ``-v`` the traceback first (for a bug report)."""
+    from benchbed.settings import get_settings
+
+    if get_settings().verbosity > 0:
+        import traceback
+
+        err_console.print("".join(traceback.format_exception(exc)), highlight=False, markup=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def os_error_message(exc: OSError) -> str:
+    """An environment fault (read-only dir, full disk, missing file) as one line naming the path."""
+    import errno
+
+    where = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    text = str(exc).strip()
+    what = exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
+    hints = {
+        errno.ENOSPC: "free some space or point --cache-dir / --results-dir elsewhere",
+        errno.EDQUOT: "free some space or point --cache-dir / --results-dir elsewhere",
+        errno.EACCES: "make it writable or point --cache-dir / --results-dir elsewhere",
+        errno.EROFS: "it is on a read-only file system; point --cache-dir / --results-dir elsewhere",
+        errno.EPERM: "make it writable or point --cache-dir / --results-dir elsewhere",
+        errno.ENOTDIR: "a file is in the way of a directory; move it or choose another path",
+    }
+    hint = hints.get(exc.errno or -1, "check the path and try again (-v shows the traceback)")
+    return f"{where + ': ' if where else ''}{what}; {hint}"
+
+
 def main() -> None:
-    """Console-script entry: BenchbedError becomes one line on stderr and its exit code."""
+    """Console-script entry: BenchbedError becomes one line on stderr and its exit code (2 for usage errors),
+    an environment fault (OSError: read-only dir, full disk) one line naming the path; ``-v`` adds the
+    traceback. Anything else is a bug and keeps its traceback."""
     try:
+        from benchbed.cli.argv import hoist_global_options
+
+        commands = {c.name for c in app.registered_commands if c.name} | {
+            g.name for g in app.registered_groups if g.name
+        }
+        sys.argv[1:] = hoist_global_options(sys.argv[1:], commands)  # global options after the command too
         rc = app(standalone_mode=False)  # typer.Exit(n) comes back as a return value in this mode
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except BenchbedError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code, exc)
+    except OSError as exc:
+        _fail(os_error_message(exc), 1, exc)
+    except MemoryError as exc:
+        _fail("out of memory; try a smaller budget or batch size (-v shows where)", 1, exc)
+    except KeyboardInterrupt as exc:
+        _fail("interrupted", 130, exc)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

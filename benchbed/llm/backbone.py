@@ -91,7 +91,18 @@ class Backbone:
 
 
 # the backbone facts every LLM method's record carries
-RECORD_KEYS = ("id", "revision", "dtype", "device", "kind", "architecture", "parameters", "padding_side")
+RECORD_KEYS = (
+    "id",
+    "revision",
+    "dtype",
+    "device",
+    "kind",
+    "architecture",
+    "parameters",
+    "padding_side",
+    "pretrained",  # False for the random-init presets: their numbers test the pipeline, not the method
+)
+RANDOM_INIT_PRESETS = ("tiny", "tiny-gpt2")
 
 
 def finish(
@@ -112,6 +123,7 @@ def finish(
             "dtype": dtype_name(torch_dtype),
             "device": dev,
             "padding_side": tok.padding_side,
+            "pretrained": info.get("pretrained", name not in RANDOM_INIT_PRESETS),
             "architecture": type(model).__name__,
             "parameters": int(sum(p.numel() for p in model.parameters())),
         }

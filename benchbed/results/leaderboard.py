@@ -45,6 +45,8 @@ class Row:
     # a wall-clock cap stopped training in some seed (``record.info["time_capped"]``, set from
     # ``TrainResult.time_capped``): the numbers depend on machine load, so every rendering marks the row
     time_capped: bool = False
+    # the LLM backbone was a random-init preset (``tiny``): the row tests the pipeline, not the method
+    random_init: bool = False
 
     @property
     def is_reference(self) -> bool:
@@ -235,6 +237,18 @@ def build_leaderboard(
     return boards
 
 
+RANDOM_INIT_IDS = ("tiny", "tiny-gpt2")  # benchbed.llm.backbone.RANDOM_INIT_PRESETS (results sit below llm)
+
+
+def random_init_backbone(backbone: dict[str, Any] | None) -> bool:
+    """Whether a record's LLM backbone had random weights (records before ``pretrained`` existed: by id)."""
+    if not backbone or "id" not in backbone:
+        return False
+    if "pretrained" in backbone:
+        return not bool(backbone["pretrained"])
+    return backbone.get("kind") == "preset" and backbone.get("id") in RANDOM_INIT_IDS
+
+
 def _has_column(board: Board, name: str) -> bool:
     return name in ("method", "seeds") or name in board.columns or f"all/{name}" in board.columns
 
@@ -254,7 +268,10 @@ def _fill(board: Board, records: list[RunRecord], refs: list[ReferenceRow]) -> N
             cells[column] = aggregate([per_seed[s].metrics.get(subset, {}).get(key) for s in seeds])
         params = dict(per_seed[seeds[0]].method_params)
         capped = any(bool(per_seed[s].info.get("time_capped")) for s in seeds)
-        board.rows.append(Row(method, method, params, params_hash, seeds, cells, time_capped=capped))
+        rand = any(random_init_backbone(per_seed[s].backbone) for s in seeds)
+        board.rows.append(
+            Row(method, method, params, params_hash, seeds, cells, time_capped=capped, random_init=rand)
+        )
     _labels(board.rows)
     for ref in refs:
         cells = {c: Cell(v, None, 1, 1) for c in board.columns if (v := ref.value(c)) is not None}

@@ -22,6 +22,11 @@ from benchbed.results.leaderboard import Board, Cell, Row
 DAGGER = "†"
 DDAGGER = "‡"
 TIME_CAP_NOTE = f"{DDAGGER} stopped by a wall-clock cap: depends on machine load"
+RANDOM_MARK = "°"
+RANDOM_INIT_NOTE = (
+    f"{RANDOM_MARK} random-init tiny backbone: tests the pipeline, not the method "
+    "(paper-scale: --backbone <pretrained LLM> on a GPU)"
+)
 FORMATS = ("rich", "markdown", "csv", "latex")
 
 
@@ -39,7 +44,11 @@ def fmt_cell(cell: Cell | None, digits: int = 4, pm: str = " ± ") -> str:
 
 
 def _label(row: Row) -> str:
-    marks = (DDAGGER if row.time_capped else "") + (DAGGER if row.is_reference else "")
+    marks = (
+        (RANDOM_MARK if row.random_init else "")
+        + (DDAGGER if row.time_capped else "")
+        + (DAGGER if row.is_reference else "")
+    )
     return f"{row.label} {marks}" if marks else row.label
 
 
@@ -52,6 +61,8 @@ def _footnotes(board: Board) -> list[str]:
     notes = [f"{DAGGER} paper-reported: " + "; ".join(sources)] if sources else []
     if any(r.time_capped for r in board.rows):
         notes.append(TIME_CAP_NOTE)
+    if any(r.random_init for r in board.rows):
+        notes.append(RANDOM_INIT_NOTE)
     return notes
 
 
@@ -144,6 +155,7 @@ def render_csv(boards: Sequence[Board], digits: int = 6) -> str:
         "seeds",
         "source",
         "time_capped",
+        "random_init",
     ]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -161,6 +173,7 @@ def render_csv(boards: Sequence[Board], digits: int = 6) -> str:
                 " ".join(map(str, row.seeds)),
                 row.source or "",
                 "true" if row.time_capped else "",
+                "true" if row.random_init else "",
             ]
             values = []
             for c in columns:
@@ -203,13 +216,18 @@ def render_latex(boards: Sequence[Board], digits: int = 4) -> str:
             if row.is_reference and not seen_reference and any(not r.is_reference for r in board.rows):
                 lines.append(r"\midrule")
             seen_reference = seen_reference or row.is_reference
-            label = latex_escape(row.label) + (r"$^\ddagger$" if row.time_capped else "")
+            label = (
+                latex_escape(row.label)
+                + (r"$^\circ$" if row.random_init else "")
+                + (r"$^\ddagger$" if row.time_capped else "")
+            )
             label += r"$^\dagger$" if row.is_reference else ""
             cells = [fmt_cell(row.cells.get(c), digits, pm=r" $\pm$ ") for c in board.columns]
             lines.append(" & ".join([label, _seeds(row), *cells]) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
         for note in _footnotes(board):
             note = latex_escape(note).replace(DAGGER, r"$^\dagger$").replace(DDAGGER, r"$^\ddagger$")
+            note = note.replace(RANDOM_MARK, r"$^\circ$")
             lines.append(r"\\[2pt]{\footnotesize " + note + "}")
         lines.append(r"\end{table}")
         parts.append("\n".join(lines))
