@@ -48,6 +48,7 @@ class Param:
     nullable: bool = False
     auto: bool = False
     item_kind: str | None = None  # element type of a list ("int", "float", "str")
+    also: tuple[Any, ...] = ()  # literal values accepted beside the kind (candidates: an int >= 1 or "full")
     help: str = ""
 
     def expected(self) -> str:
@@ -65,6 +66,8 @@ class Param:
                 "any": "a value",
             }[self.kind]
             text = noun + _bounds(self)
+        for literal in self.also:
+            text += f" or {literal!r}"
         if self.auto:
             text += " or 'auto'"
         if self.nullable:
@@ -124,7 +127,8 @@ def infer(name: str, default: Any) -> Param:
     base = _type_of(default)
     rule = next((r for pattern, r in NAME_RULES if re.fullmatch(pattern, name)), None)
     if isinstance(default, str) and default == AUTO:  # "auto" or a value of the rule's kind
-        return replace(rule, auto=True) if rule is not None else Param(kind="any", auto=True)
+        auto = replace(rule, auto=True) if rule is not None else Param(kind="any", auto=True)
+        return replace(auto, nullable=True) if name.startswith("max_") else auto
     spec = rule or base
     if base.kind in ("list", "dict", "bool", "str") and spec.kind != base.kind:
         # the default says this is not a number (e.g. ``hidden=[600]``): keep its type, the rule's bounds
@@ -133,8 +137,8 @@ def infer(name: str, default: Any) -> Param:
         spec = replace(spec, kind="float")
     if base.kind == "int" and spec.kind == "float":
         spec = replace(spec, kind="float")  # a float-range rule on an int default: numbers are fine
-    if default is None:
-        spec = replace(spec, nullable=True)
+    if default is None or name.startswith("max_"):
+        spec = replace(spec, nullable=True)  # a cap (max_*) may always be null: no cap
     return spec
 
 
@@ -168,6 +172,8 @@ def check_value(owner: str, key: str, value: Any, spec: Param) -> None:
     if value is None and spec.nullable:
         return
     if value == AUTO and spec.auto and isinstance(value, str):
+        return
+    if any(value == lit and type(value) is type(lit) for lit in spec.also):
         return
     ok = _matches(value, spec)
     if ok:
