@@ -54,7 +54,32 @@ class RunConfig:
         for key in ("split_params", "method_params", "task_params"):
             if key in raw and not isinstance(raw[key], dict):
                 raise ConfigError(f"{source}: {key!r} must be a mapping, got {type(raw[key]).__name__}")
+            bad = [k for k in raw.get(key) or {} if not isinstance(k, str)]
+            if bad:
+                raise ConfigError(f"{source}: {key!r} keys must be names, got {bad[0]!r}")
+        for key, value in raw.items():
+            _check_field(source, key, value)
         return cls(**raw)
+
+
+SEED_MAX = 2**63 - 1  # torch.manual_seed and numpy take 64-bit seeds; the record stores it as JSON int
+
+
+def _check_field(source: str, key: str, value: Any) -> None:
+    """Type checks of the scalar RunConfig keys (a YAML file can hold any type): one line naming the key."""
+    if key in ("method", "dataset", "task"):
+        if not isinstance(value, str) or not value.strip():
+            what = {"method": "a method name", "dataset": "a catalog name or a dataset directory"}
+            noun = what.get(key, "a task name")
+            raise ConfigError(f"{source}: {key!r} must be {noun} (a non-empty string), got {value!r}")
+    elif key in ("split", "device", "dtype"):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"{source}: {key!r} must be a non-empty string or null, got {value!r}")
+    elif key == "seed":
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= SEED_MAX:
+            raise ConfigError(f"{source}: 'seed' must be an integer in [0, 2**63-1], got {value!r:.40}")
+    elif key == "save_predictions" and not isinstance(value, bool):
+        raise ConfigError(f"{source}: 'save_predictions' must be true or false, got {value!r}")
 
 
 def load_yaml(path: Path) -> Any:
@@ -64,6 +89,12 @@ def load_yaml(path: Path) -> Any:
             return yaml.safe_load(fh)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (expected YAML)") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory; expected a YAML file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" line {line + 1}" if line is not None else ""

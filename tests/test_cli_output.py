@@ -92,3 +92,4 @@ def test_llm_run_prints_no_library_deprecation_warning_and_marks_random_init(
     assert not library, [f"{w.filename}:{w.lineno} {w.message}" for w in library]
     assert "FutureWarning" not in err and "DeprecationWarning" not in err
     assert "tallrec °" in out and "random-init tiny backbone" in out
+    assert "for paper-scale figures" in out  # the run says what a paper-scale figure needs

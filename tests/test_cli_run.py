@@ -13,7 +13,7 @@ import yaml
 from benchbed.cli.app import main
 from benchbed.config import RunConfig
 from benchbed.orchestration.suite import load_baseline, load_suite
-from benchbed.results.record import read_record
+from benchbed.results.record import SCHEMA_VERSION, read_record
 from benchbed.results.store import predictions_path, record_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def test_run_records_skip_force_leaderboard_and_rescore(cli) -> None:
     path = record_path(results, RunConfig(method="pop", task="topk"))
     rec = read_record(path)
     assert rec.status == "ok" and rec.dataset == "ml-100k" and rec.split_protocol == "temporal-window"
-    assert rec.split_hash and rec.dataset_hash and rec.params_hash and rec.schema_version == 1
+    assert rec.split_hash and rec.dataset_hash and rec.params_hash and rec.schema_version == SCHEMA_VERSION
     assert rec.git_sha is None or re.fullmatch(r"[0-9a-f]{40}", rec.git_sha)
     assert {"train_s", "eval_s", "peak_memory_mb", "trainable_params", "device"} <= set(rec.cost)
     assert set(rec.metrics) == {"all", "warm", "cold"} and "ndcg@10" in rec.metrics["warm"]
@@ -79,14 +79,17 @@ def test_run_records_skip_force_leaderboard_and_rescore(cli) -> None:
     data["metrics"]["all"]["auc"] = 0.1
     ctr_path.write_text(json.dumps(data))
     code, out, _ = cli("rescore", str(ctr_path), "--write")
+    assert code == 1 and "1 value(s) differ" in out  # refused: a rescore is not for editing results
+    assert read_record(ctr_path).metrics["all"]["auc"] == 0.1
+    code, out, _ = cli("rescore", str(ctr_path), "--write", "--accept-changes")
     assert code == 0 and "1 value(s) differ" in out
     fixed = read_record(ctr_path)
     assert fixed.metrics["all"]["auc"] > 0.5 and fixed.rescored is not None
 
 
-def test_bad_inputs_are_one_line_errors_and_failed_runs_are_recorded(cli, tmp_path: Path) -> None:
+def test_bad_inputs_are_one_line_errors_and_write_no_record(cli, tmp_path: Path) -> None:
     def one_line_error(code: int, err: str, *needles: str) -> None:
-        assert code == 1, err
+        assert code == 2, err  # usage errors exit 2
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), err
         for needle in needles:
@@ -99,18 +102,20 @@ def test_bad_inputs_are_one_line_errors_and_failed_runs_are_recorded(cli, tmp_pa
     bad_cfg.write_text("method: pop\ntaks: ctr\n")
     one_line_error(*cli("run", "--config", str(bad_cfg))[::2], "run.yaml", "unknown key(s) ['taks']")
 
-    # a failure after setup (here: the split rejects its parameter) leaves a failed record, not a half file
+    # a setup error (the split rejects its parameter) writes nothing
     code, _, err = cli("run", "--method", "random", "--split-param", "warm_threshold=-1")
-    assert code == 1 and "warm_threshold" in err
-    failed = record_path(cli.results, RunConfig(method="random", split_params={"warm_threshold": -1}))
-    rec = read_record(failed)
-    assert rec.status == "failed" and "warm_threshold" in (rec.error or "") and "\n" not in (rec.error or "")
+    assert code == 2 and "warm_threshold" in err
+    assert not record_path(cli.results, RunConfig(method="random", split_params={"warm_threshold": -1})).exists()
+    missing = str(tmp_path / "no-such-model")
+    one_line_error(*cli("run", "--method", "tallrec", "--backbone", missing)[::2], "no-such-model")
+    assert not cli.results.exists() or not list(cli.results.rglob("*.json"))
+    # failures after setup leave a failed record (tests/test_records_trust.py)
 
     (cli.results / "ml-100k").mkdir(parents=True, exist_ok=True)
     (cli.results / "ml-100k" / "broken.json").write_text("{")
     code, _, err = cli("leaderboard", "--no-references")
     assert code == 0
-    assert "broken.json: corrupt JSON" in err and f"{failed.name}: failed run:" in err.replace("\n", "")
+    assert "broken.json: corrupt JSON" in err
 
 
 def _suite(tmp_path: Path, runs: list[dict], **extra: object) -> Path:
@@ -172,13 +177,13 @@ def test_check_passes_fails_on_planted_regression_and_passes_improvement(cli, tm
 
     # bad suite / baseline files: one line naming the file
     code, _, err = cli("check", "--suite", str(_suite(tmp_path, runs, tolerence=0.1)))
-    assert code == 1 and "suite.yaml: unknown key(s) ['tolerence']" in err
+    assert code == 2 and "suite.yaml: unknown key(s) ['tolerence']" in err
     code, _, err = cli("check", "--suite", str(_suite(tmp_path, [{"method": "popular", "task": "ctr"}])))
-    assert code == 1 and "suite.yaml runs[0]" in err and "unknown method 'popular'" in err
+    assert code == 2 and "suite.yaml runs[0]" in err and "unknown method 'popular'" in err
     code, _, err = cli(
         "check", "--suite", str(_suite(tmp_path, [*runs, {"method": "random", "task": "ctr"}]))
     )
-    assert code == 1 and "suite.baseline.json: does not match suite" in err and "random ml-100k ctr s0" in err
+    assert code == 2 and "suite.baseline.json: does not match suite" in err and "random ml-100k ctr s0" in err
 
 
 def test_ci_suite_and_its_baseline_agree() -> None:

@@ -296,9 +296,9 @@ def test_topk_metrics_recompute_from_saved_predictions(tmp_path: Path) -> None:
 
 
 def test_topk_param_errors() -> None:
-    with pytest.raises(ConfigError, match="candidates must be 'full' or a positive integer"):
+    with pytest.raises(ConfigError, match="candidates='some' is invalid; expected an integer >= 1 or 'full'"):
         TopKTask(candidates="some")
-    with pytest.raises(ConfigError, match="ks must be a list of positive integers"):
+    with pytest.raises(ConfigError, match=r"ks=\[0\] is invalid; expected a list of integers >= 1"):
         TopKTask(ks=[0])
     with pytest.raises(ConfigError, match="positives=label needs 0/1 labels"):
         TopKTask(positives="label").check_split(make_split(labeled=False))

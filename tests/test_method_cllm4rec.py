@@ -311,6 +311,10 @@ def test_variants_train_what_they_say(tmp_path: Path):
 def test_bad_inputs_are_one_line_errors_or_recorded_fallbacks(tmp_path: Path):
     with pytest.raises(ConfigError, match="encoder-only"):
         build_method("cllm4rec", {"backbone": "minilm"})
+    from benchbed.llm.backbone import minilm_dir
+
+    with pytest.raises(ConfigError, match="encoder-only"):  # the same encoder given by path: refused at fit
+        CLLM4Rec(backbone=str(minilm_dir())).fit(planted_reviews(users_per_cluster=1), ctx_at(tmp_path / "e"))
     with pytest.raises(ConfigError, match="variant"):
         CLLM4Rec(variant="llm-best")
     with pytest.raises(ConfigError, match="mask_ratio"):
@@ -337,6 +341,35 @@ def test_bad_inputs_are_one_line_errors_or_recorded_fallbacks(tmp_path: Path):
     lonely = planted_reviews(users_per_cluster=2)
     lonely.train = lonely.train[lonely.train["user"] != 0].reset_index(drop=True)
     method = CLLM4Rec(**one)
-    method.fit(lonely, ctx_at(tmp_path / "c3"))
+    said.clear()
+    method.fit(lonely, ctx_at(tmp_path / "c3", said.append))
     assert method.record_info()["users_without_train_items"] == 1
+    assert any("1 user(s) without training items" in m for m in said)
     assert np.isfinite(method.score_all(np.array([0]), [[]])).all()
+
+
+def test_board_metrics_equal_the_authors_util_formulas_on_random_scores():
+    """recall_min@K and ndcg@K (benchbed.metrics) against src/libs/util.py's Recall_at_k / NDCG_at_k,
+    rewritten here from their definitions: hits / min(K, |T|) and DCG over IDCG of min(K, |T|) positions,
+    mean over users, training items at -inf before the cut."""
+    from benchbed.metrics import hits_from_rankings, resolve
+    from benchbed.metrics.ranking import top_k
+
+    rng = np.random.default_rng(3)
+    n_users, n_items = 50, 300
+    scores = rng.random((n_users, n_items))
+    truth = rng.random((n_users, n_items)) < 0.05
+    truth[:, 0] = True  # every user has a test item
+    train = (rng.random((n_users, n_items)) < 0.1) & ~truth
+    scores[train] = -np.inf
+    ranked, _ = top_k(scores, 100)
+    hits = hits_from_rankings(ranked, [np.flatnonzero(t) for t in truth])
+    n_pos = truth.sum(1)
+    for k in (20, 40, 100):
+        top = np.argsort(-scores, axis=1)[:, :k]
+        got = truth[np.arange(n_users)[:, None], top]
+        recall = (got.sum(1) / np.minimum(k, n_pos)).mean()
+        w = 1.0 / np.log2(np.arange(2, k + 2))
+        ndcg = ((got * w).sum(1) / np.array([w[: min(k, n)].sum() for n in n_pos])).mean()
+        assert resolve(f"recall_min@{k}").fn(hits, n_pos, k).value == pytest.approx(recall, rel=1e-12)
+        assert resolve(f"ndcg@{k}").fn(hits, n_pos, k).value == pytest.approx(ndcg, rel=1e-12)

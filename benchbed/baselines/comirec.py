@@ -100,21 +100,14 @@ class ComiRec(BaseRecommender):
         "lr": 1e-3,  # learning_rate 0.001, Adam (ComiRec-DR uses 0.005)
         "neg_factor": 10,  # neg_num 10: sampled softmax over neg_num * batch_size negatives
         "min_position": 4,  # data_iterator: k = random.choice(range(4, len(item_list)))
-        "max_iter": "auto",  # iterations; auto: CPU 3,000, GPU 1,000,000 (authors' max_iter 1000k)
+        "max_iter": "auto",  # iterations; auto: CPU 2,000, GPU 1,000,000 (authors' max_iter 1000k)
         "eval_every": 1000,  # test_iter 1000: evaluate on the validation stage every 1,000 iterations
         "patience": 50,  # patience 50 evaluations without improvement
         "eval_k": 50,  # validation metric: recall@50 (the authors' topN)
     }
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        p = self.params
-        for key in ("dim", "hidden", "n_interests", "max_len", "batch_size", "neg_factor", "eval_every"):
-            if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
-                raise ConfigError(f"method 'comirec': {key} must be a positive integer, got {p[key]!r}")
-        mi = p["max_iter"]
-        if mi != "auto" and (not isinstance(mi, int) or isinstance(mi, bool) or mi < 1):
-            raise ConfigError(f"method 'comirec': max_iter must be 'auto' or a positive integer, got {mi!r}")
+        super().__init__(**params)  # types and ranges: benchbed.params naming rules (all positive ints)
         self.model: ComiRecSA | None = None
         self.info: dict[str, Any] = {}
 

@@ -566,6 +566,10 @@ class RecBoleSession:
         )
         return self.outcome
 
+    def loss_name(self) -> str:
+        """The loss the model trains with, read from the model (what the record states)."""
+        return training_loss(self.model)
+
     # --- helpers for scoring --------------------------------------------------------------------------
     def interaction(self, fields: dict[str, np.ndarray]) -> Any:
         import torch
@@ -590,6 +594,25 @@ class RecBoleSession:
             seq[row, : len(h)] = h
             lengths[row] = max(1, len(h))
         return seq, lengths
+
+
+def training_loss(model: Any) -> str:
+    """``BCE`` (pointwise on labels or sampled negatives), ``BPR``, ``CE`` or ``other``, from the model:
+    an explicit ``loss_type`` first (SASRec family), else the loss modules RecBole models keep."""
+    from torch import nn
+
+    kind = getattr(model, "loss_type", None)
+    if isinstance(kind, str) and kind.upper() in ("BCE", "CE", "BPR"):
+        return kind.upper()
+    for attr in ("bce", "loss", "loss_fct", "mf_loss"):
+        module = getattr(model, attr, None)
+        if isinstance(module, (nn.BCEWithLogitsLoss, nn.BCELoss)):
+            return "BCE"
+        if isinstance(module, nn.CrossEntropyLoss):
+            return "CE"
+        if type(module).__name__ == "BPRLoss":
+            return "BPR"
+    return "other"
 
 
 def _mkdir(path: Path) -> Path:

@@ -13,6 +13,13 @@ Common parameters (every RecBole baseline):
   NDCG@10 for topk); 10 is RecBole's default.
 * ``batch_size`` (2048) and ``weight_decay`` (0.0): RecBole's defaults.
 * ``recbole`` — a mapping of further RecBole config keys, checked against the keys RecBole knows.
+
+Task defaults (``task_defaults``, merged under the user's parameters by ``build_method(..., task=...)``): on
+``ctr`` the four CF models CoLLM pretrains (``mf``, ``lightgcn``, ``sasrec``, ``din``) train pointwise with
+BCE on the row labels, with the settings of CoLLM's baseline scripts (``../shared/PROTOCOLS.md``, CoLLM,
+"Settings in the authors' baseline scripts"): Adam weight decay 1e-4, patience 50 and batch 1024 (the final
+runs; the grids used 100 and 2048), at most 5000 epochs, and each model's lr / size. RecBole-style defaults
+(patience 10, no weight decay) stop far earlier and give a weaker baseline than the paper's.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from benchbed.baselines.recbole_adapter import (
 )
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.params import Param
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,  # RecBole default; CoLLM grid {1e-2, 1e-3, 1e-4} (PROTOCOLS.md)
@@ -48,6 +56,10 @@ COMMON_KEYS = {
     "batch_size": "train_batch_size",
     "weight_decay": "weight_decay",
 }
+# CoLLM's settings common to its CF baselines (baseline_train_{mf,lightgcn}_ood.py, baseline_train_sasrec.py,
+# final runs: "patience": 50, "batch_size": 1024, "epoch": 5000, Adam weight_decay 1e-4; PROTOCOLS.md, CoLLM)
+CTR_COMMON: dict[str, Any] = {"weight_decay": 1e-4, "stopping_step": 50, "batch_size": 1024, "epochs": 5000}
+CTR_SOURCE = "CoLLM baseline scripts (PROTOCOLS.md, CoLLM: settings in the authors' baseline scripts)"
 SCORE_BATCH = 4096  # (user, item) rows per forward pass when scoring
 FULL_BATCH = 256  # users per forward pass when scoring all items
 
@@ -65,6 +77,8 @@ class RecBoleRecommender(BaseRecommender):
     sequential: ClassVar[bool] = False
     min_history: ClassVar[int] = 0
     param_keys: ClassVar[dict[str, str]] = {}  # model-specific benchbed name -> RecBole key
+    # where each task's defaults come from (shown by ``benchbed methods NAME``)
+    task_defaults_source: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -73,6 +87,8 @@ class RecBoleRecommender(BaseRecommender):
             raise ConfigError(f"method {self.name!r}: parameter 'recbole' must be a mapping of RecBole keys")
         check_recbole_keys(self._model_name(), extra, f"method {self.name!r} parameter 'recbole'")
         self.session: RecBoleSession | None = None
+        if self.is_pointwise() and not self.pointwise:  # a pointwise variant chosen by a parameter
+            self.score_kind = "logit"  # type: ignore[misc]
 
     # --- configuration -----------------------------------------------------------------------------
     @classmethod
@@ -82,6 +98,13 @@ class RecBoleRecommender(BaseRecommender):
     def _model_ref(self) -> Any:
         return self.recbole_model
 
+    def is_pointwise(self) -> bool:
+        """Trains on the row labels (ctr) / on sampled negatives (topk); a parameter may choose it."""
+        return self.pointwise
+
+    def history_minimum(self) -> int:
+        return self.min_history
+
     def recbole_settings(self, ctx: RunContext) -> dict[str, Any]:
         """The RecBole config keys this method sets (benchbed names translated)."""
         keys = {**COMMON_KEYS, **self.param_keys}
@@ -90,15 +113,20 @@ class RecBoleRecommender(BaseRecommender):
         if cap is not None:
             out["epochs"] = min(int(out["epochs"]), int(cap))
         out.update(self.params.get("recbole") or {})
+        subclass = not isinstance(self._model_ref(), str) and isinstance(self.recbole_model, str)
+        if subclass and self.recbole_model:
+            # a benchbed subclass of a RecBole model: RecBole loads properties/model/<name>.yaml by class
+            # name, so the parent's own defaults (SASRec's hidden_act, LightGCN's require_pow...) come here
+            out = {**model_property_defaults(self.recbole_model), **out}
         return out
 
     def data_plan(self, feedback: str) -> DataPlan:
         return DataPlan(
             feedback=feedback,
-            pointwise=self.pointwise,
+            pointwise=self.is_pointwise(),
             sequential=self.sequential,
             max_len=int(self.params.get("max_len", 50)),
-            min_history=self.min_history,
+            min_history=self.history_minimum(),
         )
 
     # --- training ------------------------------------------------------------------------------------
@@ -110,7 +138,8 @@ class RecBoleRecommender(BaseRecommender):
         outcome = self.session.train()
         self.backbone_info = {
             "library": "recbole 1.2.1",
-            "recbole_model": self._model_name(),
+            "recbole_model": self.session.model_name,
+            "loss": self.session.loss_name(),
             "data_plan": self.session.plan.variant,
             "train_rows": self.session.file_rows["train"],
             "valid_metric": outcome.valid_metric,
@@ -237,6 +266,9 @@ class MFPointwise(RecBoleRecommender):
     score_kind = "logit"
     defaults = {**COMMON_DEFAULTS, "dim": 256}  # dim: CoLLM MF d=256 (PROTOCOLS.md)
     param_keys = {"dim": "embedding_size"}
+    # CoLLM baseline_train_mf_ood.py best run: lr 1e-3, wd 1e-4, d 256 (stopped at epoch 465; Table II's MF)
+    task_defaults = {"ctr": {**CTR_COMMON, "lr": 1e-3, "dim": 256}}
+    task_defaults_source = {"ctr": CTR_SOURCE}
 
     def _model_ref(self) -> Any:
         from benchbed.baselines.pointwise_mf import PointwiseMF
@@ -249,7 +281,11 @@ class MFPointwise(RecBoleRecommender):
 
 
 class LightGCN(RecBoleRecommender):
-    """LightGCN (RecBole, BPR loss); exports the layer-averaged propagated embeddings."""
+    """LightGCN: BPR (RecBole's) or pointwise BCE on labels (CoLLM's, on ctr); exports propagated embeddings.
+
+    ``loss="bce"`` trains :class:`~benchbed.baselines.pointwise_lightgcn.PointwiseLightGCN` (graph of the
+    positive rows, BCE on every labeled row), the default on ``ctr``; ``loss="bpr"`` RecBole's own model.
+    """
 
     name = "lightgcn"
     recbole_model = "LightGCN"
@@ -258,8 +294,26 @@ class LightGCN(RecBoleRecommender):
         "dim": 64,  # RecBole LightGCN default
         "n_layers": 2,  # CoLLM LightGCN 2 layers (PROTOCOLS.md); also RecBole's default
         "reg_weight": 1e-5,  # RecBole default
+        "loss": "bpr",  # RecBole's LightGCN is pairwise; ctr: "bce" (CoLLM)
     }
+    param_specs = {"loss": Param(kind="str", choices=("bpr", "bce"), help="bpr (RecBole) | bce on labels")}
     param_keys = {"dim": "embedding_size", "n_layers": "n_layers", "reg_weight": "reg_weight"}
+    # CoLLM baseline_train_lightgcn_ood.py final run: lr 1e-2, wd 1e-4, d 64, 2 GCN layers, BCE on labels;
+    # no embedding L2 term besides Adam's weight decay (so reg_weight 0)
+    task_defaults = {
+        "ctr": {**CTR_COMMON, "lr": 1e-2, "dim": 64, "n_layers": 2, "reg_weight": 0.0, "loss": "bce"}
+    }
+    task_defaults_source = {"ctr": CTR_SOURCE}
+
+    def is_pointwise(self) -> bool:
+        return self.params["loss"] == "bce"
+
+    def _model_ref(self) -> Any:
+        if self.params["loss"] == "bce":
+            from benchbed.baselines.pointwise_lightgcn import PointwiseLightGCN
+
+            return PointwiseLightGCN
+        return self.recbole_model
 
     def embeddings(self) -> dict[str, np.ndarray | None]:
         import torch
@@ -314,7 +368,11 @@ class MultiVAE(RecBoleRecommender):
 
 
 class SASRec(RecBoleRecommender):
-    """SASRec (RecBole, CE loss over all items); scores use the history passed with each request.
+    """SASRec: CE over all items (RecBole's) or pointwise BCE on labels (CoLLM's, on ctr).
+
+    ``loss_type="BCE"`` trains :class:`~benchbed.baselines.pointwise_sasrec.PointwiseSASRec` (BCE of
+    <SASRec(history), e_item> on every labeled row, empty histories included), the default on ``ctr``;
+    ``CE``/``BPR`` are RecBole's next-item losses. Scores use the history passed with each request.
 
     Export: item = the item embedding table; user = sequence = SASRec's output at the last position of
     the user's training sequence (positives only when trained on labels), as CoLLM feeds it to the LLM.
@@ -332,8 +390,9 @@ class SASRec(RecBoleRecommender):
         "n_heads": 2,  # RecBole default
         "inner_size": 256,  # RecBole default
         "dropout": 0.5,  # RecBole hidden_dropout_prob and attn_dropout_prob default
-        "loss_type": "CE",  # RecBole default
+        "loss_type": "CE",  # RecBole default; ctr: "BCE" (CoLLM)
     }
+    param_specs = {"loss_type": Param(kind="str", choices=("CE", "BPR", "BCE"), help="BCE = on row labels")}
     param_keys = {
         "dim": "hidden_size",
         "n_layers": "n_layers",
@@ -341,6 +400,35 @@ class SASRec(RecBoleRecommender):
         "inner_size": "inner_size",
         "loss_type": "loss_type",
     }
+    # CoLLM baseline_train_sasrec.py: lr 1e-2, wd 1e-4, hidden 64, 2 blocks, 1 head, dropout 0.2, maxlen 25,
+    # point-wise feed-forward of width hidden_units (so inner_size 64), BCE on labels
+    task_defaults = {
+        "ctr": {
+            **CTR_COMMON,
+            "lr": 1e-2,
+            "dim": 64,
+            "max_len": 25,
+            "n_layers": 2,
+            "n_heads": 1,
+            "inner_size": 64,
+            "dropout": 0.2,
+            "loss_type": "BCE",
+        }
+    }
+    task_defaults_source = {"ctr": CTR_SOURCE}
+
+    def is_pointwise(self) -> bool:
+        return self.params["loss_type"] == "BCE"
+
+    def history_minimum(self) -> int:
+        return 0 if self.is_pointwise() else self.min_history  # CoLLM trains rows without history too
+
+    def _model_ref(self) -> Any:
+        if self.is_pointwise():
+            from benchbed.baselines.pointwise_sasrec import PointwiseSASRec
+
+            return PointwiseSASRec
+        return self.recbole_model
 
     def recbole_settings(self, ctx: RunContext) -> dict[str, Any]:
         out = super().recbole_settings(ctx)
@@ -396,6 +484,11 @@ class DIN(RecBoleRecommender):
         "dropout": 0.0,  # RecBole default
     }
     param_keys = {"dim": "embedding_size", "mlp_hidden": "mlp_hidden_size", "dropout": "dropout_prob"}
+    # CoLLM train_configs/collm_pretrain_din_ood_cc.yaml (rec_config) and its checkpoint name
+    # 1010_ml_DIN_lr0.0001-dp-0.2-wd-0.0001: d 192, dropout 0.2, history 10, lr 1e-4, wd 1e-4 (batch and
+    # patience not stated there: the other CF scripts' 1024 / 50)
+    task_defaults = {"ctr": {**CTR_COMMON, "lr": 1e-4, "dim": 192, "dropout": 0.2, "max_len": 10}}
+    task_defaults_source = {"ctr": CTR_SOURCE}
 
     def _predict(self, s: RecBoleSession, inter: Any) -> Any:
         m = s.model

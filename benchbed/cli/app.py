@@ -60,9 +60,9 @@ def main_options(
 
 
 def _register_commands() -> None:
-    from benchbed.cli import check, datasets, leaderboard, methods, run, tune
+    from benchbed.cli import check, datasets, leaderboard, methods, run, sweep, tune
 
-    for module in (datasets, methods, run, leaderboard, check, tune):
+    for module in (datasets, methods, run, leaderboard, check, tune, sweep):
         module.register(app)
 
 
@@ -77,7 +77,10 @@ def _fail(message: str, code: int, exc: BaseException) -> None:
         import traceback
 
         err_console.print("".join(traceback.format_exception(exc)), highlight=False, markup=False)
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message may hold brackets (pip install 'benchbed[ray]') that rich would take as markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
@@ -112,6 +115,8 @@ def main() -> None:
         }
         sys.argv[1:] = hoist_global_options(sys.argv[1:], commands)  # global options after the command too
         rc = app(standalone_mode=False)  # typer.Exit(n) comes back as a return value in this mode
+        if rc == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent exit code 130
+            err_console.print("[bold red]error:[/] interrupted", highlight=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except BenchbedError as exc:

@@ -50,10 +50,13 @@ def check_command(
     console = Console()
     err = Console(stderr=True)
     current: dict[str, Any] = {}
+    environments: list[dict[str, Any] | None] = []
     for i, config in enumerate(suite.runs, start=1):
         err.print(f"\\[{i}/{len(suite.runs)}] {run_label(config)}", highlight=False)
         try:
-            current[suite.run_key(config)] = execute(config, force=not reuse, progress=False).record.metrics
+            record = execute(config, force=not reuse, progress=False).record
+            current[suite.run_key(config)] = record.metrics
+            environments.append(record.environment)
         except BenchbedError as exc:
             current[suite.run_key(config)] = f"run failed: {exc}"
     if update_baseline:
@@ -100,6 +103,12 @@ def check_command(
     same, better = sum(r.status == "pass" for r in rows), sum(r.status == "better" for r in rows)
     summary += f"{same} unchanged, {better} better, {len(bad)} regressed"
     console.print(("[bold red]FAIL[/] " if bad else "[bold green]PASS[/] ") + summary)
+    from benchbed.orchestration.suite import baseline_environment
+    from benchbed.results.environment import difference_note
+
+    note = difference_note([baseline_environment(baseline_file), *environments])
+    if note:  # the baseline's numbers came from other library versions / hardware than these runs
+        console.print(f"[yellow]note[/] {note.replace('records compared here', 'baseline and runs')}")
     if bad:
         raise typer.Exit(1)
 

@@ -77,6 +77,12 @@ def leaderboard_command(
         Path | None,
         typer.Option("--suite", help="Only the runs of this suite YAML (e.g. benchmarks/openp5.yaml)."),
     ] = None,
+    vs_paper: Annotated[
+        bool,
+        typer.Option(
+            "--vs-paper", help="Per cell: ours, the paper's figure and ours − paper (rows paired by method)."
+        ),
+    ] = False,
 ) -> None:
     """Tables of results: one per (dataset, task, protocol), mean ± s.e. over seeds, paper rows marked †."""
     from benchbed.atomic import write_text_atomic
@@ -87,6 +93,8 @@ def leaderboard_command(
     from benchbed.results.store import load_records
     from benchbed.settings import get_settings
 
+    if vs_paper and no_references:
+        raise ConfigError("--vs-paper compares with the paper rows; it cannot be used with --no-references")
     fmt = fmt or (SUFFIX_FORMATS.get(output.suffix.lower(), "rich") if output else "rich")
     if fmt not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -117,12 +125,24 @@ def leaderboard_command(
     for path, rec in loaded.records:
         if rec.status != "ok":
             err.print(f"[yellow]skipped[/] {path}: failed run: {rec.error}", highlight=False, soft_wrap=True)
+    from benchbed.results.environment import board_notes
+
+    shown = [r for r in records if (not dataset or r.dataset == dataset) and (not task or r.task == task)]
+    for env_note in board_notes(shown):  # numbers side by side from other library versions / hardware
+        err.print(f"[yellow]note[/] {env_note}", highlight=False, soft_wrap=True)
     if not boards:
         err.print("no results to show" + (" (filters: " + f"{dataset or '*'} / {task or '*'})"))
         return
 
+    note = compact_columns(boards, metric_list) if fmt == "rich" and output is None else None
+    if vs_paper:
+        from benchbed.results.render import vs_paper_boards
+
+        boards = vs_paper_boards(boards)
+        if not boards:
+            err.print("no paper rows on these boards to compare with (see --all-references)")
+            return
     if fmt == "rich":
-        note = compact_columns(boards, metric_list) if output is None else None
         console = Console(record=output is not None, width=None if output is None else 400)
         for table in rich_tables(boards, digits, max_width=console.width if output is None else None):
             console.print(table)

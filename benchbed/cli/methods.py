@@ -17,6 +17,37 @@ def _summary(cls: Any) -> str:
     return re.sub(r":\w+:`([^`]*)`", r"\1", line).replace("``", "")
 
 
+def task_sources(cls: Any) -> dict[str, str]:
+    """Where each task's defaults come from (``task_defaults_source``), for every task that has some."""
+    sources = getattr(cls, "task_defaults_source", {}) or {}
+    return {
+        task: sources.get(task, "the method's task_defaults") for task in getattr(cls, "task_defaults", {})
+    }
+
+
+def parameter_table(cls: Any) -> Table:
+    """Parameter, its default, one column per task whose defaults differ (blank = the default applies), and
+    what it accepts (``benchbed.params``: the same check ``benchbed run`` applies)."""
+    from benchbed.params import describe
+
+    defaults = getattr(cls, "defaults", {})
+    per_task = getattr(cls, "task_defaults", {}) or {}
+    accepts = describe(defaults, getattr(cls, "param_specs", None))
+    table = Table()
+    table.add_column("parameter")
+    table.add_column("default")
+    for task in per_task:
+        table.add_column(f"on {task}")
+    table.add_column("accepts")
+    for key, value in sorted(defaults.items()):
+        cells = [
+            repr(per_task[t][key]) if key in per_task[t] and per_task[t][key] != value else ""
+            for t in per_task
+        ]
+        table.add_row(key, repr(value), *cells, accepts.get(key, ""))
+    return table
+
+
 def methods_command(
     name: Annotated[str | None, typer.Argument(help="Show one method's parameters and defaults.")] = None,
 ) -> None:
@@ -29,13 +60,10 @@ def methods_command(
     if name is not None:
         cls = get_method_class(name)
         console.print(f"[bold]{name}[/]: {_summary(cls)}", highlight=False)
-        table = Table()
-        table.add_column("parameter")
-        table.add_column("default")
-        for key, value in sorted(getattr(cls, "defaults", {}).items()):
-            table.add_row(key, repr(value))
-        console.print(table)
+        console.print(parameter_table(cls))
         console.print(f"tasks: {', '.join(sorted(getattr(cls, 'tasks', ()))) or '-'}")
+        for task, source in task_sources(cls).items():
+            console.print(f"on {task}: defaults from {source}", highlight=False, soft_wrap=True)
         return
     table = Table(title="methods (benchbed run --method NAME; recbole:<Model> for any RecBole model)")
     for col in ("method", "tasks", "description"):

@@ -138,6 +138,15 @@ def run_command(
     no_predictions: Annotated[
         bool, typer.Option("--no-predictions", help="Do not save per-row predictions.")
     ] = False,
+    launcher: Annotated[
+        str, typer.Option("--launcher", help="none | accelerate (data-parallel over --num-processes).")
+    ] = "none",
+    num_processes: Annotated[
+        int, typer.Option("--num-processes", help="Processes (GPUs) for --launcher accelerate [1].")
+    ] = 1,
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="Data parallel: ddp (fsdp: not yet) [ddp].")
+    ] = "ddp",
 ) -> None:
     """Run one method on one dataset and task; write its record and show the leaderboard."""
     from benchbed.orchestration.runner import execute
@@ -157,8 +166,20 @@ def run_command(
         parse_assignments(split_param or [], "--split-param"),
         parse_assignments(task_param or [], "--task-param"),
     )
+    if launcher != "none" or num_processes != 1 or strategy != "ddp":
+        import sys
+
+        from benchbed.orchestration.launch import check_launch, launch
+
+        check_launch(cfg, launcher, num_processes, strategy)  # one-line errors before any process starts
+        if launcher == "accelerate":
+            raise typer.Exit(launch(sys.argv[1:], num_processes, strategy))
+    from benchbed.parallel import world
+
     console = Console()
     outcome = execute(cfg, force=force)
+    if not world().is_main:  # data parallel: the main process reports
+        return
     if outcome.skipped and get_settings().verbosity >= 0:
         console.print(f"[yellow]found an existing record[/] {outcome.path} (use --force to run again)")
     console.print(metrics_table(outcome.record))
@@ -169,6 +190,25 @@ def run_command(
             f"{cost.get('peak_memory_mb')} MB · {cost.get('device')}/{cost.get('dtype')} · {outcome.path}[/]"
         )
     _print_board(console, outcome.record)
+    hint = paper_scale_hint(outcome.record)
+    if hint:
+        console.print(f"[dim]{hint}[/]")
+
+
+def paper_scale_hint(record: RunRecord) -> str | None:
+    """What it takes to turn a pipeline check into a paper-scale figure (None when the run already is one)."""
+    from benchbed.results.leaderboard import random_init_backbone
+
+    if not random_init_backbone(record.backbone):
+        return None
+    budget = ((record.info.get("method") or {}).get("budget") or {}).get("profile")
+    steps = ["--backbone <the paper's pretrained LLM> (e.g. vicuna-7b, gpt2, a local path)"]
+    if budget == "cpu":
+        steps.append("a GPU (budget 'auto' then trains on the full protocol data, not the CPU subsample)")
+    return (
+        "° the random-init tiny backbone tests the pipeline, not the method; for paper-scale figures: "
+        + "; ".join(steps)
+    )
 
 
 def rescore_command(
@@ -176,22 +216,42 @@ def rescore_command(
     write: Annotated[
         bool, typer.Option("--write", help="Store the recomputed metrics in the record.")
     ] = False,
+    accept_changes: Annotated[
+        bool,
+        typer.Option("--accept-changes", help="With --write: store metrics that differ from the record's."),
+    ] = False,
 ) -> None:
-    """Recompute a record's metrics from its saved predictions (no model run) and compare."""
+    """Recompute a record's metrics from its saved predictions (no model run) and compare.
+
+    ``--write`` refuses predictions that do not cover the record's rows (row count and row-key checksum
+    stored at write time, per-subset counts for older records) and, unless ``--accept-changes``, metrics
+    that differ from the stored ones: a rescore is for metric-code changes, not for editing results.
+    """
     import benchbed
     from benchbed.atomic import write_text_atomic
+    from benchbed.errors import BenchbedError
     from benchbed.orchestration.runner import git_sha
-    from benchbed.results.record import read_record
-    from benchbed.results.store import read_predictions
+    from benchbed.results.record import SCHEMA_VERSION, read_record
+    from benchbed.results.store import coverage_problem, file_sha256, predictions_file, read_predictions
     from benchbed.tasks import build_task
 
     record = read_record(record_file)
     predictions = read_predictions(record_file, record)
+    problem = coverage_problem(record, predictions)
+    if problem is not None:
+        raise BenchbedError(f"{record_file}: {problem}; not rescoring (re-run the config to rebuild them)")
     task = build_task(record.task, dict(record.task_params))
     try:
         metrics, counts = task.compute_metrics(predictions)
     except ConfigError as exc:
         raise ConfigError(f"{record_file}: {exc}") from exc
+    if record.counts and counts != record.counts:
+        raise BenchbedError(
+            f"{record_file}: the predictions give row/user counts {counts} but the record has "
+            f"{record.counts}; not rescoring"
+        )
+    stored_sha = (record.predictions_check or {}).get("file_sha256")
+    edited = stored_sha is not None and file_sha256(predictions_file(record_file, record)) != stored_sha
     console = Console()
     table = Table(title=f"rescore {record_file}")
     for col in ("subset", "metric", "stored", "recomputed", "delta"):
@@ -212,13 +272,24 @@ def rescore_command(
             )
     console.print(table)
     console.print(f"{changed} value(s) differ from the stored record")
+    if edited:
+        console.print("[yellow]the predictions file changed since the run wrote it (its sha256 differs)[/]")
     if write:
+        if changed and not accept_changes:
+            raise BenchbedError(
+                f"{record_file}: {changed} value(s) would change"
+                + (" and the predictions file was edited since the run" if edited else "")
+                + "; not written (pass --accept-changes to store them)"
+            )
         record.metrics = {s: {k: float(v) for k, v in m.items()} for s, m in metrics.items()}
         record.counts = counts
+        record.schema_version = SCHEMA_VERSION  # written by this benchbed, with its fields
         record.rescored = {
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "benchbed_version": benchbed.__version__,
             "git_sha": git_sha(),
+            "changed": changed,
+            "predictions_edited": edited,
         }
         write_text_atomic(record_file, record.to_json())
         console.print(f"record updated: {record_file}")

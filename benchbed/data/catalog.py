@@ -10,7 +10,7 @@ windows on ml-1m). A path to a directory is a dataset too: ``<name>.train.inter`
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class DatasetSpec:
     options: dict[str, Any] = field(default_factory=dict)  # source-specific (atomic name, Amazon category)
     optional_files: tuple[str, ...] = ()  # roles that may be absent
     description: str = ""
+    raw_name: str | None = None  # read the raw files of another entry (one download, two recipes)
 
     def raw_dir(self) -> Path:
         """Where the raw files are looked up."""
@@ -59,7 +60,7 @@ class DatasetSpec:
             if spec is None or not spec.submodule_search_locations:
                 raise DataError(f"dataset {self.name!r}: package {package!r} is not installed")
             return Path(list(spec.submodule_search_locations)[0]) / rel
-        return get_settings().data_dir / self.name
+        return get_settings().data_dir / (self.raw_name or self.name)
 
     def split_defaults(self, protocol: str) -> dict[str, Any]:
         return dict(self.split_params.get(protocol, {}))
@@ -89,6 +90,28 @@ def _amazon_2018(name: str, category: str, **kw: Any) -> DatasetSpec:
     )
 
 
+def _amazon_2018_rarec(name: str, category: str, n_users: int) -> DatasetSpec:
+    """RA-Rec's recipe [seed 004 §4.1.1; protocols/rarec.md §3e]: titles non-empty and <= 200 characters,
+    users with >= 3 interactions, a seeded sample of ``n_users`` users, leave-one-out. The item counts of
+    its Table 1 (~1M) rule out the 5-core files: the full ratings (CSV, the download) or reviews are read."""
+    base = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
+    return replace(
+        _amazon_2018(name, category, default_split="leave-one-out"),
+        files={
+            "reviews": (f"{category}.csv", f"{category}.csv.gz", f"{category}.json.gz", f"{category}.json"),
+            "meta": (f"meta_{category}.json.gz", f"meta_{category}.json"),
+        },
+        downloads={
+            "reviews": Download(f"{base}/categoryFilesSmall/{category}.csv"),
+            "meta": Download(f"{base}/metaFiles2/meta_{category}.json.gz"),
+        },
+        recipe={"require_title": True, "min_user_count": 3, "kcore": "once"},
+        options={"category": category, "max_title_chars": 200, "sample_users": n_users, "sample_seed": 0},
+        description=f"Amazon 2018 {category} ratings + meta; RA-Rec: titles <= 200 chars, >= 3 per user, "
+        f"{n_users:,} users sampled",
+    )
+
+
 def _amazon_2014(name: str, category: str, **kw: Any) -> DatasetSpec:
     base = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
     return DatasetSpec(
@@ -108,6 +131,26 @@ def _amazon_2014(name: str, category: str, **kw: Any) -> DatasetSpec:
         options={"category": category},
         description=f"Amazon 2014 {category} 5-core, iterative 5-core, implicit (OpenP5)",
         **kw,
+    )
+
+
+def _amazon_2014_cllm4rec(name: str, category: str, shared: str) -> DatasetSpec:
+    """CLLM4Rec's recipe on the raw files of ``shared`` [paper §4.1.1; protocols/cllm4rec.md §2e]: ratings
+    > 3 kept as positives, then the 5-core "after binarisation", a random 80/10/10 per user (at least one
+    valid and one test item), review texts kept as the content documents (``review`` column)."""
+    return replace(
+        _amazon_2014(name, category),
+        raw_name=shared,
+        default_split="random-per-user",
+        recipe={
+            "label_rule": "rating>3",
+            "positives_only": True,
+            "min_user_count": 5,
+            "min_item_count": 5,
+            "kcore": "iterative",
+        },
+        options={"category": category, "review_text": True},
+        description=f"Amazon 2014 {category} 5-core; CLLM4Rec: ratings > 3, then 5-core, reviews as text",
     )
 
 
@@ -189,10 +232,20 @@ CATALOG: tuple[tuple[DatasetSpec, tuple[str, ...]], ...] = (
         ),
         ("amazon-books", "books"),
     ),
+    # RA-Rec's datasets (seed 004 T1: Books 80,000 users, Clothing 100,000)
+    (_amazon_2018_rarec("amazon-books-rarec", "Books", 80_000), ("books-rarec",)),
+    (_amazon_2018_rarec("amazon-clothing-rarec", "Clothing_Shoes_and_Jewelry", 100_000), ("clothing-rarec",)),
     (_amazon_2014("amazon-beauty", "Beauty"), ("beauty",)),
     (_amazon_2014("amazon-toys", "Toys_and_Games"), ("toys",)),
     (_amazon_2014("amazon-sports", "Sports_and_Outdoors"), ("sports",)),
     (_amazon_2014("amazon-clothing", "Clothing_Shoes_and_Jewelry"), ("clothing",)),
+    # CLLM4Rec's datasets (paper T3: Beauty 94,148 / 10,553 / 6,086 int./users/items): the same raw files
+    (_amazon_2014_cllm4rec("amazon-beauty-cllm4rec", "Beauty", "amazon-beauty"), ("beauty-cllm4rec",)),
+    (_amazon_2014_cllm4rec("amazon-toys-cllm4rec", "Toys_and_Games", "amazon-toys"), ("toys-cllm4rec",)),
+    (
+        _amazon_2014_cllm4rec("amazon-sports-cllm4rec", "Sports_and_Outdoors", "amazon-sports"),
+        ("sports-cllm4rec",),
+    ),
 )
 
 
@@ -228,10 +281,24 @@ def is_path_like(dataset: str) -> bool:
 
 
 def spec_for_directory(path: Path) -> DatasetSpec:
-    """A pre-split directory (``<name>.train.inter`` ...) or a RecBole atomic one (``<name>.inter``)."""
+    """A pre-split directory (``<name>.train.inter`` ..., or the CLLM4Rec authors' ``meta.pkl`` +
+    ``*_matrix.npz`` layout) or a RecBole atomic one (``<name>.inter``)."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
         raise DataError(f"{path}: no such directory; expected a dataset name or a directory of atomic files")
+    from benchbed.data.sources import cllm4rec_release
+
+    if cllm4rec_release.is_release_dir(path):  # the CLLM4Rec authors' tarball: their exact split
+        return DatasetSpec(
+            name=path.name,
+            source="cllm4rec-release",
+            loader="benchbed.data.sources.cllm4rec_release:load",
+            files=dict(cllm4rec_release.FILES),
+            optional_files=("reviews",),
+            default_split="presplit",
+            directory=path,
+            description="CLLM4Rec authors' release (meta.pkl, *_matrix.npz, user_item_texts/review.pkl)",
+        )
     trains = sorted(path.glob("*.train.inter"))
     if len(trains) > 1:
         raise DataError(f"{path}: several *.train.inter files ({[p.name for p in trains]}); expected one")

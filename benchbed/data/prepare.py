@@ -100,10 +100,9 @@ def _dataset(
         return _DataEntry(data, parts, key, cache_hit=True)
     log.info("building %s from %s", spec.name, info["files"])
     parts = None
-    if spec.source == "presplit":
-        from benchbed.data.sources.presplit import load_with_parts
-
-        data, parts = load_with_parts(spec, info["files"])
+    if spec.default_split == "presplit":  # the source's module gives the parts (presplit, cllm4rec_release)
+        module = spec.loader.partition(":")[0]
+        data, parts = import_target(f"{module}:load_with_parts")(spec, info["files"])
     else:
         data = import_target(spec.loader)(spec, info["files"])
     data.domain = spec.domain
@@ -146,12 +145,12 @@ def _protocol(spec: DatasetSpec, split: str | None) -> Protocol:
     protocol = SPLITS.get(name)
     if not isinstance(protocol, Protocol):
         raise DataError(f"split protocol {name!r}: registry entry is not a Protocol")
-    if (protocol.name == "presplit") != (spec.source == "presplit"):
+    if (protocol.name == "presplit") != (spec.default_split == "presplit"):
         raise DataError(
             f"dataset {spec.name!r}: protocol {protocol.name!r} does not apply "
             + (
                 "(a pre-split directory only takes 'presplit')"
-                if spec.source == "presplit"
+                if spec.default_split == "presplit"
                 else "(no pre-split files)"
             )
         )
@@ -217,6 +216,53 @@ def _read_split(entry: Any, data: InteractionData, manifest: dict[str, Any]) -> 
     )
 
 
+@dataclass
+class SplitIdentity:
+    """What a run's result depends on in the data: content hashes, not the ``--dataset`` string.
+
+    ``data_hash``/``split_hash`` are those a record stores (``InteractionData.content_hash``,
+    ``Split.hash``); ``files_hash`` hashes a directory dataset's raw files (names, sizes, sha256), known
+    before anything is loaded; ``path`` is its resolved directory, a label only. ``prepared`` is the split
+    when it had to be built to learn the hashes (the caller reuses it).
+    """
+
+    data_hash: str
+    split_hash: str
+    files_hash: str | None
+    path: str | None
+    prepared: PreparedSplit | None = None
+
+
+def split_identity(
+    dataset: str, split: str | None = None, split_params: dict[str, Any] | None = None
+) -> SplitIdentity:
+    """The content identity of a split: from the (verified) cache manifest when cached, else by building it.
+
+    Unknown datasets, protocols and split parameters raise here, before a run writes anything.
+    """
+    spec = get_spec(dataset)
+    protocol = _protocol(spec, split)
+    params = protocol.resolve({**spec.split_defaults(protocol.name), **(split_params or {})})
+    keyed = _data_key(spec, download=True)
+    directory = getattr(spec, "directory", None)
+    files_hash = stable_hash(keyed[1]["fingerprints"], 16) if directory is not None else None
+    path = str(directory) if directory is not None else None
+    entry = cache.entry_dir("splits", f"{spec.name}-{protocol.name}", _split_key(keyed[0], protocol, params))
+    manifest = cache.read_manifest(entry)
+    data_hash = (manifest or {}).get("stats", {}).get("data_hash")
+    if manifest is not None and data_hash and manifest.get("hash"):
+        return SplitIdentity(str(data_hash), str(manifest["hash"]), files_hash, path)
+    prepared = prepare_split(dataset, split, split_params)
+    split_hash = prepared.split.hash or prepared.split.compute_hash()
+    return SplitIdentity(prepared.split.data.content_hash(), split_hash, files_hash, path, prepared)
+
+
+def _split_key(data_key: str, protocol: Protocol, params: dict[str, Any]) -> str:
+    return stable_hash(
+        {"data": data_key, "protocol": protocol.name, "params": params, "v": cache.DATA_LAYER_VERSION}, 16
+    )
+
+
 def prepare_split(
     dataset: str,
     split: str | None = None,
@@ -236,10 +282,7 @@ def prepare_split(
     protocol = _protocol(spec, split)
     params = protocol.resolve({**spec.split_defaults(protocol.name), **(split_params or {})})
     keyed = _data_key(spec, download)
-    data_key = keyed[0]
-    key = stable_hash(
-        {"data": data_key, "protocol": protocol.name, "params": params, "v": cache.DATA_LAYER_VERSION}, 16
-    )
+    key = _split_key(keyed[0], protocol, params)
     entry = cache.entry_dir("splits", f"{spec.name}-{protocol.name}", key)
     manifest = None if force else cache.read_manifest(entry)
     if manifest is not None:

@@ -8,9 +8,12 @@ One function for every source, so that a recipe's steps mean the same thing on e
 - ``time_from`` / ``time_to``: ISO dates (UTC), keep ``time_from <= t < time_to``.
 - ``require_title``: drop interactions whose item has no title in the item table (CoLLM's inner join).
 - ``dedupe``: ``"last"`` (default) keeps a user's latest interaction with an item, ``"none"`` keeps all.
+- ``positives_only``: drop the label-0 rows after de-duplication, before the count filters (CLLM4Rec: ratings
+  > 3 kept, then the 5-core "after binarisation", paper §4.1.1).
 - ``min_user_count`` / ``min_item_count`` with ``kcore``: ``"once"`` (one simultaneous pass, CoLLM's ``> 20``
   filter as ``min = 21``) or ``"iterative"`` (repeat until stable, OpenP5's 5-core).
-Counts of everything removed are reported in ``stats`` (nothing is dropped silently).
+Counts of everything removed are reported in ``stats`` (nothing is dropped silently). The output rows are
+sorted by timestamp, same-second rows in the raw file's order (RecBole's and OpenP5's order).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ RECIPE_KEYS = (
     "min_item_count",
     "kcore",
     "item_rename",
+    "positives_only",
 )
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     ">": operator.gt,
@@ -140,6 +144,12 @@ def build_data(
         before = len(df)
         df = df.sort_values("timestamp", kind="stable").drop_duplicates(["user_raw", "item_raw"], keep="last")
         stats["duplicates_removed"] = before - len(df)
+    if recipe.get("positives_only"):
+        if not rule:
+            raise ConfigError(f"dataset {name!r}: recipe positives_only needs a label_rule (e.g. 'rating>3')")
+        before = len(df)
+        df = df[df["label"].to_numpy() == 1]
+        stats["negatives_removed"] = before - len(df)
     min_user, min_item = int(recipe.get("min_user_count", 0)), int(recipe.get("min_item_count", 0))
     if min_user > 1 or min_item > 1:
         before = len(df)
@@ -161,7 +171,11 @@ def build_data(
             },  # caller-owned columns (pre-split parts), popped by it
         }
     )
-    out = out.sort_values(["timestamp", "user", "item"], kind="stable").reset_index(drop=True)
+    # A stable sort on time alone: same-second interactions keep the raw file's order, as RecBole
+    # (Interaction.sort, kind="stable") and OpenP5 order them. Until DATA_LAYER_VERSION 2 ties were broken
+    # by (user, item), which made leave-one-out pick the highest item id among ties (lower-popularity items
+    # on ml-100k); split parameter ``tie_break: item`` (benchbed.data.splits) restores that order.
+    out = out.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
     item_table = _feature_table(item_ids, items)
     if "title" not in item_table:

@@ -94,6 +94,7 @@ class GenerativeLM(BaseRecommender):
     tasks: ClassVar[frozenset[str]] = frozenset({"generative"})
     uses_templates: ClassVar[bool] = True
     use_slots: ClassVar[bool] = False
+    slot_width: int = 1  # positions per slot (ILM: its N query tokens; set in ``prepare``)
     common_defaults: ClassVar[dict[str, Any]] = {
         "backbone": "tiny",  # preset, alias, hub id or local path
         "epochs": 1,
@@ -239,7 +240,9 @@ class GenerativeLM(BaseRecommender):
             )
             for st, u, h, tpl in zip(sub_tasks, users, histories, templates, strict=True)
         ]
-        enc = encode(self.tok, pieces, self.slot_cols, max_length=self.params["max_length"])
+        enc = encode(
+            self.tok, pieces, self.slot_cols, max_length=self.params["max_length"], slot_width=self.slot_width
+        )
         answer_len = np.zeros(len(pieces), dtype=np.int64)
         if targets is not None:
             bank = self.setup.bank()

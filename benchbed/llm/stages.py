@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from benchbed import parallel
 from benchbed.atomic import atomic_path, write_json_atomic
 from benchbed.config import stable_hash
 from benchbed.errors import ConfigError
@@ -132,5 +133,7 @@ def run_or_load(
         meta = blob.get("meta")
         return StageOutcome(dict(meta) if isinstance(meta, dict) else st.meta(), True, st.dir, blob)
     blob, meta = train_fn(st.dir)
-    st.save(blob, meta)
+    if parallel.world().is_main:  # data parallel: every rank holds the same result, one writes it
+        st.save(blob, meta)
+    parallel.barrier()
     return StageOutcome(dict(meta), False, st.dir, blob)

@@ -12,6 +12,16 @@ CUDA when initialised, numpy's global generator, python ``random``) and the loop
 consumed in the epoch, optimizer steps, evaluations done in the epoch), plus the early-stopping state and
 history. It is written at the start, every ``checkpoint_every`` optimizer steps, after every evaluation and
 at every epoch end.
+Data parallel (``accelerate launch``, :mod:`benchbed.parallel`): with N processes every rank walks the same
+batch sequence; micro-batch ``j`` of an accumulation group (``grad_accum`` micro-batches per optimizer step)
+runs forward/backward on rank ``j % N`` only, and the gradients are summed over the ranks before the step.
+So the effective batch is ``batch_size x grad_accum`` whatever N is (the paper's, when its config is kept),
+each process accumulates ``grad_accum / N`` micro-batches (N must divide ``grad_accum``), and the optimizer
+sees the gradient one process would have summed, up to float summation order. What differs: dropout masks
+(each rank draws from its own copy of the global RNG). The loop position, parameters and optimizer state
+are the same on every rank, so the main process alone writes checkpoints (pending gradients summed over the
+ranks first) and a checkpoint resumes under any N that divides ``grad_accum``.
+
 On resume the epoch's batches are requested again and the consumed ones skipped; the RNG is restored *after*
 the skip, so LoRA dropout (torch's global RNG) draws the same masks as in an uninterrupted run. On CPU the two
 runs end equal to the bit (tests/test_llm_stages.py); on CUDA, kernels that are not deterministic may differ.
@@ -36,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchbed import parallel
 from benchbed.atomic import atomic_path
 from benchbed.errors import ConfigError
 
@@ -79,6 +90,9 @@ class TrainResult:
     # ``record.info["time_capped"] = True`` so the leaderboard marks the row
     time_capped: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    # data parallel: processes, and micro-batches per optimizer step over all of them (``grad_accum``)
+    world_size: int = 1
+    grad_accum: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -135,6 +149,8 @@ def train(
     named = {n: p for n, p in params.items() if p.requires_grad}
     if not named:
         raise ValueError("nothing to train: no parameter requires grad")
+    w = parallel.world()
+    parallel.check_divides(cfg.grad_accum, w.size, "training")
     decay = [p for n, p in named.items() if p.ndim >= 2]
     no_decay = [p for n, p in named.items() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -153,6 +169,7 @@ def train(
     pending_rng: dict[str, Any] | None = None
     pending_grads: dict[str, torch.Tensor] = {}
     saved = _read_checkpoint(ckpt, say) if ckpt is not None else None
+    parallel.barrier()  # every rank has read the checkpoint before the main process writes a new one
     if saved is not None:
         assert ckpt is not None
         _check_signature(ckpt, saved.get("signature"), signature)
@@ -174,7 +191,9 @@ def train(
     def save() -> None:
         if ckpt is not None:
             state["seconds"] = time.perf_counter() - t_start
-            _save(ckpt, named, optimizer, scheduler, state, signature)
+            grads = parallel.summed_grads(named)  # collective: every rank is at the same point
+            if w.is_main:
+                _save(ckpt, named, optimizer, scheduler, state, signature, grads)
 
     def restore_rng() -> None:
         nonlocal pending_rng
@@ -221,17 +240,19 @@ def train(
             restore_rng()  # saved before this epoch's batches were asked for
         batches = _epoch_batches(batches_for_epoch, epoch, start)
         restore_rng()  # saved after batch ``start``: restored once the consumed batches are skipped
-        _set_grads(named, pending_grads)
+        _set_grads(named, pending_grads if w.is_main else {})  # saved summed over ranks: main adds them once
         pending_grads = {}
         stop = None
         for i, batch in enumerate(batches, start=start + 1):
-            loss = loss_fn(batch) / cfg.grad_accum
-            loss.backward()
-            state["rows"] += len(batch)
+            if not w.distributed or ((i - 1) % cfg.grad_accum) % w.size == w.rank:
+                loss = loss_fn(batch) / cfg.grad_accum
+                loss.backward()
+            state["rows"] += len(batch)  # rows of the whole world: the same figure under any N
             state["tokens"] += int(getattr(batch, "n_tokens", 0))
             state["batch"] = i
             stepped = False
             if i % cfg.grad_accum == 0 or i == batches_per_epoch:
+                parallel.all_reduce_grads(named.values())
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(list(named.values()), cfg.max_grad_norm)
                 optimizer.step()
@@ -240,6 +261,7 @@ def train(
                 state["steps"] += 1
                 stepped = True
             over_time = cfg.max_seconds is not None and time.perf_counter() - t_start >= cfg.max_seconds
+            over_time = parallel.from_main(over_time) if cfg.max_seconds is not None else over_time
             evaluated = i in eval_points or over_time
             if evaluated:
                 if evaluate(epoch, state["k_eval"]):
@@ -280,6 +302,8 @@ def train(
         resumed_at=resumed_at,
         time_capped=stopped == "time-budget",
         history=state["history"],
+        world_size=w.size,
+        grad_accum=cfg.grad_accum,
     )
 
 
@@ -405,11 +429,12 @@ def _save(
     scheduler: Any,
     state: dict[str, Any],
     signature: dict[str, Any],
+    grads: dict[str, torch.Tensor],
 ) -> None:
     blob = {
         "version": CHECKPOINT_VERSION,
         "params": {n: p.detach().cpu().clone() for n, p in named.items()},
-        "grads": {n: p.grad.detach().cpu().clone() for n, p in named.items() if p.grad is not None},
+        "grads": grads,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": rng_state(),

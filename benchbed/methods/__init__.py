@@ -28,6 +28,14 @@ _BUILTIN = {
     "embedproj": "benchbed.methods.embedproj:EmbedProj",
     "cllm4rec": "benchbed.methods.cllm4rec:CLLM4Rec",
     "rarec": "benchbed.methods.rarec:RARec",
+    # item2text baselines and reference rows (ILM 4.3 / Fig. 5)
+    "i2t-mlp1": "benchbed.methods.item2text_baselines:I2TMLP1",
+    "i2t-mlpn": "benchbed.methods.item2text_baselines:I2TMLPN",
+    "i2t-elm": "benchbed.methods.item2text_baselines:I2TELM",
+    "i2t-text": "benchbed.methods.item2text_baselines:I2TText",
+    "i2t-floor": "benchbed.methods.item2text_baselines:I2TFloor",
+    "i2t-copy": "benchbed.methods.item2text_baselines:I2TCopy",
+    "ilm": "benchbed.methods.ilm:ILM",
 }
 for _name, _target in _BUILTIN.items():
     if _name not in METHODS:

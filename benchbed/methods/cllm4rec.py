@@ -59,6 +59,7 @@ from benchbed.methods.cllm4rec_docs import (
 from benchbed.methods.cllm4rec_model import COLLAB, CONTENT, MR_FORMS, CLLM4RecCore
 from benchbed.metrics import hits_from_rankings, resolve
 from benchbed.metrics.ranking import top_k
+from benchbed.params import Param
 
 VARIANTS = ("cllm4rec", "llm-cf", "llm-scratch", "llm-ftall", "llm-fixord", "llm-prerec")
 REC_TARGETS = ("all", "heldout")
@@ -117,25 +118,21 @@ class CLLM4Rec(BaseRecommender):
         **{k: "auto" for k in BUDGET_KEYS},  # auto: CPU_BUDGET on CPU, the paper's on a GPU
     }
 
+    # choices and the open mask interval; the rest (lambda_c >= 0, lr > 0, epochs >= 0 or auto, ...) comes
+    # from benchbed.params' naming conventions and the defaults' types
+    param_specs: ClassVar[dict[str, Param]] = {
+        "variant": Param(kind="str", choices=VARIANTS, help="Table 1 variant"),
+        "rec_target": Param(kind="str", choices=REC_TARGETS),
+        "mr_form": Param(kind="str", choices=MR_FORMS),
+        "content": Param(kind="str", choices=CONTENT_MODES),
+        "prompt_history": Param(kind="str", choices=PROMPT_HISTORIES),
+        "train_positives": Param(kind="str", choices=TRAIN_POSITIVES),
+        "mask_ratio": Param(kind="float", min=0, max=1, exclusive_min=True, exclusive_max=True),
+    }
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         p = self.params
-        for key, allowed in (
-            ("variant", VARIANTS),
-            ("rec_target", REC_TARGETS),
-            ("mr_form", MR_FORMS),
-            ("content", CONTENT_MODES),
-            ("prompt_history", PROMPT_HISTORIES),
-            ("train_positives", TRAIN_POSITIVES),
-        ):
-            if p[key] not in allowed:
-                raise ConfigError(
-                    f"method 'cllm4rec': {key}={p[key]!r}; expected one of {', '.join(allowed)}"
-                )
-        if not 0.0 < float(p["mask_ratio"]) < 1.0:
-            raise ConfigError(f"method 'cllm4rec': mask_ratio={p['mask_ratio']!r}; expected 0 < ratio < 1")
-        if float(p["lambda_c"]) < 0:
-            raise ConfigError(f"method 'cllm4rec': lambda_c={p['lambda_c']!r}; expected >= 0")
         if str(p["backbone"]) not in ("tiny", TINY_GPT2_NAME, "tiny-llama"):
             check_backbone_name(str(p["backbone"]))
         if p["backbone"] == "minilm":
@@ -232,6 +229,11 @@ class CLLM4Rec(BaseRecommender):
         }
         if docs is None and eff["use_content"]:
             info["ran_as"] = "llm-cf"
+        if info["users_without_train_items"]:
+            ctx.say(
+                f"cllm4rec: {info['users_without_train_items']} user(s) without training items: their prompt "
+                "holds no item (their scores come from the user token alone)"
+            )
         self.fit_info = info
         valid_users, valid_pos = self._valid_targets(split, use_labels, budget)
         ctx.say(

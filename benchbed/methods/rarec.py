@@ -34,7 +34,7 @@ from benchbed.embeddings.store import EXPORTABLE
 from benchbed.errors import ConfigError, DataError
 from benchbed.llm import stages
 from benchbed.llm.backbone import load_backbone
-from benchbed.llm.heads.pooled import default_pooling
+from benchbed.llm.heads.pooled import POOLINGS, default_pooling
 from benchbed.llm.inject import special_prefix
 from benchbed.llm.injectors.prefix import LayerPrefix, n_layers
 from benchbed.llm.train import TrainConfig, train
@@ -49,6 +49,7 @@ from benchbed.methods.rarec_towers import (
     Towers,
     info_nce,
 )
+from benchbed.params import COUNT, Param
 
 # Budgets in data terms. CPU: a seeded sample of 600 tuning samples, 1 epoch, prompts cut to 64 tokens
 # (~6 recent ml-100k titles), no validation passes: `benchbed run --method rarec` then trains in minutes on
@@ -59,10 +60,6 @@ BUDGET_KEYS = tuple(CPU_BUDGET)
 MISSING_TITLES = ("error", "id")
 USER_IDS = ("export", "history")
 ID_HISTORY = 20  # ComiRec's maxlen (authors' src/train.py): the window of the "history" user vector
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 class RARec(BaseRecommender):
@@ -99,38 +96,24 @@ class RARec(BaseRecommender):
         "user_ids": "export",
     }
 
+    param_specs: ClassVar[dict[str, Param]] = {
+        "variant": Param(kind="str", choices=VARIANTS),
+        "id_params": Param(kind="dict", nullable=True),
+        "selection": Param(kind="str", choices=SELECTIONS),
+        "history_len": COUNT,
+        "pooling": Param(kind="str", choices=("auto", *POOLINGS)),
+        "missing_titles": Param(kind="str", choices=MISSING_TITLES),
+        "user_ids": Param(kind="str", choices=USER_IDS),
+    }
+
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
+        super().__init__(**params)  # types, ranges and choices: param_specs (benchbed.params)
         p = self.params
-        if p["variant"] not in VARIANTS:
-            raise ConfigError(
-                f"method 'rarec': variant {p['variant']!r}; expected one of {', '.join(VARIANTS)}"
-            )
         if p["id_model"] not in EXPORTABLE and not str(p["id_model"]).startswith("recbole:"):
             raise ConfigError(
                 f"method 'rarec': id_model {p['id_model']!r} exports no ID embeddings; expected one of "
                 f"{', '.join(EXPORTABLE)}"
             )
-        if p["selection"] not in SELECTIONS:
-            raise ConfigError(
-                f"method 'rarec': selection {p['selection']!r}; expected one of {', '.join(SELECTIONS)}"
-            )
-        if p["user_ids"] not in USER_IDS:
-            raise ConfigError(f"method 'rarec': user_ids {p['user_ids']!r}; expected one of {USER_IDS}")
-        if p["missing_titles"] not in MISSING_TITLES:
-            raise ConfigError(
-                f"method 'rarec': missing_titles {p['missing_titles']!r}; expected one of {MISSING_TITLES}"
-            )
-        for key in ("history_len", "batch_size"):
-            if not _positive_int(p[key]):
-                raise ConfigError(f"method 'rarec': {key} must be a positive integer, got {p[key]!r}")
-        for key in BUDGET_KEYS:
-            value = p[key]
-            ok = value == "auto" or _positive_int(value) or (key == "valid_users" and value == 0)
-            if not ok:
-                raise ConfigError(
-                    f"method 'rarec': {key} must be 'auto' or a positive integer, got {value!r}"
-                )
         self.info: dict[str, Any] = {}
         self._items: torch.Tensor | None = None
 
@@ -151,6 +134,18 @@ class RARec(BaseRecommender):
     def trainable_parameters(self) -> int:
         sides = getattr(self, "sides", None)
         return 0 if sides is None else int(sum(p.numel() for p in sides.parameters() if p.requires_grad))
+
+    def parameter_breakdown(self) -> dict[str, int]:
+        """Trainable parameters by part, both towers summed: ``context`` = the learned prefixes ``c^l``,
+        ``reparam`` = ``W^l`` and ``b^l``. RA-Rec's Table 6 reports 18,432 = 12 x 2 x 768, the size of one
+        tower's 2-token context prefix on a 12-layer 768-wide model: a count without the ``W^l`` matrices
+        (12 x 768 x d) and without the second tower (protocols/rarec.md §3b)."""
+        sides = getattr(self, "sides", None)
+        out = {"context": 0, "reparam": 0}
+        for name, q in ([] if sides is None else sides.named_parameters()):
+            if q.requires_grad:
+                out["context" if name.endswith("context") else "reparam"] += int(q.numel())
+        return out
 
     # --- fit ----------------------------------------------------------------------------------------------
     def _budget(self, on_cpu: bool, ctx: RunContext) -> dict[str, Any]:
@@ -254,6 +249,7 @@ class RARec(BaseRecommender):
                 "id_model": id_info,
                 "pooling": pooling,
                 "trainable_parameters": self.trainable_parameters(),
+                "trainable_by_part": self.parameter_breakdown(),
             }
         )
         if variant == "zero_shot":

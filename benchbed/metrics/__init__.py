@@ -97,6 +97,20 @@ for _name, (_fn, _definition) in _RANKING.items():
 for _name, (_fn, _higher, _unit, _definition) in _CTR.items():
     if _name not in METRICS:
         METRICS.register(_name, _fn, higher_is_better=_higher, kind="ctr", unit=_unit, definition=_definition)
+for _name, _definition in (  # item-to-text (benchbed.metrics.semantic), x100
+    ("sc", "100 x cosine of sentence embeddings of generated and reference text (ILM 4.2), mean over rows"),
+    ("attr_f1", "100 x F1 of the genre/category/decade set the text names vs the reference's set"),
+):
+    if _name not in METRICS:
+        _fn_name = "semantic_consistency" if _name == "sc" else "attribute_f1"
+        METRICS.register(
+            _name,
+            f"benchbed.metrics.semantic:{_fn_name}",
+            higher_is_better=True,
+            kind="text",
+            unit="rows",
+            definition=_definition,
+        )
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """One run: RunConfig -> split -> method -> fit -> task evaluation -> RunRecord on disk.
 
-The record's path is a function of the config, so a finished run is found and skipped (``force`` re-runs).
-Setup problems (unknown method, bad parameter, a task the method does not support) raise before anything
-is written; anything that fails after that writes a record with ``status: failed`` and the one-line error,
-then re-raises, so a results tree always says what was tried.
+The record's path is a function of the config (and, for a directory dataset, of its files' content), so a
+finished run is found and skipped (``force`` re-runs) -- but only while its data and split hashes are those of
+the data now. Setup problems (unknown method, dataset or split, bad parameter, a task the method does not
+support, a results directory that cannot be written) raise before anything is written; anything that fails
+after that writes a record with ``status: failed`` and the one-line error, then re-raises, so a results tree
+always says what was tried. A failure never replaces an ``ok`` record: it goes to ``<id>.failed.json``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import benchbed
+from benchbed import parallel
 from benchbed.api import BaseRecommender, RunContext, TaskSetup
 from benchbed.config import RunConfig, stable_hash
 from benchbed.errors import BenchbedError, ConfigError
@@ -31,11 +34,15 @@ from benchbed.methods import build_method
 from benchbed.orchestration.embeddings import RegistryEmbeddings, keep_fitted_embeddings
 from benchbed.params import ParamError
 from benchbed.registry import TASKS
-from benchbed.results.record import RecordError, RunRecord, read_record
-from benchbed.results.store import record_path, write_record
+from benchbed.results.environment import collect as collect_environment
+from benchbed.results.record import NewerSchemaError, RecordError, RunRecord, read_record
+from benchbed.results.store import check_writable, failed_path, record_path, write_record
 from benchbed.settings import get_settings
 from benchbed.tasks import build_task
 from benchbed.tasks.base import Task
+
+if TYPE_CHECKING:
+    from benchbed.data.prepare import PreparedSplit, SplitIdentity
 
 
 @dataclass
@@ -170,16 +177,54 @@ def make_context(
     return ctx
 
 
-def find_existing(config: RunConfig) -> tuple[Path, RunRecord | None]:
-    """The record path of ``config`` and its successful record, if one is already there."""
-    path = record_path(get_settings().results_dir, config)
+def find_existing(config: RunConfig, identity: SplitIdentity | None = None) -> tuple[Path, RunRecord | None]:
+    """The record path of ``config`` and its successful record, if one is there *for the same data*.
+
+    Identity is content: a directory dataset's record path hashes its files (not the ``--dataset``
+    string), and a record is only returned when its ``dataset_hash`` and ``split_hash`` equal those of
+    the split as it is now (``identity``; computed when not given). A record written by a newer schema
+    is refused (:class:`NewerSchemaError`): running would overwrite what this benchbed cannot read.
+    """
+    identity = identity or _identity(config)
+    path = record_path(get_settings().results_dir, config, identity.files_hash)
     if not path.exists():
         return path, None
     try:
         record = read_record(path)
+    except NewerSchemaError as exc:
+        raise BenchbedError(f"{exc}; this benchbed will not overwrite it (move it away to re-run)") from exc
     except RecordError:
         return path, None  # unreadable: run again and overwrite
-    return path, record if record.status == "ok" else None
+    if record.status != "ok":
+        return path, None
+    if (record.dataset_hash, record.split_hash) != (identity.data_hash, identity.split_hash):
+        return path, None  # the data or split changed since: a stale result, run again
+    return path, record
+
+
+def _identity(config: RunConfig, task: Task | None = None) -> SplitIdentity:
+    """The split's content identity; bad dataset/split names and split parameters raise here (no record)."""
+    from benchbed.data.prepare import split_identity
+
+    task = task or build_task(config.task, dict(config.task_params))
+    # a task may name the protocol it is defined on (generative: leave-one-out) for runs that give none
+    return split_identity(config.dataset, config.split or task.default_split, dict(config.split_params))
+
+
+def _holds_ok_record(path: Path) -> bool:
+    try:
+        return read_record(path).status == "ok"
+    except RecordError:
+        return False
+
+
+def _remove_empty_dirs(*dirs: Path) -> None:
+    """Scratch directories a run made and left empty (the run's work dir, RecBole's work root)."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty, absent or in use: leave it
+            pass
 
 
 def run_companions(
@@ -201,17 +246,26 @@ def run_companions(
 def execute(
     config: RunConfig, *, force: bool = False, progress: bool = True, log: Callable[[str], None] | None = None
 ) -> RunOutcome:
-    """Run ``config`` (or find its record) and return the record, where it is and whether it was skipped."""
+    """Run ``config`` (or find its record) and return the record, where it is and whether it was skipped.
+
+    Setup (method, task, device, dataset, split and their parameters) is checked before anything is
+    written; so is that the results directory can take the record. A run that then fails or is interrupted
+    writes its failure record, but beside an existing ``ok`` record (``<id>.failed.json``), never over it.
+    """
+    method, task = setup(config)
     run_companions(config, progress=progress, log=log)
-    path, existing = find_existing(config)
+    identity = _identity(config, task)
+    path, existing = find_existing(config, identity)
+    # data parallel (accelerate launch): the main process decides, so every rank runs or skips alike
+    existing = parallel.from_main(existing)
     if existing is not None and not force:
         return RunOutcome(existing, path, skipped=True)
-    if log is None and progress and get_settings().verbosity >= 0:
+    check_writable(path.parent)
+    if log is None and progress and get_settings().verbosity >= 0 and parallel.world().is_main:
         from rich.console import Console
 
         console = Console(stderr=True)
         log = lambda message: console.print(message, highlight=False)  # noqa: E731
-    method, task = setup(config)
     ctx = make_context(config, log)  # its task setup is filled in once the split is known
     seed_everything(config.seed)
     record = RunRecord(
@@ -230,24 +284,42 @@ def execute(
         git_sha=git_sha(),
         task_params=dict(task.params),
         cost={"device": ctx.device, "dtype": ctx.dtype},
+        environment=collect_environment(),
+        dataset_path=identity.path,
     )
     predictions = None
     try:
-        predictions = _run_stages(config, method, task, ctx, record)
+        predictions = _run_stages(config, method, task, ctx, record, identity.prepared)
         record.status = "ok"
     except BaseException as exc:
         record.status, record.error = "failed", one_line(exc) or "interrupted"
         record.cost["peak_memory_mb"] = peak_memory_mb(ctx.device)
-        write_record(path, record)
-        ctx.say(f"[red]run failed[/]: {record.error} (record: {path})")
+        record.info["parallel"] = parallel.world().info(method.params)
+        target = failed_path(path) if _holds_ok_record(path) else path
+        try:
+            if parallel.world().is_main:
+                write_record(target, record)
+            ctx.say(f"[red]run failed[/]: {record.error} (record: {target})")
+        except OSError as write_exc:  # the original error matters more; say why nothing was written
+            ctx.say(f"[red]run failed[/]: {record.error} (no failure record: {target}: {write_exc.strerror})")
         raise
-    write_record(path, record, predictions if config.save_predictions else None)
+    finally:
+        _remove_empty_dirs(ctx.work_dir, ctx.work_dir.parent, ctx.cache_dir / "recbole" / "work")
+    record.info["parallel"] = parallel.world().info(method.params)  # world size, launcher, effective batch
+    if parallel.world().is_main:  # one record per run, whatever the number of processes
+        write_record(path, record, predictions if config.save_predictions else None)
+        failed_path(path).unlink(missing_ok=True)  # an earlier failed re-run is superseded
     ctx.say(f"record written to {path}")
     return RunOutcome(record, path, skipped=False)
 
 
 def _run_stages(
-    config: RunConfig, method: BaseRecommender, task: Task, ctx: RunContext, record: RunRecord
+    config: RunConfig,
+    method: BaseRecommender,
+    task: Task,
+    ctx: RunContext,
+    record: RunRecord,
+    prepared: PreparedSplit | None = None,
 ) -> Any:
     from benchbed.data.prepare import prepare_split
 
@@ -258,7 +330,8 @@ def _run_stages(
     start = time.perf_counter()
     # a task may name the protocol it is defined on (generative: leave-one-out) for runs that give none
     split_name = config.split or task.default_split
-    prepared = prepare_split(config.dataset, split_name, dict(config.split_params))
+    if prepared is None:  # built already when find_existing needed its hashes
+        prepared = prepare_split(config.dataset, split_name, dict(config.split_params))
     split = prepared.split
     record.dataset_hash = split.data.content_hash()
     record.split_protocol = split.protocol

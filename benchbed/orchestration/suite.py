@@ -41,6 +41,8 @@ SUITE_KEYS = {
     "tolerance",
     "tolerances",
     "runs",
+    "grid",  # methods x datasets x seeds x parameter values (benchbed.orchestration.grid)
+    "resources",  # per cell, for `benchbed sweep` executors
 }
 BASELINE_VERSION = 1
 
@@ -56,6 +58,7 @@ class Suite:
     tolerance: float = 1e-4
     tolerances: dict[str, float] = field(default_factory=dict)
     description: str = ""
+    resources: dict[str, Any] = field(default_factory=dict)  # per cell: cpus, gpus, mem_gb, time_min, ...
 
     def run_key(self, config: RunConfig) -> str:
         return config.hash()
@@ -101,9 +104,9 @@ def load_suite(path: Path) -> Suite:
     unknown = sorted(set(raw) - SUITE_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; expected some of {sorted(SUITE_KEYS)}")
-    runs_raw = raw.get("runs")
-    if not isinstance(runs_raw, list) or not runs_raw:
-        raise ConfigError(f"{path}: 'runs' must be a non-empty list of run configs")
+    runs_raw = raw.get("runs", [] if "grid" in raw else None)
+    if not isinstance(runs_raw, list) or not (runs_raw or "grid" in raw):
+        raise ConfigError(f"{path}: 'runs' must be a non-empty list of run configs (or give a 'grid')")
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ConfigError(f"{path}: 'defaults' must be a mapping")
@@ -115,6 +118,12 @@ def load_suite(path: Path) -> Suite:
         config = RunConfig.from_dict({**defaults, **item}, source=where)
         _check_names(config, where)
         runs.append(config)
+    if "grid" in raw:
+        from benchbed.orchestration.grid import expand_grid
+
+        for config in expand_grid(raw["grid"], defaults, str(path)):
+            _check_names(config, f"{path} grid cell {config.method}/{config.task}")
+            runs.append(config)
     hashes = [c.hash() for c in runs]
     dup = sorted({h for h in hashes if hashes.count(h) > 1})
     if dup:
@@ -137,7 +146,14 @@ def load_suite(path: Path) -> Suite:
         tolerance=float(tolerance),
         tolerances={str(k): float(v) for k, v in tolerances.items()},
         description=str(raw.get("description") or ""),
+        resources=_resources(raw.get("resources"), str(path)),
     )
+
+
+def _resources(raw: Any, where: str) -> dict[str, Any]:
+    from benchbed.orchestration.grid import parse_resources
+
+    return parse_resources(raw, where)
 
 
 # --- baseline ---------------------------------------------------------------------------------------------
@@ -164,7 +180,20 @@ def baseline_payload(suite: Suite, metrics: dict[str, dict[str, dict[str, float 
             "config": asdict(config),
             "metrics": {s: v for s, v in selected.items() if v},
         }
-    return {"schema_version": BASELINE_VERSION, "suite": suite.name, "runs": runs}
+    from benchbed.results.environment import collect
+
+    # the environment that produced it, so `check` can say when it compares across library versions
+    return {"schema_version": BASELINE_VERSION, "suite": suite.name, "environment": collect(), "runs": runs}
+
+
+def baseline_environment(path: Path) -> dict[str, Any] | None:
+    """The environment a baseline file was written in (None for baselines older than that field)."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    env = raw.get("environment") if isinstance(raw, dict) else None
+    return env if isinstance(env, dict) else None
 
 
 def write_baseline(path: Path, payload: dict[str, Any]) -> None:

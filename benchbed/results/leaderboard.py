@@ -66,6 +66,7 @@ class Board:
     # defaults of the protocol / task: the title names only the parameters that differ from them
     split_defaults: dict[str, Any] = field(default_factory=dict)
     task_defaults: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # printed under the table (e.g. the --vs-paper sources)
 
     @property
     def title(self) -> str:
@@ -180,8 +181,10 @@ def build_leaderboard(
 
     Failed records are not rows (the CLI lists them as skipped). ``sort`` is a column (``warm/auc``), a
     metric key (``auc`` = ``all/auc``), ``method`` or ``seeds``; default: the board's first column.
-    Our rows come first, then paper rows, each sorted the same way. Paper rows join a board when their
-    dataset, task and protocol match; with ``include_reference_only`` the others get boards of their own.
+    Our rows come first, then paper rows, each sorted the same way. Paper rows join a board only when
+    dataset, task, protocol, the task parameters the block names and the split parameters all match
+    (:meth:`ReferenceRow.matches`; split parameters against the dataset's defaults, so ``defaults`` matters
+    here too); with ``include_reference_only`` the others get boards of their own.
     ``defaults(dataset, task, protocol) -> (split defaults, task defaults)`` shortens board titles (the CLI
     passes :func:`registry_defaults`); records always keep the full parameters.
     """
@@ -207,10 +210,19 @@ def build_leaderboard(
         board = Board(
             first.dataset, first.task, key[2], dict(first.split_params), dict(first.task_params), []
         )
+        if defaults is not None:  # known here so that paper rows join only boards at the paper's split
+            board.split_defaults, board.task_defaults = defaults(board.dataset, board.task, board.protocol)
         matched = [
             (i, r)
             for i, r in enumerate(refs)
-            if r.matches(board.dataset, board.task, board.protocol, board.task_params)
+            if r.matches(
+                board.dataset,
+                board.task,
+                board.protocol,
+                board.task_params,
+                split_params=board.split_params,
+                split_defaults=board.split_defaults,
+            )
         ]
         used.update(i for i, _ in matched)
         _fill(board, recs, [r for _, r in matched])

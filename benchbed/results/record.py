@@ -2,25 +2,38 @@
 
 A record is written for every run, failed ones included, so a leaderboard can say what ran and what broke.
 Readers check ``schema_version`` first: a record from a newer benchbed is refused with a clear message rather
-than misread.
+than misread (and never overwritten: :class:`NewerSchemaError`). Every field is type-checked on read, so a
+hand-edited ``"seed": "abc"`` is one skipped file on the leaderboard, not a crash.
+
+Schema 2 (this issue's "records you can trust") added ``environment`` (library versions, threads, GPU),
+``dataset_path`` (a directory dataset's resolved path, a label only: identity is ``dataset_hash``) and
+``predictions_check`` (row count, row-key checksum and file checksum of the predictions, so ``rescore``
+can refuse predictions that do not cover the record's rows). Schema-1 records are read as they are.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from benchbed.errors import BenchbedError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)  # 1: before environment / dataset_path / predictions_check
 STATUSES = ("ok", "failed")
 
 
 class RecordError(BenchbedError):
     """A record file that cannot be read as a run record (corrupt JSON, unknown schema, missing field)."""
+
+
+class NewerSchemaError(RecordError):
+    """A record of a newer benchbed: readable by that one, so this one must neither misread nor replace it."""
 
 
 @dataclass
@@ -61,6 +74,11 @@ class RunRecord:
     info: dict[str, Any] = field(default_factory=dict)
     predictions: str | None = None  # file name of the per-row predictions parquet, next to the record
     rescored: dict[str, Any] | None = None  # set by `benchbed rescore --write`
+    # schema 2
+    environment: dict[str, Any] | None = None  # benchbed.results.environment.collect()
+    dataset_path: str | None = None  # a directory dataset's resolved absolute path (a label, not identity)
+    # {"rows": n, "keys_sha256": ..., "file_sha256": ...}: benchbed.results.store.predictions_check
+    predictions_check: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -76,7 +94,12 @@ class RunRecord:
         if not isinstance(raw, dict):
             raise RecordError(f"{source}: expected a JSON object, got {type(raw).__name__}")
         version = raw.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+            raise NewerSchemaError(
+                f"{source}: unknown schema_version {version} (newer than this benchbed reads, "
+                f"{SCHEMA_VERSION}); upgrade benchbed to read it"
+            )
+        if version not in READABLE_SCHEMAS or isinstance(version, bool):
             raise RecordError(
                 f"{source}: unknown schema_version {version!r} (this benchbed reads {SCHEMA_VERSION})"
             )
@@ -94,8 +117,14 @@ class RunRecord:
             raise RecordError(f"{source}: 'metrics' must map subset -> {{metric: value}}")
         for subset, values in metrics.items():
             for key, value in values.items():
-                if value is not None and not isinstance(value, int | float):
+                if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
                     raise RecordError(f"{source}: metrics[{subset!r}][{key!r}] is not a number: {value!r}")
+        for f in fields(cls):
+            if f.name in raw and not _has_type(raw[f.name], _FIELD_TYPES[f.name]):
+                raise RecordError(
+                    f"{source}: field {f.name!r} must be {_describe(_FIELD_TYPES[f.name])}, "
+                    f"got {raw[f.name]!r:.60}"
+                )
         return cls(**raw)
 
 
@@ -113,6 +142,40 @@ _REQUIRED = (
 )
 
 
+_FIELD_TYPES: dict[str, Any] = typing.get_type_hints(RunRecord)
+_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "a list"}
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """``value`` (parsed JSON) fits the field annotation ``hint``: scalars exactly, mappings one level deep
+    (metrics' numbers get their own check above), which is what the leaderboard and the runner rely on."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    base = origin or hint
+    if base is dict and isinstance(value, dict):  # one level down: counts/metrics map subset -> mapping
+        args = typing.get_args(hint)
+        inner = args[1] if len(args) == 2 else Any
+        return all(isinstance(k, str) for k in value) and (
+            typing.get_origin(inner) is not dict or all(isinstance(v, dict) for v in value.values())
+        )
+    if base is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, base)
+
+
+def _describe(hint: Any) -> str:
+    args = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    names = [_NAMES.get(typing.get_origin(a) or a, "null") for a in args]
+    return " or ".join(dict.fromkeys(names))
+
+
 def _json_float(value: float | None) -> float | None:
     """NaN (an undefined metric) is stored as null: JSON has no NaN and null reads as an empty cell."""
     if value is None:
@@ -128,6 +191,8 @@ def read_record(path: Path) -> RunRecord:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise RecordError(f"{path}: no such record") from exc
+    except OSError as exc:  # a directory named *.json, no permission
+        raise RecordError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RecordError(
             f"{path}: corrupt JSON ({exc.__class__.__name__}: {str(exc).splitlines()[0]})"

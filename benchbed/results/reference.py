@@ -17,7 +17,7 @@ from benchbed.errors import ConfigError
 
 DEFAULT_REFERENCE_FILE = Path(__file__).with_name("reference.yaml")
 BLOCK_KEYS = {"paper", "table", "dataset", "task", "protocol", "subsets", "backbone", "note"}
-BLOCK_KEYS |= {"methods", "params", "rows", "task_params"}
+BLOCK_KEYS |= {"methods", "params", "rows", "task_params", "split_params"}
 REQUIRED_BLOCK_KEYS = ("paper", "table", "dataset", "task", "rows")
 
 
@@ -37,23 +37,45 @@ class ReferenceRow:
     backbone: str | None = None
     note: str | None = None
     task_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"sub_task": "straightforward"}
+    split_params: dict[str, Any] = field(default_factory=dict)  # split settings beyond the dataset's defaults
 
     @property
     def citation(self) -> str:
         return f"{self.paper}, {self.table}"
 
     def matches(
-        self, dataset: str, task: str, protocol: str, task_params: dict[str, Any] | None = None
+        self,
+        dataset: str,
+        task: str,
+        protocol: str,
+        task_params: dict[str, Any] | None = None,
+        *,
+        split_params: dict[str, Any] | None = None,
+        split_defaults: dict[str, Any] | None = None,
     ) -> bool:
-        """Same dataset, task and protocol, and the same value for every task parameter the block names
-        that the board's task has (``sub_task`` means nothing to ``topk``, so it does not exclude it)."""
+        """Whether this paper row belongs on a board of ``dataset`` / ``task`` / ``protocol``.
+
+        - dataset, task and protocol are among the block's (no protocol in the block: any);
+        - every task parameter the block names has the same value on the board, where the board's task has
+          that parameter (``sub_task`` means nothing to ``topk``; a block of OpenP5's *generative* figures
+          therefore lists ``task: generative`` only, so a top-K board never shows them);
+        - the board's split parameters equal the dataset's defaults for the protocol (``split_defaults``;
+          the catalog holds the paper's split), except the ones the block names in ``split_params``, which
+          must equal those: a board with ``tie_break=item`` or a quantile split of ml-1m is not the paper's.
+        """
         params = task_params or {}
-        return (
-            dataset in self.datasets
-            and task in self.tasks
-            and (not self.protocols or protocol in self.protocols)
-            and all(params[k] == v for k, v in self.task_params.items() if k in params)
-        )
+        if dataset not in self.datasets or task not in self.tasks:
+            return False
+        if self.protocols and protocol not in self.protocols:
+            return False
+        if any(params[k] != v for k, v in self.task_params.items() if k in params):
+            return False
+        if split_defaults is not None:
+            for key, value in (split_params or {}).items():
+                expected = self.split_params.get(key, split_defaults.get(key, value))
+                if value != expected:
+                    return False
+        return True
 
     def value(self, column: str) -> float | None:
         subset, _, key = column.rpartition("/")
@@ -101,6 +123,9 @@ def load_references(path: Path | None = None) -> list[ReferenceRow]:
         task_params = block.get("task_params") or {}
         if not isinstance(task_params, dict):
             raise ConfigError(f"{where}: 'task_params' must be a mapping, e.g. {{sub_task: sequential}}")
+        split_params = block.get("split_params") or {}
+        if not isinstance(split_params, dict):
+            raise ConfigError(f"{where}: 'split_params' must be a mapping, e.g. {{tie_break: file}}")
         if not isinstance(block["rows"], dict):
             raise ConfigError(f"{where}: 'rows' must map a method label to {{metric: value}}")
         for label, values in block["rows"].items():
@@ -130,6 +155,7 @@ def load_references(path: Path | None = None) -> list[ReferenceRow]:
                     backbone=block.get("backbone"),
                     note=block.get("note"),
                     task_params=dict(task_params),
+                    split_params=dict(split_params),
                 )
             )
     return rows

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 
 from rich import box
 from rich.table import Table
@@ -63,7 +64,88 @@ def _footnotes(board: Board) -> list[str]:
         notes.append(TIME_CAP_NOTE)
     if any(r.random_init for r in board.rows):
         notes.append(RANDOM_INIT_NOTE)
-    return notes
+    return notes + list(board.notes)
+
+
+# ------------------------------------------------------------------------------------------------------
+# --vs-paper: ours, the paper's and the difference per cell
+# ------------------------------------------------------------------------------------------------------
+PAPER_SUFFIX, DIFF_SUFFIX = " paper", " Δ"
+
+
+def paper_pairs(board: Board) -> list[tuple[Row | None, Row | None]]:
+    """(our row, paper row) pairs of one board: a paper row pairs with each of our rows of its benchbed
+    method (``methods`` in reference.yaml) whose parameters include the row's ``params`` (CoLLM-MF =
+    ``collm`` with ``cf: mf``); a paper row without one stays alone (the table shows what is missing), our
+    rows without a paper row come first with ``None``."""
+    ours = [r for r in board.rows if not r.is_reference]
+    papers = [r for r in board.rows if r.is_reference]
+    pairs: list[tuple[Row | None, Row | None]] = []
+    paired: set[int] = set()
+    for paper in papers:
+        found = [
+            o
+            for o in ours
+            if o.method == paper.method and all(o.params.get(k) == v for k, v in paper.params.items())
+        ]
+        pairs += [(o, paper) for o in found] or [(None, paper)]
+        paired.update(id(o) for o in found)
+    return [(o, None) for o in ours if id(o) not in paired] + pairs
+
+
+def vs_paper_boards(boards: Sequence[Board]) -> list[Board]:
+    """Boards for ``leaderboard --vs-paper``: one row per (ours, paper) pair and, for every column the paper
+    reports, three columns: ours (mean ± s.e.), the paper's, and ours − paper. Boards without paper rows
+    are left out (there is nothing to compare)."""
+    out = []
+    for board in boards:
+        everything = paper_pairs(board)
+        pairs = [(o, p) for o, p in everything if p is not None]
+        unpaired = [o.label for o, p in everything if p is None and o is not None]
+        papers = [p for _, p in pairs if p is not None]
+        if not papers:
+            continue
+        reported = [c for c in board.columns if any(p.cells.get(c) is not None for p in papers)]
+        columns = [x for c in reported for x in (c, c + PAPER_SUFFIX, c + DIFF_SUFFIX)]
+        rows = []
+        for ours, paper in pairs:
+            cells: dict[str, Cell] = {}
+            for c in reported:
+                mine = ours.cells.get(c) if ours else None
+                theirs = paper.cells.get(c) if paper else None
+                if mine is not None:
+                    cells[c] = mine
+                if theirs is not None:
+                    cells[c + PAPER_SUFFIX] = theirs
+                if (
+                    mine is not None
+                    and theirs is not None
+                    and mine.mean is not None
+                    and theirs.mean is not None
+                ):
+                    cells[c + DIFF_SUFFIX] = Cell(mine.mean - theirs.mean, None, mine.n, mine.total)
+            label = f"{ours.label if ours else '—'} | {paper.label if paper else '—'}"
+            base = ours or paper
+            assert base is not None
+            rows.append(
+                Row(
+                    base.method,
+                    label,
+                    dict(base.params),
+                    ours.params_hash if ours else "",
+                    list(ours.seeds) if ours else [],
+                    cells,
+                    time_capped=bool(ours and ours.time_capped),
+                    random_init=bool(ours and ours.random_init),
+                )
+            )
+        sources = sorted({p.source for p in papers if p.source})
+        notes = [f"ours | paper row; '{PAPER_SUFFIX.strip()}' = paper-reported ({'; '.join(sources)})"]
+        notes.append(f"'{DIFF_SUFFIX.strip()}' = ours − paper; empty: no run of ours or no paper figure")
+        if unpaired:
+            notes.append(f"not in the paper's table (plain leaderboard shows them): {', '.join(unpaired)}")
+        out.append(replace(board, columns=columns, rows=rows, notes=notes + list(board.notes)))
+    return out
 
 
 def _fit_columns(board: Board, digits: int, max_width: int | None) -> list[str]:

@@ -9,6 +9,7 @@ for _name, _target in {
     "ctr": "benchbed.tasks.ctr:CTRTask",
     "topk": "benchbed.tasks.topk:TopKTask",
     "generative": "benchbed.tasks.generative:GenerativeTask",
+    "item2text": "benchbed.tasks.item2text:Item2TextTask",
 }.items():
     if _name not in TASKS:
         TASKS.register(_name, _target)

@@ -20,6 +20,7 @@ import pandas as pd
 from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
+from benchbed.parallel import map_batches
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import (
     batches,
@@ -88,9 +89,15 @@ class CTRTask(Task):
         parts = []
         for template in templates_for(method, stage):
             scores = np.empty(len(frame), dtype=np.float64)
-            for sl in batches(len(frame), self.params["batch_size"], ctx, f"ctr {stage} ({template})"):
+
+            def score(sl: slice, template: str = template) -> np.ndarray:
                 req = ScoreRequests(users[sl], items[sl], histories[sl], template=template)
-                scores[sl] = check_scores(method, method.score(req), len(req))
+                return check_scores(method, method.score(req), len(req))
+
+            # with N processes each batch is scored by one of them and gathered once (benchbed.parallel)
+            slices = batches(len(frame), self.params["batch_size"], ctx, f"ctr {stage} ({template})")
+            for sl, part in map_batches(slices, score):
+                scores[sl] = part
             parts.append(self._predictions(frame, template, scores, kind, method.name))
         predictions = pd.concat(parts, ignore_index=True)
         metrics, counts = self.compute_metrics(predictions)

@@ -32,6 +32,7 @@ from benchbed.generative.examples import SUB_TASKS, check_split, eval_rows
 from benchbed.generative.indexing import MODES
 from benchbed.generative.setup import GenerativeProtocol, GenerativeSetup
 from benchbed.metrics.generative import generative_metrics
+from benchbed.parallel import map_batches
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates_for
 
@@ -130,7 +131,8 @@ class GenerativeTask(Task):
         for template in templates_for(method, stage) if _generates(method) else []:
             ranked = np.full((n, int(p["beams"])), -1, dtype=np.int64)
             stats: dict[str, float] = {}
-            for sl in batches(n, int(p["batch_size"]), ctx, f"generative {stage} ({template})"):
+
+            def generate(sl: slice, template: str = template) -> tuple[np.ndarray, dict[str, Any], int]:
                 req = RankRequests(
                     users=users[sl],
                     histories=histories[sl],
@@ -141,14 +143,18 @@ class GenerativeTask(Task):
                     template=template,
                 )
                 out = method.rank(req)
-                got = np.asarray(out.items, dtype=np.int64)
-                if got.shape[0] != len(req):
+                return np.asarray(out.items, dtype=np.int64), dict(out.info or {}), len(req)
+
+            # with N processes each batch is decoded by one of them and gathered once (benchbed.parallel)
+            slices = batches(n, int(p["batch_size"]), ctx, f"generative {stage} ({template})")
+            for sl, (got, out_info, n_req) in map_batches(slices, generate):
+                if got.shape[0] != n_req:
                     raise DataError(
-                        f"method {method.name!r} returned {got.shape[0]} rankings for {len(req)} users"
+                        f"method {method.name!r} returned {got.shape[0]} rankings for {n_req} users"
                     )
                 width = min(got.shape[1], ranked.shape[1])
                 ranked[sl, :width] = got[:, :width]
-                for key, value in (out.info or {}).items():
+                for key, value in out_info.items():
                     if (
                         isinstance(value, int | float)
                         and not isinstance(value, bool)
@@ -180,7 +186,8 @@ class GenerativeTask(Task):
         rows = eval_rows(split, stage, history_len=10**9)  # every earlier item, oldest first
         by_user = dict(zip(rows.users.tolist(), rows.histories, strict=True))
         ranked = np.full((len(users), k), -1, dtype=np.int64)
-        for sl in batches(len(users), int(p["batch_size"]) * 4, ctx, f"generative {stage} (full ranking)"):
+
+        def rank_all(sl: slice) -> np.ndarray:
             hist = [by_user[int(u)] for u in users[sl]]
             req = RankRequests(
                 users=users[sl],
@@ -190,7 +197,10 @@ class GenerativeTask(Task):
                 if p["id_exclude"] == "history"
                 else None,
             )
-            got = np.asarray(method.rank(req).items, dtype=np.int64)
+            return np.asarray(method.rank(req).items, dtype=np.int64)
+
+        slices = batches(len(users), int(p["batch_size"]) * 4, ctx, f"generative {stage} (full ranking)")
+        for sl, got in map_batches(slices, rank_all):
             ranked[sl, : min(k, got.shape[1])] = got[:, :k]
         return ranked
 

@@ -33,6 +33,8 @@ from benchbed.api import BaseRecommender, RankRequests, RunContext
 from benchbed.atomic import write_with
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
+from benchbed.parallel import map_batches
+from benchbed.params import Param
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import (
     BASE_SUBSETS,
@@ -51,6 +53,10 @@ class TopKTask(Task):
     """Top-K ranking over all items or over sampled candidates, per subset."""
 
     name: ClassVar[str] = "topk"
+    param_specs: ClassVar[dict[str, Param]] = {
+        "candidates": Param(kind="int", min=1, also=("full",), help="'full' or N negatives per positive"),
+        "recall_denominator": Param(kind="str", choices=("positives", "min_k")),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "ks": [5, 10, 20],
         "metrics": list(RANK_METRICS),
@@ -216,7 +222,8 @@ class TopKTask(Task):
         if cands is None:
             pointwise = not (overrides(method, "score_all") or overrides(method, "rank"))
             n_items = split.n_items
-            for sl in batches(len(users), bs, ctx, f"topk {stage} ({template})"):
+
+            def rank_users(sl: slice) -> np.ndarray:
                 ex = exclude[sl] if exclude is not None else None
                 if pointwise:
                     # all items as candidates through `score`, then the masked items are dropped
@@ -233,6 +240,11 @@ class TopKTask(Task):
                     ranked = np.asarray(method.rank(req).items, dtype=np.int64)
                     if ex is not None and overrides(method, "rank"):  # its own `rank` may ignore `exclude`
                         ranked = drop_items(ranked, list(ex))
+                return ranked
+
+            # with N processes each batch is ranked by one of them and gathered once (benchbed.parallel)
+            slices = batches(len(users), bs, ctx, f"topk {stage} ({template})")
+            for sl, ranked in map_batches(slices, rank_users):
                 width = min(depth, ranked.shape[1])
                 out[sl, :width] = ranked[:, :width]
             return out
@@ -240,15 +252,19 @@ class TopKTask(Task):
         widths = np.array([len(c) for c in cands])
         for width in np.unique(widths):
             idx = np.flatnonzero(widths == width)
-            for sl in batches(len(idx), bs, ctx, f"topk {stage} ({template}, {width} candidates)"):
+
+            def rank_candidates(sl: slice, idx: np.ndarray = idx, width: int = int(width)) -> np.ndarray:
                 rows = idx[sl]
                 grid = np.stack([cands[i] for i in rows])
                 req = RankRequests(
-                    users[rows], [histories[i] for i in rows], min(depth, int(width)), grid, None, template
+                    users[rows], [histories[i] for i in rows], min(depth, width), grid, None, template
                 )
-                ranked = np.asarray(method.rank(req).items, dtype=np.int64)
+                return np.asarray(method.rank(req).items, dtype=np.int64)
+
+            slices = batches(len(idx), bs, ctx, f"topk {stage} ({template}, {width} candidates)")
+            for sl, ranked in map_batches(slices, rank_candidates):
                 w = min(depth, ranked.shape[1])
-                out[rows, :w] = ranked[:, :w]
+                out[idx[sl], :w] = ranked[:, :w]
         return out
 
     # --- sampled candidates ---------------------------------------------------------------------------

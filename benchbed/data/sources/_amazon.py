@@ -1,8 +1,9 @@
 """What the two Amazon review dumps share: streamed review and meta files, parsed line by line.
 
-Reviews give ``reviewerID, asin, overall, unixReviewTime``; meta gives ``asin`` and text fields. Files may be
-gzip or plain. A line that cannot be parsed, or lacks a needed field, is a DataError naming file and line.
-Meta lines without a title are skipped and counted (the recipes' protocol), as are duplicate asins.
+Reviews give ``reviewerID, asin, overall, unixReviewTime`` (and, with ``keep_text``, ``reviewText`` as a
+``review`` column: CLLM4Rec's content documents, paper §4.1.1); meta gives ``asin`` and text fields.
+Files may be gzip or plain. A line that cannot be parsed, or lacks a needed field, is a DataError naming file
+and line. Meta lines without a title are skipped and counted (the recipes' protocol), as are duplicate asins.
 When the recipe keeps a time range, review lines outside it are dropped after reading only their time stamp
 (a regex), which keeps multi-GB dumps tractable; their count is reported.
 """
@@ -38,10 +39,13 @@ def _parse(parse: Parser, line: str, path: Path, n: int) -> dict[str, Any]:
 
 
 def read_reviews(
-    path: Path, parse: Parser, time_from: int | None, time_to: int | None
+    path: Path, parse: Parser, time_from: int | None, time_to: int | None, *, keep_text: bool = False
 ) -> tuple[pd.DataFrame, int]:
-    """Stream reviews -> (user_raw, item_raw, rating, timestamp), and how many fell outside the range."""
+    """Stream reviews -> (user_raw, item_raw, rating, timestamp[, review]), and how many fell outside the
+    range. ``keep_text``: a ``review`` column with the whitespace-normalised ``reviewText`` ("" when a line
+    has none: the 2014 5-core files have it on every line, a few as an empty string)."""
     users: list[str] = []
+    texts: list[str] = []
     items: list[str] = []
     ratings: list[float] = []
     times: list[int] = []
@@ -72,6 +76,8 @@ def read_reviews(
         items.append(str(obj["asin"]))
         ratings.append(rating)
         times.append(ts)
+        if keep_text:
+            texts.append(_text(obj.get("reviewText")))
     frame = pd.DataFrame(
         {
             "user_raw": users,
@@ -80,6 +86,8 @@ def read_reviews(
             "timestamp": np.asarray(times, dtype=np.int64),
         }
     )
+    if keep_text:
+        frame["review"] = pd.Series(texts, dtype=object)
     return frame, outside
 
 

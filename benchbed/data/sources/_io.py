@@ -49,7 +49,19 @@ def to_int_timestamps(values: pd.Series, path: Path, field: str, first_line: int
         raise DataError(
             f"{path} line {i + first_line}: field {field!r} must be numeric seconds, got {values.iloc[i]!r}"
         )
-    return np.asarray(numeric.to_numpy(dtype=np.float64), dtype=np.int64)
+    seconds = numeric.to_numpy(dtype=np.float64)
+    # no clock reads this (seconds, ms and microseconds since 1970 all fit), and it overflows int64 later
+    out_of_range = np.abs(seconds) > MAX_TIMESTAMP
+    if out_of_range.any():
+        i = int(np.flatnonzero(out_of_range)[0])
+        raise DataError(
+            f"{path} line {i + first_line}: field {field!r} = {values.iloc[i]!r} is out of range "
+            f"(expected a Unix time, at most {MAX_TIMESTAMP:.0e} in absolute value)"
+        )
+    return np.asarray(seconds, dtype=np.int64)
+
+
+MAX_TIMESTAMP = 2**53  # floats are exact integers up to here; microseconds since 1970 are ~1.8e15
 
 
 def to_float(values: pd.Series, path: Path, field: str, first_line: int = 2) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Amazon reviews 2014 (McAuley lab): ``reviews_<Cat>_5.json.gz`` + ``meta_<Cat>.json.gz``.
 
 Meta lines are Python literals (single quotes), not JSON, so they go through ``ast.literal_eval``; review
-lines are JSON in the 5-core files but are accepted as literals too. Used by the OpenP5 Amazon datasets.
+lines are JSON in the 5-core files but are accepted as literals too. Used by the OpenP5 Amazon datasets and,
+with the option ``review_text`` (a ``review`` column of ``reviewText``), by CLLM4Rec's.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ def load(spec: DatasetSpec, files: dict[str, Path]) -> InteractionData:
     """Catalog loader: ``reviews`` and ``meta`` files -> ``InteractionData`` (recipe applied)."""
     recipe = dict(spec.recipe)
     lo, hi = time_range(recipe)
-    reviews, outside = read_reviews(files["reviews"], parse_line, lo, hi)
+    keep_text = bool(spec.options.get("review_text"))
+    reviews, outside = read_reviews(files["reviews"], parse_line, lo, hi, keep_text=keep_text)
     meta, skipped = read_meta(files["meta"], parse_line, set(reviews["item_raw"]), categories)
     recipe.pop("time_from", None), recipe.pop("time_to", None)
     stats = {"outside_time_range": outside, **skipped}
-    return build_data(spec.name, reviews, meta, None, recipe, domain=spec.domain, stats=stats)
+    carry = ("review",) if keep_text else ()
+    return build_data(spec.name, reviews, meta, None, recipe, domain=spec.domain, stats=stats, carry=carry)

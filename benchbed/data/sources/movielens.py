@@ -22,13 +22,21 @@ from benchbed.errors import DataError
 if TYPE_CHECKING:
     from benchbed.data.catalog import DatasetSpec
 
+# C0 and C1 control characters: latin-1 decodes any byte, so a UTF-8 or damaged file shows up as these
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 RATINGS = ("user_id", "item_id", "rating", "timestamp")
 MOVIES = ("item_id", "title", "genres")
 USERS = ("user_id", "gender", "age", "occupation", "zip_code")
 
 
-def read_dat(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    """A ``::``-separated file as strings; a wrong delimiter or field count names the file and line."""
+def read_dat(path: Path, columns: tuple[str, ...], *, strict: bool = False) -> pd.DataFrame:
+    """A ``::``-separated file as strings; a wrong delimiter or field count names the file and line.
+
+    Trailing blank lines are accepted. ``strict`` (the small movies/users files, where a short line would
+    silently give empty genres) also checks every line's field count and refuses control characters, which
+    is how a re-encoded or damaged file shows once latin-1 has decoded it; ratings' short lines are caught
+    by their empty timestamp, at pandas' speed.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="latin-1")
@@ -41,6 +49,9 @@ def read_dat(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise DataError(
             f"{path} line 1: expected {len(columns)} '::'-separated fields ({'::'.join(columns)})"
         )
+    text = text.rstrip("\r\n\t ") + "\n"  # trailing blank lines
+    if strict:
+        _check_lines(path, text, columns)
     try:
         frame = pd.read_csv(
             io.StringIO(text.replace("::", "\t")),
@@ -64,6 +75,23 @@ def read_dat(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
             i = int(np.flatnonzero(empty)[0])
             raise DataError(f"{path} line {i + 1}: field {col!r} is empty (malformed or short line)")
     return frame
+
+
+def _check_lines(path: Path, text: str, columns: tuple[str, ...]) -> None:
+    for n, line in enumerate(text.split("\n")[:-1], start=1):  # not splitlines: \x85 is a line break there
+        count = line.count("::") + 1
+        if count != len(columns):
+            blank = " (a blank line)" if not line.strip() else ""
+            raise DataError(
+                f"{path} line {n}: expected {len(columns)} '::'-separated fields ({'::'.join(columns)}), "
+                f"got {count}{blank}"
+            )
+        bad = _CONTROL.search(line)
+        if bad:
+            raise DataError(
+                f"{path} line {n}: control character {bad.group()!r} in the text; not the latin-1 MovieLens "
+                "format (re-encoded or damaged?)"
+            )
 
 
 def read_ratings(path: Path) -> pd.DataFrame:
@@ -93,7 +121,7 @@ def _unique_ids(frame: pd.DataFrame, path: Path, field: str) -> pd.DataFrame:
 
 
 def read_movies(path: Path) -> pd.DataFrame:
-    raw = read_dat(path, MOVIES).rename(columns={"item_id": "raw_id"})
+    raw = read_dat(path, MOVIES, strict=True).rename(columns={"item_id": "raw_id"})
     raw["raw_id"] = raw["raw_id"].str.strip()
     raw["year"] = raw["title"].str.extract(r"\((\d{4})\)\s*$", expand=False).fillna("")
     raw["genres"] = raw["genres"].str.replace("|", ", ", regex=False)
@@ -101,7 +129,7 @@ def read_movies(path: Path) -> pd.DataFrame:
 
 
 def read_users(path: Path) -> pd.DataFrame:
-    raw = read_dat(path, USERS).rename(columns={"user_id": "raw_id"})
+    raw = read_dat(path, USERS, strict=True).rename(columns={"user_id": "raw_id"})
     raw["raw_id"] = raw["raw_id"].str.strip()
     return _unique_ids(raw, path, "UserID")
 

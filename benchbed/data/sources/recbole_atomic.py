@@ -61,6 +61,12 @@ def read_atomic(path: Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
         ) from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid UTF-8 text") from exc
+    # trailing blank lines (an editor's final empty line) are not rows; RecBole's own reader skips them too
+    blank = (frame == "").all(axis=1).to_numpy()
+    end = len(frame)
+    while end and blank[end - 1]:
+        end -= 1
+    frame = frame.iloc[:end]
     names = []
     for col in frame.columns:
         field, sep, kind = str(col).strip().partition(":")

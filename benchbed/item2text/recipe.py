@@ -1,0 +1,335 @@
+"""What every LM method on the item2text task shares: prompts from the task's examples, next-token training
+on the reference, cached stages, batched greedy/beam decoding through ``TextGenerationHead``.
+
+A subclass decides (1) how items enter the prompt (``prompt_mode``: ``slot`` = vectors at the markers,
+``title`` = the title text, ``title+slot``), (2) the vectors (``item_vectors``: (B, S, N, H) for the item ids
+(B, S), -1 = no item; N = ``n_tokens``) and (3) its stages (``train_stages``, each a ``StageSpec`` of modules
+to train). The item's ID vector reaches the LM only through the slot positions (``MultiTokenSlots``), so on
+held-out items everything a vector-only method knows about an item comes from its embedding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchbed.api import BaseRecommender, GenerateRequests, RunContext
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.item2text.examples import Example
+from benchbed.item2text.prompts import SLOTS, to_pieces
+from benchbed.item2text.setup import Item2TextProtocol
+from benchbed.llm.backbone import Backbone, load_backbone
+from benchbed.llm.budget import seconds_cap, time_capped
+from benchbed.llm.heads.text import TextGenerationHead
+from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, encode
+from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.slots import MultiTokenSlots
+from benchbed.llm.lora import named_trainable
+from benchbed.llm.stages import run_or_load
+from benchbed.llm.stages import stage as make_stage
+from benchbed.llm.train import TrainConfig, epoch_rng, train
+
+IGNORE = -100
+
+
+@dataclass
+class StageSpec:
+    name: str
+    identity: dict[str, Any]
+    modules: dict[str, torch.nn.Module]
+    lr: float
+    epochs: int
+    before: Callable[[], None] | None = (
+        None  # e.g. freeze or unfreeze the LLM before the stage's params are read
+    )
+
+
+@dataclass
+class TrainBatch:
+    batch: Batch
+    labels: torch.Tensor  # (B, A) reference tokens right-aligned (left padding), IGNORE elsewhere
+    items: torch.Tensor  # (B, 2) item ids, -1 for none
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    @property
+    def n_tokens(self) -> int:
+        return self.batch.n_tokens
+
+
+def end_token(tokenizer: Any, model: Any) -> int:
+    for tid in (
+        getattr(tokenizer, "eos_token_id", None),
+        getattr(model.config, "eos_token_id", None),
+        getattr(tokenizer, "sep_token_id", None),
+    ):
+        if isinstance(tid, int):
+            return tid
+        if isinstance(tid, list) and tid:
+            return int(tid[0])
+    raise ConfigError("item2text methods need an end-of-sequence token; the backbone's tokenizer has none")
+
+
+class Item2TextLM(BaseRecommender):
+    """Base of the item2text LM baselines (and usable by ``ilm``'s item2text path)."""
+
+    tasks: ClassVar[frozenset[str]] = frozenset({"item2text"})
+    uses_templates: ClassVar[bool] = True
+    prompt_mode: ClassVar[str] = "slot"
+    common_defaults: ClassVar[dict[str, Any]] = {
+        "backbone": "tiny",  # preset, alias, hub id or local path (tiny: random init, tests the pipeline)
+        "epochs": 2,
+        "lr": 1e-3,  # AdamW; the tiny backbone learns the template language from scratch
+        "weight_decay": 0.01,
+        "warmup_ratio": 0.05,
+        "batch_size": 32,
+        "grad_accum": 1,
+        "eval_batch_size": 64,  # prompts per decoding batch
+        "max_train_examples": 20000,  # CPU budget (seeded sample); None = all
+        "max_seconds": None,  # wall-clock cap per stage (off by default)
+    }
+
+    # --- hooks ----------------------------------------------------------------------------------------
+    n_tokens: int = 1
+
+    def prepare(self, split: Split, ctx: RunContext) -> None:
+        """Build the method's modules (projectors) after the backbone is loaded."""
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor | None:
+        """(B, S, N, H) vectors for item ids (B, S) (-1: none, any vector), or None (text only)."""
+        return None
+
+    def train_stages(self) -> list[StageSpec]:
+        raise NotImplementedError
+
+    def companions(self) -> list[tuple[str, dict[str, Any]]]:
+        """The floor and copy-the-title reference rows, so every board printed after a run has them."""
+        return [("i2t-floor", {}), ("i2t-copy", {})]
+
+    # --- fit ------------------------------------------------------------------------------------------
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        proto = ctx.setup.protocol
+        if not isinstance(proto, Item2TextProtocol):
+            proto = Item2TextProtocol.default(split)
+        self.ctx, self.proto = ctx, proto
+        self.split_hash = split.hash or split.compute_hash()
+        torch.manual_seed(ctx.seed)
+        self.bb: Backbone = load_backbone(str(self.params["backbone"]), device=ctx.device, dtype=ctx.dtype)
+        self.bb.require_decoder(self.name)
+        self.model, self.tok = self.bb.model, self.bb.tokenizer
+        self.end = end_token(self.tok, self.model)
+        self.injector = MultiTokenSlots(self.n_tokens)
+        self.head = TextGenerationHead(
+            self.tok, max_new_tokens=proto.decoding.max_new_tokens, num_beams=proto.decoding.num_beams,
+            eos_token_id=self.end, method=self.name,
+        )  # fmt: skip
+        self.template_info = proto.template_info()
+        self.stage_log: list[dict[str, Any]] = []
+        self._examples = self._sample(proto.train, ctx.seed)
+        self.prepare(split, ctx)
+        for spec in self.train_stages():
+            self.run_stage(spec)
+        self.model.eval()
+        self.backbone_info = {**self.bb.info, "stages": self.stage_log}
+
+    def _sample(self, examples: list[Example], seed: int) -> list[Example]:
+        cap = self.params["max_train_examples"]
+        if cap is None or len(examples) <= int(cap):
+            return list(examples)
+        keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=int(cap), replace=False))
+        return [examples[i] for i in keep]
+
+    # --- encoding -------------------------------------------------------------------------------------
+    def pieces(self, prompt: str, items: Any) -> list[Any]:
+        return to_pieces(prompt, list(items), mode=self.prompt_mode, titles=self.proto.facts.title)
+
+    def encode_prompts(
+        self, prompts: list[str], items: np.ndarray, references: list[str] | None = None
+    ) -> tuple[EncodedPrompts, np.ndarray]:
+        """Token ids (+ reference and end token when training) and the answer lengths."""
+        pieces = [self.pieces(p, row) for p, row in zip(prompts, items, strict=True)]
+        enc = encode(self.tok, pieces, SLOTS, slot_width=self.n_tokens)
+        answer = np.zeros(len(pieces), dtype=np.int64)
+        if references is not None:
+            ids = self.tok(references, add_special_tokens=False)["input_ids"]
+            for r, toks in enumerate(ids):
+                full = np.asarray([*toks, self.end], dtype=np.int64)
+                enc.ids[r] = np.concatenate([enc.ids[r], full])
+                answer[r] = len(full)
+        return enc, answer
+
+    @staticmethod
+    def item_matrix(items: list[tuple[int, ...]] | np.ndarray) -> np.ndarray:
+        out = np.full((len(items), 2), -1, dtype=np.int64)
+        for r, row in enumerate(items):
+            out[r, : len(row)] = list(row)[:2]
+        return out
+
+    def model_inputs(self, batch: Batch, items: torch.Tensor) -> ModelInputs:
+        vectors = self.item_vectors(items) if self.prompt_mode != "title" else None
+        return self.injector.inputs(self.model, batch, vectors=vectors)
+
+    def loss(self, tb: TrainBatch) -> torch.Tensor:
+        """Mean next-token cross-entropy over the reference tokens (and the end token) only."""
+        inputs = self.model_inputs(tb.batch, tb.items)
+        width = tb.labels.shape[1]
+        logits = self.model(**inputs.kwargs(), logits_to_keep=width + 1).logits[:, :-1, :].float()
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), tb.labels.reshape(-1), ignore_index=IGNORE
+        )
+
+    # --- stages ---------------------------------------------------------------------------------------
+    def base_identity(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "method": self.name,
+            "split": self.split_hash,
+            "items": self.proto.items.hash,
+            "setup": {
+                k: v
+                for k, v in self.proto.setup.as_dict().items()
+                if k not in ("num_beams", "max_new_tokens")
+            },
+            "bank": self.proto.bank_hash,
+            "backbone": {k: self.bb.info.get(k) for k in ("id", "revision", "dtype")},
+            "seed": self.ctx.seed,
+            "examples": len(self._examples),
+            "train": {
+                k: p[k] for k in ("batch_size", "grad_accum", "weight_decay", "warmup_ratio", "max_seconds")
+            },
+        }
+
+    def run_stage(self, spec: StageSpec) -> None:
+        if spec.before is not None:
+            spec.before()
+        params = named_trainable(**spec.modules)
+        if not params:
+            raise ConfigError(f"method {self.name!r}: stage {spec.name} has no trainable parameters")
+        identity = {**self.base_identity(), **spec.identity, "lr": spec.lr, "epochs": spec.epochs}
+        st = make_stage(self.ctx.cache_dir, spec.name, identity)
+
+        def load_fn(blob: dict[str, Any]) -> None:
+            saved = blob["params"]
+            missing = sorted(set(params) - set(saved))
+            if missing:
+                raise ConfigError(f"cached stage {st.dir} lacks parameter {missing[0]}; delete it to retrain")
+            with torch.no_grad():
+                for name, prm in params.items():
+                    prm.copy_(saved[name].to(prm.device, prm.dtype))
+
+        outcome = run_or_load(st, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
+        if outcome.loaded:
+            self.ctx.say(f"{self.name}: stage {spec.name} loaded from cache ({st.dir.name})")
+            self.stage_log.append({"stage": spec.name, "key": st.key, "cached": True, **st.meta()})
+        else:
+            self.stage_log.append({"key": st.key, "cached": False, **outcome.meta})
+
+    def _train_stage(
+        self, spec: StageSpec, params: dict[str, torch.nn.Parameter], ckpt: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        p = self.params
+        start = time.perf_counter()
+        ex = self._examples
+        items = self.item_matrix([e.items for e in ex])
+        enc, answer = self.encode_prompts([e.prompt for e in ex], items, [e.reference for e in ex])
+        bs = int(p["batch_size"])
+        device = self.bb.device
+        pad = self.tok.pad_token_id or 0
+
+        def make(idx: np.ndarray) -> TrainBatch:
+            lens = answer[idx]
+            width = int(lens.max())
+            labels = np.full((len(idx), width), IGNORE, dtype=np.int64)
+            for b, r in enumerate(idx):
+                labels[b, width - int(lens[b]) :] = enc.ids[r][-int(lens[b]) :]
+            return TrainBatch(
+                batch=collate(enc, idx, pad, device),
+                labels=torch.from_numpy(labels).to(device),
+                items=torch.from_numpy(items[idx]).to(device),
+            )
+
+        def batches_for_epoch(epoch: int, skip: int = 0) -> Any:
+            for idx in bucket_batches(enc.lengths, bs, rng=epoch_rng(self.ctx.seed, epoch))[skip:]:
+                yield make(idx)
+
+        cfg = TrainConfig(
+            lr=spec.lr,
+            weight_decay=float(p["weight_decay"]),
+            epochs=spec.epochs,
+            warmup_ratio=float(p["warmup_ratio"]),
+            grad_accum=int(p["grad_accum"]),
+            max_seconds=seconds_cap(p["max_seconds"]),
+        )
+        n_trainable = sum(x.numel() for x in params.values())
+        self.ctx.say(
+            f"{self.name}: stage {spec.name}: {len(ex)} examples, {spec.epochs} epoch(s), "
+            f"{n_trainable} params"
+        )
+        self.model.train()
+        result = train(
+            params,
+            batches_for_epoch,
+            (len(ex) + bs - 1) // bs,
+            self.loss,
+            cfg,
+            checkpoint_dir=ckpt,
+            log=self.ctx.say,
+            modules=list(spec.modules.values()),
+        )
+        self.model.eval()
+        meta = {
+            "stage": spec.name,
+            "examples": len(ex),
+            "trainable": n_trainable,
+            "seconds": round(time.perf_counter() - start, 2),
+            **{k: v for k, v in result.as_dict().items() if k != "history"},
+        }
+        return {"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta
+
+    def record_info(self) -> dict[str, Any]:
+        stage_log: list[dict[str, Any]] = getattr(self, "stage_log", [])
+        p = self.params
+        info: dict[str, Any] = {
+            "train_examples": len(getattr(self, "_examples", [])),
+            "budget": {k: p[k] for k in ("epochs", "max_train_examples", "max_seconds")},
+            "stages": stage_log,
+            "prompt_mode": self.prompt_mode,
+            "n_tokens": self.n_tokens,
+        }
+        if time_capped(stage_log):
+            info["time_capped"] = True
+        return info
+
+    def trainable_parameters(self) -> int:
+        return int(max((s.get("trainable", 0) for s in getattr(self, "stage_log", [])), default=0))
+
+    # --- generation -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, requests: GenerateRequests) -> list[str]:
+        """Best beam per prompt (greedy by default), in chunks of ``eval_batch_size``."""
+        if requests.items is None:
+            raise ConfigError(f"method {self.name!r}: item2text requests need the items array")
+        items = self.item_matrix(np.asarray(requests.items, dtype=np.int64))
+        beams = int(getattr(requests, "num_beams", None) or self.proto.decoding.num_beams)
+        enc, _ = self.encode_prompts(list(requests.prompts), items)
+        out: list[str] = []
+        size = int(self.params["eval_batch_size"])
+        pad = self.tok.pad_token_id or 0
+        self.model.eval()
+        for start in range(0, len(enc), size):
+            idx = np.arange(start, min(start + size, len(enc)))
+            batch = collate(enc, idx, pad, self.bb.device)
+            inputs = self.model_inputs(batch, torch.from_numpy(items[idx]).to(self.bb.device))
+            gen = self.head(
+                self.model, inputs, batch, max_new_tokens=int(requests.max_new_tokens), num_beams=beams
+            )
+            out.extend(t.strip() for t in gen.best_texts)
+        return out

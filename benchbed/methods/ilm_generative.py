@@ -1,0 +1,136 @@
+"""``ilm`` on the generative task (ILM §4.4, OpenP5 with random indexing): the ``GenerativeLM`` recipe with
+each item written as its random-index id text followed by its N ILM tokens, and the user id followed by the
+user's N tokens (Fig. 1 shows ``{user}`` too; protocols/ilm.md §1i.11). Constrained beams write the target id.
+
+Stages: (0) on a randomly initialised backbone the text-only stage of ``p5-random`` (the paper pretrains its
+8-layer decoder on OpenP5 text with random ids first, App. B; cached, so p5-random and embedproj share it);
+(1) the ILM encoder on item-text (title + metadata, §4.4) and user-item pairs (App. H), no LLM involved;
+(2) co-training: encoder + projector + the LLM (full, §4.3; ``freeze_llm`` = ILM-F) on the templated examples.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from benchbed.api import RunContext
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
+from benchbed.llm.injectors.slots import MultiTokenSlots
+from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
+from benchbed.methods.embedproj import RANDOM_INIT_BACKBONES
+from benchbed.methods.ilm_inputs import item_texts
+from benchbed.methods.ilm_parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts
+from benchbed.methods.p5_random import text_stage
+from benchbed.params import Param
+
+TUNINGS = ("full", "lora")
+
+
+class ILMGenerative(GenerativeLM):
+    """The generative path of ``ilm`` (built by ``benchbed.methods.ilm.ILM`` for the generative task)."""
+
+    name: ClassVar[str] = "ilm"
+    use_slots: ClassVar[bool] = True
+    param_specs: ClassVar[dict[str, Param]] = ILM_PARAM_SPECS
+    defaults: ClassVar[dict[str, Any]] = {
+        **GenerativeLM.common_defaults,
+        **ILM_DEFAULTS,
+        "warm_start": "auto",  # auto: p5-random's text stage first on a random backbone (App. B); text | none
+        "tuning": "full",  # how the LLM trains in the warm start and stage 2: full (the paper) | lora
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.05,
+        "lora_targets": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",  # as embedproj
+    }
+
+    def prepare(self, split: Split, ctx: RunContext) -> None:
+        p = self.params
+        if p["warm_start"] not in ("auto", "text", "none"):
+            raise ConfigError(f"method 'ilm': warm_start must be auto, text or none, got {p['warm_start']!r}")
+        if p["tuning"] not in TUNINGS:
+            raise ConfigError(f"method 'ilm': tuning must be one of {list(TUNINGS)}, got {p['tuning']!r}")
+        dtype = self.model.get_input_embeddings().weight.dtype
+        self.parts = ILMParts(p, split, ctx, tokenizer=self.tok, hidden=self.bb.hidden_size, dtype=dtype)
+        if self.parts.kind == "none":
+            raise ConfigError("method 'ilm': item_encoder none on the generative task is p5-random; run that")
+        self.slot_width = self.parts.n_queries
+        self.injector = MultiTokenSlots(self.parts.n_queries)  # type: ignore[assignment]  # N per slot
+
+    def slot_vectors(self, users: torch.Tensor, hist: torch.Tensor) -> torch.Tensor | None:
+        u = self.parts.user_tokens(users)
+        i = self.parts.item_tokens(hist)
+        return torch.cat([u.unsqueeze(1), i], dim=1)  # (B, 1 + L, N, H)
+
+    def warm_start(self) -> bool:
+        mode = self.params["warm_start"]
+        return mode == "text" or (mode == "auto" and str(self.params["backbone"]) in RANDOM_INIT_BACKBONES)
+
+    def warm_start_params(self) -> dict[str, Any]:
+        """p5-random's parameters that give the same text stage (the companion run)."""
+        from benchbed.methods.p5_random import P5Random
+
+        keys = [*GenerativeLM.common_defaults, "tuning"]
+        return {k: self.params[k] for k in keys if self.params[k] != P5Random.defaults[k]}
+
+    def train_stages(self, split: Split, ctx: RunContext) -> None:
+        p = self.params
+        lora = LoraSpec(
+            r=int(p["lora_r"]),
+            alpha=int(p["lora_alpha"]),
+            dropout=float(p["lora_dropout"]),
+            targets=tuple(t.strip() for t in str(p["lora_targets"]).split(",") if t.strip()),
+        )
+        chain: list[str] = []
+        if self.warm_start():
+            self.run_stage(text_stage(self, str(p["tuning"]), LoraSpec()))
+            chain.append(self.stage_log[-1]["key"])
+        texts = item_texts(split, _fields(p["stage1_text_fields"]))
+        items = np.asarray([i for i, t in enumerate(texts) if t], dtype=np.int64)
+        info = self.parts.stage1(
+            split,
+            ctx,
+            items,
+            [texts[i] for i in items],
+            identity={"split": self.split_hash, "tokenizer": self.bb.info.get("id"), "task": "generative"},
+            log=ctx.say,
+        )
+        if info is not None:
+            self.stage_log.append(info)
+            chain.append(info["key"])
+        frozen = bool(p["freeze_llm"])
+        set_trainable(self.model, lambda _n: False)
+        if not frozen:
+            if p["tuning"] == "lora":
+                self.model, _ = add_lora(self.model, lora)
+                self.bb.model = self.model
+            else:
+                set_trainable(self.model, lambda _n: True)
+        modules = {**({} if frozen else {"model": self.model}), **self.parts.modules()}
+        self.run_stage(
+            StageSpec(
+                name="ilm-stage2",
+                identity={
+                    "after": list(chain),
+                    "ilm": self.parts.identity(),
+                    "freeze_llm": frozen,
+                    "tuning": p["tuning"],
+                    "lora": lora.as_dict() if p["tuning"] == "lora" and not frozen else None,
+                },
+                modules=modules,
+                use_slots=True,
+                lr=float(p["stage2_lr"]),
+                epochs=int(p["stage2_epochs"]),
+            )
+        )
+        self.parts.encoder.eval()
+        self.parts.proj.eval()
+
+
+def _fields(value: Any) -> list[str] | None:
+    if value in (None, "", "all"):
+        return None
+    return [f.strip() for f in str(value).split(",") if f.strip()]

@@ -1,0 +1,236 @@
+"""Baselines of the item2text task (ILM §4.3 / Fig. 5 as ILM configures them) and its two reference rows.
+
+All compose ``benchbed.item2text.recipe.Item2TextLM`` (backbone, examples, next-token loss, text head):
+- ``i2t-mlp1`` (CoLLM-style): a 2-layer MLP, hidden width 10x its input (CoLLM; ILM §4.3), maps the item's CF
+  embedding to one token; MLP and LLM trained together in one stage.
+- ``i2t-mlpn`` (ILM Fig. 5 "MLP"): the same MLP to ``n_tokens`` tokens (default 4, ILM's best range 4-8), for
+  a like-for-like comparison with ILM's N query tokens.
+- ``i2t-elm`` (ELM-style adapter): stage 1 trains only the adapter (LLM frozen), stage 2 everything
+  (ILM §4.3: "ELM: an MLP adapter. Stage 1 trains only the adapter; stage 2 fine-tunes everything").
+- ``i2t-text``: text only; the prompt carries the item's title where the marker is, no vector.
+Reference rows (no training): ``i2t-floor`` answers each prompt with the reference of *another* test item
+for the same sub-task (SC of mismatched references: the encoder's floor) and ``i2t-copy`` with the title.
+
+CF embeddings: ``cf_model`` (default ``als``, the export ILM's OpenP5 runs and seed 003 use) trained on the
+split's training interactions through ``ctx.embedding_source``. On the ``tiny`` preset the LLM is randomly
+initialised and learns the template language from the training examples: the numbers test the pipeline and
+the relative strength of the item signal, not the methods at the paper's scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchbed.api import BaseRecommender, GenerateRequests, RunContext
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.item2text.recipe import Item2TextLM, StageSpec
+from benchbed.item2text.setup import Item2TextProtocol
+from benchbed.llm.lora import set_trainable
+from benchbed.params import Param
+
+
+class ItemMLP(nn.Module):
+    """CF item vector -> N token vectors: ``Linear(d, ratio*d) -> ReLU -> Linear(ratio*d, N*H)`` (CoLLM)."""
+
+    def __init__(
+        self, table: np.ndarray, ratio: int, n_tokens: int, hidden: int, *, standardize: bool = True
+    ) -> None:
+        super().__init__()
+        d = int(table.shape[1])
+        x = np.asarray(table, dtype=np.float64)
+        if standardize:  # ALS rows have std ~0.008: a default-initialised MLP maps them all to ~its bias
+            x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)
+        self.register_buffer("table", torch.as_tensor(x, dtype=torch.float32))
+        self.n_tokens, self.hidden = n_tokens, hidden
+        self.mlp = nn.Sequential(nn.Linear(d, ratio * d), nn.ReLU(), nn.Linear(ratio * d, n_tokens * hidden))
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        b, s = items.shape
+        table: torch.Tensor = self.table  # type: ignore[assignment]  # a registered buffer
+        vec = table[items.clamp(min=0)]  # -1 (no item) reads row 0; splice skips those slots
+        return self.mlp(vec).view(b, s, self.n_tokens, self.hidden)
+
+
+class _CFItemLM(Item2TextLM):
+    """Shared by the vector baselines: CF embeddings of ``cf_model`` through an ``ItemMLP``."""
+
+    cf_defaults: ClassVar[dict[str, Any]] = {
+        "cf_model": "als",
+        "cf_params": None,  # the CF export's parameters (None: its defaults)
+        "mlp_ratio": 10,  # hidden layer = 10 x input width (CoLLM; ILM §4.3)
+        "standardize": True,  # z-score each CF dimension over items first (ours: ALS rows are ~1e-2 in size)
+    }
+
+    def prepare(self, split: Split, ctx: RunContext) -> None:
+        p = self.params
+        emb = ctx.embedding_source(self.name).get(
+            split, str(p["cf_model"]), params=p["cf_params"], seed=ctx.seed, feedback=ctx.feedback
+        )
+        if emb.item.shape[0] != split.n_items:
+            raise ConfigError(
+                f"method {self.name!r}: {p['cf_model']} embeddings have {emb.item.shape[0]} items, the split "
+                f"{split.n_items}; re-export them for this split"
+            )
+        self.cf_manifest = dict(getattr(emb, "manifest", {}) or {})
+        torch.manual_seed(ctx.seed)
+        self.proj = ItemMLP(
+            emb.item,
+            int(p["mlp_ratio"]),
+            self.n_tokens,
+            self.bb.hidden_size,
+            standardize=bool(p["standardize"]),
+        ).to(self.bb.device)
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        return self.proj(items)
+
+    def cf_identity(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "cf": p["cf_model"],
+            "cf_params": p["cf_params"],
+            "export": self.cf_manifest.get("params_hash"),
+            "mlp_ratio": p["mlp_ratio"],
+            "n_tokens": self.n_tokens,
+            "standardize": p["standardize"],
+        }
+
+    def _joint(self, name: str, epochs: int, lr: float) -> StageSpec:
+        return StageSpec(name, self.cf_identity(), {"proj": self.proj, "llm": self.model}, lr, epochs,
+                         before=self.unfreeze_llm)  # fmt: skip
+
+    def unfreeze_llm(self) -> None:
+        set_trainable(self.model, lambda _n: True)
+
+    def freeze_llm(self) -> None:
+        set_trainable(self.model, lambda _n: False)
+
+
+class I2TMLP1(_CFItemLM):
+    name: ClassVar[str] = "i2t-mlp1"
+    defaults: ClassVar[dict[str, Any]] = {**Item2TextLM.common_defaults, **_CFItemLM.cf_defaults}
+
+    def train_stages(self) -> list[StageSpec]:
+        p = self.params
+        return [self._joint("i2t-mlp-joint", int(p["epochs"]), float(p["lr"]))]
+
+
+class I2TMLPN(I2TMLP1):
+    name: ClassVar[str] = "i2t-mlpn"
+    defaults: ClassVar[dict[str, Any]] = {**I2TMLP1.defaults, "n_tokens": 4}  # ILM Fig. 5: best around 4-8
+    param_specs: ClassVar[dict[str, Param]] = {"n_tokens": Param(kind="int", min=1, help="tokens per item")}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.n_tokens = int(self.params["n_tokens"])  # range checked by param_specs; MultiTokenSlots too
+
+
+class I2TELM(_CFItemLM):
+    name: ClassVar[str] = "i2t-elm"
+    defaults: ClassVar[dict[str, Any]] = {
+        **Item2TextLM.common_defaults,
+        **_CFItemLM.cf_defaults,
+        "stage1_epochs": 1,  # adapter only, LLM frozen
+        "stage1_lr": 1e-3,
+        "stage2_epochs": 2,  # everything
+        "stage2_lr": 1e-3,
+    }
+
+    def train_stages(self) -> list[StageSpec]:
+        p = self.params
+        first = StageSpec("i2t-elm-adapter", self.cf_identity(), {"proj": self.proj}, float(p["stage1_lr"]),
+                          int(p["stage1_epochs"]), before=self.freeze_llm)  # fmt: skip
+        second = self._joint("i2t-elm-all", int(p["stage2_epochs"]), float(p["stage2_lr"]))
+        # stage 2 starts from stage 1's result: its identity names stage 1's settings
+        second.identity = {**second.identity, "after": {"lr": p["stage1_lr"], "epochs": p["stage1_epochs"]}}
+        return [first, second]
+
+
+class I2TText(Item2TextLM):
+    name: ClassVar[str] = "i2t-text"
+    prompt_mode: ClassVar[str] = "title"
+    defaults: ClassVar[dict[str, Any]] = {**Item2TextLM.common_defaults}
+
+    def train_stages(self) -> list[StageSpec]:
+        p = self.params
+        spec = StageSpec(
+            "i2t-text", {"prompt_mode": "title"}, {"llm": self.model}, float(p["lr"]), int(p["epochs"])
+        )
+        spec.before = self.unfreeze_llm
+        return [spec]
+
+    def unfreeze_llm(self) -> None:
+        set_trainable(self.model, lambda _n: True)
+
+
+# --- reference rows -----------------------------------------------------------------------------------
+class _Reference(BaseRecommender):
+    tasks: ClassVar[frozenset[str]] = frozenset({"item2text"})
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        proto = ctx.setup.protocol
+        self.proto = proto if isinstance(proto, Item2TextProtocol) else Item2TextProtocol.default(split)
+        self.template_info = self.proto.template_info()
+        # prompt text -> sub-task, from every template of the bank (the requests carry no sub-task name)
+        bank = self.proto.bank
+        self._task_of: dict[str, str] = {}
+        for task in self.proto.tasks:
+            for key in [*(f"seen:{i}" for i in range(len(bank.seen[task]))), "unseen:0"]:
+                text = bank.render(
+                    task, key, domain_one=self.proto.facts.domain_one, attr_noun=self.proto.facts.attr_noun
+                )
+                self._task_of[text] = task
+
+    def task_of(self, prompt: str) -> str:
+        if prompt not in self._task_of:
+            raise ConfigError(f"method {self.name!r}: prompt {prompt!r} is no template of the task's bank")
+        return self._task_of[prompt]
+
+
+class I2TFloor(_Reference):
+    """SC of mismatched references: each prompt gets the next test item's reference (same sub-task)."""
+
+    name: ClassVar[str] = "i2t-floor"
+
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        super().fit(split, ctx)
+        examples = self.proto.eval_examples(self.proto.items.test, "seen:0")
+        self._refs: dict[str, tuple[np.ndarray, list[str]]] = {}
+        for task in self.proto.tasks:
+            rows = [e for e in examples if e.task == task]
+            self._refs[task] = (
+                np.asarray([e.items[0] for e in rows], dtype=np.int64),
+                [e.reference for e in rows],
+            )
+
+    def generate(self, requests: GenerateRequests) -> list[str]:
+        assert requests.items is not None
+        out = []
+        for prompt, row in zip(requests.prompts, np.asarray(requests.items), strict=True):
+            items, refs = self._refs[self.task_of(prompt)]
+            if len(items) < 2:
+                raise ConfigError(f"method {self.name!r}: the floor needs >= 2 test items per sub-task")
+            k = int(np.searchsorted(items, int(row[0]), side="right")) % len(items)
+            if items[k] == int(row[0]):  # pragma: no cover - only with duplicate items
+                k = (k + 1) % len(items)
+            out.append(refs[k])
+        return out
+
+
+class I2TCopy(_Reference):
+    """Copy the input: the item's title (both titles for pair prompts)."""
+
+    name: ClassVar[str] = "i2t-copy"
+
+    def generate(self, requests: GenerateRequests) -> list[str]:
+        assert requests.items is not None
+        titles = self.proto.facts.title
+        return [
+            " and ".join(titles[int(i)] for i in row if int(i) >= 0) for row in np.asarray(requests.items)
+        ]

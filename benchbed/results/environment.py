@@ -1,0 +1,110 @@
+"""The software and hardware a record was produced on, so two numbers can be said to be comparable.
+
+Issue 14 found a fresh install reproducing the committed CoLLM record only to two digits because newer
+libraries changed the tiny backbone's initial weights; a record that names its library versions lets
+``leaderboard`` and ``check`` say when the records they compare come from different environments.
+Collected once per process (versions do not change under a running interpreter); nothing here imports torch
+or the other libraries unless they are installed, and a missing one is recorded as ``None``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from collections.abc import Iterable
+from importlib import metadata
+from typing import Any
+
+# distribution names whose versions decide numbers (the issue's list)
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "recbole",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "implicit",
+    "sentence-transformers",
+)
+# keys that make two environments different for the purpose of comparing numbers (not the host name)
+COMPARED = ("python", *PACKAGES, "cuda", "cudnn", "gpu")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _static() -> dict[str, Any]:
+    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    env.update({name: _version(name) for name in PACKAGES})
+    env["cuda"] = env["cudnn"] = env["gpu"] = None
+    if env["torch"] is not None:
+        import torch
+
+        env["cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            env["cudnn"] = torch.backends.cudnn.version()
+            env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def collect() -> dict[str, Any]:
+    """Library versions, CUDA/cuDNN and GPU name, and the thread counts in force now."""
+    env = dict(_static())
+    threads: dict[str, Any] = {"cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    if env["torch"] is not None:
+        import torch
+
+        threads["torch"] = torch.get_num_threads()
+    env["threads"] = threads
+    return env
+
+
+def fingerprint(env: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What two environments must share to call their numbers comparable (None: not recorded)."""
+    if not env:
+        return None
+    return tuple(env.get(key) for key in COMPARED)
+
+
+def difference_note(environments: Iterable[dict[str, Any] | None]) -> str | None:
+    """One line when the given records' environments differ (or some did not record one), else None."""
+    envs = list(environments)
+    prints = {fingerprint(e) for e in envs}
+    if len(prints) <= 1:
+        return None
+    known = [e for e in envs if e]
+    unknown = len(envs) - len(known)
+    differing = [k for k in COMPARED if len({repr(e.get(k)) for e in known}) > 1]
+    parts = []
+    if differing:
+        shown = ", ".join(f"{k} {sorted({str(e.get(k)) for e in known})}" for k in differing[:4])
+        parts.append(f"they differ in {shown}" + (" ..." if len(differing) > 4 else ""))
+    if unknown:
+        parts.append(f"{unknown} record(s) predate environment recording")
+    return "records compared here come from different environments: " + "; ".join(parts)
+
+
+def board_notes(records: Iterable[Any]) -> list[str]:
+    """One note per leaderboard group (dataset, task, protocol, split and task params) whose successful
+    records come from different environments; ``records`` are :class:`RunRecord` objects."""
+    from benchbed.config import stable_hash
+
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for rec in records:
+        if rec.status == "ok":
+            key: tuple[str, ...] = (rec.dataset, rec.task, rec.split_protocol or "?")
+            key += (stable_hash(rec.split_params), stable_hash(rec.task_params))
+            groups.setdefault(key, []).append(rec)
+    notes = []
+    for key, recs in sorted(groups.items()):
+        note = difference_note(r.environment for r in recs)
+        if note:
+            notes.append(f"{' · '.join(key[:3])}: {note}")
+    return notes

@@ -1,0 +1,229 @@
+"""Item-to-text generation scored by semantic consistency (ILM §4.2 on ELM-style tasks).
+
+The substitute for ELM's 24 MovieLens tasks (not public): sub-tasks built from item metadata
+(``benchbed.item2text.subtasks``: describe, genres, decade, common, differ, common_nn, differ_nn), each a
+template bank with seen paraphrases for training and one unseen template. Items are split (seeded, cached,
+hashed: ``benchbed.item2text.itemsplit``); test items never appear in a training example, so only what the
+method gets from the item's embedding can name its facts (ELM's "unseen embedding" regime).
+
+The task hands methods ``Item2TextProtocol`` (training examples, item split, facts, neighbours, decoding) in
+``RunContext.setup`` and asks ``generate(GenerateRequests)`` for every test example, one sub-task per call,
+``batch_size`` prompts at a time (``items`` (n, 1) or (n, 2)). Scores (``benchbed.metrics.semantic``):
+``sc`` = 100 x cosine of sentence embeddings (MiniLM by default; ``encoder`` = any sentence-transformers name
+or path) of generated and reference text, mean per sub-task, ``all`` = macro mean over sub-tasks; ``attr_f1``
+= attribute-set F1 x100. Subsets: ``all``/``warm``/``cold`` (item warm = train interactions >= the split's
+``warm_threshold``, or ``warm_min_item_count``), ``seen``/``unseen``/``unseen:warm``/``unseen:cold`` for
+prompt methods, and one subset per sub-task (``describe``, ``unseen:describe``, ...). Every macro mean is
+over the sub-tasks with rows in that subset.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from benchbed.api import BaseRecommender, GenerateRequests, RunContext, TaskSetup
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError, DataError
+from benchbed.item2text.examples import Example
+from benchbed.item2text.setup import Item2TextProtocol, Item2TextSetup
+from benchbed.item2text.subtasks import SUB_TASKS
+from benchbed.tasks.base import Task, TaskResult
+from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates_for
+
+SETUP_KEYS = tuple(Item2TextSetup().as_dict())
+METRIC_KEYS = ("sc", "attr_f1")
+
+
+class Item2TextTask(Task):
+    name: ClassVar[str] = "item2text"
+    defaults: ClassVar[dict[str, Any]] = {
+        # tasks, test_items, valid_items, item_seed, templates_per_example, bank, num_beams, max_new_tokens
+        **Item2TextSetup().as_dict(),
+        "encoder": "all-minilm-l6-v2",  # MiniLM substitute for ILM's Sentence-T5-11B (offline)
+        "batch_size": 32,  # prompts per `generate` call
+        "max_test_items": None,  # evaluate only the first N test items by id (smoke runs); None = all
+        "warm_min_item_count": None,  # None: the split's warm_threshold (item train interactions)
+    }
+    validation_metric: ClassVar[str] = "sc"
+    default_split: ClassVar[str] = "leave-one-out"  # every interaction a positive; ILM's OpenP5 split
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p = self.params
+        for key in ("num_beams", "max_new_tokens", "batch_size"):
+            if not isinstance(p[key], int) or p[key] < 1:
+                raise ConfigError(f"task 'item2text': {key} must be an integer >= 1, got {p[key]!r}")
+        if p["max_test_items"] is not None and int(p["max_test_items"]) < 1:
+            raise ConfigError("task 'item2text': max_test_items must be >= 1 or null")
+        self.setup = Item2TextSetup(**{k: p[k] for k in SETUP_KEYS})
+        self.setup.check()
+        self._protocol: tuple[str, Item2TextProtocol] | None = None
+
+    def protocol(self, split: Split) -> Item2TextProtocol:
+        key = split.hash or split.compute_hash()
+        if self._protocol is None or self._protocol[0] != key:
+            self._protocol = (key, Item2TextProtocol.build(split, self.setup))
+        return self._protocol[1]
+
+    def accepts_method(self, method: BaseRecommender) -> bool:
+        return "item2text" in method.tasks
+
+    def check_split(self, split: Split) -> None:
+        """Facts for the chosen sub-tasks, an item split with test items, training examples."""
+        proto = self.protocol(split)
+        if not len(proto.items.test):
+            raise DataError("task 'item2text': the item split has no test items (test_items > 0)")
+        if not proto.train:
+            raise DataError("task 'item2text': no training examples (too few train items with text)")
+
+    def method_setup(self, split: Split) -> TaskSetup:
+        return TaskSetup(task=self.name, feedback=self.feedback, protocol=self.protocol(split))
+
+    def _encoder(self) -> Any:
+        from benchbed.metrics.semantic import load_encoder
+
+        return load_encoder(str(self.params["encoder"]))
+
+    # --- evaluation -----------------------------------------------------------------------------------
+    def evaluate(
+        self, method: BaseRecommender, split: Split, ctx: RunContext, *, stage: str = "test"
+    ) -> TaskResult:
+        if stage not in ("test", "valid"):
+            raise ConfigError(f"evaluation stage must be 'test' or 'valid', got {stage!r}")
+        proto = self.protocol(split)
+        encoder = self._encoder()  # fails before decoding when the encoder is not installed
+        items = proto.items.test if stage == "test" else proto.items.valid
+        if self.params["max_test_items"] is not None:
+            items = np.sort(items)[: int(self.params["max_test_items"])]
+        warm = self._warm_items(split)
+        parts: list[pd.DataFrame] = []
+        decode: dict[str, Any] = {}
+        for template in templates_for(method, stage):
+            key = "seen:0" if template == "seen" else "unseen:0"
+            examples = proto.eval_examples(items, key)
+            start = time.perf_counter()
+            texts = self._generate(method, examples, ctx, f"item2text {stage} ({template})")
+            seconds = time.perf_counter() - start
+            decode[template] = {"rows": len(examples), "seconds": round(seconds, 3)}
+            parts.append(self._frame(examples, texts, template, warm))
+        predictions = pd.concat(parts, ignore_index=True)
+        start = time.perf_counter()
+        self._score(predictions, encoder)
+        score_s = time.perf_counter() - start
+        metrics, counts = self.compute_metrics(predictions)
+        info = {
+            "stage": stage,
+            "protocol": "item2text (item split; SC = 100 x cosine of sentence embeddings, ILM 4.2)",
+            "setup": self.setup.as_dict(),
+            "sub_tasks": list(proto.tasks),
+            "item_split": proto.items.info(),
+            "templates": proto.template_info(),
+            "encoder": {**encoder.info(), "note": "ILM used Sentence-T5-11B; only differences compare"},
+            "decoding": {
+                "num_beams": proto.decoding.num_beams,
+                "max_new_tokens": proto.decoding.max_new_tokens,
+                **decode,
+            },
+            "scoring": {"rows": len(predictions), "seconds": round(score_s, 3)},
+            "warm_definition": f"item train interactions >= {self._threshold(split)}",
+        }
+        return TaskResult(metrics, counts, predictions, info=info)
+
+    def _generate(
+        self, method: BaseRecommender, examples: list[Example], ctx: RunContext, what: str
+    ) -> list[str]:
+        """One sub-task per call, ``batch_size`` prompts each; the answers in example order."""
+        out: list[str] = [""] * len(examples)
+        by_task: dict[str, list[int]] = {}
+        for r, ex in enumerate(examples):
+            by_task.setdefault(ex.task, []).append(r)
+        max_new = int(self.params["max_new_tokens"])
+        for task, rows in by_task.items():
+            for sl in batches(len(rows), int(self.params["batch_size"]), ctx, f"{what} {task}"):
+                idx = rows[sl]
+                req = GenerateRequests(
+                    prompts=[examples[r].prompt for r in idx],
+                    items=np.asarray([examples[r].items for r in idx], dtype=np.int64),
+                    max_new_tokens=max_new,
+                )
+                got = method.generate(req)
+                if len(got) != len(idx) or not all(isinstance(t, str) for t in got):
+                    raise DataError(
+                        f"method {method.name!r} returned {len(got)} texts for {len(idx)} prompts "
+                        "(expected one string per prompt)"
+                    )
+                for r, text in zip(idx, got, strict=True):
+                    out[r] = text
+        return out
+
+    def _threshold(self, split: Split) -> int:
+        p = self.params["warm_min_item_count"]
+        return int(p) if p is not None else int(split.params.get("warm_threshold", 3))
+
+    def _warm_items(self, split: Split) -> np.ndarray:
+        counts = np.bincount(split.train["item"].to_numpy(dtype=np.int64), minlength=split.n_items)
+        return counts >= self._threshold(split)
+
+    @staticmethod
+    def _frame(examples: list[Example], texts: list[str], template: str, warm: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "template": template,
+                "task": [e.task for e in examples],
+                "item": [e.items[0] for e in examples],
+                "item2": [e.items[1] if len(e.items) > 1 else -1 for e in examples],
+                "warm": [bool(warm[e.items[0]]) for e in examples],
+                "generated": texts,
+                "reference": [e.reference for e in examples],
+                "attributes": [sorted(e.attributes) for e in examples],
+            }
+        )
+
+    def _score(self, frame: pd.DataFrame, encoder: Any) -> None:
+        """Adds per-row ``sc`` and ``attr_f1`` (what ``compute_metrics`` averages)."""
+        from benchbed.metrics.semantic import find_attributes, sc_scores, set_f1
+
+        proto = self._protocol[1] if self._protocol else None
+        vocab = sorted(proto.facts.vocabulary if proto else set(), key=len, reverse=True)
+        gen, ref = frame["generated"].tolist(), frame["reference"].tolist()
+        both = encoder.encode([*gen, *ref])
+        frame["sc"] = sc_scores(both[: len(gen)], both[len(gen) :])
+        found = [find_attributes(g, vocab) for g in gen]
+        frame["attr_f1"] = [
+            100.0 * set_f1(f, frozenset(a)) for f, a in zip(found, frame["attributes"], strict=True)
+        ]
+        frame["vocabulary_hit"] = [sorted(f) for f in found]
+
+    def compute_metrics(
+        self, predictions: pd.DataFrame
+    ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, int]]]:
+        """Per subset: each sub-task's mean and the macro mean over sub-tasks (``benchbed rescore`` too)."""
+        metrics: dict[str, dict[str, float]] = {}
+        counts: dict[str, dict[str, int]] = {}
+        templates = predictions["template"].unique().tolist()
+        order = [t for t in SUB_TASKS if t in set(predictions["task"])]
+        for template, part in predictions.groupby("template", sort=False):
+            warm = part["warm"].to_numpy(dtype=bool)
+            for subset, mask in subset_masks(warm, len(part)).items():
+                rows = part[mask]
+                if not len(rows):
+                    continue
+                per_task = {t: g for t, g in rows.groupby("task") if len(g)}
+                macro = {k: float(np.mean([g[k].mean() for g in per_task.values()])) for k in METRIC_KEYS}
+                name = subset_name(str(template), subset)
+                metrics[name] = macro if per_task else {k: float("nan") for k in METRIC_KEYS}
+                counts[name] = {"rows": int(mask.sum()), "items": int(rows["item"].nunique())}
+                if template == "seen" and subset == "all" and "unseen" in templates:
+                    metrics["seen"], counts["seen"] = dict(metrics[name]), dict(counts[name])
+            for task in order:
+                g = part[part["task"] == task]
+                if not len(g):
+                    continue
+                name = subset_name(str(template), task)
+                metrics[name] = {k: float(g[k].mean()) for k in METRIC_KEYS}
+                counts[name] = {"rows": len(g), "items": int(g["item"].nunique())}
+        return metrics, counts
