@@ -262,3 +262,20 @@ def test_time_capped_rows_are_marked_on_every_rendering() -> None:
 
     (plain,) = build_leaderboard([rec("mf", 0, {"all": {"auc": 0.7}})])
     assert "‡" not in render_markdown([plain]) + render_latex([plain]) + render_csv([plain])
+
+
+def test_seeds_aggregate_only_over_the_same_data() -> None:
+    """Records of one method and params on other data (a directory dataset edited, another preprocessing) are
+    separate rows labelled by their data, never averaged as if they were seeds."""
+    rows = [
+        rec("mf", 0, {"all": {"auc": 0.70}}, dataset_hash="aaaaaa11", split_hash="ssss01"),
+        rec("mf", 1, {"all": {"auc": 0.72}}, dataset_hash="aaaaaa11", split_hash="ssss01"),
+        rec("mf", 0, {"all": {"auc": 0.50}}, dataset_hash="bbbbbb22", split_hash="ssss02"),
+    ]
+    (board,) = build_leaderboard(rows)
+    by_label = {r.label: r for r in board.rows}
+    assert len(board.rows) == 2
+    assert by_label["mf [data aaaaaa/ssss01]"].seeds == [0, 1]
+    assert by_label["mf [data bbbbbb/ssss02]"].cells["all/auc"].mean == 0.50
+    (same,) = build_leaderboard(rows[:2])
+    assert [r.label for r in same.rows] == ["mf"]  # one data: the plain label

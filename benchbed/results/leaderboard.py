@@ -47,6 +47,8 @@ class Row:
     time_capped: bool = False
     # the LLM backbone was a random-init preset (``tiny``): the row tests the pipeline, not the method
     random_init: bool = False
+    # "<dataset_hash>/<split_hash>" of its records: seeds aggregate only over runs on the same data
+    data: str = ""
 
     @property
     def is_reference(self) -> bool:
@@ -162,9 +164,15 @@ def _labels(rows: list[Row]) -> None:
             continue
         keys = sorted({k for r in group for k in r.params})
         differing = [k for k in keys if len({repr(r.params.get(k)) for r in group}) > 1]
+        same_params = len({r.params_hash for r in group}) < len(group)  # the same run on other data
         for r in group:
             diff = ", ".join(f"{k}={r.params.get(k)}" for k in differing)
-            r.label = f"{r.method} ({diff})" if diff else f"{r.method} [{r.params_hash[:6]}]"
+            if same_params:
+                data, _, split = r.data.partition("/")
+                tag = f"[data {data[:6] or '?'}/{split[:6] or '?'}]"
+                r.label = f"{r.method} ({diff}) {tag}" if diff else f"{r.method} {tag}"
+            else:
+                r.label = f"{r.method} ({diff})" if diff else f"{r.method} [{r.params_hash[:6]}]"
 
 
 def build_leaderboard(
@@ -267,12 +275,14 @@ def _has_column(board: Board, name: str) -> bool:
 
 def _fill(board: Board, records: list[RunRecord], refs: list[ReferenceRow]) -> None:
     """Our rows (one per method + params, seeds aggregated), then the paper rows; sets the columns."""
-    by_row: dict[tuple[str, str], dict[int, RunRecord]] = {}
+    by_row: dict[tuple[str, str, str], dict[int, RunRecord]] = {}
     for rec in sorted(records, key=lambda r: r.created):
-        # one value per seed: a seed run twice (e.g. --force after a code change) counts once, the newest
-        by_row.setdefault((rec.method, rec.params_hash), {})[rec.seed] = rec
+        # one value per seed: a seed run twice (e.g. --force after a code change) counts once, the newest;
+        # runs on other data (a directory dataset edited, another preprocessing) are another row
+        data = f"{rec.dataset_hash or ''}/{rec.split_hash or ''}"
+        by_row.setdefault((rec.method, rec.params_hash, data), {})[rec.seed] = rec
     board.columns = _columns([rec.metrics for rec in records] + [ref.metrics for ref in refs])
-    for (method, params_hash), per_seed in sorted(by_row.items()):
+    for (method, params_hash, data), per_seed in sorted(by_row.items()):
         seeds = sorted(per_seed)
         cells = {}
         for column in board.columns:
@@ -281,9 +291,9 @@ def _fill(board: Board, records: list[RunRecord], refs: list[ReferenceRow]) -> N
         params = dict(per_seed[seeds[0]].method_params)
         capped = any(bool(per_seed[s].info.get("time_capped")) for s in seeds)
         rand = any(random_init_backbone(per_seed[s].backbone) for s in seeds)
-        board.rows.append(
-            Row(method, method, params, params_hash, seeds, cells, time_capped=capped, random_init=rand)
-        )
+        row = Row(method, method, params, params_hash, seeds, cells, time_capped=capped, random_init=rand)
+        row.data = data
+        board.rows.append(row)
     _labels(board.rows)
     for ref in refs:
         cells = {c: Cell(v, None, 1, 1) for c in board.columns if (v := ref.value(c)) is not None}
