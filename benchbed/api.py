@@ -133,6 +133,7 @@ class GenerateRequests:
     prompts: list[str]
     items: np.ndarray | None = None
     max_new_tokens: int = 64
+    num_beams: int = 1  # 1 = greedy
 
 
 @runtime_checkable

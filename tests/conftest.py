@@ -40,3 +40,28 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(2)
     except ImportError:  # pragma: no cover
         pass
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """``benchbed <args>`` in-process through the console entry (``benchbed.cli.app.main``, which turns errors
+    into exit codes) with results under this test's tmp dir -> (exit code, stdout, stderr)."""
+    import sys
+
+    from benchbed.cli.app import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    results = tmp_path / "results"
+
+    def invoke(*args: str, results_dir: Path | None = None) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["benchbed", "--results-dir", str(results_dir or results), *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    invoke.results = results  # type: ignore[attr-defined]
+    return invoke

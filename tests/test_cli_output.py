@@ -3,41 +3,25 @@ warnings in a normal LLM run, and random-init rows are marked on the board."""
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
-import pytest
-
-from benchbed.cli.app import main
 from benchbed.cli.argv import hoist_global_options
 
 
-def invoke(monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr(sys, "argv", ["benchbed", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_run_help_shows_bracketed_defaults(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    code, out, _ = invoke(monkeypatch, capsys, "run", "--help")
+def test_run_help_shows_bracketed_defaults(cli) -> None:
+    code, out, _ = cli("run", "--help")
     assert code == 0
     assert "[ml-100k]" in out and "[ctr]" in out and "[the dataset's default]" in out
 
 
-def test_global_options_after_the_subcommand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_global_options_after_the_subcommand(cli, tmp_path: Path) -> None:
     after = tmp_path / "after"
-    code, _, err = invoke(monkeypatch, capsys, "run", "--method", "random", "--results-dir", str(after), "-q")
+    code, _, err = cli("run", "--method", "random", "--results-dir", str(after), "-q")
     assert code == 0, err
     assert list(after.rglob("random-*.json"))
     before = tmp_path / "before"
-    code, _, err = invoke(monkeypatch, capsys, "--results-dir", str(before), "run", "--method", "random")
+    code, _, err = cli("--results-dir", str(before), "run", "--method", "random")
     assert code == 0, err
     assert [p.name for p in before.rglob("random-*.json")] == [p.name for p in after.rglob("random-*.json")]
 
@@ -64,16 +48,10 @@ def test_hoisting_keeps_everything_else() -> None:
     ]  # click reports it
 
 
-def test_llm_run_prints_no_library_deprecation_warning_and_marks_random_init(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
+def test_llm_run_prints_no_library_deprecation_warning_and_marks_random_init(cli, tmp_path: Path) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        code, out, err = invoke(
-            monkeypatch,
-            capsys,
-            "--results-dir",
-            str(tmp_path / "r"),
+        code, out, err = cli(
             "run",
             "--method",
             "tallrec",

@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-from benchbed.cli.app import main
 from benchbed.config import RunConfig
 from benchbed.orchestration.suite import load_baseline, load_suite
 from benchbed.results.record import SCHEMA_VERSION, read_record
 from benchbed.results.store import predictions_path, record_path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Call ``benchbed <args>`` in-process with results under this test's tmp dir -> (exit code, out, err)."""
-    monkeypatch.setenv("COLUMNS", "220")
-    results = tmp_path / "results"
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["benchbed", "--results-dir", str(results), *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    invoke.results = results  # type: ignore[attr-defined]
-    return invoke
 
 
 def test_run_records_skip_force_leaderboard_and_rescore(cli) -> None:
@@ -105,7 +82,9 @@ def test_bad_inputs_are_one_line_errors_and_write_no_record(cli, tmp_path: Path)
     # a setup error (the split rejects its parameter) writes nothing
     code, _, err = cli("run", "--method", "random", "--split-param", "warm_threshold=-1")
     assert code == 2 and "warm_threshold" in err
-    assert not record_path(cli.results, RunConfig(method="random", split_params={"warm_threshold": -1})).exists()
+    assert not record_path(
+        cli.results, RunConfig(method="random", split_params={"warm_threshold": -1})
+    ).exists()
     missing = str(tmp_path / "no-such-model")
     one_line_error(*cli("run", "--method", "tallrec", "--backbone", missing)[::2], "no-such-model")
     assert not cli.results.exists() or not list(cli.results.rglob("*.json"))

@@ -50,19 +50,23 @@ def _records(results: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_two_processes_give_the_metrics_of_one_and_write_one_record(tmp_path: Path, session_dirs) -> None:
-    """Same tallrec run, 1 and 2 processes. Tolerance 1e-6 on every metric: with dropout 0 the only
-    difference is the order in which gradients are summed (two partial sums + all-reduce vs one sum), a
-    float32 rounding; with LoRA dropout on, the masks would differ too (each rank draws its own)."""
+    """Same tallrec run, 1 and 2 processes. Tolerance 1e-5 on every metric, 1e-4 on the scores: with
+    dropout 0 the only difference is the order in which gradients are summed (two partial sums + all-reduce
+    vs one sum), a float32 rounding that grows with the steps (measured: 1e-7 on the scores after these 12
+    steps, 2e-5 after collm's 64); with LoRA dropout on, the masks differ too (each rank draws its own) and
+    AUC moved by 5e-3 in the same collm run, so the test turns dropout off."""
     one, two = tmp_path / "r1", tmp_path / "r2"
-    cache = session_dirs["cache"]  # prepared ml-100k shared; the stages go to separate caches below
+    caches = []
+    for name in ("c1", "c2"):  # own LoRA stages (else run 2 loads run 1's), the prepared ml-100k shared
+        cache = tmp_path / name
+        cache.mkdir()
+        for part in ("data", "splits"):
+            (session_dirs["cache"] / part).mkdir(exist_ok=True)
+            (cache / part).symlink_to(session_dirs["cache"] / part)
+        caches.append(cache)
     base = ["run", "-m", "tallrec", *TALLREC]
-    _bench(["--cache-dir", str(tmp_path / "c1"), "--results-dir", str(one), *base], cache, one)
-    _bench(
-        ["--cache-dir", str(tmp_path / "c2"), "--results-dir", str(two), *base]
-        + ["--launcher", "accelerate", "--num-processes", "2"],
-        cache,
-        two,
-    )
+    _bench(base, caches[0], one)
+    _bench([*base, "--launcher", "accelerate", "--num-processes", "2"], caches[1], two)
     (rec1,), (rec2,) = _records(one), _records(two)  # exactly one record each
     a, b = json.loads(rec1.read_text()), json.loads(rec2.read_text())
     assert a["status"] == b["status"] == "ok"
@@ -76,11 +80,11 @@ def test_two_processes_give_the_metrics_of_one_and_write_one_record(tmp_path: Pa
     for subset, values in a["metrics"].items():
         for key, value in values.items():
             if value is not None and value == value:
-                assert b["metrics"][subset][key] == pytest.approx(value, abs=1e-6), (subset, key)
+                assert b["metrics"][subset][key] == pytest.approx(value, abs=1e-5), (subset, key)
     pa = pd.read_parquet(rec1.with_name(a["predictions"]))
     pb = pd.read_parquet(rec2.with_name(b["predictions"]))
     assert list(pa["row"]) == list(pb["row"]) and list(pa["template"]) == list(pb["template"])
-    np.testing.assert_allclose(pa["score"].to_numpy(), pb["score"].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(pa["score"].to_numpy(), pb["score"].to_numpy(), atol=1e-4)
 
 
 SHARD_SCRIPT = """

@@ -4,8 +4,9 @@ Planted data (``benchbed.item2text.synthetic.planted_data``, written here as Rec
 like any dataset directory): items fall into 6 clusters, each cluster owns three genre words, titles are
 nonsense syllables (so text carries no genre), users prefer one cluster (so ALS vectors of the training
 interactions do, noisily: 20% of a user's items lie outside the cluster). The item2text task holds out 60% of
-the items (labels are scarce, so what stage 1 learns from pairs over all items matters); the sub-task is "list the genres of {item}",
-scored by genre-set F1 on held-out items, none of which has stage-1 text (their text is the target).
+the items (labels are scarce, so what stage 1 learns from pairs over all items matters); the sub-task is
+"list the genres of {item}", scored by genre-set F1 on held-out items, none of which has stage-1 text (their
+text is the target).
 
 The backbone is a small random word-level decoder saved to disk (a stand-in for ``tiny``): the numbers test
 the pipeline's mechanism on planted data, not the method at paper scale.
@@ -103,6 +104,8 @@ def _f1(planted: dict, name: str) -> float:
         method.fit(planted["split"], planted["ctx"])
         result = planted["task"].evaluate(method, planted["split"], planted["ctx"])
         planted["results"][name] = (result.metrics["all"]["attr_f1"], method)
+        all_ = result.metrics["all"]
+        print(f"planted {name}: attr_f1 {all_['attr_f1']:.1f} sc {all_['sc']:.1f}")
     return planted["results"][name][0]
 
 
@@ -200,3 +203,40 @@ def test_task_defaults_follow_each_protocols_paper() -> None:
     i2t = build_method("ilm", {}, task="item2text")
     assert gen.params["stage1_pairs"] == "ui" and i2t.params["stage1_pairs"] == "none"  # App. H / §4.3
     assert ("i2t-floor", {}) in i2t.companions() and gen.companions()[0][0] == "p5-random"
+
+
+def test_generative_items_enter_as_n_tokens_after_their_ids(tmp_path: Path) -> None:
+    """OpenP5 path: every history id and the user id is followed by N query tokens; beams are valid ids."""
+    from generative_synth import write_synthetic
+
+    from benchbed.tasks.generative import GenerativeTask
+
+    data = write_synthetic(tmp_path / "data", n_users=60, n_clusters=3, cluster_size=6, min_len=5, max_len=7)
+    backbone = save_word_backbone(tmp_path / "model", extra_words=("syn",), hidden=32)
+    split = prepare_split(str(data), "leave-one-out").split
+    task = GenerativeTask(history_len=3)
+    task.check_split(split)
+    ctx = RunContext(setup=task.method_setup(split), seed=0, cache_dir=tmp_path / "cache")
+    ctx.embeddings = RegistryEmbeddings(ctx)
+    method = ILM(
+        backbone=str(backbone),
+        n_queries=3,
+        warm_start="none",
+        stage1_epochs=1,
+        stage2_epochs=1,
+        max_train_examples=200,
+        compare_with="none",
+    )
+    method.fit(split, ctx)
+    impl = method.impl
+    rows = impl.encode_rows(["sequential"], np.array([0]), [[1, 2]], ["seen:0"], use_slots=True)
+    assert rows.enc.slot_width == 3
+    pos = rows.enc.slot_pos[0]
+    assert (pos[:3] >= 0).all() and pos[3] == -1 and np.diff(pos[1:3]).min() > 3  # user, item_0, item_1
+    stages = [s.get("stage") for s in method.record_info()["stages"]]
+    assert stages == ["ilm-stage1", "ilm-stage2"]
+    stage1 = method.record_info()["stages"][0]
+    assert set(stage1["pairs"]) == {"ui"} and stage1["text_pairs"] == split.n_items  # App. H default
+    result = task.evaluate(method, split, ctx)
+    ranked = np.asarray(result.predictions["ranked"].tolist())
+    assert (ranked >= 0).all() and (ranked < split.n_items).all()

@@ -27,7 +27,7 @@ def test_every_metric_has_direction_kind_and_definition() -> None:
     for name in METRICS.names():
         meta = METRICS.meta(name)
         assert isinstance(meta["higher_is_better"], bool)
-        assert meta["kind"] in ("ranking", "ctr") and meta["definition"]
+        assert meta["kind"] in ("ranking", "ctr", "text") and meta["definition"]
 
 
 def test_directions() -> None:

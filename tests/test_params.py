@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 import benchbed.data.catalog  # noqa: F401  (registers the split protocols)
-from benchbed.cli.app import main
 from benchbed.data.splits import COMMON_DEFAULTS
 from benchbed.errors import ConfigError
 from benchbed.methods import build_method, get_method_class, method_defaults
 from benchbed.params import Param, ParamError, check_value, infer, resolve, specs_for
 from benchbed.registry import METHODS, SPLITS, TASKS
 from benchbed.tasks import build_task
-
-
-def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str]:
-    results = tmp_path / "results"
-    monkeypatch.setattr(sys, "argv", ["benchbed", "--results-dir", str(results), *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -43,23 +28,21 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, *args: str)
         (["--method", "collm", "--task", "ctr", "-p", "lora_dropout=1.5"], "lora_dropout=1.5"),
     ],
 )
-def test_nonsense_parameters_are_usage_errors_without_a_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, args: list[str], needle: str
-) -> None:
-    code, err = run_cli(tmp_path, monkeypatch, capsys, "run", *args)
+def test_nonsense_parameters_are_usage_errors_without_a_record(cli, args: list[str], needle: str) -> None:
+    code, _, err = cli("run", *args)
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], err
     assert "expected" in lines[0]
-    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.json"))
+    assert not cli.results.exists() or not list(cli.results.rglob("*.json"))
 
 
-def test_cuda_without_a_gpu_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_cuda_without_a_gpu_is_a_usage_error(cli) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    code, err = run_cli(tmp_path, monkeypatch, capsys, "run", "--method", "pop", "--device", "cuda")
+    code, _, err = cli("run", "--method", "pop", "--device", "cuda")
     assert code == 2 and "no CUDA GPU" in err and len(err.strip().splitlines()) == 1
 
 

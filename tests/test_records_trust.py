@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +20,6 @@ import pandas as pd
 import pytest
 
 from benchbed.api import RunContext
-from benchbed.cli.app import main
 from benchbed.config import RunConfig
 from benchbed.data.schema import Split
 from benchbed.methods.reference import PopRecommender
@@ -53,27 +51,6 @@ if "trust-pop" not in METHODS:
 @pytest.fixture(autouse=True)
 def _reset_trust_pop() -> None:
     TrustPop.fail = None
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """``benchbed <args>`` through the console entry (``benchbed.cli.app.main``) -> (code, out, err)."""
-    monkeypatch.setenv("COLUMNS", "200")
-    results = tmp_path / "results"
-
-    def invoke(*args: str, results_dir: Path | None = None) -> tuple[int, str, str]:
-        where = str(results_dir or results)
-        monkeypatch.setattr(sys, "argv", ["benchbed", "--results-dir", where, *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    invoke.results = results  # type: ignore[attr-defined]
-    return invoke
 
 
 def one_line(err: str, code: int, expected_code: int, *needles: str, progress: bool = False) -> str:

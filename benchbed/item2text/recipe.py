@@ -318,7 +318,7 @@ class Item2TextLM(BaseRecommender):
         if requests.items is None:
             raise ConfigError(f"method {self.name!r}: item2text requests need the items array")
         items = self.item_matrix(np.asarray(requests.items, dtype=np.int64))
-        beams = int(getattr(requests, "num_beams", None) or self.proto.decoding.num_beams)
+        beams = int(requests.num_beams)  # the task's decoding setting travels with the requests
         enc, _ = self.encode_prompts(list(requests.prompts), items)
         out: list[str] = []
         size = int(self.params["eval_batch_size"])

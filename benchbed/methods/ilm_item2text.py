@@ -380,7 +380,7 @@ class ILMItem2Text(BaseRecommender):
         if items.ndim == 1:
             items = items[:, None]
         self.model.eval()
-        beams = int(getattr(requests, "num_beams", None) or self.protocol.decoding.num_beams)
+        beams = int(requests.num_beams)  # the task's decoding setting travels with the requests
         out: list[str] = []
         size = int(self.params["eval_batch_size"])
         for start in range(0, len(requests.prompts), size):

@@ -268,10 +268,14 @@ class Stage1Loss:
     ) -> torch.Tensor:
         """BLIP-2 hard negatives: per item a text, per text an item, drawn by softmax(ITC similarity)."""
         assert batch.ids is not None and batch.mask is not None
-        weights = sim.float().softmax(dim=1).masked_fill(same, 0.0) + 1e-9 * (~same).float()
-        neg_text = torch.multinomial(weights, 1).squeeze(1)
-        weights_t = sim.T.float().softmax(dim=1).masked_fill(same, 0.0) + 1e-9 * (~same).float()
-        neg_item = torch.multinomial(weights_t, 1).squeeze(1)
+
+        def draw(scores: torch.Tensor) -> torch.Tensor:
+            weights = scores.float().softmax(dim=1).masked_fill(same, 0.0) + 1e-9 * (~same).float()
+            # a row whose every other column is the same item has no negative: draw uniformly there
+            weights = torch.where((~same).any(dim=1, keepdim=True), weights, torch.ones_like(weights))
+            return torch.multinomial(weights, 1).squeeze(1)
+
+        neg_text, neg_item = draw(sim), draw(sim.T)
         ids = torch.cat([batch.ids, batch.ids[neg_text], batch.ids])
         mask = torch.cat([batch.mask, batch.mask[neg_text], batch.mask])
         items = torch.cat([e, e, e[neg_item]])

@@ -112,6 +112,8 @@ class _CFItemLM(Item2TextLM):
 
 
 class I2TMLP1(_CFItemLM):
+    """CoLLM-style baseline: one soft token per item from an MLP over its CF vector, trained with the LLM."""
+
     name: ClassVar[str] = "i2t-mlp1"
     defaults: ClassVar[dict[str, Any]] = {**Item2TextLM.common_defaults, **_CFItemLM.cf_defaults}
 
@@ -121,6 +123,8 @@ class I2TMLP1(_CFItemLM):
 
 
 class I2TMLPN(I2TMLP1):
+    """The same MLP to N soft tokens per item (ILM Fig. 5's baseline; N = 4 by default)."""
+
     name: ClassVar[str] = "i2t-mlpn"
     defaults: ClassVar[dict[str, Any]] = {**I2TMLP1.defaults, "n_tokens": 4}  # ILM Fig. 5: best around 4-8
     param_specs: ClassVar[dict[str, Param]] = {"n_tokens": Param(kind="int", min=1, help="tokens per item")}
@@ -131,6 +135,8 @@ class I2TMLPN(I2TMLP1):
 
 
 class I2TELM(_CFItemLM):
+    """ELM-style adapter: stage 1 trains the adapter with the LLM frozen, stage 2 trains everything."""
+
     name: ClassVar[str] = "i2t-elm"
     defaults: ClassVar[dict[str, Any]] = {
         **Item2TextLM.common_defaults,
@@ -152,6 +158,8 @@ class I2TELM(_CFItemLM):
 
 
 class I2TText(Item2TextLM):
+    """Text-only: the item's title in the prompt, no vector (what the LLM gets from text alone)."""
+
     name: ClassVar[str] = "i2t-text"
     prompt_mode: ClassVar[str] = "title"
     defaults: ClassVar[dict[str, Any]] = {**Item2TextLM.common_defaults}

@@ -59,7 +59,15 @@ GPU_BUDGET: dict[str, Any] = {"train_samples": 0.06, "epochs": 3, "max_tokens": 
 BUDGET_KEYS = tuple(CPU_BUDGET)
 MISSING_TITLES = ("error", "id")
 USER_IDS = ("export", "history")
+ID_NORMS = ("none", "standardize")
 ID_HISTORY = 20  # ComiRec's maxlen (authors' src/train.py): the window of the "history" user vector
+
+
+def standardize(x: np.ndarray) -> np.ndarray:
+    """Per column zero mean, unit variance (columns without variance are only centred)."""
+    centred = x - x.mean(axis=0, keepdims=True)
+    std = centred.std(axis=0, keepdims=True)
+    return (centred / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
 class RARec(BaseRecommender):
@@ -94,6 +102,10 @@ class RARec(BaseRecommender):
         # before the prediction point (ComiRec's maxlen), the same history the text tower reads (rarec.md
         # §3i.4 asks for the vector at prediction time, which the array cache cannot give).
         "user_ids": "export",
+        # ID vectors before W^l x + b^l: "standardize" = per dimension zero mean and unit variance over the
+        # side's rows (users, items), so the 0.02-bounded init (§4.1.4) meets the same input scale whatever
+        # the ID model (ComiRec's rows have norm ~1-2, ALS's others); "none" = as exported. Not in the paper.
+        "id_norm": "none",
     }
 
     param_specs: ClassVar[dict[str, Param]] = {
@@ -104,6 +116,7 @@ class RARec(BaseRecommender):
         "pooling": Param(kind="str", choices=("auto", *POOLINGS)),
         "missing_titles": Param(kind="str", choices=MISSING_TITLES),
         "user_ids": Param(kind="str", choices=USER_IDS),
+        "id_norm": Param(kind="str", choices=ID_NORMS),
     }
 
     def __init__(self, **params: Any) -> None:
@@ -203,6 +216,8 @@ class RARec(BaseRecommender):
                     f"method 'rarec': ID model {p['id_model']!r} exported {user.shape} users / {item.shape} "
                     f"items; expected ({split.n_users}, d) / ({split.n_items}, d)"
                 )
+            if p["id_norm"] == "standardize":
+                user, item = standardize(user), standardize(item)
             if p["permute_ids"]:
                 rng = np.random.default_rng([ctx.seed, 0x9E57])
                 user, item = user[rng.permutation(len(user))], item[rng.permutation(len(item))]

@@ -192,7 +192,16 @@ def run_sweep(
         if on_result is not None:
             on_result(result)
 
-    executor.run(cells, settings_payload(), collect)
+    # finished cells are not sent anywhere (no worker pool, no Slurm job): the runner's own skip, done here
+    todo = []
+    for cell in cells:
+        st = None if options.force else cell_status(cell)
+        if st is not None and st.status == "done":
+            collect(CellResult(cell.key, cell.label, "skipped", None, 0.0, str(st.path)))
+        else:
+            todo.append(cell)
+    if todo:
+        executor.run(todo, settings_payload(), collect)
     order = {c.key: c.index for c in cells}
     results.sort(key=lambda r: order.get(r.key, len(order)))
     return SweepReport(results, time.perf_counter() - start)

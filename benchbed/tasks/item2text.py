@@ -149,6 +149,7 @@ class Item2TextTask(Task):
                     prompts=[examples[r].prompt for r in idx],
                     items=np.asarray([examples[r].items for r in idx], dtype=np.int64),
                     max_new_tokens=max_new,
+                    num_beams=int(self.params["num_beams"]),
                 )
                 got = method.generate(req)
                 if len(got) != len(idx) or not all(isinstance(t, str) for t in got):
