@@ -80,7 +80,13 @@ def vocab_memory(width: int, items: int = 10_000) -> dict[str, Any]:
     out: dict[str, Any] = {"width": width}
     for tie in (True, False):
         config = GPT2Config(
-            vocab_size=100, n_embd=width, n_layer=1, n_head=max(1, width // 64), n_positions=8
+            vocab_size=100,
+            n_embd=width,
+            n_layer=1,
+            n_head=max(1, width // 64),
+            n_positions=8,
+            bos_token_id=None,
+            eos_token_id=None,
         )
         config.tie_word_embeddings = tie
         model = GPT2LMHeadModel(config)

@@ -149,3 +149,15 @@ def test_ranking_losses_cannot_separate_them(
     assert method.session.loss_name() == loss
     assert method.backbone_info["data_plan"].startswith("labels-positives")
     assert 0.3 < auc < 0.65, f"{name} ({loss}): planted AUC {auc:.3f}"
+
+
+def test_methods_command_shows_the_ctr_defaults_and_their_source() -> None:
+    from typer.testing import CliRunner
+
+    from benchbed.cli.app import app
+
+    out = CliRunner().invoke(app, ["methods", "lightgcn"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "on ctr" in text and "'bce'" in text and "one of 'bpr', 'bce'" in text
+    assert "on ctr: defaults from CoLLM baseline scripts" in text
