@@ -118,7 +118,7 @@ def test_unknown_names_and_parameters(toy: str) -> None:
         prepare_split("ml-100")
     with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['sed'\]"):
         prepare_split(toy, "random-per-user", {"sed": 3})
-    with pytest.raises(ConfigError, match="warm_threshold must be an integer"):
+    with pytest.raises(ConfigError, match=r"warm_threshold='many' is invalid; expected an integer >= 0"):
         prepare_split(toy, "leave-one-out", {"warm_threshold": "many"})
     with pytest.raises(DataError, match="protocol 'presplit' does not apply"):
         prepare_split(toy, "presplit")
