@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from benchbed.compat.hf_progress import quiet_weight_loading
 from benchbed.errors import ConfigError, DataError
 from benchbed.metrics.base import UNDEFINED, MetricValue
 
@@ -126,6 +127,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu") -> SentenceEn
         path, canonical = Path(name), name
     target = str(path) if path.exists() else name
     try:
+        quiet_weight_loading()
         model = SentenceTransformer(target, device=device, local_files_only=True)
     except Exception as exc:  # OSError, ValueError, HF hub errors: all mean "not available here"
         raise ConfigError(
