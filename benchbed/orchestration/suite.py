@@ -262,6 +262,10 @@ class Comparison:
         return self.current - self.baseline
 
 
+def _defined(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
 def compare(
     suite: Suite,
     baseline: dict[str, dict[str, dict[str, float | None]]],
@@ -283,7 +287,9 @@ def compare(
                 if isinstance(now, str):
                     out.append(Comparison(label, subset, metric, base, None, tol, "failed", now))
                     continue
-                value = now.get(subset, {}).get(metric)
+                # an undefined metric (NaN: e.g. no warm rows in a small subsample) is None on both sides, so
+                # undefined then and now is unchanged, not a regression
+                base, value = _defined(base), _defined(now.get(subset, {}).get(metric))
                 if base is None:
                     status = "pass" if value is None else "better"
                 elif value is None or not math.isfinite(value):
