@@ -88,6 +88,18 @@ def _token_id_or(tokenizer: Any, model: Any) -> int:
     raise ConfigError("generative methods need an end-of-sequence token; the backbone's tokenizer has none")
 
 
+# the training settings that name a stage's cache (with the recipes' own extra keys); stable_hash sorts keys
+TRAIN_IDENTITY_KEYS = (
+    "batch_size",
+    "grad_accum",
+    "weight_decay",
+    "warmup_ratio",
+    "max_train_examples",
+    "max_seconds",
+    "max_length",
+)
+
+
 class GenerativeLM(BaseRecommender):
     """Base of ``p5-random`` and ``embedproj``: trains on templated examples, ranks by constrained beams."""
 
@@ -202,20 +214,7 @@ class GenerativeLM(BaseRecommender):
             "banks": {k: b.hash() for k, b in self.setup.banks.items()},
             "seed": self.ctx.seed,
             "examples": len(self._examples),
-            "train": {
-                k: p[k]
-                for k in (
-                    "batch_size",
-                    "grad_accum",
-                    "weight_decay",
-                    "warmup_ratio",
-                    "max_train_examples",
-                    "max_seconds",
-                    "train_sub_tasks",
-                    "max_length",
-                    "valid_users",
-                )
-            },
+            "train": {k: p[k] for k in (*TRAIN_IDENTITY_KEYS, "train_sub_tasks", "valid_users")},
         }
 
     # --- encoding -------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.backbone import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
+from benchbed.llm.generative_recipe import TRAIN_IDENTITY_KEYS
 from benchbed.llm.heads.text import TextGenerationHead
 from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, encode
 from benchbed.llm.injectors.slots import MultiTokenSlots
@@ -161,18 +162,7 @@ class ILMItem2Text(BaseRecommender):
             "backbone": {k: self.bb.info.get(k) for k in ("id", "revision", "dtype")},
             "seed": self.ctx.seed,
             "examples": len(self._examples),
-            "train": {
-                k: p[k]
-                for k in (
-                    "batch_size",
-                    "grad_accum",
-                    "weight_decay",
-                    "warmup_ratio",
-                    "max_train_examples",
-                    "max_seconds",
-                    "max_length",
-                )
-            },
+            "train": {k: p[k] for k in TRAIN_IDENTITY_KEYS},
         }
 
     def _train_stages(self, split: Split, ctx: RunContext) -> None:

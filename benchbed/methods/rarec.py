@@ -24,6 +24,7 @@ ComiRec and the text tower and loses the gain when the ID rows are permuted.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, cast
@@ -299,30 +300,22 @@ class RARec(BaseRecommender):
         auto = budget["train_samples_auto"]
         words = [title_words(t) for t in titles]
         popularity = np.bincount(split.train["item"].to_numpy(), minlength=split.n_items)
+        pick = functools.partial(
+            select,
+            p["selection"],
+            pool,
+            seqs=self.seqs,
+            words=words,
+            popularity=popularity,
+            history_len=int(p["history_len"]),
+            seed=ctx.seed,
+        )
         try:
-            chosen, sel_info = select(
-                p["selection"],
-                pool,
-                size=size,
-                seqs=self.seqs,
-                words=words,
-                popularity=popularity,
-                history_len=int(p["history_len"]),
-                seed=ctx.seed,
-            )
+            chosen, sel_info = pick(size=size)
         except ConfigError:
             if not auto:
                 raise
-            chosen, sel_info = select(  # an auto budget is a cap: keep what the data has
-                p["selection"],
-                pool,
-                size=None,
-                seqs=self.seqs,
-                words=words,
-                popularity=popularity,
-                history_len=int(p["history_len"]),
-                seed=ctx.seed,
-            )
+            chosen, sel_info = pick(size=None)  # an auto budget is a cap: keep what the data has
         ctx.say(
             f"rarec: {sel_info['kept']} tuning samples ({p['selection']}) of {sel_info['candidates']} "
             f"candidates"
