@@ -29,6 +29,7 @@ import torch
 from benchbed.compat.hf_progress import quiet_weight_loading
 from benchbed.errors import ConfigError
 from benchbed.llm.tiny_init import init_tiny_weights, weights_digest
+from benchbed.settings import get_settings
 
 PRESETS = ("tiny", "tiny-gpt2", "minilm")  # tiny-gpt2: benchbed.llm.tiny_gpt2 (tied LM head, CLLM4Rec)
 # Hub ids of the backbones the papers used (CoLLM: Vicuna-7B, Qwen2-1.5B; TALLRec: Llama-2-7B;
@@ -244,7 +245,7 @@ def load_backbone(
     Errors are one line and say what to do: an unknown bare name suggests the presets/aliases; a hub id that
     is neither cached nor reachable says ``use --backbone tiny or a local path``.
     """
-    quiet_weight_loading(_verbosity())
+    quiet_weight_loading(get_settings().verbosity)
     name = str(name_or_path)
     if name == "tiny-gpt2":  # its own module: a GPT-2 config with a tied head, same record shape
         from benchbed.llm.tiny_gpt2 import load_tiny_gpt2
@@ -360,13 +361,3 @@ def _load_hf(
         ident = hub_id
     info = {"id": ident, "revision": rev, "kind": "local" if is_local else "hub"}
     return model, tok, info, not encoder
-
-
-def _verbosity() -> int:
-    """The CLI's verbosity (``-v`` count), read lazily: the kit does not depend on the settings at import."""
-    try:
-        from benchbed.settings import get_settings
-
-        return int(get_settings().verbosity)
-    except Exception:  # pragma: no cover - settings are always importable
-        return 0
