@@ -54,10 +54,11 @@ def test_two_processes_give_the_metrics_of_one_and_write_one_record(tmp_path: Pa
     dropout 0 the only difference is the order in which gradients are summed (two partial sums + all-reduce
     vs one sum), a float32 rounding that grows with the steps (measured: 1e-7 on the scores after these 12
     steps, 2e-5 after collm's 64); with LoRA dropout on, the masks differ too (each rank draws its own) and
-    AUC moved by 5e-3 in the same collm run, so the test turns dropout off."""
-    one, two = tmp_path / "r1", tmp_path / "r2"
+    AUC moved by 5e-3 in the same collm run, so the test turns dropout off. The third run, 2 processes with
+    ``--strategy fsdp`` (blocks sharded, evaluation replicated), is held to the same tolerances."""
+    one, two, fsdp = tmp_path / "r1", tmp_path / "r2", tmp_path / "r3"
     caches = []
-    for name in ("c1", "c2"):  # own LoRA stages (else run 2 loads run 1's), the prepared ml-100k shared
+    for name in ("c1", "c2", "c3"):  # own LoRA stages (else run 2 loads run 1's), the prepared ml-100k shared
         cache = tmp_path / name
         cache.mkdir()
         for part in ("data", "splits"):
@@ -67,8 +68,22 @@ def test_two_processes_give_the_metrics_of_one_and_write_one_record(tmp_path: Pa
     base = ["run", "-m", "tallrec", *TALLREC]
     _bench(base, caches[0], one)
     _bench([*base, "--launcher", "accelerate", "--num-processes", "2"], caches[1], two)
-    (rec1,), (rec2,) = _records(one), _records(two)  # exactly one record each
+    _bench([*base, "--launcher", "accelerate", "--num-processes", "2", "--strategy", "fsdp"], caches[2], fsdp)
+    (rec1,), (rec2,), (rec3,) = _records(one), _records(two), _records(fsdp)  # exactly one record each
     a, b = json.loads(rec1.read_text()), json.loads(rec2.read_text())
+    _same_run(a, b, rec1, rec2)
+    assert b["info"]["parallel"]["strategy"] == "ddp" and b["info"]["parallel"]["evaluation"] == "sharded"
+    # FSDP: the blocks sharded (the record says how), every batch evaluated on both ranks, same figures
+    c = json.loads(rec3.read_text())
+    _same_run(a, c, rec1, rec3)
+    assert c["info"]["parallel"]["strategy"] == "fsdp" and c["info"]["parallel"]["evaluation"] == "replicated"
+    sharding = c["backbone"]["fsdp"]
+    assert sharding["blocks"] == 2 and sharding["block_class"] == ["LlamaDecoderLayer"]
+    assert 0 < sharding["sharded_per_rank"] < sharding["sharded_parameters"]
+    assert "fsdp" not in b["backbone"]
+
+
+def _same_run(a: dict, b: dict, rec1: Path, rec2: Path) -> None:
     assert a["status"] == b["status"] == "ok"
     assert b["info"]["parallel"]["world_size"] == 2 and b["info"]["parallel"]["launcher"] == "accelerate"
     assert a["info"]["parallel"]["effective_batch"] == b["info"]["parallel"]["effective_batch"] == 16
@@ -235,8 +250,11 @@ def test_launch_errors_come_before_any_process(tmp_path: Path) -> None:
     assert "grad_accum=1 is not divisible by the world size 2" in str(res.exception)
     res = runner.invoke(app, [*args, "--num-processes", "2"])
     assert "need --launcher accelerate" in str(res.exception)
-    res = runner.invoke(app, [*args, "-p", "grad_accum=2", "--launcher", "accelerate", "--strategy", "fsdp"])
-    assert "--strategy fsdp is not supported yet" in str(res.exception)
+    res = runner.invoke(app, [*args, "-p", "grad_accum=2", "--launcher", "accelerate", "--strategy", "zero3"])
+    assert "--strategy 'zero3': expected one of ddp, fsdp" in str(res.exception)
+    res = runner.invoke(app, [*args[:3], "-m", "ilm", "--task", "item2text", "-p", "grad_accum=2"]
+                        + ["--launcher", "accelerate", "--num-processes", "2"])  # fmt: skip
+    assert "(stage1_grad_accum): grad_accum=1 is not divisible by the world size 2" in str(res.exception)
     res = runner.invoke(app, [*args, "--launcher", "mpi"])
     assert "--launcher 'mpi'" in str(res.exception)
     assert not list(tmp_path.rglob("*.json"))  # nothing ran, nothing written

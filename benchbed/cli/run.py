@@ -145,7 +145,11 @@ def run_command(
         int, typer.Option("--num-processes", help="Processes (GPUs) for --launcher accelerate [1].")
     ] = 1,
     strategy: Annotated[
-        str, typer.Option("--strategy", help="Data parallel: ddp (fsdp: not yet) [ddp].")
+        str,
+        typer.Option(
+            "--strategy",
+            help="ddp (whole backbone per process) or fsdp (blocks sharded) [ddp].",
+        ),
     ] = "ddp",
 ) -> None:
     """Run one method on one dataset and task; write its record and show the leaderboard."""

@@ -89,7 +89,10 @@ class Backbone:
 
     def record_info(self) -> dict[str, Any]:
         """What a run record says about the weights used (``record.backbone``)."""
-        return {k: self.info[k] for k in RECORD_KEYS}
+        out = {k: self.info[k] for k in RECORD_KEYS}
+        if "fsdp" in self.info:  # --strategy fsdp: which blocks were sharded, parameters per rank
+            out["fsdp"] = self.info["fsdp"]
+        return out
 
 
 # the backbone facts every LLM method's record carries
@@ -116,7 +119,14 @@ def finish(
     torch_dtype: torch.dtype,
     is_decoder: bool,
 ) -> Backbone:
-    """Move ``model`` to the device and dtype, put it in eval mode, and complete its record facts."""
+    """Move ``model`` to the device and dtype, put it in eval mode, and complete its record facts. Under
+    ``--strategy fsdp`` its transformer blocks are sharded over the processes first (``benchbed.parallel``),
+    so a device holds its share of the blocks, never the whole model."""
+    from benchbed import parallel
+
+    if parallel.world().lockstep:
+        model = model.to(dtype=torch_dtype)
+        info["fsdp"] = parallel.shard_backbone(model, dev)
     model = model.to(device=dev, dtype=torch_dtype)
     model.eval()
     info.update(

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchbed import parallel
 from benchbed.api import BaseRecommender, Rankings, RankRequests, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
@@ -309,7 +310,7 @@ class GenerativeLM(BaseRecommender):
                 )
             with torch.no_grad():
                 for name, param in params.items():
-                    param.copy_(saved[name].to(param.device, param.dtype))
+                    parallel.assign(param, saved[name])
 
         outcome = run_or_load(stage, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
         if outcome.loaded:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchbed import parallel
 from benchbed.errors import ConfigError
 
 
@@ -125,7 +126,7 @@ def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         )
     with torch.no_grad():
         for n, p in params.items():
-            p.copy_(state[n].to(p.device, p.dtype))
+            parallel.assign(p, state[n])
 
 
 def parameters_of(params: Iterable[nn.Parameter]) -> int:

@@ -133,6 +133,8 @@ def run_or_load(
         meta = blob.get("meta")
         return StageOutcome(dict(meta) if isinstance(meta, dict) else st.meta(), True, st.dir, blob)
     blob, meta = train_fn(st.dir)
+    if parallel.world().lockstep:  # FSDP: a fine-tuned block's tensors are shards; the blob holds them whole
+        blob = parallel.gather_full(blob)
     if parallel.world().is_main:  # data parallel: every rank holds the same result, one writes it
         st.save(blob, meta)
     parallel.barrier()

@@ -18,7 +18,10 @@ runs forward/backward on rank ``j % N`` only, and the gradients are summed over 
 So the effective batch is ``batch_size x grad_accum`` whatever N is (the paper's, when its config is kept),
 each process accumulates ``grad_accum / N`` micro-batches (N must divide ``grad_accum``), and the optimizer
 sees the gradient one process would have summed, up to float summation order. What differs: dropout masks
-(each rank draws from its own copy of the global RNG). The loop position, parameters and optimizer state
+(each rank draws from its own copy of the global RNG). Under FSDP (``--strategy fsdp``) every block forward
+is a collective, so before an optimizer step or an evaluation the ranks that ran fewer passes in the group
+run zero-loss passes on their last batch (gradient 0, same collectives), and the time cap is checked at
+optimizer steps only. The loop position, parameters and optimizer state
 are the same on every rank, so the main process alone writes checkpoints (pending gradients summed over the
 ranks first) and a checkpoint resumes under any N that divides ``grad_accum``.
 
@@ -151,11 +154,13 @@ def train(
         raise ValueError("nothing to train: no parameter requires grad")
     w = parallel.world()
     parallel.check_divides(cfg.grad_accum, w.size, "training")
+    sharded = any(parallel.is_sharded(p) for p in named.values())  # FSDP: a fine-tune of the blocks
     decay = [p for n, p in named.items() if p.ndim >= 2]
     no_decay = [p for n, p in named.items() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
+        foreach=False if sharded else None,  # foreach kernels do not take shards and tensors mixed
     )
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accum))
     scheduler = make_scheduler(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_ratio, cfg.schedule)
@@ -175,6 +180,8 @@ def train(
         _check_signature(ckpt, saved.get("signature"), signature)
         _load_params(named, saved["params"])
         optimizer.load_state_dict(saved["optimizer"])
+        if sharded:
+            _shard_optimizer_state(optimizer)
         scheduler.load_state_dict(saved["scheduler"])
         state = {**_fresh_state(), **saved["state"]}
         pending_rng = saved.get("rng")
@@ -192,8 +199,10 @@ def train(
         if ckpt is not None:
             state["seconds"] = time.perf_counter() - t_start
             grads = parallel.summed_grads(named)  # collective: every rank is at the same point
+            full = _full_params(named) if sharded else None  # FSDP: collective too
+            optim = parallel.gather_full(optimizer.state_dict()) if sharded else None
             if w.is_main:
-                _save(ckpt, named, optimizer, scheduler, state, signature, grads)
+                _save(ckpt, named, optimizer, scheduler, state, signature, grads, full, optim)
 
     def restore_rng() -> None:
         nonlocal pending_rng
@@ -221,11 +230,18 @@ def train(
         improved = state["best"] is None or metric > state["best"]
         if improved:
             state["best"], state["best_at"], state["bad"] = metric, (epoch, k), 0
-            state["best_state"] = {n: p.detach().cpu().clone() for n, p in named.items()}
+            state["best_state"] = _full_params(named)
         else:
             state["bad"] += 1
         say(f"epoch {epoch + 1} eval {k + 1}: valid metric {metric:.4f}{' (best)' if improved else ''}")
         return state["bad"] >= cfg.patience
+
+    def even_out(batch: Any, passes: list[int]) -> None:
+        """FSDP: zero-loss passes on the ranks that ran fewer in this group (only the collectives count)."""
+        most = max(passes)
+        for _ in range(most - passes[w.rank]):
+            (loss_fn(batch) * 0.0).backward()
+        passes[:] = [most] * w.size
 
     if saved is None:
         save()  # position 0 with the RNG the stage started with: a kill before step 1 resumes exactly too
@@ -240,28 +256,40 @@ def train(
             restore_rng()  # saved before this epoch's batches were asked for
         batches = _epoch_batches(batches_for_epoch, epoch, start)
         restore_rng()  # saved after batch ``start``: restored once the consumed batches are skipped
-        _set_grads(named, pending_grads if w.is_main else {})  # saved summed over ranks: main adds them once
+        _set_grads(named, pending_grads, w.is_main)  # saved summed over ranks: main adds them once
         pending_grads = {}
         stop = None
+        # FSDP: forward/backward passes each rank has run in the current accumulation group (the same
+        # figures on every rank); before any other collective the ranks are evened out (``even_out``)
+        passes = [0] * w.size
         for i, batch in enumerate(batches, start=start + 1):
-            if not w.distributed or ((i - 1) % cfg.grad_accum) % w.size == w.rank:
+            owner = ((i - 1) % cfg.grad_accum) % w.size
+            if not w.distributed or owner == w.rank:
                 loss = loss_fn(batch) / cfg.grad_accum
                 loss.backward()
+            passes[owner] += 1
             state["rows"] += len(batch)  # rows of the whole world: the same figure under any N
             state["tokens"] += int(getattr(batch, "n_tokens", 0))
             state["batch"] = i
             stepped = False
-            if i % cfg.grad_accum == 0 or i == batches_per_epoch:
+            group_end = i % cfg.grad_accum == 0 or i == batches_per_epoch
+            if w.lockstep and (group_end or i in eval_points):
+                even_out(batch, passes)
+            if group_end:
+                passes[:] = [0] * w.size
                 parallel.all_reduce_grads(named.values())
                 if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(list(named.values()), cfg.max_grad_norm)
+                    parallel.clip_grad_norm(list(named.values()), cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state["steps"] += 1
                 stepped = True
             over_time = cfg.max_seconds is not None and time.perf_counter() - t_start >= cfg.max_seconds
-            over_time = parallel.from_main(over_time) if cfg.max_seconds is not None else over_time
+            if w.lockstep and not stepped:
+                over_time = False  # FSDP: checked at optimizer steps only, where the ranks are even
+            elif cfg.max_seconds is not None:
+                over_time = parallel.from_main(over_time)
             evaluated = i in eval_points or over_time
             if evaluated:
                 if evaluate(epoch, state["k_eval"]):
@@ -413,13 +441,34 @@ def _read_checkpoint(path: Path, say: Callable[[str], None]) -> dict[str, Any] |
 def _load_params(named: dict[str, torch.nn.Parameter], values: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for n, p in named.items():
-            p.copy_(values[n].to(p.device, p.dtype))
+            parallel.assign(p, values[n])
 
 
-def _set_grads(named: dict[str, torch.nn.Parameter], grads: dict[str, torch.Tensor]) -> None:
+def _full_params(named: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+    """CPU copies of the parameters, whole (under FSDP a collective: every rank calls it)."""
+    return {n: parallel.gather_full(p.detach()).cpu().clone() for n, p in named.items()}
+
+
+def _set_grads(named: dict[str, torch.nn.Parameter], grads: dict[str, torch.Tensor], main: bool) -> None:
+    """Put saved pending gradients (summed over the ranks) back: the main process adds a replicated
+    parameter's once; a sharded parameter's every rank takes its shard of."""
     for n, g in grads.items():
         p = named[n]
-        p.grad = g.to(p.device, p.dtype).clone()
+        if parallel.is_sharded(p):
+            p.grad = parallel.shard_like(p, g.to(p.dtype))
+        elif main:
+            p.grad = g.to(p.device, p.dtype).clone()
+
+
+def _shard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """After ``load_state_dict`` of whole tensors: the state of a sharded parameter becomes its shard."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if not parallel.is_sharded(p):
+                continue
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(p.shape):
+                    optimizer.state[p][key] = parallel.shard_like(p, value.to(p.dtype))
 
 
 def _save(
@@ -430,12 +479,15 @@ def _save(
     state: dict[str, Any],
     signature: dict[str, Any],
     grads: dict[str, torch.Tensor],
+    full: dict[str, torch.Tensor] | None = None,
+    optim: dict[str, Any] | None = None,
 ) -> None:
+    """Write the checkpoint; ``full``/``optim``: the parameters and optimizer state gathered whole (FSDP)."""
     blob = {
         "version": CHECKPOINT_VERSION,
-        "params": {n: p.detach().cpu().clone() for n, p in named.items()},
+        "params": full if full is not None else {n: p.detach().cpu().clone() for n, p in named.items()},
         "grads": grads,
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optim if optim is not None else optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": rng_state(),
         "state": state,

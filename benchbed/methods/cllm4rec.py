@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchbed import parallel
 from benchbed.api import BaseRecommender, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
@@ -108,6 +109,9 @@ class CLLM4Rec(BaseRecommender):
         "lr_pretrain": 1e-3,  # Adam, warm-up + L-step + C-step (code: training.py)
         "lr_finetune": 1e-4,  # Adam, RecLLM + C-step (code: finetuning.py)
         "batch_size": 20,  # per process in the code (x8 processes); keeps the code's LM-vs-MR weighting
+        # micro-batches per optimizer step: the code's 8 processes x 20 are batch_size=20, grad_accum=8
+        # under --num-processes 8 here (1 in one process, the CPU default: no accumulation)
+        "grad_accum": 1,
         "eval_batch_size": 64,  # the code's 256 does not change results; smaller fits CPU memory
         "max_length": 1024,  # tokens (code: data.py), capped by the backbone's positions
         "content": "auto",  # auto | reviews | item-metadata | none
@@ -329,6 +333,8 @@ class CLLM4Rec(BaseRecommender):
             "content_digest": docs["digest"] if docs is not None else None,
             "positives": self.fit_info["training_positives"],
             "batch_size": int(p["batch_size"]),
+            # only when accumulating: stage keys (and the dropout seed drawn from them) stay as they were
+            **({"grad_accum": int(p["grad_accum"])} if int(p["grad_accum"]) != 1 else {}),
             "max_length": self.fit_info["max_length"],
             "seed": int(ctx.seed),
             "version": STAGE_VERSION,
@@ -373,6 +379,7 @@ class CLLM4Rec(BaseRecommender):
                 schedule="constant",  # plain Adam, no scheduler [code; protocols/cllm4rec.md optimiser row]
                 patience=epochs + 1,  # the code trains every epoch and keeps the best
                 max_grad_norm=None,  # no clipping in the code
+                grad_accum=int(self.params["grad_accum"]),
             )
             result = train(
                 params,
@@ -408,7 +415,7 @@ class CLLM4Rec(BaseRecommender):
         assert self.core is not None
         self.core.ext.load_state_dict(blob["ext"])
         if "backbone" in blob:
-            self.core.model.load_state_dict(blob["backbone"])
+            parallel.load_full_state(self.core.model, blob["backbone"])
 
     # --- documents per epoch -------------------------------------------------------------------------------
     def _doc_batches(
@@ -637,6 +644,7 @@ def frozen_digest(model: Any) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
+        t = parallel.local_part(t)  # FSDP: this rank's shard (the check is per rank)
         h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 

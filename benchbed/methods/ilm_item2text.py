@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchbed import parallel
 from benchbed.api import BaseRecommender, GenerateRequests, RunContext
 from benchbed.config import stable_hash
 from benchbed.data.schema import Split
@@ -316,7 +317,7 @@ class ILMItem2Text(BaseRecommender):
                         raise ConfigError(
                             f"cached stage {st.dir} lacks parameter {key}; delete it to retrain"
                         )
-                    param.copy_(saved[key].to(param.device, param.dtype))
+                    parallel.assign(param, saved[key])
 
         def train_fn(ckpt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             start = time.perf_counter()

@@ -77,6 +77,9 @@ ILM_DEFAULTS: dict[str, Any] = {
     "stage1_epochs": 2,  # CPU budget (the paper: 40K steps of 256 on ML1M, T8)
     "stage1_lr": 1e-3,  # CPU (a random tiny encoder); the paper: 3e-5 with AdaFactor, batch 256 (T7/T8)
     "stage1_batch_size": 64,  # the paper: 256 (T7/T8)
+    # micro-batches per stage-1 step (data parallel: a multiple of the processes; each micro-batch keeps
+    # its own in-batch negatives, so batch_size x grad_accum is not one contrastive batch). Not in the paper
+    "stage1_grad_accum": 1,
     "stage1_pair_ratio": 1,  # pair batches per item-text batch: alternate 1:1 (protocols/ilm.md §1i.4)
     "stage1_max_pairs": 20000,  # CPU budget: seeded sample per pair kind; None = all (the paper)
     "freeze_llm": False,  # §4.3: encoder and LLM are both trained; True = ILM-F (§5.2, T15)
@@ -195,6 +198,7 @@ class ILMParts:
             epochs=int(p["stage1_epochs"]),
             lr=float(p["stage1_lr"]),
             batch_size=int(p["stage1_batch_size"]),
+            grad_accum=int(p.get("stage1_grad_accum", 1)),
             pair_ratio=int(p["stage1_pair_ratio"]),
             pairs=pairs_on,
             text_losses=losses,

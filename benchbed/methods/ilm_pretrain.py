@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchbed import parallel
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.budget import seconds_cap
@@ -326,9 +327,13 @@ class Stage1Settings:
     warmup_ratio: float
     max_seconds: float | None
     max_pairs: int | None  # cap per pair kind (seeded sample); None = all
+    grad_accum: int = 1
 
     def identity(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        if out["grad_accum"] == 1:  # the stage key of a run without accumulation, as before it existed
+            del out["grad_accum"]
+        return out
 
 
 def sample_pairs(pairs: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
@@ -364,7 +369,7 @@ def run_stage1(
             for name, p in params.items():
                 if name not in saved:
                     raise ConfigError(f"cached stage {st.dir} lacks parameter {name}; delete it to retrain")
-                p.copy_(saved[name].to(p.device, p.dtype))
+                parallel.assign(p, saved[name])
 
     def train_fn(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         start = time.perf_counter()
@@ -374,6 +379,7 @@ def run_stage1(
             epochs=settings.epochs,
             warmup_ratio=settings.warmup_ratio,
             schedule="cosine",  # T7/T8: stage-1 cosine decay
+            grad_accum=settings.grad_accum,
             max_seconds=seconds_cap(settings.max_seconds),
         )
         result = train(

@@ -93,6 +93,7 @@ class RARec(BaseRecommender):
         "valid_users": "auto",  # validation users for best-epoch selection (NDCG@10); auto: CPU 0, GPU 2000
         "history_len": 50,  # titles considered per history (benchbed's topk history_len)
         "batch_size": 32,  # not given (rarec.md suggests 256 on a GPU; 32 keeps CPU steps short)
+        "grad_accum": 1,  # micro-batches per step (data parallel: a multiple of the processes); not given
         "lr": 5e-4,  # §4.1.4: AdamW, initial learning rate 5e-4
         "lam": 0.1,  # lambda of Eq. 16: not given; rarec.md §3f suggests 0.1 (sweep 0.01/0.1/1)
         "tau": 0.5,  # §4.1.4: temperature 0.5
@@ -328,7 +329,12 @@ class RARec(BaseRecommender):
             "id_model": {
                 k: (self.info["id_model"] or {}).get(k) for k in ("model", "params_hash", "permuted")
             },
-            "params": {k: v for k, v in p.items() if k not in ("valid_users",)},
+            # grad_accum only when accumulating: a run without it keeps the stage key it had before
+            "params": {
+                k: v
+                for k, v in p.items()
+                if k not in ("valid_users",) and not (k == "grad_accum" and int(v) == 1)
+            },
             "budget": {k: budget[k] for k in BUDGET_KEYS},
             "kept": sel_info["kept"],
             "seed": ctx.seed,
@@ -427,6 +433,7 @@ class RARec(BaseRecommender):
             epochs=int(budget["epochs"]),
             warmup_ratio=0.0,  # §4.1.4 names no warmup
             schedule="linear",  # §4.1.4: AdamW with linear decay
+            grad_accum=int(p["grad_accum"]),
             evals_per_epoch=1,
             patience=2,
         )

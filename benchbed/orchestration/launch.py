@@ -4,7 +4,8 @@ The CLI checks the run first (method, task, parameters, and that N divides ``gra
 batch ``batch_size x grad_accum`` is split over the processes, :mod:`benchbed.parallel`), then starts
 ``accelerate launch --multi_gpu --num_processes N -m benchbed <the same arguments>`` and returns its exit
 status. ``--multi_gpu`` is accelerate's torchrun launcher; on a machine without CUDA the processes join over
-gloo on CPU (how the tests run it).
+gloo on CPU (how the tests run it). ``--strategy fsdp`` shards the backbone's transformer blocks over the
+processes instead of replicating them (:mod:`benchbed.parallel`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,6 @@ from benchbed.errors import ConfigError
 from benchbed.parallel import LAUNCHER_ENV, STRATEGIES, STRATEGY_ENV, check_divides
 
 LAUNCHERS = ("none", "accelerate")
-# FSDP2 (``fully_shard``) runs on gloo here, but the kit's evaluation shards *batches* over the ranks, and an
-# FSDP forward is a collective: every rank would have to run every batch. Until evaluation and the stage
-# blobs (full tensors from DTensors) handle that, a sharded backbone is refused rather than half supported.
-FSDP_REFUSAL = (
-    "--strategy fsdp is not supported yet: the training loop replicates the backbone (DDP) and shards "
-    "evaluation by batch, which an FSDP-sharded model cannot do; use --strategy ddp"
-)
 # options of `benchbed run` that choose the launch and must not reach the launched processes
 LAUNCH_OPTIONS = {"--launcher": True, "--num-processes": True, "--strategy": True}
 
@@ -52,8 +46,6 @@ def check_launch(config: RunConfig, launcher: str, num_processes: int, strategy:
 
     if launcher not in LAUNCHERS:
         raise ConfigError(f"--launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
-    if strategy == "fsdp":
-        raise ConfigError(FSDP_REFUSAL)
     if strategy not in STRATEGIES:
         raise ConfigError(f"--strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     if num_processes < 1:
@@ -61,7 +53,10 @@ def check_launch(config: RunConfig, launcher: str, num_processes: int, strategy:
     if launcher == "none" and (num_processes > 1 or strategy != "ddp"):
         raise ConfigError("--num-processes > 1 and --strategy fsdp need --launcher accelerate")
     method, _task = setup(config)
-    check_divides(int(method.params.get("grad_accum", 1) or 1), num_processes, f"method {config.method!r}")
+    for key, value in sorted(method.params.items()):  # grad_accum, and a stage's own (stage1_grad_accum)
+        if key == "grad_accum" or key.endswith("_grad_accum"):
+            where = f"method {config.method!r}" + (f" ({key})" if key != "grad_accum" else "")
+            check_divides(int(value or 1), num_processes, where)
 
 
 def accelerate_command(argv: Sequence[str], num_processes: int) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchbed import parallel
 from benchbed.compat.hf_cache import cache_kwarg, output_cache
 from benchbed.errors import ConfigError, DataError
 
@@ -279,6 +280,10 @@ def beam_search(
     scores = base.reshape(n, 1)
     end = int(trie.end_token)
     steps = 0  # decoder forward passes after the prompt's
+
+    def keep_in_step() -> None:  # FSDP: a throw-away forward while another rank still decodes
+        model(input_ids=torch.full((1, 1), end, dtype=torch.long, device=device), use_cache=False)
+
     for _ in range(trie.depth + 1):
         flat_scores = scores.reshape(-1)
         finite = torch.isfinite(flat_scores).cpu().numpy()
@@ -332,7 +337,7 @@ def beam_search(
         nodes = new_nodes
         scores = best
         width = b
-        if finished.all():
+        if parallel.finished_everywhere(bool(finished.all()), keep_in_step):
             break
         src_t = torch.from_numpy(src).to(device)
         cache.reorder_cache(src_t)  # also expands the prompt cache from n rows to n * b on the first step
@@ -348,6 +353,8 @@ def beam_search(
         cache = output_cache(out)
         logits = out.logits[:, -1, :].float()
         steps += 1
+    else:  # ran out of depth: under FSDP, ranks that finished earlier are waiting for this one
+        parallel.finished_everywhere(True, keep_in_step)
     if width == 1:  # nothing was decoded (no item fits): report empty beams
         scores = torch.full((n, b), -float("inf"), device=device)
         nodes, finished = np.full(n * b, -1), np.zeros(n * b, dtype=bool)

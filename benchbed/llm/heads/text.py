@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from benchbed import parallel
 from benchbed.compat.hf_cache import cache_kwarg, output_cache
 from benchbed.errors import ConfigError
 from benchbed.llm.heads.pooled import text_mask
@@ -224,7 +225,9 @@ class TextGenerationHead:
             finished = ended
             lengths = lengths[src] + (~carried).long()
             seq = torch.cat([seq[src], tok.unsqueeze(1)], dim=1)
-            if step == steps - 1 or bool(finished.all()):
+            done = step == steps - 1 or bool(finished.all())
+            keep_in_step = functools.partial(lm, input_ids=tok[:1].unsqueeze(1), use_cache=False)
+            if parallel.finished_everywhere(done, keep_in_step):
                 break
             if beams > 1:
                 cache.reorder_cache(src)  # the first step also expands each prompt's cache to its beams
