@@ -38,7 +38,7 @@ TRAIN_SCRIPT = """
 import json, sys
 from pathlib import Path
 import numpy as np, torch
-from benchbed import parallel
+from benchbed import parallel, sharding
 from benchbed.llm.backbone import load_backbone
 from benchbed.llm.train import TrainConfig, train
 
@@ -78,11 +78,11 @@ try:
                 checkpoint_dir=None if ckpt == "-" else Path(ckpt), modules=[model])
 except KeyboardInterrupt:
     sys.exit(3)
-full = {n: parallel.gather_full(p.detach()).numpy() for n, p in named.items()}
+full = {n: sharding.gather_full(p.detach()).numpy() for n, p in named.items()}
 w = parallel.world()
 if w.is_main:
     np.savez(out, **full)
-    info = {"sharded": sum(parallel.is_sharded(p) for p in named.values()), "world": w.size,
+    info = {"sharded": sum(sharding.is_sharded(p) for p in named.values()), "world": w.size,
             "history": [h["metric"] for h in res.history], "resumed_at": res.resumed_at}
     Path(out + ".json").write_text(json.dumps(info))
 """
@@ -147,7 +147,8 @@ with torch.no_grad():
     for step in range(8):
         x = ids[:, : 2 + step] + w.rank  # each rank decodes its own rows
         logits.append(model(input_ids=x).logits[:, -1].sum().item())
-        if parallel.finished_everywhere(step == 1 + 3 * w.rank, keep_in_step):  # rank 0 after 2, rank 1 after 5
+        # rank 0 is done after 2 steps, rank 1 after 5
+        if parallel.finished_everywhere(step == 1 + 3 * w.rank, keep_in_step):
             break
 json.dump({"logits": logits, "dummies": dummies["n"]}, open(f"{out}/rank{w.rank}.json", "w"))
 """

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbed import parallel
+from benchbed import sharding
 from benchbed.api import BaseRecommender, GenerateRequests, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
@@ -224,7 +224,7 @@ class Item2TextLM(BaseRecommender):
                 raise ConfigError(f"cached stage {st.dir} lacks parameter {missing[0]}; delete it to retrain")
             with torch.no_grad():
                 for name, prm in params.items():
-                    parallel.assign(prm, saved[name])
+                    sharding.assign(prm, saved[name])
 
         outcome = run_or_load(st, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
         if outcome.loaded:

@@ -120,13 +120,13 @@ def finish(
     is_decoder: bool,
 ) -> Backbone:
     """Move ``model`` to the device and dtype, put it in eval mode, and complete its record facts. Under
-    ``--strategy fsdp`` its transformer blocks are sharded over the processes first (``benchbed.parallel``),
+    ``--strategy fsdp`` its transformer blocks are sharded over the processes first (``benchbed.sharding``),
     so a device holds its share of the blocks, never the whole model."""
-    from benchbed import parallel
+    from benchbed import parallel, sharding
 
     if parallel.world().lockstep:
         model = model.to(dtype=torch_dtype)
-        info["fsdp"] = parallel.shard_backbone(model, dev)
+        info["fsdp"] = sharding.shard_backbone(model, dev, parallel.world().size)
     model = model.to(device=dev, dtype=torch_dtype)
     model.eval()
     info.update(

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbed import parallel
+from benchbed import sharding
 from benchbed.api import BaseRecommender, Rankings, RankRequests, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
@@ -310,7 +310,7 @@ class GenerativeLM(BaseRecommender):
                 )
             with torch.no_grad():
                 for name, param in params.items():
-                    parallel.assign(param, saved[name])
+                    sharding.assign(param, saved[name])
 
         outcome = run_or_load(stage, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
         if outcome.loaded:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchbed import parallel
+from benchbed import sharding
 from benchbed.errors import ConfigError
 
 
@@ -126,7 +126,7 @@ def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         )
     with torch.no_grad():
         for n, p in params.items():
-            parallel.assign(p, state[n])
+            sharding.assign(p, state[n])
 
 
 def parameters_of(params: Iterable[nn.Parameter]) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from benchbed import parallel
+from benchbed import parallel, sharding
 from benchbed.atomic import atomic_path, write_json_atomic
 from benchbed.config import stable_hash
 from benchbed.errors import ConfigError
@@ -134,7 +134,7 @@ def run_or_load(
         return StageOutcome(dict(meta) if isinstance(meta, dict) else st.meta(), True, st.dir, blob)
     blob, meta = train_fn(st.dir)
     if parallel.world().lockstep:  # FSDP: a fine-tuned block's tensors are shards; the blob holds them whole
-        blob = parallel.gather_full(blob)
+        blob = sharding.gather_full(blob)
     if parallel.world().is_main:  # data parallel: every rank holds the same result, one writes it
         st.save(blob, meta)
     parallel.barrier()

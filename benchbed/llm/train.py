@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchbed import parallel
+from benchbed import parallel, sharding
 from benchbed.atomic import atomic_path
 from benchbed.errors import ConfigError
 
@@ -154,7 +154,7 @@ def train(
         raise ValueError("nothing to train: no parameter requires grad")
     w = parallel.world()
     parallel.check_divides(cfg.grad_accum, w.size, "training")
-    sharded = any(parallel.is_sharded(p) for p in named.values())  # FSDP: a fine-tune of the blocks
+    sharded = any(sharding.is_sharded(p) for p in named.values())  # FSDP: a fine-tune of the blocks
     decay = [p for n, p in named.items() if p.ndim >= 2]
     no_decay = [p for n, p in named.items() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -200,7 +200,7 @@ def train(
             state["seconds"] = time.perf_counter() - t_start
             grads = parallel.summed_grads(named)  # collective: every rank is at the same point
             full = _full_params(named) if sharded else None  # FSDP: collective too
-            optim = parallel.gather_full(optimizer.state_dict()) if sharded else None
+            optim = sharding.gather_full(optimizer.state_dict()) if sharded else None
             if w.is_main:
                 _save(ckpt, named, optimizer, scheduler, state, signature, grads, full, optim)
 
@@ -279,7 +279,7 @@ def train(
                 passes[:] = [0] * w.size
                 parallel.all_reduce_grads(named.values())
                 if cfg.max_grad_norm:
-                    parallel.clip_grad_norm(list(named.values()), cfg.max_grad_norm)
+                    sharding.clip_grad_norm(list(named.values()), cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -441,12 +441,12 @@ def _read_checkpoint(path: Path, say: Callable[[str], None]) -> dict[str, Any] |
 def _load_params(named: dict[str, torch.nn.Parameter], values: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for n, p in named.items():
-            parallel.assign(p, values[n])
+            sharding.assign(p, values[n])
 
 
 def _full_params(named: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
     """CPU copies of the parameters, whole (under FSDP a collective: every rank calls it)."""
-    return {n: parallel.gather_full(p.detach()).cpu().clone() for n, p in named.items()}
+    return {n: sharding.gather_full(p.detach()).cpu().clone() for n, p in named.items()}
 
 
 def _set_grads(named: dict[str, torch.nn.Parameter], grads: dict[str, torch.Tensor], main: bool) -> None:
@@ -454,8 +454,8 @@ def _set_grads(named: dict[str, torch.nn.Parameter], grads: dict[str, torch.Tens
     parameter's once; a sharded parameter's every rank takes its shard of."""
     for n, g in grads.items():
         p = named[n]
-        if parallel.is_sharded(p):
-            p.grad = parallel.shard_like(p, g.to(p.dtype))
+        if sharding.is_sharded(p):
+            p.grad = sharding.shard_like(p, g.to(p.dtype))
         elif main:
             p.grad = g.to(p.device, p.dtype).clone()
 
@@ -464,11 +464,11 @@ def _shard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
     """After ``load_state_dict`` of whole tensors: the state of a sharded parameter becomes its shard."""
     for group in optimizer.param_groups:
         for p in group["params"]:
-            if not parallel.is_sharded(p):
+            if not sharding.is_sharded(p):
                 continue
             for key, value in optimizer.state.get(p, {}).items():
                 if isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(p.shape):
-                    optimizer.state[p][key] = parallel.shard_like(p, value.to(p.dtype))
+                    optimizer.state[p][key] = sharding.shard_like(p, value.to(p.dtype))
 
 
 def _save(

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchbed import parallel
+from benchbed import sharding
 from benchbed.api import BaseRecommender, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
@@ -415,7 +415,7 @@ class CLLM4Rec(BaseRecommender):
         assert self.core is not None
         self.core.ext.load_state_dict(blob["ext"])
         if "backbone" in blob:
-            parallel.load_full_state(self.core.model, blob["backbone"])
+            sharding.load_full_state(self.core.model, blob["backbone"])
 
     # --- documents per epoch -------------------------------------------------------------------------------
     def _doc_batches(
@@ -644,7 +644,7 @@ def frozen_digest(model: Any) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
-        t = parallel.local_part(t)  # FSDP: this rank's shard (the check is per rank)
+        t = sharding.local_part(t)  # FSDP: this rank's shard (the check is per rank)
         h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 

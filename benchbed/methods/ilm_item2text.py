@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbed import parallel
+from benchbed import sharding
 from benchbed.api import BaseRecommender, GenerateRequests, RunContext
 from benchbed.config import stable_hash
 from benchbed.data.schema import Split
@@ -317,7 +317,7 @@ class ILMItem2Text(BaseRecommender):
                         raise ConfigError(
                             f"cached stage {st.dir} lacks parameter {key}; delete it to retrain"
                         )
-                    parallel.assign(param, saved[key])
+                    sharding.assign(param, saved[key])
 
         def train_fn(ckpt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             start = time.perf_counter()

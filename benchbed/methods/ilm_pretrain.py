@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbed import parallel
+from benchbed import sharding
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.budget import seconds_cap
@@ -369,7 +369,7 @@ def run_stage1(
             for name, p in params.items():
                 if name not in saved:
                     raise ConfigError(f"cached stage {st.dir} lacks parameter {name}; delete it to retrain")
-                parallel.assign(p, saved[name])
+                sharding.assign(p, saved[name])
 
     def train_fn(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         start = time.perf_counter()

@@ -35,6 +35,7 @@ from torch import nn
 from benchbed.errors import ConfigError
 from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import Injector, ModelInputs
+from benchbed.sharding import call_whole as whole
 
 FAMILIES = frozenset({"llama", "gpt2", "bert"})
 # Decoders with a relative position encoding (RoPE): the text shifts by P so that every prefix key sits before
@@ -77,9 +78,9 @@ def _llama_kv(
     out = []
     for layer, d in zip(core.layers, prefix, strict=True):
         attn = layer.self_attn
-        x = layer.input_layernorm(d) if pre_norm else d
-        k = _split_heads(attn.k_proj(x), attn.head_dim)
-        v = _split_heads(attn.v_proj(x), attn.head_dim)
+        x = whole(layer.input_layernorm, d) if pre_norm else d
+        k = _split_heads(whole(attn.k_proj, x), attn.head_dim)
+        v = _split_heads(whole(attn.v_proj, x), attn.head_dim)
         out.append((k * cos + _rotate_half(k) * sin, v))
     return out
 
@@ -90,8 +91,8 @@ def _gpt2_kv(
     out = []
     for block, d in zip(core.h, prefix, strict=True):
         attn = block.attn
-        x = block.ln_1(d) if pre_norm else d
-        _, k, v = attn.c_attn(x).split(attn.split_size, dim=2)
+        x = whole(block.ln_1, d) if pre_norm else d
+        _, k, v = whole(attn.c_attn, x).split(attn.split_size, dim=2)
         out.append((_split_heads(k, attn.head_dim), _split_heads(v, attn.head_dim)))
     return out
 
@@ -105,8 +106,8 @@ def _bert_kv(
         sa = layer.attention.self
         out.append(
             (
-                _split_heads(sa.key(d), sa.attention_head_size),
-                _split_heads(sa.value(d), sa.attention_head_size),
+                _split_heads(whole(sa.key, d), sa.attention_head_size),
+                _split_heads(whole(sa.value, d), sa.attention_head_size),
             )
         )
     return out
