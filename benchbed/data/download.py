@@ -21,7 +21,7 @@ from typing import IO
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from benchbed.atomic import atomic_path
-from benchbed.data.catalog import DatasetSpec, Download
+from benchbed.data.spec import DatasetSpec, Download
 from benchbed.errors import DataError, MissingDataError
 from benchbed.settings import get_settings
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from benchbed.llm.backbone import (
+from benchbed.llm.handle import (
     Backbone,
     _config_digest,
     finish,

@@ -17,7 +17,7 @@ from benchbed.data.schema import InteractionData
 from benchbed.data.sources._amazon import _text, read_meta, read_reviews, time_range
 
 if TYPE_CHECKING:
-    from benchbed.data.catalog import DatasetSpec
+    from benchbed.data.spec import DatasetSpec
 
 
 def parse_line(line: str) -> Any:

@@ -33,7 +33,7 @@ from benchbed.data.sources._io import open_text
 from benchbed.errors import DataError
 
 if TYPE_CHECKING:
-    from benchbed.data.catalog import DatasetSpec
+    from benchbed.data.spec import DatasetSpec
 
 
 def categories(obj: dict[str, Any]) -> str:

@@ -37,7 +37,7 @@ from benchbed.data.schema import InteractionData
 from benchbed.errors import DataError
 
 if TYPE_CHECKING:
-    from benchbed.data.catalog import DatasetSpec
+    from benchbed.data.spec import DatasetSpec
 
 PARTS = ("train", "valid", "test")
 FILES = {

@@ -20,7 +20,7 @@ from benchbed.data.sources._io import to_float, to_int_timestamps
 from benchbed.errors import DataError
 
 if TYPE_CHECKING:
-    from benchbed.data.catalog import DatasetSpec
+    from benchbed.data.spec import DatasetSpec
 
 # C0 and C1 control characters: latin-1 decodes any byte, so a UTF-8 or damaged file shows up as these
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

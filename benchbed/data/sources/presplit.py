@@ -20,7 +20,7 @@ from benchbed.data.sources.recbole_atomic import read_features, read_inter
 from benchbed.errors import DataError
 
 if TYPE_CHECKING:
-    from benchbed.data.catalog import DatasetSpec
+    from benchbed.data.spec import DatasetSpec
 
 PARTS = ("train", "valid", "test")
 

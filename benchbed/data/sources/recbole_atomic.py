@@ -20,7 +20,7 @@ from benchbed.data.sources._io import to_float, to_int_timestamps
 from benchbed.errors import DataError
 
 if TYPE_CHECKING:
-    from benchbed.data.catalog import DatasetSpec
+    from benchbed.data.spec import DatasetSpec
 
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 INTER_FIELDS = {

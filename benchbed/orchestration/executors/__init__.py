@@ -1,6 +1,6 @@
 """Where the cells of a sweep run: ``local`` (this process, or N worker processes), ``slurm`` (a submitit
 job array) and ``ray`` (Ray tasks). Each executor takes the cells, runs
-:func:`benchbed.orchestration.sweep.run_cell` for each and hands every :class:`CellResult` to a callback as
+:func:`benchbed.orchestration.cells.run_cell` for each and hands every :class:`CellResult` to a callback as
 it arrives; none of them knows what a run is.
 
 :func:`make_executor` checks, before anything starts, that the executor's package is installed (the error
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from benchbed.errors import ConfigError
 
 if TYPE_CHECKING:
-    from benchbed.orchestration.sweep import Cell, CellResult, SweepOptions
+    from benchbed.orchestration.cells import Cell, CellResult, SweepOptions
 
 EXECUTORS = {
     "local": "benchbed.orchestration.executors.local:LocalExecutor",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from benchbed.errors import ConfigError
 
 if TYPE_CHECKING:
-    from benchbed.orchestration.sweep import Cell, CellResult, SweepOptions
+    from benchbed.orchestration.cells import Cell, CellResult, SweepOptions
 
 
 def visible_gpus() -> list[str]:
@@ -51,7 +51,7 @@ class LocalExecutor:
     def run(
         self, cells: list[Cell], settings: dict[str, Any], on_result: Callable[[CellResult], None]
     ) -> None:
-        from benchbed.orchestration.sweep import cell_env, run_cell
+        from benchbed.orchestration.cells import cell_env, run_cell
 
         env = cell_env(self.options.resources)
         force = self.options.force

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from benchbed.orchestration.sweep import Cell, CellResult, SweepOptions
+    from benchbed.orchestration.cells import Cell, CellResult, SweepOptions
 
 
 class RayExecutor:
@@ -20,7 +20,7 @@ class RayExecutor:
     ) -> None:
         import ray
 
-        from benchbed.orchestration.sweep import cell_env, run_cell
+        from benchbed.orchestration.cells import cell_env, run_cell
 
         res = self.options.resources
         started = not ray.is_initialized()

@@ -13,7 +13,7 @@ from benchbed.errors import ConfigError
 from benchbed.settings import get_settings
 
 if TYPE_CHECKING:
-    from benchbed.orchestration.sweep import Cell, CellResult, SweepOptions
+    from benchbed.orchestration.cells import Cell, CellResult, SweepOptions
 
 
 class SlurmExecutor:
@@ -51,7 +51,7 @@ class SlurmExecutor:
         import submitit
         from submitit.helpers import as_completed
 
-        from benchbed.orchestration.sweep import CellResult, cell_env, run_cell
+        from benchbed.orchestration.cells import CellResult, cell_env, run_cell
 
         folder = Path(self.options.folder or Path(get_settings().results_dir) / "sweeps" / "submitit")
         make = submitit.LocalExecutor if self.options.cluster == "local" else submitit.SlurmExecutor
