@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbed import sharding
 from benchbed.api import BaseRecommender, GenerateRequests, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
@@ -29,15 +28,22 @@ from benchbed.item2text.setup import Item2TextProtocol
 from benchbed.llm.backbone import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
 from benchbed.llm.heads.text import TextGenerationHead
-from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, encode
+from benchbed.llm.inject import (
+    IGNORE,
+    Batch,
+    EncodedPrompts,
+    answer_labels,
+    append_answers,
+    bucket_batches,
+    collate,
+    encode,
+)
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.slots import MultiTokenSlots
 from benchbed.llm.lora import named_trainable
-from benchbed.llm.stages import run_or_load
+from benchbed.llm.stages import param_loader, run_or_load
 from benchbed.llm.stages import stage as make_stage
 from benchbed.llm.train import TrainConfig, epoch_rng, train
-
-IGNORE = -100
 
 
 @dataclass
@@ -161,10 +167,7 @@ class Item2TextLM(BaseRecommender):
         answer = np.zeros(len(pieces), dtype=np.int64)
         if references is not None:
             ids = self.tok(references, add_special_tokens=False)["input_ids"]
-            for r, toks in enumerate(ids):
-                full = np.asarray([*toks, self.end], dtype=np.int64)
-                enc.ids[r] = np.concatenate([enc.ids[r], full])
-                answer[r] = len(full)
+            answer = append_answers(enc, ids, self.end)
         return enc, answer
 
     @staticmethod
@@ -217,14 +220,7 @@ class Item2TextLM(BaseRecommender):
         identity = {**self.base_identity(), **spec.identity, "lr": spec.lr, "epochs": spec.epochs}
         st = make_stage(self.ctx.cache_dir, spec.name, identity)
 
-        def load_fn(blob: dict[str, Any]) -> None:
-            saved = blob["params"]
-            missing = sorted(set(params) - set(saved))
-            if missing:
-                raise ConfigError(f"cached stage {st.dir} lacks parameter {missing[0]}; delete it to retrain")
-            with torch.no_grad():
-                for name, prm in params.items():
-                    sharding.assign(prm, saved[name])
+        load_fn = param_loader(params, st)
 
         outcome = run_or_load(st, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
         if outcome.loaded:
@@ -246,11 +242,7 @@ class Item2TextLM(BaseRecommender):
         pad = self.tok.pad_token_id or 0
 
         def make(idx: np.ndarray) -> TrainBatch:
-            lens = answer[idx]
-            width = int(lens.max())
-            labels = np.full((len(idx), width), IGNORE, dtype=np.int64)
-            for b, r in enumerate(idx):
-                labels[b, width - int(lens[b]) :] = enc.ids[r][-int(lens[b]) :]
+            labels = answer_labels(enc, answer, idx)
             return TrainBatch(
                 batch=collate(enc, idx, pad, device),
                 labels=torch.from_numpy(labels).to(device),

@@ -221,11 +221,7 @@ class PromptCTRMethod(BaseRecommender):
         )
 
     def lora_spec(self) -> LoraSpec:
-        p = self.params
-        targets = tuple(t.strip() for t in str(p["lora_targets"]).split(",") if t.strip())
-        return LoraSpec(
-            r=int(p["lora_r"]), alpha=int(p["lora_alpha"]), dropout=float(p["lora_dropout"]), targets=targets
-        )
+        return LoraSpec.from_params(self.params)
 
     def identity(self, split: Split, ctx: RunContext, keys: tuple[str, ...], **extra: Any) -> dict[str, Any]:
         assert self.backbone is not None

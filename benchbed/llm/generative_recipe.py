@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbed import sharding
 from benchbed.api import BaseRecommender, Rankings, RankRequests, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
@@ -27,16 +26,23 @@ from benchbed.generative.templates import render_answer, render_pieces, slot_nam
 from benchbed.llm.backbone import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
 from benchbed.llm.heads.constrained import ConstrainedHead, ItemTrie, build_item_trie
-from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, encode
+from benchbed.llm.inject import (
+    IGNORE,
+    Batch,
+    EncodedPrompts,
+    answer_labels,
+    append_answers,
+    bucket_batches,
+    collate,
+    encode,
+)
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.llm.lora import named_trainable
-from benchbed.llm.stages import run_or_load
+from benchbed.llm.stages import param_loader, run_or_load
 from benchbed.llm.stages import stage as make_stage
 from benchbed.llm.train import TrainConfig, epoch_rng, train
 from benchbed.metrics.generative import generative_metrics
-
-IGNORE = -100
 
 
 @dataclass
@@ -250,10 +256,7 @@ class GenerativeLM(BaseRecommender):
                 render_answer(bank, dataset=self.dataset, target=self.index.text(int(t))) for t in targets
             ]
             answers = self.tok(texts, add_special_tokens=False)["input_ids"]
-            for r, ans in enumerate(answers):
-                full = np.asarray([*ans, self.end_token], dtype=np.int64)
-                enc.ids[r] = np.concatenate([enc.ids[r], full])
-                answer_len[r] = len(full)
+            answer_len = append_answers(enc, answers, self.end_token)
         hist = np.full((len(pieces), self.setup.history_len), -1, dtype=np.int64)
         for r, (st, h) in enumerate(zip(sub_tasks, histories, strict=True)):
             if st == "sequential" and len(h):
@@ -264,12 +267,7 @@ class GenerativeLM(BaseRecommender):
     def _train_batch(self, rows: EncodedRows, idx: np.ndarray) -> TrainBatch:
         device = self.bb.device
         batch = collate(rows.enc, idx, self.tok.pad_token_id or 0, device)
-        lens = rows.answer_len[idx]
-        width = int(lens.max())
-        labels = np.full((len(idx), width), IGNORE, dtype=np.int64)
-        for b, r in enumerate(idx):
-            n = int(lens[b])
-            labels[b, width - n :] = rows.enc.ids[r][-n:]
+        labels = answer_labels(rows.enc, rows.answer_len, idx)
         return TrainBatch(
             batch=batch,
             labels=torch.from_numpy(labels).to(device),
@@ -301,16 +299,7 @@ class GenerativeLM(BaseRecommender):
         identity = {**self.base_identity(), **spec.identity, "lr": spec.lr, "epochs": spec.epochs}
         stage = make_stage(self.ctx.cache_dir, spec.name, identity)
 
-        def load_fn(blob: dict[str, Any]) -> None:
-            saved = blob["params"]
-            missing = sorted(set(params) - set(saved))
-            if missing:
-                raise ConfigError(
-                    f"cached stage {stage.dir} lacks parameter {missing[0]}; delete it to retrain"
-                )
-            with torch.no_grad():
-                for name, param in params.items():
-                    sharding.assign(param, saved[name])
+        load_fn = param_loader(params, stage)
 
         outcome = run_or_load(stage, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
         if outcome.loaded:

@@ -153,6 +153,30 @@ class Batch:
 
 
 PADDING_SIDES = ("left", "right")
+IGNORE = -100  # torch.nn.functional.cross_entropy's ignore_index: label positions that carry no loss
+
+
+def append_answers(enc: EncodedPrompts, answers: Sequence[Sequence[int]], end_token: int) -> np.ndarray:
+    """Append each row's answer tokens and the end token to its prompt, in place (teacher forcing);
+    returns how many tokens each row got (the label positions of :func:`answer_labels`)."""
+    answer_len = np.zeros(len(enc.ids), dtype=np.int64)
+    for r, ans in enumerate(answers):
+        full = np.asarray([*ans, end_token], dtype=np.int64)
+        enc.ids[r] = np.concatenate([enc.ids[r], full])
+        answer_len[r] = len(full)
+    return answer_len
+
+
+def answer_labels(enc: EncodedPrompts, answer_len: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(B, A) labels of ``rows``: each row's last ``answer_len`` tokens, right-aligned (the prompts are
+    left-padded, so the answers end every row), :data:`IGNORE` elsewhere."""
+    lens = answer_len[rows]
+    width = int(lens.max())
+    labels = np.full((len(rows), width), IGNORE, dtype=np.int64)
+    for b, r in enumerate(rows):
+        n = int(lens[b])
+        labels[b, width - n :] = enc.ids[r][-n:]
+    return labels
 
 
 def collate(

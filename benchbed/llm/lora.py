@@ -8,7 +8,7 @@ targets actually used are returned so they can be recorded.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,6 +28,14 @@ class LoraSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> LoraSpec:
+        """From a method's ``lora_r``, ``lora_alpha``, ``lora_dropout``, ``lora_targets`` (a comma list)."""
+        targets = tuple(t.strip() for t in str(p["lora_targets"]).split(",") if t.strip())
+        return cls(
+            r=int(p["lora_r"]), alpha=int(p["lora_alpha"]), dropout=float(p["lora_dropout"]), targets=targets
+        )
 
 
 @dataclass

@@ -139,3 +139,19 @@ def run_or_load(
         st.save(blob, meta)
     parallel.barrier()
     return StageOutcome(dict(meta), False, st.dir, blob)
+
+
+def param_loader(params: dict[str, Any], st: Stage) -> Callable[[dict[str, Any]], None]:
+    """The ``load_fn`` of a stage whose blob is ``{"params": {name: tensor}}``: put every one of ``params``
+    back (into its shard under FSDP), or fail in one line naming the first one the blob lacks."""
+
+    def load(blob: dict[str, Any]) -> None:
+        saved = blob["params"]
+        missing = sorted(set(params) - set(saved))
+        if missing:
+            raise ConfigError(f"cached stage {st.dir} lacks parameter {missing[0]}; delete it to retrain")
+        with torch.no_grad():
+            for name, param in params.items():
+                sharding.assign(param, saved[name])
+
+    return load

@@ -25,9 +25,7 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.methods.p5_random import text_stage
-
-RANDOM_INIT_BACKBONES = frozenset({"tiny"})  # presets whose weights are random: they need a text stage first
+from benchbed.methods.p5_random import text_stage, wants_warm_start, warm_start_companion
 
 
 def projector(d_in: int, d_mid: int, d_out: int) -> nn.Sequential:
@@ -64,13 +62,9 @@ class EmbedProj(GenerativeLM):
         """Run first by ``benchbed run`` on a randomly initialised backbone: p5-random with the settings of
         our warm-start text stage, so that stage is trained once and the board shows the text-only baseline.
         (SASRec is not a companion: RecBole trains it for up to 100 epochs, hours on a shared CPU.)"""
-        if not self._warm_start():  # pretrained backbone: p5-random is a separate (LoRA) run, see the suites
+        if not wants_warm_start(self.params):  # pretrained: p5-random is a separate (LoRA) run (the suites)
             return []
-        from benchbed.methods.p5_random import P5Random
-
-        # only what differs from p5-random's defaults: `benchbed run --method p5-random` is then the same run
-        keys = [*GenerativeLM.common_defaults, "tuning"]
-        return [("p5-random", {k: self.params[k] for k in keys if self.params[k] != P5Random.defaults[k]})]
+        return [("p5-random", warm_start_companion(self.params))]
 
     def prepare(self, split: Split, ctx: RunContext) -> None:
         p = self.params
@@ -107,20 +101,11 @@ class EmbedProj(GenerativeLM):
         i = self.proj_item(self.item_table[hist.clamp(min=0)].to(dtype))
         return torch.cat([u.unsqueeze(1), i], dim=1)
 
-    def _warm_start(self) -> bool:
-        mode = self.params["warm_start"]
-        return mode == "text" or (mode == "auto" and str(self.params["backbone"]) in RANDOM_INIT_BACKBONES)
-
     def train_stages(self, split: Split, ctx: RunContext) -> None:
         p = self.params
-        lora = LoraSpec(
-            r=int(p["lora_r"]),
-            alpha=int(p["lora_alpha"]),
-            dropout=float(p["lora_dropout"]),
-            targets=tuple(t.strip() for t in str(p["lora_targets"]).split(",") if t.strip()),
-        )
+        lora = LoraSpec.from_params(p)
         chain: list[str] = []
-        if self._warm_start():
+        if wants_warm_start(p):
             self.run_stage(text_stage(self, str(p["tuning"]), LoraSpec()))
             chain.append(self.stage_log[-1]["key"])
         set_trainable(self.model, lambda _n: False)

@@ -21,10 +21,9 @@ from benchbed.errors import ConfigError
 from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.injectors.slots import MultiTokenSlots
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.methods.embedproj import RANDOM_INIT_BACKBONES
 from benchbed.methods.ilm_inputs import item_texts
 from benchbed.methods.ilm_parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts
-from benchbed.methods.p5_random import text_stage
+from benchbed.methods.p5_random import text_stage, wants_warm_start, warm_start_companion
 from benchbed.params import Param
 
 TUNINGS = ("full", "lora")
@@ -65,27 +64,15 @@ class ILMGenerative(GenerativeLM):
         i = self.parts.item_tokens(hist)
         return torch.cat([u.unsqueeze(1), i], dim=1)  # (B, 1 + L, N, H)
 
-    def warm_start(self) -> bool:
-        mode = self.params["warm_start"]
-        return mode == "text" or (mode == "auto" and str(self.params["backbone"]) in RANDOM_INIT_BACKBONES)
-
     def warm_start_params(self) -> dict[str, Any]:
         """p5-random's parameters that give the same text stage (the companion run)."""
-        from benchbed.methods.p5_random import P5Random
-
-        keys = [*GenerativeLM.common_defaults, "tuning"]
-        return {k: self.params[k] for k in keys if self.params[k] != P5Random.defaults[k]}
+        return warm_start_companion(self.params)
 
     def train_stages(self, split: Split, ctx: RunContext) -> None:
         p = self.params
-        lora = LoraSpec(
-            r=int(p["lora_r"]),
-            alpha=int(p["lora_alpha"]),
-            dropout=float(p["lora_dropout"]),
-            targets=tuple(t.strip() for t in str(p["lora_targets"]).split(",") if t.strip()),
-        )
+        lora = LoraSpec.from_params(p)
         chain: list[str] = []
-        if self.warm_start():
+        if wants_warm_start(p):
             self.run_stage(text_stage(self, str(p["tuning"]), LoraSpec()))
             chain.append(self.stage_log[-1]["key"])
         texts = item_texts(split, _fields(p["stage1_text_fields"]))

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbed import sharding
 from benchbed.api import BaseRecommender, GenerateRequests, RunContext
 from benchbed.config import stable_hash
 from benchbed.data.schema import Split
@@ -30,17 +29,24 @@ from benchbed.llm.backbone import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
 from benchbed.llm.generative_recipe import TRAIN_IDENTITY_KEYS
 from benchbed.llm.heads.text import TextGenerationHead
-from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, encode
+from benchbed.llm.inject import (
+    IGNORE,
+    Batch,
+    EncodedPrompts,
+    answer_labels,
+    append_answers,
+    bucket_batches,
+    collate,
+    encode,
+)
 from benchbed.llm.injectors.slots import MultiTokenSlots
 from benchbed.llm.lora import LoraSpec, add_lora, named_trainable, set_trainable
-from benchbed.llm.stages import run_or_load
+from benchbed.llm.stages import param_loader, run_or_load
 from benchbed.llm.stages import stage as make_stage
 from benchbed.llm.train import TrainConfig, epoch_rng, train
-from benchbed.methods.embedproj import RANDOM_INIT_BACKBONES
 from benchbed.methods.ilm_parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts
+from benchbed.methods.p5_random import wants_warm_start
 from benchbed.params import Param
-
-IGNORE = -100
 
 
 def is_item2text(protocol: Any) -> bool:
@@ -149,10 +155,6 @@ class ILMItem2Text(BaseRecommender):
         keep = np.sort(np.random.default_rng([seed, 5]).choice(len(examples), int(cap), replace=False))
         return [examples[i] for i in keep]
 
-    def _warm(self) -> bool:
-        mode = self.params["warm_start"]
-        return mode == "text" or (mode == "auto" and str(self.params["backbone"]) in RANDOM_INIT_BACKBONES)
-
     def _base_identity(self) -> dict[str, Any]:
         p = self.params
         return {
@@ -169,7 +171,7 @@ class ILMItem2Text(BaseRecommender):
     def _train_stages(self, split: Split, ctx: RunContext) -> None:
         p = self.params
         chain: list[str] = []
-        if self._warm():
+        if wants_warm_start(self.params):
             set_trainable(self.model, lambda _n: True)
             self._run_lm_stage(
                 "ilm-i2t-text", {"model": self.model}, "title", float(p["lr"]), int(p["epochs"]), {}
@@ -191,12 +193,7 @@ class ILMItem2Text(BaseRecommender):
             chain.append(info["key"])
         frozen = bool(p["freeze_llm"])
         set_trainable(self.model, lambda _n: False)
-        lora = LoraSpec(
-            r=int(p["lora_r"]),
-            alpha=int(p["lora_alpha"]),
-            dropout=float(p["lora_dropout"]),
-            targets=tuple(t.strip() for t in str(p["lora_targets"]).split(",") if t.strip()),
-        )
+        lora = LoraSpec.from_params(p)
         if not frozen:
             if p["tuning"] == "lora":
                 self.model, _ = add_lora(self.model, lora)
@@ -257,22 +254,13 @@ class ILMItem2Text(BaseRecommender):
             items[r, : len(ex.items)] = ex.items
         enc, items = self.encode_prompts([ex.prompt for ex in examples], items, mode)
         answers = self.tok([ex.reference for ex in examples], add_special_tokens=False)["input_ids"]
-        answer_len = np.zeros(len(examples), dtype=np.int64)
-        for r, ans in enumerate(answers):
-            full = np.asarray([*ans, self.end_token], dtype=np.int64)
-            enc.ids[r] = np.concatenate([enc.ids[r], full])
-            answer_len[r] = len(full)
+        answer_len = append_answers(enc, answers, self.end_token)
         return TrainRows(enc=enc, answer_len=answer_len, items=items)
 
     def _batch(self, rows: TrainRows, idx: np.ndarray) -> TrainBatch:
         device = self.bb.device
         batch = collate(rows.enc, idx, self.tok.pad_token_id or 0, device)
-        lens = rows.answer_len[idx]
-        width = int(lens.max())
-        labels = np.full((len(idx), width), IGNORE, dtype=np.int64)
-        for b, r in enumerate(idx):
-            n = int(lens[b])
-            labels[b, width - n :] = rows.enc.ids[r][-n:]
+        labels = answer_labels(rows.enc, rows.answer_len, idx)
         return TrainBatch(
             batch, torch.from_numpy(labels).to(device), torch.from_numpy(rows.items[idx]).to(device)
         )
@@ -309,15 +297,7 @@ class ILMItem2Text(BaseRecommender):
         )
         slots = mode == "slot"
 
-        def load_fn(blob: dict[str, Any]) -> None:
-            saved = blob["params"]
-            with torch.no_grad():
-                for key, param in params.items():
-                    if key not in saved:
-                        raise ConfigError(
-                            f"cached stage {st.dir} lacks parameter {key}; delete it to retrain"
-                        )
-                    sharding.assign(param, saved[key])
+        load_fn = param_loader(params, st)
 
         def train_fn(ckpt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             start = time.perf_counter()

@@ -26,11 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbed import sharding
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.budget import seconds_cap
-from benchbed.llm.stages import StageOutcome, run_or_load
+from benchbed.llm.stages import StageOutcome, param_loader, run_or_load
 from benchbed.llm.stages import stage as make_stage
 from benchbed.llm.train import TrainConfig, epoch_rng, train
 from benchbed.methods.ilm_encoder import ILMEncoder
@@ -363,13 +362,7 @@ def run_stage1(
     loss = Stage1Loss(encoder, tables, settings.text_losses, settings.symmetric)
     st = make_stage(cache_dir, "ilm-stage1", {**identity, "settings": settings.identity(), "seed": seed})
 
-    def load_fn(blob: dict[str, Any]) -> None:
-        saved = blob["params"]
-        with torch.no_grad():
-            for name, p in params.items():
-                if name not in saved:
-                    raise ConfigError(f"cached stage {st.dir} lacks parameter {name}; delete it to retrain")
-                sharding.assign(p, saved[name])
+    load_fn = param_loader(params, st)
 
     def train_fn(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         start = time.perf_counter()

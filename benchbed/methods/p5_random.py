@@ -18,6 +18,21 @@ from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
 
 TUNINGS = ("full", "lora")
+RANDOM_INIT_BACKBONES = frozenset({"tiny"})  # presets whose weights are random: they need a text stage first
+
+
+def wants_warm_start(params: dict[str, Any]) -> bool:
+    """A method on top of the text stage (embedproj, ilm) trains it first: ``warm_start: text``, or ``auto``
+    on a randomly initialised backbone (a pretrained one already reads text)."""
+    mode = params["warm_start"]
+    return mode == "text" or (mode == "auto" and str(params["backbone"]) in RANDOM_INIT_BACKBONES)
+
+
+def warm_start_companion(params: dict[str, Any]) -> dict[str, Any]:
+    """p5-random's parameters that give the same text stage as ``params`` (the companion run): only what
+    differs from p5-random's defaults, so ``benchbed run --method p5-random`` is then the same run."""
+    keys = [*GenerativeLM.common_defaults, "tuning"]
+    return {k: params[k] for k in keys if params[k] != P5Random.defaults[k]}
 
 
 def text_stage(method: GenerativeLM, tuning: str, lora: LoraSpec) -> StageSpec:
