@@ -5,7 +5,8 @@ the environment; :func:`world` joins them through accelerate's ``PartialState`` 
 the current CUDA device set to the local rank) and says who is who. Without them it is a world of one
 and nothing here touches ``torch.distributed``, so single-process runs are unchanged to the bit.
 
-Three places use it, so sharding lives here and nowhere else (FSDP, a fourth, is at the end):
+Three places use it, so the sharding of work over the ranks lives here and nowhere else (the sharding of
+weights, FSDP, is :mod:`benchbed.sharding`):
 
 - the tasks' batching loops (:func:`map_batches`): batch ``b`` is computed by rank ``b % N``, the results
   are gathered once per loop, in batch order, on every rank;
@@ -122,13 +123,14 @@ def world() -> World:
     )
 
 
-def check_divides(grad_accum: int, size: int, where: str) -> None:
+def check_divides(grad_accum: int, size: int, where: str, key: str = "grad_accum") -> None:
     """With N processes each optimizer step's ``grad_accum`` micro-batches are split N ways, so N must
-    divide it (the effective batch stays ``batch_size x grad_accum`` whatever N is)."""
+    divide it (the effective batch stays ``batch_size x grad_accum`` whatever N is). ``key``: the
+    parameter's name in the error (a stage's own, e.g. ``stage1_grad_accum``)."""
     if size > 1 and grad_accum % size:
         raise ConfigError(
-            f"{where}: grad_accum={grad_accum} is not divisible by the world size {size}; the effective "
-            f"batch is batch_size x grad_accum, split over the processes: set grad_accum to a multiple of "
+            f"{where}: {key}={grad_accum} is not divisible by the world size {size}; the effective "
+            f"batch is batch_size x {key}, split over the processes: set {key} to a multiple of "
             f"{size} (and divide batch_size by the same factor to keep the effective batch)"
         )
 

@@ -125,12 +125,7 @@ def gather_full(obj: T) -> T:
 def assign(param: Any, value: Any) -> None:
     """``param.copy_(value)`` where ``value`` is a full tensor and ``param`` may be a shard (each rank takes
     its own slice of ``value``, which every rank holds: no communication)."""
-    value = value.to(param.device, param.dtype)
-    if is_sharded(param):
-        from torch.distributed.tensor import distribute_tensor
-
-        value = distribute_tensor(value, param.device_mesh, param.placements, src_data_rank=None)
-    param.copy_(value)
+    param.copy_(shard_like(param, value.to(param.device, param.dtype)))
 
 
 def shard_like(param: Any, value: Any) -> Any:
@@ -181,7 +176,8 @@ def load_full_state(module: Any, state: dict[str, Any]) -> None:
     own.update(dict(module.named_buffers()))
     missing = sorted(set(own) - set(state))
     if missing:
-        raise ConfigError(f"saved state lacks {missing[0]} (and {len(missing) - 1} more)")
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ConfigError(f"saved state lacks {missing[0]}{more}; delete the stage to retrain it")
     with torch.no_grad():
         for name, tensor in own.items():
             assign(tensor, state[name])

@@ -254,7 +254,7 @@ def test_launch_errors_come_before_any_process(tmp_path: Path) -> None:
     assert "--strategy 'zero3': expected one of ddp, fsdp" in str(res.exception)
     res = runner.invoke(app, [*args[:3], "-m", "ilm", "--task", "item2text", "-p", "grad_accum=2"]
                         + ["--launcher", "accelerate", "--num-processes", "2"])  # fmt: skip
-    assert "(stage1_grad_accum): grad_accum=1 is not divisible by the world size 2" in str(res.exception)
+    assert "'ilm': stage1_grad_accum=1 is not divisible by the world size 2" in str(res.exception)
     res = runner.invoke(app, [*args, "--launcher", "mpi"])
     assert "--launcher 'mpi'" in str(res.exception)
     assert not list(tmp_path.rglob("*.json"))  # nothing ran, nothing written

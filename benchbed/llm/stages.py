@@ -155,3 +155,10 @@ def param_loader(params: dict[str, Any], st: Stage) -> Callable[[dict[str, Any]]
                 sharding.assign(param, saved[name])
 
     return load
+
+
+def accumulation_identity(grad_accum: int, key: str = "grad_accum") -> dict[str, int]:
+    """A stage identity's entry for gradient accumulation: empty without it (``grad_accum`` 1), so a stage
+    trained without accumulation keeps the key it had before the parameter existed (cached stages stay
+    valid, and cllm4rec's dropout seed, drawn from the key, stays the same)."""
+    return {} if int(grad_accum) == 1 else {key: int(grad_accum)}

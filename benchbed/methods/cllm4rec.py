@@ -333,8 +333,7 @@ class CLLM4Rec(BaseRecommender):
             "content_digest": docs["digest"] if docs is not None else None,
             "positives": self.fit_info["training_positives"],
             "batch_size": int(p["batch_size"]),
-            # only when accumulating: stage keys (and the dropout seed drawn from them) stay as they were
-            **({"grad_accum": int(p["grad_accum"])} if int(p["grad_accum"]) != 1 else {}),
+            **stages.accumulation_identity(p["grad_accum"]),
             "max_length": self.fit_info["max_length"],
             "seed": int(ctx.seed),
             "version": STAGE_VERSION,

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.budget import seconds_cap
-from benchbed.llm.stages import StageOutcome, param_loader, run_or_load
+from benchbed.llm.stages import StageOutcome, accumulation_identity, param_loader, run_or_load
 from benchbed.llm.stages import stage as make_stage
 from benchbed.llm.train import TrainConfig, epoch_rng, train
 from benchbed.methods.ilm_encoder import ILMEncoder
@@ -329,10 +329,10 @@ class Stage1Settings:
     grad_accum: int = 1
 
     def identity(self) -> dict[str, Any]:
-        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-        if out["grad_accum"] == 1:  # the stage key of a run without accumulation, as before it existed
-            del out["grad_accum"]
-        return out
+        out = {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if k != "grad_accum"
+        }
+        return {**out, **accumulation_identity(self.grad_accum)}
 
 
 def sample_pairs(pairs: np.ndarray, cap: int | None, seed: int) -> np.ndarray:

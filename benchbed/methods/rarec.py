@@ -329,12 +329,8 @@ class RARec(BaseRecommender):
             "id_model": {
                 k: (self.info["id_model"] or {}).get(k) for k in ("model", "params_hash", "permuted")
             },
-            # grad_accum only when accumulating: a run without it keeps the stage key it had before
-            "params": {
-                k: v
-                for k, v in p.items()
-                if k not in ("valid_users",) and not (k == "grad_accum" and int(v) == 1)
-            },
+            "params": {k: v for k, v in p.items() if k not in ("valid_users", "grad_accum")},
+            **stages.accumulation_identity(p["grad_accum"]),
             "budget": {k: budget[k] for k in BUDGET_KEYS},
             "kept": sel_info["kept"],
             "seed": ctx.seed,

@@ -5,7 +5,7 @@ batch ``batch_size x grad_accum`` is split over the processes, :mod:`benchbed.pa
 ``accelerate launch --multi_gpu --num_processes N -m benchbed <the same arguments>`` and returns its exit
 status. ``--multi_gpu`` is accelerate's torchrun launcher; on a machine without CUDA the processes join over
 gloo on CPU (how the tests run it). ``--strategy fsdp`` shards the backbone's transformer blocks over the
-processes instead of replicating them (:mod:`benchbed.parallel`).
+processes instead of replicating them (:mod:`benchbed.sharding`).
 """
 
 from __future__ import annotations
@@ -55,8 +55,7 @@ def check_launch(config: RunConfig, launcher: str, num_processes: int, strategy:
     method, _task = setup(config)
     for key, value in sorted(method.params.items()):  # grad_accum, and a stage's own (stage1_grad_accum)
         if key == "grad_accum" or key.endswith("_grad_accum"):
-            where = f"method {config.method!r}" + (f" ({key})" if key != "grad_accum" else "")
-            check_divides(int(value or 1), num_processes, where)
+            check_divides(int(value or 1), num_processes, f"method {config.method!r}", key)
 
 
 def accelerate_command(argv: Sequence[str], num_processes: int) -> list[str]:
