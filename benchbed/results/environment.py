@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import subprocess
 from collections.abc import Iterable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 # distribution names whose versions decide numbers (the issue's list)
@@ -54,9 +56,41 @@ def _static() -> dict[str, Any]:
     return env
 
 
+def _git(*args: str) -> str | None:
+    """One git command in the package's own checkout; None where benchbed is not a git checkout (a wheel) or
+    git is missing."""
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+@functools.lru_cache(maxsize=1)
+def code_identity() -> dict[str, Any]:
+    """The commit of benchbed that produced a record, and whether tracked files differed from it (``dirty``).
+
+    Records are made by code as much as by libraries: two records of one board from different commits may
+    differ because the code changed, so ``leaderboard`` says when a board mixes them (:func:`code_note`).
+    ``dirty`` ignores untracked files (records and caches written into the checkout are not code)."""
+    sha = _git("rev-parse", "HEAD")
+    if sha is None:
+        return {"git_sha": None, "dirty": None}
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return {"git_sha": sha.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
 def collect() -> dict[str, Any]:
-    """Library versions, CUDA/cuDNN and GPU name, and the thread counts in force now."""
+    """Library versions, CUDA/cuDNN and GPU name, the code's commit, and the thread counts in force now."""
     env = dict(_static())
+    env["code"] = dict(code_identity())
     threads: dict[str, Any] = {"cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     if env["torch"] is not None:
         import torch
@@ -91,6 +125,28 @@ def difference_note(environments: Iterable[dict[str, Any] | None]) -> str | None
     return "records compared here come from different environments: " + "; ".join(parts)
 
 
+def code_note(environments: Iterable[dict[str, Any] | None]) -> str | None:
+    """One line when records of one board come from different commits of benchbed, or from a checkout with
+    uncommitted changes; records that predate code recording are counted only beside ones that have it."""
+    codes = [(e or {}).get("code") or {} for e in environments]
+    shas = sorted({str(c["git_sha"])[:10] for c in codes if c.get("git_sha")})
+    dirty = sum(1 for c in codes if c.get("dirty"))
+    unknown = sum(1 for c in codes if not c.get("git_sha"))
+    if len(shas) <= 1 and not dirty:
+        return None
+    parts = []
+    if len(shas) > 1:
+        parts.append(f"they come from different code: {len(shas)} commits ({', '.join(shas[:4])}")
+        parts[-1] += " ...)" if len(shas) > 4 else ")"
+    if dirty:
+        parts.append(
+            f"{dirty} record(s) come from a checkout with uncommitted changes (no commit reproduces them)"
+        )
+    if unknown:
+        parts.append(f"{unknown} record(s) predate code recording")
+    return "records compared here: " + "; ".join(parts)
+
+
 def board_notes(records: Iterable[Any]) -> list[str]:
     """One note per leaderboard group (dataset, task, protocol, split and task params) whose successful
     records come from different environments; ``records`` are :class:`RunRecord` objects."""
@@ -104,7 +160,7 @@ def board_notes(records: Iterable[Any]) -> list[str]:
             groups.setdefault(key, []).append(rec)
     notes = []
     for key, recs in sorted(groups.items()):
-        note = difference_note(r.environment for r in recs)
-        if note:
-            notes.append(f"{' · '.join(key[:3])}: {note}")
+        for note in (difference_note(r.environment for r in recs), code_note(r.environment for r in recs)):
+            if note:
+                notes.append(f"{' · '.join(key[:3])}: {note}")
     return notes
