@@ -1,0 +1,1 @@
+"""The HTML report: one self-contained file with every board, its figures and what produced it."""
