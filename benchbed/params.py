@@ -49,7 +49,22 @@ class Param:
     auto: bool = False
     item_kind: str | None = None  # element type of a list ("int", "float", "str")
     also: tuple[Any, ...] = ()  # literal values accepted beside the kind (candidates: an int >= 1 or "full")
+    # a string (or every string of a list) must match this regular expression in full: the declared form of
+    # free-form values (a hub id or path, a comma list of names) that no choice set can enumerate
+    pattern: str | None = None
     help: str = ""
+
+    @property
+    def declared(self) -> bool:
+        """Whether the spec says which values are valid (a range, a choice set, a form), not just a type:
+        every parameter of every method, task and split must be declared (tests/test_reliability_params)."""
+        if self.choices is not None or self.pattern is not None or self.kind == "bool":
+            return True
+        if self.kind == "dict":  # a mapping of another method's parameters, checked by that method up front
+            return bool(self.help)
+        if self.kind in ("int", "float") or (self.kind == "list" and self.item_kind in ("int", "float")):
+            return self.min is not None or self.max is not None
+        return False
 
     def expected(self) -> str:
         """The human description used in error messages ("an integer >= 1 or 'auto'")."""
@@ -66,6 +81,10 @@ class Param:
                 "any": "a value",
             }[self.kind]
             text = noun + _bounds(self)
+            if self.pattern is not None and self.help:
+                text += f" ({self.help})"
+            elif self.pattern is not None:
+                text += f" matching {self.pattern}"
         for literal in self.also:
             text += f" or {literal!r}"
         if self.auto:
@@ -96,9 +115,36 @@ FRACTION = Param(kind="float", min=0, max=1)
 PROBABILITY_LT1 = Param(kind="float", min=0, max=1, exclusive_max=True)
 SEED = Param(kind="int", min=0, max=2**63 - 1)
 
+# forms of free-form strings (declared by shape; what they name is resolved before any work)
+NAME = Param(kind="str", pattern=r"[^\s,]+", help="a registry name, a hub id or a path")
+COMMA_NAMES = Param(
+    kind="str", pattern=r"[\w.+\-]+(\s*,\s*[\w.+\-]+)*", help="a comma list of names, e.g. q_proj,v_proj"
+)
+BANK = Param(kind="str", pattern=r"[^\s,]+", help="a template bank name or a YAML file")  # null: default None
+MONTHS = Param(kind="list", item_kind="int", min=-1200, max=1200, nullable=True, help="[first, last] month")
+
 # Conventions by name: the same parameter name means the same range in every method, task and protocol.
 # First match wins; an owner's ``param_specs`` overrides them.
 NAME_RULES: tuple[tuple[str, Param], ...] = (
+    (r"backbone|semantic_encoder|encoder", NAME),
+    (r"bank|bank_.+", BANK),
+    (r"lora_targets|stage1_text_losses|semantic_fields|compare_with", COMMA_NAMES),
+    (r"stage1_text_fields", replace(COMMA_NAMES, nullable=True)),
+    (r"(train|valid|test)_months", MONTHS),
+    (r"month_origin", Param(kind="str", pattern=r"\d{4}-\d{2}", nullable=True, help="a month, e.g. 2000-04")),
+    (r"max_title_chars|num_beams|(.+_)?grad_accum", COUNT),
+    # an ID baseline whose embeddings a method reads; its name and parameters are checked before any work
+    (
+        r"cf_model|id_model",
+        Param(kind="str", pattern=r"[a-z0-9\-]+|recbole:\w+", help="an exporting ID method"),
+    ),
+    (r"cf_params|id_params", Param(kind="dict", nullable=True, help="parameters of that method")),
+    (r"recbole", Param(kind="dict", help="extra RecBole config keys, passed as they are")),
+    (r"train_sub_tasks", Param(kind="str", choices=("both", "eval"))),
+    (r"warm_start", Param(kind="str", choices=("auto", "text", "none"))),
+    (r"tuning", Param(kind="str", choices=("full", "lora"))),  # collm declares its own (default | t1 ...)
+    (r"warm_min_.+", replace(NON_NEGATIVE_INT, nullable=True)),
+    (r"max_test_items", replace(COUNT, nullable=True)),
     (r"(.*_)?lr(_.*)?|learning_rate", POSITIVE),
     (r"(.*_)?(tau|temperature)", POSITIVE),
     (r"max_seconds", NON_NEGATIVE),  # 0 = no wall-clock cap (llm/budget.py)
@@ -108,7 +154,9 @@ NAME_RULES: tuple[tuple[str, Param], ...] = (
     (r"stopping_step|patience|valid_users|warm_threshold|min_position|total_anneal_steps", NON_NEGATIVE_INT),
     (r"history_len|id_history_len|exclude_extra_beams|min_interactions", NON_NEGATIVE_INT),
     # a stage's epochs may be 0 (the stage is skipped); budget caps use 0 for "no cap" (llm/budget.py)
-    (r".+_epochs|max_(train|valid)_.*|max_content_docs", NON_NEGATIVE_INT),
+    (r".+_epochs|max_(train|valid)_.*", NON_NEGATIVE_INT),
+    # 0 used to mean "no cap" here, silently: a cap is >= 1, "auto" the budget's (all documents on a GPU)
+    (r"max_content_docs", COUNT),
     (r"(.*_)?seed", SEED),
     (r"ks", Param(kind="list", item_kind="int", min=1)),
     (
@@ -122,13 +170,17 @@ NAME_RULES: tuple[tuple[str, Param], ...] = (
 )
 
 
+# max_* names that are sizes, not caps: null is not "no cap" there (the code needs a number)
+SIZES = re.compile(r"max_(len|length|new_tokens|text_len|content_tokens|title_chars|content_docs)")
+
+
 def infer(name: str, default: Any) -> Param:
     """The spec of ``name`` whose default is ``default``: naming convention refined by the default's type."""
     base = _type_of(default)
     rule = next((r for pattern, r in NAME_RULES if re.fullmatch(pattern, name)), None)
     if isinstance(default, str) and default == AUTO:  # "auto" or a value of the rule's kind
         auto = replace(rule, auto=True) if rule is not None else Param(kind="any", auto=True)
-        return replace(auto, nullable=True) if name.startswith("max_") else auto
+        return replace(auto, nullable=True) if name.startswith("max_") and not SIZES.fullmatch(name) else auto
     spec = rule or base
     if base.kind in ("list", "dict", "bool", "str") and spec.kind != base.kind:
         # the default says this is not a number (e.g. ``hidden=[600]``): keep its type, the rule's bounds
@@ -137,7 +189,7 @@ def infer(name: str, default: Any) -> Param:
         spec = replace(spec, kind="float")
     if base.kind == "int" and spec.kind == "float":
         spec = replace(spec, kind="float")  # a float-range rule on an int default: numbers are fine
-    if default is None or name.startswith("max_"):
+    if default is None or (name.startswith("max_") and not SIZES.fullmatch(name)):
         spec = replace(spec, nullable=True)  # a cap (max_*) may always be null: no cap
     return spec
 
@@ -196,7 +248,9 @@ def _matches(value: Any, spec: Param) -> bool:
     if kind == "float":
         return _is_number(value) and math.isfinite(float(value)) and _in_range(value, spec)
     if kind == "str":
-        return isinstance(value, str) and bool(value.strip())
+        if not (isinstance(value, str) and value.strip()):
+            return False
+        return spec.pattern is None or re.fullmatch(spec.pattern, value) is not None
     if kind == "dict":
         return isinstance(value, Mapping)
     if kind == "list":
@@ -204,7 +258,13 @@ def _matches(value: Any, spec: Param) -> bool:
             return False
         if spec.item_kind is None:
             return True
-        item = Param(kind=spec.item_kind, min=spec.min, max=spec.max, exclusive_min=spec.exclusive_min)
+        item = Param(
+            kind=spec.item_kind,
+            min=spec.min,
+            max=spec.max,
+            exclusive_min=spec.exclusive_min,
+            pattern=spec.pattern,
+        )
         return all(_matches(v, item) for v in value)
     return True
 

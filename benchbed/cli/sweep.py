@@ -60,6 +60,10 @@ def sweep_command(
         str | None, typer.Option("--address", help="ray: a running cluster (or auto).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-run cells that have a record.")] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="A cell being run by another process fails at once [waits for it]."),
+    ] = False,
 ) -> None:
     """Run a suite's cells (methods x datasets x seeds x parameter grids) on local workers, Slurm or Ray."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -69,6 +73,10 @@ def sweep_command(
     from benchbed.settings import get_settings
 
     console = Console()
+    if no_wait:  # workers inherit it through the environment
+        from benchbed.locks import set_no_wait
+
+        set_no_wait(True)
     suite = load_suite(suite_file)
     if status:
         table, counts = status_table(suite)

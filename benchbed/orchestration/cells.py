@@ -34,7 +34,7 @@ class Cell:
 class CellResult:
     key: str
     label: str
-    status: str  # "done" (ran now), "skipped" (its record was there), "failed"
+    status: str  # "done" (ran now), "skipped" (its record was there), "failed", "interrupted" (a signal)
     error: str | None = None
     seconds: float = 0.0
     record: str | None = None
@@ -72,6 +72,7 @@ def cell_env(resources: dict[str, Any]) -> dict[str, str]:
 def run_cell(cell: Cell, settings: dict[str, Any], env: dict[str, str], force: bool = False) -> CellResult:
     """Run one cell (in whatever process the executor chose) and say how it ended; never raises for a
     failing run: the runner has written its ``failed`` record, the result carries the one-line error."""
+    from benchbed.orchestration import signals
     from benchbed.orchestration.runner import execute, one_line
     from benchbed.settings import set_settings
 
@@ -82,9 +83,21 @@ def run_cell(cell: Cell, settings: dict[str, Any], env: dict[str, str], force: b
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
     set_settings(Settings(**{k: Path(v) for k, v in settings.items()}, verbosity=-1))
     start = time.perf_counter()
+    if signals.received is not None:  # the sweep is stopping: a cell queued to this worker does not start
+        return CellResult(cell.key, cell.label, "interrupted", signals.describe(KeyboardInterrupt()))
+    signals.busy = True
     try:
         outcome = execute(cell.run_config(), force=force, progress=False)
+    except KeyboardInterrupt:
+        if not signals.worker():
+            raise  # in the sweep's own process: the sweep stops
+        # a worker: the runner wrote the cell's failure record. The worker ends here, without handing a
+        # result back: the sweep is stopping anyway, and a signal raised inside library code (RecBole's
+        # logging, torch) may have left a lock held that would hang the way back to the pool
+        os._exit(128 + (signals.received or 2))  # 2: SIGINT
     except Exception as exc:
         return CellResult(cell.key, cell.label, "failed", one_line(exc), time.perf_counter() - start)
+    finally:
+        signals.busy = False
     status = "skipped" if outcome.skipped else "done"
     return CellResult(cell.key, cell.label, status, None, time.perf_counter() - start, str(outcome.path))

@@ -11,6 +11,7 @@ processes instead of replicating them (:mod:`benchbed.sharding`).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from benchbed.errors import ConfigError
 from benchbed.parallel import LAUNCHER_ENV, STRATEGIES, STRATEGY_ENV, check_divides
 
 LAUNCHERS = ("none", "accelerate")
+LAUNCH_GRACE_S = 60.0  # seconds the ranks get to write their failure records after a signal
 # options of `benchbed run` that choose the launch and must not reach the launched processes
 LAUNCH_OPTIONS = {"--launcher": True, "--num-processes": True, "--strategy": True}
 
@@ -85,4 +87,18 @@ def launch(argv: Sequence[str], num_processes: int, strategy: str) -> int:
     except ImportError as exc:
         raise ConfigError("--launcher accelerate needs accelerate: pip install accelerate") from exc
     env = {**os.environ, STRATEGY_ENV: strategy, LAUNCHER_ENV: "accelerate"}
-    return subprocess.run(accelerate_command(argv, num_processes), env=env, check=False).returncode
+    proc = subprocess.Popen(accelerate_command(argv, num_processes), env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # SIGINT, SIGTERM or SIGHUP (benchbed.orchestration.signals)
+        # passed on to the launcher, which ends its ranks (each writes its failure record); killed after
+        # a grace period, so no rank outlives the command
+        from benchbed.orchestration import signals
+
+        proc.send_signal(signals.received or signal.SIGINT)
+        try:
+            proc.wait(timeout=LAUNCH_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise

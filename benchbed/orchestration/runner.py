@@ -10,6 +10,7 @@ always says what was tried. A failure never replaces an ``ok`` record: it goes t
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import resource
@@ -26,12 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import benchbed
-from benchbed import parallel
+from benchbed import locks, parallel
 from benchbed.api import BaseRecommender, RunContext, TaskSetup
 from benchbed.config import RunConfig, stable_hash
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.methods import build_method
+from benchbed.orchestration import preflight
 from benchbed.orchestration.embeddings import RegistryEmbeddings, keep_fitted_embeddings
+from benchbed.orchestration.preflight import check_config, check_files_for_split
 from benchbed.params import ParamError
 from benchbed.registry import TASKS
 from benchbed.results.environment import collect as collect_environment
@@ -116,6 +119,10 @@ def seed_everything(seed: int) -> None:
 
 def one_line(exc: BaseException) -> str:
     """The error a record keeps: BenchbedError messages as they are, others with their type."""
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, SIGTERM or SIGHUP: which one, when known
+        from benchbed.orchestration.signals import describe
+
+        return describe(exc)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, BenchbedError):
         return text
@@ -148,6 +155,7 @@ def setup(config: RunConfig) -> tuple[BaseRecommender, Task]:
     check_device_dtype(config.device, config.dtype)
     method = build_method(config.method, dict(config.method_params), task=config.task)
     task = build_task(config.task, dict(config.task_params))
+    check_config(config, method)  # companions' and CF models' parameters, named files, a run that trains
     # a task may also evaluate methods built for another task (generative: ID methods that rank all items)
     if not task.accepts_method(method):
         tasks = ", ".join(sorted(method.tasks))
@@ -211,6 +219,39 @@ def _identity(config: RunConfig, task: Task | None = None) -> SplitIdentity:
     return split_identity(config.dataset, config.split or task.default_split, dict(config.split_params))
 
 
+class NumericalError(BenchbedError):
+    """A method's arithmetic failed (singular matrix, overflow, NaN loss) for the parameters given."""
+
+
+NUMERICAL = (np.linalg.LinAlgError, FloatingPointError, OverflowError, ZeroDivisionError)
+# parameters that usually decide whether the arithmetic holds: regularisation, rates, scales
+SENSITIVE = re.compile(
+    r"(.*_)?(reg|lam|lambda(_.*)?|alpha|weight_decay|lr|learning_rate|tau|temperature|prior_strength)"
+)
+
+
+def numerical_error(config: RunConfig, method: BaseRecommender, exc: BaseException) -> NumericalError | None:
+    """``exc`` as a one-line error naming the parameter to change, when it is a numerical failure."""
+    nan_loss = isinstance(exc, (RuntimeError, ValueError)) and re.search(r"\b(nan|inf)\b", str(exc), re.I)
+    if not isinstance(exc, NUMERICAL) and not nan_loss:
+        return None
+    given = dict(config.method_params)
+    candidates = [k for k in given if SENSITIVE.fullmatch(k)] or [
+        k for k, v in given.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    defaults = type(method).defaults
+    if candidates:
+        change = ", ".join(f"{k}={given[k]!r} (default {defaults.get(k)!r})" for k in candidates)
+    else:
+        names = [k for k in method.params if SENSITIVE.fullmatch(k)]
+        change = ", ".join(names) if names else "its parameters"
+    err = NumericalError(
+        f"method {config.method!r} failed numerically ({one_line(exc)}); change {change} and run again"
+    )
+    err.__cause__ = exc
+    return err
+
+
 def _holds_ok_record(path: Path) -> bool:
     try:
         return read_record(path).status == "ok"
@@ -253,8 +294,55 @@ def execute(
     writes its failure record, but beside an existing ``ok`` record (``<id>.failed.json``), never over it.
     """
     method, task = setup(config)
-    run_companions(config, progress=progress, log=log)
     identity = _identity(config, task)
+    if preflight.files_named(method):  # files named by parameters against the split, before any companion
+        from benchbed.data.prepare import prepare_split
+
+        prepared = identity.prepared or prepare_split(
+            config.dataset, config.split or task.default_split, dict(config.split_params)
+        )
+        check_files_for_split(config, method, prepared.split)
+    run_companions(config, progress=progress, log=log)
+    path = record_path(get_settings().results_dir, config, identity.files_hash)
+    # one run of a configuration at a time: a second one waits here (or, with --no-wait, says who holds it),
+    # then finds the first one's record. Data parallel: the main process decides for every rank.
+    lock = (
+        locks.hold(
+            lock_path(path),
+            f"{config.method} on {config.dataset} ({path.name})",
+            on_wait=_say_waiting,
+            optional=True,  # a results tree that takes no lock takes no record: check_writable says so
+        )
+        if parallel.world().is_main
+        else contextlib.nullcontext()
+    )
+    with lock:
+        return _execute_held(config, method, task, identity, force=force, progress=progress, log=log)
+
+
+def lock_path(record_file: Path) -> Path:
+    """The lock of a record id: in a hidden ``.locks`` folder beside the record (not a record itself)."""
+    return record_file.parent / ".locks" / (record_file.name.removesuffix(".json") + ".lock")
+
+
+def _say_waiting(message: str) -> None:
+    if get_settings().verbosity >= 0:
+        from rich.console import Console
+
+        Console(stderr=True).print(message, highlight=False, markup=False)
+
+
+def _execute_held(
+    config: RunConfig,
+    method: BaseRecommender,
+    task: Task,
+    identity: SplitIdentity,
+    *,
+    force: bool,
+    progress: bool,
+    log: Callable[[str], None] | None,
+) -> RunOutcome:
+    """:func:`execute` once this process holds the record's lock."""
     path, existing = find_existing(config, identity)
     # data parallel (accelerate launch): the main process decides, so every rank runs or skips alike
     existing = parallel.from_main(existing)
@@ -292,6 +380,9 @@ def execute(
         predictions = _run_stages(config, method, task, ctx, record, identity.prepared)
         record.status = "ok"
     except BaseException as exc:
+        numerical = numerical_error(config, method, exc)
+        if numerical is not None:  # a singular matrix, an overflow: name the parameter to change
+            exc = numerical
         record.status, record.error = "failed", one_line(exc) or "interrupted"
         record.cost["peak_memory_mb"] = peak_memory_mb(ctx.device)
         record.info["parallel"] = parallel.world().info(method.params)
@@ -302,6 +393,8 @@ def execute(
             ctx.say(f"[red]run failed[/]: {record.error} (record: {target})")
         except OSError as write_exc:  # the original error matters more; say why nothing was written
             ctx.say(f"[red]run failed[/]: {record.error} (no failure record: {target}: {write_exc.strerror})")
+        if numerical is not None:
+            raise numerical from numerical.__cause__
         raise
     finally:
         _remove_empty_dirs(ctx.work_dir, ctx.work_dir.parent, ctx.cache_dir / "recbole" / "work")

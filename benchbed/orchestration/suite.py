@@ -209,6 +209,10 @@ def load_baseline(path: Path, suite: Suite) -> dict[str, dict[str, dict[str, flo
         raise ConfigError(f"{path}: no baseline file; create it with --update-baseline") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: corrupt JSON (line {exc.lineno})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); not a benchbed baseline") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: a directory, not a baseline file") from exc
     if (
         not isinstance(raw, dict)
         or raw.get("schema_version") != BASELINE_VERSION
@@ -235,6 +239,18 @@ def load_baseline(path: Path, suite: Suite) -> dict[str, dict[str, dict[str, flo
     for key, entry in raw["runs"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
             raise ConfigError(f"{path}: run {key!r} has no 'metrics' mapping")
+        for subset, values in entry["metrics"].items():
+            if not isinstance(values, dict):
+                raise ConfigError(
+                    f"{path}: run {key!r}, subset {subset!r}: expected a mapping of metric values"
+                )
+            for metric, value in values.items():
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if value is not None and not (number and not math.isinf(value)):  # NaN: undefined (LogLoss)
+                    raise ConfigError(
+                        f"{path}: run {key!r}, {subset}/{metric} = {value!r}; expected a number, NaN or null "
+                        "(rerun with --update-baseline)"
+                    )
         out[key] = entry["metrics"]
     return out
 

@@ -4,7 +4,10 @@ its own GPUs (``CUDA_VISIBLE_DEVICES`` set per worker from the GPUs this process
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
@@ -13,6 +16,9 @@ from benchbed.errors import ConfigError
 
 if TYPE_CHECKING:
     from benchbed.orchestration.cells import Cell, CellResult, SweepOptions
+
+# how long a signalled worker may take to write its cell's failure record before it is killed
+GRACE_S = 30.0
 
 
 def visible_gpus() -> list[str]:
@@ -28,7 +34,11 @@ def visible_gpus() -> list[str]:
 
 
 def _init_worker(slots: Any, gpus: int) -> None:
-    """Take this worker's GPUs (a slot of ``gpus`` ids) before torch initialises CUDA."""
+    """Take this worker's GPUs (a slot of ``gpus`` ids) before torch initialises CUDA; SIGTERM and SIGHUP
+    end its cell as SIGINT does (a failure record), and end the worker when it is between cells."""
+    from benchbed.orchestration import signals
+
+    signals.install(worker=True)
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
 
@@ -78,7 +88,31 @@ class LocalExecutor:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     on_result(future.result())
+        except BaseException:  # a signal (or a bug): no worker may outlive the sweep
+            stop_workers(pool)
+            raise
         finally:
             for future in pending:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def stop_workers(pool: ProcessPoolExecutor, grace_s: float = GRACE_S) -> None:
+    """Pass the signal that stops the sweep on to its workers (SIGTERM reaches only the sweep; Ctrl-C
+    reached them already, and a second one is ignored), so each writes its cell's failure record and
+    exits; a worker still alive after ``grace_s`` is killed. Queued cells are cancelled."""
+    from benchbed.orchestration import signals
+
+    signum = signals.received or signal.SIGTERM
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # the pool keeps no public list
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive() and proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signum)
+    deadline = time.monotonic() + grace_s
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
