@@ -1,0 +1,265 @@
+"""The stages of ``ilm`` on the generative task (OpenP5, ILM §4.4) from the method's own examples and modules.
+
+The generative path (``ilm_generative.ILMGenerative``) is a ``GenerativeLM`` with N query tokens per slot,
+so the examples, prompts and answers are read as for ``p5-random`` / ``embedproj``
+(:mod:`benchbed.plan.generative`: ``_training_examples`` and ``encode_rows`` with ``slot_width`` = N):
+
+- ``generative-text``: p5-random's text stage, first, on a randomly initialised backbone (App. B).
+- ``ilm-stage1``: the Q-Former pretraining (ITC/ITM/ITG on item texts, user-item pairs) runs without the LLM.
+  It is **not priced**: its three losses mix text towers, hard-negative draws and a generation head, which
+  this planner does not model yet. Stage 2's notes say so; its FLOPs are left out of the totals.
+- ``ilm-stage2``: the LLM (full, or LoRA, or frozen with ``freeze_llm``) + Q-Former + projector on the slot
+  prompts. Every row runs the Q-Former on the user and every history slot (1 + history_len entities, padded
+  slots included, as ``slot_vectors`` does) and projects N query outputs into the LLM: forward and backward
+  FLOPs from :func:`qformer_flops` (checked against ``FlopCounterMode`` in tests/test_plan.py).
+- test: constrained beam search, as the other generative methods (D's ``_eval_stages``).
+
+The item-to-text path (``ilm_item2text.ILMItem2Text``, task ``item2text``) is planned the same way: the
+title warm start (random backbones), stage 2 with the Q-Former at both item slots of every row, and the
+task's decoding (:func:`benchbed.plan.item2text.decode_stages`).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.llm.lora import LoraSpec
+from benchbed.plan.counts import lora_count
+from benchbed.plan.flops import Arch, Trainable
+from benchbed.plan.generative import _bind, _encode, _eval_stages, _text_stage
+from benchbed.plan.stages import StagePlan
+
+
+def qformer_flops(
+    *, entities: int, d_in: int, width: int, layers: int, queries: int, memory: int, hidden: int, train: bool
+) -> float:
+    """``ILMParts._tokens`` on ``entities`` input rows: the memory linear, per layer the queries' self-
+    attention (4 projections, N x N), cross-attention (Q/O on N queries, K/V on the memory tokens, N x M),
+    the query feed-forward (W -> 4W -> W), then the projector (W -> LLM hidden) per query. With ``train``
+    everything trains (weight gradients) and every input but the frozen input table's carries a gradient,
+    so the backward is twice the forward less the memory linear's input gradient."""
+    b, n, m, w = entities, queries, memory, width
+    mem = 2.0 * b * d_in * m * w
+    per_layer = (
+        4 * 2.0 * b * n * w * w  # self-attention q, k, v, o
+        + 4.0 * b * n * n * w  # its QK^T and PV
+        + 2 * 2.0 * b * n * w * w  # cross-attention q, o
+        + 2 * 2.0 * b * m * w * w  # cross-attention k, v on the memory
+        + 4.0 * b * n * m * w  # its QK^T and PV
+        + 2 * 2.0 * b * n * w * 4 * w  # the query feed-forward
+    )
+    proj = 2.0 * b * n * w * hidden
+    fwd = mem + layers * per_layer + proj
+    return fwd if not train else 3.0 * fwd - mem
+
+
+def encoder_parameters(params: dict[str, Any], d_in: int, vocab: int, hidden: int) -> tuple[int, int]:
+    """(Q-Former parameters, projector parameters), counted on the real modules (small: CPU-built)."""
+    from benchbed.methods.ilm_encoder import ILMEncoder
+
+    cfg = _encoder_config(params, d_in, vocab)
+    encoder = sum(p.numel() for p in ILMEncoder(cfg).parameters())
+    return int(encoder), cfg.width * hidden + hidden
+
+
+def _encoder_config(params: dict[str, Any], d_in: int, vocab: int) -> Any:
+    from benchbed.methods.ilm_encoder import EncoderConfig
+
+    return EncoderConfig(
+        d_in=d_in,
+        vocab_size=vocab,
+        n_queries=int(params["n_queries"]),
+        width=int(params["encoder_width"]),
+        layers=int(params["encoder_layers"]),
+        heads=int(params["encoder_heads"]),
+        memory_tokens=int(params["memory_tokens"]),
+        max_text_len=int(params["max_text_len"]),
+    )
+
+
+def input_dim(params: dict[str, Any]) -> int:
+    """Width of the encoder's input rows: the CF vectors (behavioral), the sentence embeddings (semantic,
+    minilm: 384) or both concatenated (``ilm_inputs.build_inputs``)."""
+    from benchbed.methods import method_defaults
+
+    cf = int(
+        dict(params.get("cf_params") or {}).get(
+            "dim", method_defaults(str(params["cf_model"]), "generative").get("dim", 64)
+        )
+    )
+    semantic = 384  # all-MiniLM-L6-v2's sentence embedding (the only semantic_encoder benchbed bundles)
+    return {"behavioral": cf, "semantic": semantic, "combined": cf + semantic}[str(params["input"])]
+
+
+def ilm_stages(
+    method: Any, task: Any, split: Split, tokenizer: Any, config: Any, arch: Arch, *, seed: int
+) -> list[StagePlan]:
+    from benchbed.methods.ilm_generative import ILMGenerative
+    from benchbed.methods.p5_random import wants_warm_start
+
+    if method.params["item_encoder"] != "qformer":
+        raise ConfigError(
+            f"benchbed plan: ilm item_encoder={method.params['item_encoder']!r} is not modelled yet"
+        )
+    if task.name == "item2text":
+        return _item2text_stages(method, task, split, tokenizer, config, arch, seed=seed)
+    gen: Any = ILMGenerative(**method._own(ILMGenerative))
+    p = gen.params
+    _bind(gen, task, split, tokenizer, config)
+    n_q = int(p["n_queries"])
+    gen.slot_width = n_q
+    examples = gen._training_examples(split, SimpleNamespace(seed=seed))
+    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
+    stages: list[StagePlan] = []
+    if wants_warm_start(p):
+        lengths, kept = _encode(gen, examples, use_slots=False)
+        train, n = _text_stage(p, str(p["tuning"]), LoraSpec(), config, arch)
+        stages.append(
+            StagePlan("generative-text", "train", lengths, bs, int(p["epochs"]), accum, kept, train, n)
+        )
+    d_in = input_dim(p)
+    enc_n, proj_n = encoder_parameters(p, d_in, len(tokenizer), arch.hidden)
+    unpriced = (
+        [
+            f"ilm-stage1 (Q-Former pretraining, ITC/ITM/ITG, pairs {p['stage1_pairs']}, {enc_n:,} "
+            "parameters) runs first: not priced, left out of the totals"
+        ]
+        if p["stage1"]
+        else []
+    )
+    vectors = 1 + gen.setup.history_len
+    dims = {
+        "d_in": d_in,
+        "width": int(p["encoder_width"]),
+        "layers": int(p["encoder_layers"]),
+        "queries": n_q,
+        "memory": int(p["memory_tokens"]),
+        "hidden": arch.hidden,
+    }
+    lengths, kept = _encode(gen, examples, use_slots=True)
+    train, in_backbone = _stage2_training(p, config, arch)
+    stages.append(
+        StagePlan(
+            "ilm-stage2",
+            "train",
+            lengths,
+            bs,
+            int(p["stage2_epochs"]),
+            accum,
+            kept,
+            train,
+            in_backbone,
+            enc_n + proj_n,
+            qformer_flops(entities=vectors, train=True, **dims),
+            notes=[
+                f"Q-Former ({enc_n:,}) + projector ({proj_n:,}) on {vectors} slots x {n_q} tokens per row",
+                *unpriced,
+            ],
+        )
+    )
+    extra = qformer_flops(entities=vectors, train=False, **dims)
+    stages.extend(_eval_stages(gen, task, split, arch, True, kept - 1, extra))
+    return stages
+
+
+def _stage2_training(p: dict[str, Any], config: Any, arch: Arch) -> tuple[Trainable, int]:
+    """What stage 2 trains in the LLM: nothing (``freeze_llm``), LoRA or all of it; inputs carry grads."""
+    if p["freeze_llm"]:
+        return Trainable("none", inputs_grad=True), 0
+    if p["tuning"] == "lora":
+        spec = LoraSpec.from_params(p)
+        count = lora_count(config, spec)
+        return Trainable("lora", tuple(count.targets), spec.r, inputs_grad=True), count.trainable
+    return Trainable("full", inputs_grad=True), arch.parameters
+
+
+def _item2text_stages(
+    method: Any, task: Any, split: Split, tokenizer: Any, config: Any, arch: Arch, *, seed: int
+) -> list[StagePlan]:
+    """``ilm_item2text.ILMItem2Text``: the title warm start, (stage 1, unpriced), stage 2 with the Q-Former's
+    N tokens at both item slots of every row, then the task's decoding."""
+    from benchbed.item2text.examples import sample_examples
+    from benchbed.item2text.prompts import SLOTS
+    from benchbed.item2text.recipe import end_token
+    from benchbed.methods.ilm_item2text import ILMItem2Text
+    from benchbed.methods.p5_random import wants_warm_start
+    from benchbed.plan.item2text import decode_stages
+
+    i2t: Any = ILMItem2Text(**method._own(ILMItem2Text))
+    p = i2t.params
+    proto = task.protocol(split)
+    n_q = int(p["n_queries"])
+    i2t.protocol, i2t.tok = proto, tokenizer
+    i2t.end_token = end_token(tokenizer, SimpleNamespace(config=config))
+    i2t.parts = SimpleNamespace(n_queries=n_q)
+    examples = sample_examples(proto.train, p["max_train_examples"], seed)
+
+    def lengths(ex: list[Any], mode: str) -> tuple[np.ndarray, int]:
+        rows = i2t._rows(ex, mode)
+        return np.asarray(rows.enc.lengths, dtype=np.int64), int(rows.answer_len.max()) + 1
+
+    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
+    stages: list[StagePlan] = []
+    if wants_warm_start(p):
+        text, kept = lengths(examples, "title")
+        stages.append(
+            StagePlan(
+                "ilm-i2t-text",
+                "train",
+                text,
+                bs,
+                int(p["epochs"]),
+                accum,
+                kept,
+                Trainable("full"),
+                arch.parameters,
+            )  # fmt: skip
+        )
+    d_in = input_dim(p)
+    enc_n, proj_n = encoder_parameters(p, d_in, len(tokenizer), arch.hidden)
+    dims = {
+        "d_in": d_in,
+        "width": int(p["encoder_width"]),
+        "layers": int(p["encoder_layers"]),
+        "queries": n_q,
+        "memory": int(p["memory_tokens"]),
+        "hidden": arch.hidden,
+    }
+    slot, kept = lengths(examples, "slot")
+    train, in_backbone = _stage2_training(p, config, arch)
+    note = f"Q-Former ({enc_n:,}) + projector ({proj_n:,}) on {len(SLOTS)} item slots x {n_q} tokens per row"
+    unpriced = (
+        "ilm-stage1 (Q-Former pretraining on item texts) runs first: not priced, left out of the totals"
+    )
+    stages.append(
+        StagePlan(
+            "ilm-i2t-stage2",
+            "train",
+            slot,
+            bs,
+            int(p["stage2_epochs"]),
+            accum,
+            kept,
+            train,
+            in_backbone,
+            enc_n + proj_n,
+            qformer_flops(entities=len(SLOTS), train=True, **dims),
+            notes=[note, *([unpriced] if p["stage1"] else [])],
+        )  # fmt: skip
+    )
+    extra = qformer_flops(entities=len(SLOTS), train=False, **dims)
+
+    def test_lengths(ex: list[Any]) -> np.ndarray:
+        items = np.full((len(ex), 2), -1, dtype=np.int64)
+        for r, e in enumerate(ex):
+            items[r, : len(e.items)] = e.items
+        enc, _ = i2t.encode_prompts([e.prompt for e in ex], items, "slot")
+        return np.asarray(enc.lengths, dtype=np.int64)
+
+    stages.extend(decode_stages(i2t, task, proto, arch, test_lengths, extra))
+    return stages

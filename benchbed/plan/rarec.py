@@ -1,0 +1,310 @@
+"""The stages of ``rarec`` (RA-Rec) from the method's own tuning set, prompts and soft-prompt modules.
+
+What is read from the method, not re-derived: the tuning set (``rarec_data.candidates`` + ``select`` with the
+GPU budget's share, the same fallback when an ``auto`` budget asks for more than the data has), the hard
+prompts (``Prompts.user`` / ``Prompts.item`` at the budget's ``max_tokens``), the epoch-0 batches and their
+negatives (the seeded draw of ``RARec._train_loop``, replayed here), and the trainable count: the real
+``SidePrompt`` pair built as ``RARec.fit`` builds it.
+
+FLOPs of one tower batch (``Towers.encode`` through ``LayerPrefix``) on a frozen encoder: the text's block
+projections; every layer's prefix (P positions) through that layer's K/V projections; attention of T text
+queries over P + T keys; the ID map ``W^l x + b^l``; BERT's pooler on the first token (computed, unused).
+The backward, as autograd runs it (eager attention): the prefix keys and values need gradients in every
+layer (dK, dV, dP), the text only from the second layer on (dQ and the Q/K/V projections' input gradients
+from layer 2; the attention output and MLP input gradients everywhere), the prefix K/V projections' input
+gradients, and the ID map's weight gradient. The InfoNCE terms (Eq. 16) are one batched matmul per side,
+forward and the gradient of the prefix side. Not matmuls, so not counted: pooling, the BPR dot products.
+
+Stages: the alignment targets (text-only passes over every item and, in epoch 0, every tuning sample's
+user prompt, no gradients), the tuning stage (epoch 0's batches x epochs), validation (item tower over all
+items + user tower over the validation users, once per epoch: all epochs, early stopping ignored) and test.
+Modelled: BERT-family encoders (minilm, bert-base, a folder with a BERT config) and the layer variants
+(full, no_id, no_reparam, no_context, zero_shot); a decoder backbone and the input-token variants are refused
+in one line. The ID model that exports the vectors (ComiRec) is not priced.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
+from benchbed.plan.flops import Arch, Trainable, arch_of
+from benchbed.plan.shaped import ShapedStage, shaped
+from benchbed.plan.stages import StagePlan
+
+MODELLED_VARIANTS = ("full", "no_id", "no_reparam", "no_context", "zero_shot")
+ENCODER_TYPES = ("bert",)
+
+
+def meta_encoder(config: Any) -> Any:
+    """The bare encoder (``AutoModel``, as ``load_backbone('minilm')`` loads it) on the meta device."""
+    from transformers import AutoModel
+
+    with torch.device("meta"):
+        return AutoModel.from_config(config)
+
+
+def encoder_arch(config: Any) -> tuple[Arch, bool]:
+    """The encoder's shapes and whether it has BERT's pooler (a dense layer on the first token)."""
+    model = meta_encoder(config)
+    return arch_of(model), getattr(model, "pooler", None) is not None
+
+
+@functools.lru_cache(maxsize=8)
+def _side_params(variant: str, layers: int, hidden: int, id_dim: int) -> tuple[int, int]:
+    """(trainable parameters of both sides, prefix length), from the real ``SidePrompt`` modules."""
+    from benchbed.methods.rarec_towers import SidePrompt
+
+    sides = [SidePrompt(variant, layers, hidden, id_dim) for _ in ("user", "item")]
+    n = sum(p.numel() for s in sides for p in s.parameters() if p.requires_grad)
+    return int(n), sides[0].length
+
+
+def id_map_layers(variant: str, layers: int) -> int:
+    """Affine ID maps applied per row: one per layer (full, no_context), one for all (no_reparam)."""
+    return {"full": layers, "no_context": layers, "no_reparam": 1}.get(variant, 0)
+
+
+def tower_flops(
+    arch: Arch,
+    rows: int,
+    text: int,
+    prefix: int,
+    *,
+    id_dim: int,
+    id_maps: int,
+    pooler: bool,
+    train: bool,
+) -> float:
+    """One tower batch of ``rows`` x ``text`` tokens with a ``prefix``-long layer prefix (see module doc)."""
+    L, H, q, kv = arch.layers, arch.hidden, arch.q_width, arch.kv_width
+    tokens = rows * text
+    pairs = rows * text * (prefix + text)  # query-key pairs per head width
+    prefix_kv = 2.0 * rows * prefix * 2 * H * kv * L
+    id_map = 2.0 * rows * id_maps * H * id_dim
+    fwd = 2.0 * tokens * arch.block_macs * L + 4.0 * pairs * q * L + prefix_kv + id_map
+    fwd += 2.0 * rows * H * H if pooler else 0.0
+    if not train:
+        return fwd
+    attn_in = sum(x.n_in * x.n_out for x in arch.linears if x.role == "attn_in")
+    rest = arch.block_macs - attn_in
+    bwd = prefix_kv + id_map  # the prefix's input gradients, the ID maps' weight gradients
+    for layer in range(L):
+        text_grad = layer > 0  # the text entering the block depends on an earlier layer's prefix
+        bwd += 2.0 * pairs * q * (3 + int(text_grad))  # dK, dV, dP; dQ once the text carries a gradient
+        bwd += 2.0 * tokens * (rest + attn_in * int(text_grad))
+    return fwd + bwd
+
+
+def info_nce_flops(rows: int, layers: int, hidden: int) -> float:
+    """Both sides' InfoNCE (Eq. 16): an (L, N, N) batched matmul each, forward + the prefix side's grad."""
+    return 2 * (2.0 + 2.0) * layers * rows * rows * hidden if rows >= 2 else 0.0
+
+
+def _id_dim(params: dict[str, Any]) -> int:
+    from benchbed.methods import method_defaults
+
+    given = dict(params.get("id_params") or {})
+    return int(given.get("dim", method_defaults(str(params["id_model"]), "topk").get("dim", 64)))
+
+
+def rarec_stages(
+    method: Any, task: Any, split: Split, tokenizer: Any, config: Any, *, seed: int
+) -> tuple[Arch, list[StagePlan]]:
+    from benchbed.methods.rarec_data import candidates, select, title_words
+    from benchbed.methods.rarec_towers import ID_VARIANTS, Prompts
+
+    p = method.params
+    variant = str(p["variant"])
+    if getattr(config, "model_type", None) not in ENCODER_TYPES:
+        raise ConfigError(
+            f"benchbed plan: rarec on a {getattr(config, 'model_type', '?')!r} backbone is not modelled yet "
+            f"(modelled: BERT-family encoders such as minilm and bert-base)"
+        )
+    if variant not in MODELLED_VARIANTS:
+        raise ConfigError(
+            f"benchbed plan: rarec variant {variant!r} is not modelled yet (modelled: "
+            f"{', '.join(MODELLED_VARIANTS)})"
+        )
+    arch, pooler = encoder_arch(config)
+    budget = method._budget(False, SimpleNamespace(budget={}))
+    titles = method._titles(split)
+    prompts = Prompts(tokenizer, titles, int(budget["max_tokens"]), p["user_prompt"])
+    id_dim = _id_dim(p) if variant in ID_VARIANTS else 0
+    trainable, prefix = _side_params(variant, arch.layers, arch.hidden, id_dim)
+    prefix = 0 if variant == "zero_shot" else prefix
+    id_maps = id_map_layers(variant, arch.layers)
+    tower = functools.partial(tower_flops, arch, prefix=prefix, id_dim=id_dim, id_maps=id_maps, pooler=pooler)
+    item_len = np.asarray([len(prompts.item(i)) for i in range(split.n_items)], dtype=np.int64)
+    eval_items = _tower_pass(item_len, 256)
+    stages: list[StagePlan] = []
+    seqs = split.train_sequences()
+    if variant != "zero_shot":
+        chosen = _tuning_set(method, split, budget, seqs, titles, seed, candidates, select, title_words)
+        hl = int(p["history_len"])
+        user_len = np.asarray(
+            [
+                len(prompts.user(seqs[int(u)][max(0, int(k) - hl) : int(k)]))
+                for u, k in zip(chosen.users, chosen.positions, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        steps = _epoch0(chosen, seqs, split.n_items, int(p["batch_size"]), seed)
+        align = float(p["lam"]) > 0 and variant in ID_VARIANTS
+        if align:  # text-only passes: every item once, every sample's user prompt in epoch 0 (cached)
+            targets = [*eval_items, *((len(u), int(user_len[u].max())) for u, _ in steps)]
+
+            def target_flops(a: Arch) -> float:
+                return sum(
+                    tower_flops(a, r, n, prefix=0, id_dim=0, id_maps=0, pooler=pooler, train=False)
+                    for r, n in targets
+                )
+
+            stages.append(
+                shaped(
+                    "rarec-align-targets",
+                    "eval",
+                    targets,
+                    np.concatenate([item_len, user_len]),
+                    256,
+                    target_flops,
+                    notes=["InfoNCE targets: text-only states of every item and every sample's user prompt"],
+                )
+            )
+
+        def step_flops(a: Arch) -> float:
+            total = 0.0
+            for users, items in steps:
+                b = len(users)
+                total += tower(rows=b, text=int(user_len[users].max()), train=True)
+                total += tower(rows=2 * b, text=int(item_len[items].max()), train=True)
+                total += info_nce_flops(b, a.layers, a.hidden) if align else 0.0
+            return total
+
+        shapes = [_step_shape(user_len[u], item_len[i]) for u, i in steps]
+        stages.append(
+            shaped(
+                "rarec-align",
+                "train",
+                shapes,
+                np.concatenate([user_len, item_len[np.concatenate([i for _, i in steps])]]),
+                int(p["batch_size"]),
+                step_flops,
+                epochs=int(budget["epochs"]),
+                grad_accum=int(p["grad_accum"]),
+                kept=0,
+                train=Trainable("none", inputs_grad=True),
+                trainable_outside=trainable,
+                notes=[
+                    f"{len(chosen.users):,} tuning samples ({p['selection']}), 1 negative each; "
+                    f"prefix {prefix} x {arch.layers} layers",
+                    "epoch 0's batches x epochs",
+                ],
+            )
+        )
+        valid_users = int(budget["valid_users"])
+        if valid_users > 0:
+            users = np.array(sorted(split.valid["user"].unique()), dtype=np.int64)[:valid_users]
+            hist = [seqs.get(int(u), np.zeros(0, dtype=np.int64)) for u in users]
+            stages.append(
+                _score_stage("valid (per epoch)", prompts, hist, hl, eval_items, tower, int(budget["epochs"]))
+            )
+    users = np.array(sorted(split.test["user"].unique()), dtype=np.int64)
+    hist = task._histories(split, "test", users)
+    stages.append(_score_stage("test", prompts, hist, int(p["history_len"]), eval_items, tower, 1))
+    return arch, stages
+
+
+def _tuning_set(
+    method: Any, split: Split, budget: dict[str, Any], seqs: Any, titles: list[str], seed: int, *fns: Any
+) -> Any:
+    """``RARec._train``'s selection: the GPU share of the candidates, all of them when ``auto`` asks for
+    more than the data holds."""
+    candidates, select, title_words = fns
+    p = method.params
+    pool = candidates(seqs)
+    size = budget["train_samples"]
+    if p["selection"] == "all":
+        size = None
+    elif isinstance(size, float):
+        size = max(1, round(size * len(pool)))
+    pick = functools.partial(
+        select,
+        p["selection"],
+        pool,
+        seqs=seqs,
+        words=[title_words(t) for t in titles],
+        popularity=np.bincount(split.train["item"].to_numpy(), minlength=split.n_items),
+        history_len=int(p["history_len"]),
+        seed=seed,
+    )
+    try:
+        chosen, _ = pick(size=size)
+    except ConfigError:
+        if not budget["train_samples_auto"]:
+            raise
+        chosen, _ = pick(size=None)
+    return chosen
+
+
+def _epoch0(chosen: Any, seqs: Any, n_items: int, bs: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(sample rows, positive + negative items) of every batch of epoch 0: ``RARec._train_loop``'s draw."""
+    rng = np.random.default_rng([seed, 0x7A11, 0])
+    n = len(chosen.users)
+    order = rng.permutation(n)
+    seen = {u: set(s.tolist()) for u, s in seqs.items()}
+    out = []
+    for start in range(0, n, bs):
+        rows = order[start : start + bs]
+        neg = np.empty(len(rows), dtype=np.int64)
+        for j, r in enumerate(rows):
+            mine = seen[int(chosen.users[r])]
+            while True:
+                cand = int(rng.integers(n_items))
+                if cand not in mine:
+                    break
+            neg[j] = cand
+        out.append((rows, np.concatenate([chosen.targets[rows], neg])))
+    return out
+
+
+def _step_shape(user_len: np.ndarray, item_len: np.ndarray) -> tuple[int, int]:
+    """One step's tokens as (rows, padded length) for the memory estimate: B user + 2B item rows."""
+    rows = len(user_len) + len(item_len)
+    tokens = len(user_len) * int(user_len.max()) + len(item_len) * int(item_len.max())
+    return rows, -(-tokens // rows)
+
+
+def _tower_pass(lengths: np.ndarray, bs: int) -> list[tuple[int, int]]:
+    return [(len(lengths[s : s + bs]), int(lengths[s : s + bs].max())) for s in range(0, len(lengths), bs)]
+
+
+def _score_stage(
+    name: str,
+    prompts: Any,
+    histories: list[Any],
+    hl: int,
+    items: list[tuple[int, int]],
+    tower: Any,
+    passes: int,
+) -> ShapedStage:
+    """``score_all``: the item tower over every item (batches of 256), the user tower (batches of 64)."""
+    lengths = np.asarray([len(prompts.user(list(h)[-hl:])) for h in histories], dtype=np.int64)
+    users = _tower_pass(lengths, 64)
+    shapes = [*items, *users]
+    return shaped(
+        name,
+        "eval",
+        shapes,
+        lengths,
+        64,
+        lambda a: sum(tower(rows=r, text=n, train=False) for r, n in shapes),
+        passes=passes,
+        notes=[f"{len(histories):,} users; item tower over all {sum(r for r, _ in items):,} items"],
+    )
