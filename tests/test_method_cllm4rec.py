@@ -373,3 +373,17 @@ def test_board_metrics_equal_the_authors_util_formulas_on_random_scores():
         ndcg = ((got * w).sum(1) / np.array([w[: min(k, n)].sum() for n in n_pos])).mean()
         assert resolve(f"recall_min@{k}").fn(hits, n_pos, k).value == pytest.approx(recall, rel=1e-12)
         assert resolve(f"ndcg@{k}").fn(hits, n_pos, k).value == pytest.approx(ndcg, rel=1e-12)
+
+
+def test_a_stage_is_reused_only_under_the_settings_that_trained_it(planted):
+    """code_shift changes the warm-up's loss and mask_train the fine-tuning's validation metric: on a cache
+    that holds the default fit's stages, neither may load the default's stage (issue 22, item 2)."""
+    split, backbone, root, _ = planted
+    shifted = CLLM4Rec(backbone=backbone, code_shift=True, **FAST)
+    shifted.fit(split, ctx_at(root / "cache-cllm4rec"))
+    assert not shifted.record_info()["cllm4rec-warmup"]["loaded"]
+    unmasked = CLLM4Rec(backbone=backbone, mask_train=False, **FAST)
+    unmasked.fit(split, ctx_at(root / "cache-cllm4rec"))
+    info = unmasked.record_info()
+    assert info["cllm4rec-warmup"]["loaded"] and info["cllm4rec-pretrain"]["loaded"]
+    assert not info["cllm4rec-finetune"]["loaded"]

@@ -390,3 +390,25 @@ def test_planted_signals_rarec_uses_ids_and_text_and_permuted_ids_lose_the_gain(
     assert hr["rarec"] >= hr["permuted"] + 0.09, seen
     assert hr["permuted"] <= hr["text"] + 0.07, seen
     assert kind["rarec"]["id"] >= kind["permuted"]["id"] + 0.15, seen
+
+
+def test_text_only_alignment_target_holds_no_placeholders() -> None:
+    """Input-token variants put [PAD] placeholders where the soft tokens go; the text-only pass that gives
+    their alignment target must encode the text alone (issue 22: it pooled and attended to the [PAD]s)."""
+    from transformers import AutoTokenizer
+
+    from benchbed.methods.rarec_towers import Prompts, Towers
+
+    tok = AutoTokenizer.from_pretrained(minilm_dir())
+    prompts = Prompts(tok, ["the first film", "a second one", "third"], max_tokens=64)
+    with_slots = prompts.user([0, 1, 2], soft=3)
+    assert (with_slots == tok.pad_token_id).sum() == 3
+    text = prompts.text_only(with_slots, 3)
+    np.testing.assert_array_equal(text, prompts.user([0, 1, 2], soft=0))
+    assert tok.pad_token_id not in text.tolist()
+    np.testing.assert_array_equal(prompts.text_only(text, 0), text)  # layer variants: unchanged
+    model = load_backbone("minilm").model
+    towers = Towers(model, tok.pad_token_id, "cpu", "mean", lead=1)
+    clean = towers.text_states([text], 1)
+    padded = towers.text_states([with_slots], 1)
+    assert not torch.allclose(clean, padded)  # the placeholders did move the old target

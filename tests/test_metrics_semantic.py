@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -68,9 +70,13 @@ def test_attribute_f1() -> None:
     vocab = ["Comedy", "Drama", "Sci-Fi", "1990s", "Children's"]
     assert find_attributes("a drama and sci-fi film of the 1990s", vocab) == {"Drama", "Sci-Fi", "1990s"}
     assert find_attributes("dramatic", vocab) == frozenset()
-    assert set_f1(set(), set()) == 1.0 and set_f1({"a"}, set()) == 0.0
+    assert math.isnan(set_f1(set(), set())) and set_f1({"a"}, set()) == 0.0 and set_f1(set(), {"a"}) == 0.0
     assert set_f1({"a", "b"}, {"a"}) == pytest.approx(2 / 3)
     got = attribute_f1(["Comedy, Drama.", "nothing"], [frozenset({"Comedy"}), frozenset({"Drama"})], vocab)
     assert got.value == pytest.approx(100 * (2 / 3 + 0) / 2) and got.n == 2
+    # a row where neither text names an attribute is undefined, not 100: an empty answer gains nothing
+    got = attribute_f1(["", "Comedy"], [frozenset(), frozenset({"Comedy"})], vocab)
+    assert got.value == pytest.approx(100.0) and got.n == 1
+    assert math.isnan(attribute_f1([""], [frozenset()], vocab).value)
     with pytest.raises(DataError, match="attribute sets"):
         attribute_f1(["x"], [], vocab)

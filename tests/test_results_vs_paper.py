@@ -130,8 +130,9 @@ def test_vs_paper_pairs_rows_and_prints_the_difference(tmp_path: Path) -> None:
     results = tmp_path / "results"
     records = [
         rec("mf", {"all": {"auc": 0.7000, "uauc": 0.6000}}),
-        rec("collm", {"all": {"auc": 0.7400}}, params={"cf": "mf"}),
-        rec("collm", {"all": {"auc": 0.7000}}, params={"cf": "din"}),
+        rec("collm", {"all": {"auc": 0.7400}}, params={"cf": "mf", "backbone": "vicuna-7b"}),
+        rec("collm", {"all": {"auc": 0.7000}}, params={"cf": "din", "backbone": "lmsys/vicuna-7b-v1.3"}),
+        rec("collm", {"all": {"auc": 0.6000}}, params={"cf": "sasrec", "backbone": "tiny"}),  # not its model
         rec("pop", {"all": {"auc": 0.6000}}),  # not in CoLLM's table
     ]
     for r in records:
@@ -141,8 +142,15 @@ def test_vs_paper_pairs_rows_and_prints_the_difference(tmp_path: Path) -> None:
     rows = {r.label: r for r in board.rows}
     assert rows["mf | MF"].cells["all/auc paper"].mean == 0.6482
     assert abs(rows["mf | MF"].cells["all/auc Δ"].mean - (0.7000 - 0.6482)) < 1e-12
-    assert abs(rows["collm (cf=mf) | CoLLM-MF"].cells["all/auc Δ"].mean - (0.7400 - 0.7295)) < 1e-12
-    assert abs(rows["collm (cf=din) | CoLLM-DIN"].cells["all/auc Δ"].mean - (0.7000 - 0.7353)) < 1e-12
+    mf_row = next(r for label, r in rows.items() if label.endswith("| CoLLM-MF"))
+    din_row = next(r for label, r in rows.items() if label.endswith("| CoLLM-DIN"))
+    assert abs(mf_row.cells["all/auc Δ"].mean - (0.7400 - 0.7295)) < 1e-12
+    assert abs(din_row.cells["all/auc Δ"].mean - (0.7000 - 0.7353)) < 1e-12
+    sasrec_row = next(r for label, r in rows.items() if label.endswith("| CoLLM-SASRec"))
+    assert (
+        sasrec_row.cells["all/auc Δ"].mean is None
+        and sasrec_row.cells["all/auc Δ"].text == "backbone differs"
+    )
     assert "— | LightGCN" in rows and "all/auc Δ" not in rows["— | LightGCN"].cells  # paper only: no Δ
     assert not any(label.startswith("pop") for label in rows)
     assert any("pop" in note for note in board.notes)

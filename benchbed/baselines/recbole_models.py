@@ -296,7 +296,10 @@ class LightGCN(RecBoleRecommender):
         "reg_weight": 1e-5,  # RecBole default
         "loss": "bpr",  # RecBole's LightGCN is pairwise; ctr: "bce" (CoLLM)
     }
-    param_specs = {"loss": Param(kind="str", choices=("bpr", "bce"), help="bpr (RecBole) | bce on labels")}
+    param_specs = {
+        **RecBoleRecommender.param_specs,
+        "loss": Param(kind="str", choices=("bpr", "bce"), help="bpr (RecBole) | bce on labels"),
+    }
     param_keys = {"dim": "embedding_size", "n_layers": "n_layers", "reg_weight": "reg_weight"}
     # CoLLM baseline_train_lightgcn_ood.py final run: lr 1e-2, wd 1e-4, d 64, 2 GCN layers, BCE on labels;
     # no embedding L2 term besides Adam's weight decay (so reg_weight 0)
@@ -392,7 +395,10 @@ class SASRec(RecBoleRecommender):
         "dropout": 0.5,  # RecBole hidden_dropout_prob and attn_dropout_prob default
         "loss_type": "CE",  # RecBole default; ctr: "BCE" (CoLLM)
     }
-    param_specs = {"loss_type": Param(kind="str", choices=("CE", "BPR", "BCE"), help="BCE = on row labels")}
+    param_specs = {
+        **RecBoleRecommender.param_specs,
+        "loss_type": Param(kind="str", choices=("CE", "BPR", "BCE"), help="BCE = on row labels"),
+    }
     param_keys = {
         "dim": "hidden_size",
         "n_layers": "n_layers",

@@ -60,10 +60,11 @@ def main_options(
 
 
 def _register_commands() -> None:
-    from benchbed.cli import check, datasets, leaderboard, methods, run, sweep, tune
+    from benchbed.cli import check, compare, datasets, leaderboard, methods, report, run, sweep, tune
 
-    for module in (datasets, methods, run, leaderboard, check, tune, sweep):
+    for module in (datasets, methods, run, leaderboard, compare, check, tune, sweep, report):
         module.register(app)
+    __import__("benchbed.cli.plan", fromlist=["register"]).register(app)  # benchbed plan (issue 24)
 
 
 _register_commands()
@@ -107,6 +108,9 @@ def main() -> None:
     """Console-script entry: BenchbedError becomes one line on stderr and its exit code (2 for usage errors),
     an environment fault (OSError: read-only dir, full disk) one line naming the path; ``-v`` adds the
     traceback. Anything else is a bug and keeps its traceback."""
+    from benchbed.orchestration import signals
+
+    signals.install()  # SIGTERM (Slurm, CI, timeout) and SIGHUP end a run as Ctrl-C does: a failure record
     try:
         from benchbed.cli.argv import hoist_global_options
 
@@ -116,7 +120,8 @@ def main() -> None:
         sys.argv[1:] = hoist_global_options(sys.argv[1:], commands)  # global options after the command too
         rc = app(standalone_mode=False)  # typer.Exit(n) comes back as a return value in this mode
         if rc == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent exit code 130
-            err_console.print("[bold red]error:[/] interrupted", highlight=False)
+            err_console.print(f"[bold red]error:[/] {signals.message()}", highlight=False)
+            rc = signals.exit_code()  # 128 + signal number: 143 for SIGTERM, 129 for SIGHUP
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except BenchbedError as exc:
@@ -126,7 +131,7 @@ def main() -> None:
     except MemoryError as exc:
         _fail("out of memory; try a smaller budget or batch size (-v shows where)", 1, exc)
     except KeyboardInterrupt as exc:
-        _fail("interrupted", 130, exc)
+        _fail(signals.message(), signals.exit_code(), exc)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -12,8 +12,10 @@ from benchbed.errors import ConfigError
 from benchbed.results.leaderboard import Board
 
 MAX_TERMINAL_COLUMNS = 12
+MAX_DIGITS = 12  # decimals of --digits: beyond float32/64 precision nothing more is shown
 SECONDARY = ("mrr", "precision")  # dropped first when a terminal table is too wide
 SUFFIX_FORMATS = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tex": "latex", ".txt": "rich"}
+SUFFIX_FORMATS |= {".json": "json", ".html": "html", ".htm": "html"}
 
 
 def compact_columns(boards: list[Board], metrics: list[str] | None) -> str | None:
@@ -58,11 +60,17 @@ def leaderboard_command(
     ] = None,
     fmt: Annotated[
         str | None,
-        typer.Option("--format", "-f", help="rich | markdown | csv | latex [rich, or from --output]."),
+        typer.Option(
+            "--format", "-f", help="rich | markdown | csv | latex | json | html [rich, or from --output]."
+        ),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
     metrics: Annotated[
-        str | None, typer.Option("--metrics", help="Comma list of metric keys to show.")
+        str | None,
+        typer.Option(
+            "--metrics",
+            help="Comma list of metric keys; cost keys: train_s, eval_s, peak_memory_mb, trainable_params.",
+        ),
     ] = None,
     subsets: Annotated[str | None, typer.Option("--subsets", help="Comma list of subsets to show.")] = None,
     references: Annotated[
@@ -83,6 +91,15 @@ def leaderboard_command(
             "--vs-paper", help="Per cell: ours, the paper's figure and ours − paper (rows paired by method)."
         ),
     ] = False,
+    alpha: Annotated[
+        float, typer.Option("--alpha", help="Significance level of the marks vs the best row [0.05].")
+    ] = 0.05,
+    correction: Annotated[
+        str, typer.Option("--correction", help="Multiple comparisons: holm | bh | none [holm].")
+    ] = "holm",
+    no_tests: Annotated[
+        bool, typer.Option("--no-tests", help="No significance marks (skips reading predictions).")
+    ] = False,
 ) -> None:
     """Tables of results: one per (dataset, task, protocol), mean ± s.e. over seeds, paper rows marked †."""
     from benchbed.atomic import write_text_atomic
@@ -95,6 +112,12 @@ def leaderboard_command(
 
     if vs_paper and no_references:
         raise ConfigError("--vs-paper compares with the paper rows; it cannot be used with --no-references")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha: expected a level in (0, 1), got {alpha}")
+    if not 0 <= digits <= MAX_DIGITS:  # a negative count made the number formats raise (a traceback)
+        raise ConfigError(f"--digits: expected decimals from 0 to {MAX_DIGITS}, got {digits}")
+    if correction not in ("holm", "bh", "none"):
+        raise ConfigError(f"--correction: expected holm, bh or none, got {correction!r}")
     fmt = fmt or (SUFFIX_FORMATS.get(output.suffix.lower(), "rich") if output else "rich")
     if fmt not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -104,9 +127,16 @@ def leaderboard_command(
     refs = [] if no_references else load_references(references)
     if suite_file is not None:
         from benchbed.orchestration.suite import load_suite
+        from benchbed.orchestration.suite_records import suite_records
 
-        wanted = {config.hash() for config in load_suite(suite_file).runs}
-        loaded.records = [(p, r) for p, r in loaded.records if r.config_hash in wanted]
+        # by what the runs state, not by config hash: a suite spelling out a default still finds its records
+        kept = {id(r) for r in suite_records(load_suite(suite_file).runs, [r for _, r in loaded.records])}
+        loaded.records = [(p, r) for p, r in loaded.records if id(r) in kept]
+    from benchbed.orchestration.staleness import split_stale
+
+    # records of data that changed since they ran: left out (as `run` ignores them), each with a note
+    loaded.records, stale = split_stale(loaded.records)
+    loaded.skipped.extend((path, f"stale: {why} (benchbed run re-runs it)") for path, why in stale)
     records = [r for _, r in loaded.records]
     boards = build_leaderboard(
         records,
@@ -118,7 +148,18 @@ def leaderboard_command(
         defaults=registry_defaults,
     )
     metric_list, subset_list = _split_list(metrics), _split_list(subsets)
+    if metric_list and boards:
+        from benchbed.results.leaderboard import known_metric_keys
+
+        known = known_metric_keys(boards)
+        unknown = [m for m in metric_list if m not in known]
+        if unknown:
+            raise ConfigError(f"--metrics: unknown {', '.join(unknown)}; known: {', '.join(known)}")
     select_columns(boards, metric_list, subset_list)
+    if not no_tests and not vs_paper:  # marks vs each board's best row, from the saved predictions
+        from benchbed.results.significance import annotate_boards
+
+        annotate_boards(boards, loaded.records, alpha=alpha, correction=correction, sort=sort)
 
     for path, why in loaded.skipped:
         err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False, soft_wrap=True)
@@ -152,7 +193,12 @@ def leaderboard_command(
             write_text_atomic(output, console.export_text())
             err.print(f"written {output}")
         return
-    text = render_text(boards, fmt, digits)
+    if fmt == "html":  # the report's table code (benchbed.report sits above results/)
+        from benchbed.report.tables import leaderboard_html
+
+        text = leaderboard_html(boards, digits)
+    else:
+        text = render_text(boards, fmt, digits)
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -108,6 +108,14 @@ def _print_board(console: Console, record: RunRecord) -> None:
         console.print(f"[dim]{note}[/]")
 
 
+def _task_names() -> str:
+    """Every registered task for help texts (from the registry, so a new task is listed without an edit)."""
+    import benchbed.tasks  # noqa: F401 - registers the built-in tasks
+    from benchbed.registry import TASKS
+
+    return " | ".join(sorted(TASKS))
+
+
 def run_command(
     method: Annotated[
         str | None, typer.Option("--method", "-m", help="Method name (benchbed methods).")
@@ -115,11 +123,15 @@ def run_command(
     dataset: Annotated[
         str | None, typer.Option("--dataset", "-d", help="Catalog name or data dir [ml-100k].")
     ] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", help="ctr | topk | generative [ctr].")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help=f"{_task_names()} [ctr].")] = None,
     split: Annotated[
         str | None, typer.Option("--split", help="Split protocol [the dataset's default].")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", "-s", help="Seed [0].")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="Comma list of seeds (0,1,2): one run and record per seed."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML file of RunConfig keys.")
     ] = None,
@@ -133,6 +145,9 @@ def run_command(
     cf: Annotated[str | None, typer.Option("--cf", help="collm: mf | lightgcn | sasrec | din [mf].")] = None,
     tuning: Annotated[str | None, typer.Option("--tuning", help="collm: default | t1 | t2 | t3.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-run even if a record exists.")] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Exit if this run is in progress elsewhere [wait for it].")
+    ] = False,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 [auto].")] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="float32, bfloat16 [auto].")] = None,
     no_predictions: Annotated[
@@ -156,6 +171,10 @@ def run_command(
     from benchbed.orchestration.runner import execute
     from benchbed.settings import get_settings
 
+    if no_wait:  # a run of the same config (or stage) held by another process: exit naming it
+        from benchbed.locks import set_no_wait
+
+        set_no_wait(True)
     overrides = {"method": method, "dataset": dataset, "task": task, "split": split, "seed": seed}
     overrides |= {"device": device, "dtype": dtype}
     if no_predictions:
@@ -170,6 +189,9 @@ def run_command(
         parse_assignments(split_param or [], "--split-param"),
         parse_assignments(task_param or [], "--task-param"),
     )
+    seed_list = parse_seeds(seeds, seed) if seeds is not None else None
+    if seed_list is not None and launcher != "none":
+        raise ConfigError("--seeds runs in this process; with --launcher accelerate run one --seed per call")
     if launcher != "none" or num_processes != 1 or strategy != "ddp":
         import sys
 
@@ -181,22 +203,40 @@ def run_command(
     from benchbed.parallel import world
 
     console = Console()
-    outcome = execute(cfg, force=force)
-    if not world().is_main:  # data parallel: the main process reports
-        return
-    if outcome.skipped and get_settings().verbosity >= 0:
-        console.print(f"[yellow]found an existing record[/] {outcome.path} (use --force to run again)")
-    console.print(metrics_table(outcome.record))
-    if not outcome.skipped:
-        cost = outcome.record.cost
-        console.print(
-            f"[dim]train {cost.get('train_s')} s · eval {cost.get('eval_s')} s · peak memory "
-            f"{cost.get('peak_memory_mb')} MB · {cost.get('device')}/{cost.get('dtype')} · {outcome.path}[/]"
-        )
+    configs = [cfg] if seed_list is None else [cfg.with_updates(seed=s) for s in seed_list]
+    for one in configs:  # several seeds: each its own record; existing ones are skipped as for one seed
+        outcome = execute(one, force=force)
+        if not world().is_main:  # data parallel: the main process reports
+            return
+        if outcome.skipped and get_settings().verbosity >= 0:
+            console.print(f"[yellow]found an existing record[/] {outcome.path} (use --force to run again)")
+        console.print(metrics_table(outcome.record))
+        if not outcome.skipped:
+            cost = outcome.record.cost
+            console.print(
+                f"[dim]train {cost.get('train_s')} s · eval {cost.get('eval_s')} s · peak memory "
+                f"{cost.get('peak_memory_mb')} MB · {cost.get('device')}/{cost.get('dtype')} · "
+                f"{outcome.path}[/]"
+            )
     _print_board(console, outcome.record)
     hint = paper_scale_hint(outcome.record)
     if hint:
         console.print(f"[dim]{hint}[/]")
+
+
+def parse_seeds(text: str, seed: int | None) -> list[int]:
+    """``--seeds 0,1,2`` -> [0, 1, 2]: distinct non-negative integers, and not together with ``--seed``."""
+    from benchbed.config import SEED_MAX
+
+    if seed is not None:
+        raise ConfigError("--seed and --seeds: give one of them")
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) <= SEED_MAX for p in parts):
+        raise ConfigError(f"--seeds: expected a comma list of integers in [0, 2**63-1] (0,1,2), got {text!r}")
+    values = [int(p) for p in parts]
+    if len(set(values)) != len(values):
+        raise ConfigError(f"--seeds: {text!r} names a seed twice")
+    return values
 
 
 def paper_scale_hint(record: RunRecord) -> str | None:
@@ -236,12 +276,19 @@ def rescore_command(
     from benchbed.errors import BenchbedError
     from benchbed.orchestration.runner import git_sha
     from benchbed.results.record import SCHEMA_VERSION, read_record
-    from benchbed.results.store import coverage_problem, file_sha256, predictions_file, read_predictions
+    from benchbed.results.store import (
+        coverage_problem,
+        file_sha256,
+        identity_problem,
+        predictions_file,
+        read_predictions,
+    )
     from benchbed.tasks import build_task
 
     record = read_record(record_file)
     predictions = read_predictions(record_file, record)
-    problem = coverage_problem(record, predictions)
+    # predictions of another run (another method on the same rows) are refused whatever the flags
+    problem = identity_problem(record, record_file) or coverage_problem(record, predictions)
     if problem is not None:
         raise BenchbedError(f"{record_file}: {problem}; not rescoring (re-run the config to rebuild them)")
     task = build_task(record.task, dict(record.task_params))

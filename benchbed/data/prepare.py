@@ -257,6 +257,27 @@ def split_identity(
     return SplitIdentity(prepared.split.data.content_hash(), split_hash, files_hash, path, prepared)
 
 
+def known_identity(
+    dataset: str, split: str | None = None, split_params: dict[str, Any] | None = None
+) -> tuple[str | None, SplitIdentity | None]:
+    """What is known of a split's identity *now* without downloading or building anything (leaderboards
+    mark records of data that changed since): a directory dataset's ``files_hash`` (None for a catalog
+    one), and the identity when the current data's split is cached (else None)."""
+    spec = get_spec(dataset)
+    protocol = _protocol(spec, split)
+    params = protocol.resolve({**spec.split_defaults(protocol.name), **(split_params or {})})
+    keyed = _data_key(spec, download=False)
+    directory = getattr(spec, "directory", None)
+    files_hash = stable_hash(keyed[1]["fingerprints"], 16) if directory is not None else None
+    entry = cache.entry_dir("splits", f"{spec.name}-{protocol.name}", _split_key(keyed[0], protocol, params))
+    manifest = cache.read_manifest(entry)
+    data_hash = (manifest or {}).get("stats", {}).get("data_hash")
+    if manifest is None or not data_hash or not manifest.get("hash"):
+        return files_hash, None
+    path = str(directory) if directory is not None else None
+    return files_hash, SplitIdentity(str(data_hash), str(manifest["hash"]), files_hash, path)
+
+
 def _split_key(data_key: str, protocol: Protocol, params: dict[str, Any]) -> str:
     return stable_hash(
         {"data": data_key, "protocol": protocol.name, "params": params, "v": cache.DATA_LAYER_VERSION}, 16

@@ -37,7 +37,10 @@ from benchbed.params import Param, check_value, specs_for
 # Parameters every protocol accepts (used by enrich: history length and the warm threshold on train counts).
 COMMON_DEFAULTS: dict[str, Any] = {"warm_threshold": 3, "history_len": 10, "tie_break": "file"}
 TIE_BREAKS = ("file", "item")  # see the module docstring
-COMMON_SPECS = {"tie_break": Param(kind="str", choices=TIE_BREAKS, help="order of same-timestamp rows")}
+COMMON_SPECS = {
+    "tie_break": Param(kind="str", choices=TIE_BREAKS, help="order of same-timestamp rows"),
+    "by": Param(kind="str", choices=("quantile", "month")),  # temporal-window
+}
 
 
 @dataclass

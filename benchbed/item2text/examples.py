@@ -86,3 +86,14 @@ def make_examples(
                 prompt = bank.render(task, key, domain_one=facts.domain_one, attr_noun=facts.attr_noun)
                 out.append(Example(task, pair, key, prompt, reference, attrs))
     return out
+
+
+def sample_examples(examples: Sequence[Example], cap: int | None, seed: int) -> list[Example]:
+    """The training examples under a ``max_train_examples`` cap: a seeded sample, in their original order.
+
+    Every item-to-text method samples through this one function, so methods compared on one board train on
+    the same examples (ILM used to draw its own stream and saw other examples than the baselines)."""
+    if cap is None or len(examples) <= int(cap):
+        return list(examples)
+    keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=int(cap), replace=False))
+    return [examples[i] for i in keep]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from benchbed.api import BaseRecommender, GenerateRequests, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.item2text.examples import Example
+from benchbed.item2text.examples import sample_examples
 from benchbed.item2text.prompts import SLOTS, to_pieces
 from benchbed.item2text.setup import Item2TextProtocol
 from benchbed.llm.backbone import Backbone, load_backbone
@@ -118,8 +118,9 @@ class Item2TextLM(BaseRecommender):
         raise NotImplementedError
 
     def companions(self) -> list[tuple[str, dict[str, Any]]]:
-        """The floor and copy-the-title reference rows, so every board printed after a run has them."""
-        return [("i2t-floor", {}), ("i2t-copy", {})]
+        """The control rows (floor, constant answer, copy the title), so every board printed after a run
+        has them."""
+        return [("i2t-floor", {}), ("i2t-const", {}), ("i2t-copy", {})]
 
     # --- fit ------------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:
@@ -140,19 +141,12 @@ class Item2TextLM(BaseRecommender):
         )  # fmt: skip
         self.template_info = proto.template_info()
         self.stage_log: list[dict[str, Any]] = []
-        self._examples = self._sample(proto.train, ctx.seed)
+        self._examples = sample_examples(proto.train, self.params["max_train_examples"], ctx.seed)
         self.prepare(split, ctx)
         for spec in self.train_stages():
             self.run_stage(spec)
         self.model.eval()
         self.backbone_info = {**self.bb.info, "stages": self.stage_log}
-
-    def _sample(self, examples: list[Example], seed: int) -> list[Example]:
-        cap = self.params["max_train_examples"]
-        if cap is None or len(examples) <= int(cap):
-            return list(examples)
-        keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=int(cap), replace=False))
-        return [examples[i] for i in keep]
 
     # --- encoding -------------------------------------------------------------------------------------
     def pieces(self, prompt: str, items: Any) -> list[Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from benchbed import parallel, sharding
+from benchbed import locks, parallel, sharding
 from benchbed.atomic import atomic_path, write_json_atomic
 from benchbed.config import stable_hash
 from benchbed.errors import ConfigError
@@ -126,7 +127,26 @@ def run_or_load(
 ) -> StageOutcome:
     """Load a finished stage (``load_fn(blob)`` puts its tensors in place) or train it: ``train_fn(stage_dir)
     -> (blob, meta)`` trains with the stage folder as checkpoint dir, and the result is saved. One place for
-    the done/load/train/save sequence that every stage of every method repeats."""
+    the done/load/train/save sequence that every stage of every method repeats.
+
+    One process at a time trains a stage (a file lock per stage identity, :mod:`benchbed.locks`): a second
+    run that needs it waits, then loads what the first one saved."""
+    if not parallel.world().is_main:  # data parallel: the main process holds the lock for every rank
+        return _run_or_load(st, train_fn, load_fn)
+    lock_file = st.dir.parent / ".locks" / f"{st.dir.name}.lock"
+    with locks.hold(lock_file, f"stage {st.name} ({st.dir.name})", on_wait=_say):
+        return _run_or_load(st, train_fn, load_fn)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run_or_load(
+    st: Stage,
+    train_fn: Callable[[Path], tuple[dict[str, Any], dict[str, Any]]],
+    load_fn: Callable[[dict[str, Any]], None],
+) -> StageOutcome:
     if st.done:
         blob = st.load()
         load_fn(blob)

@@ -35,6 +35,7 @@ _BUILTIN = {
     "i2t-text": "benchbed.methods.item2text_baselines:I2TText",
     "i2t-floor": "benchbed.methods.item2text_baselines:I2TFloor",
     "i2t-copy": "benchbed.methods.item2text_baselines:I2TCopy",
+    "i2t-const": "benchbed.methods.item2text_baselines:I2TConst",
     "ilm": "benchbed.methods.ilm:ILM",
 }
 for _name, _target in _BUILTIN.items():

@@ -132,6 +132,8 @@ class CLLM4Rec(BaseRecommender):
         "prompt_history": Param(kind="str", choices=PROMPT_HISTORIES),
         "train_positives": Param(kind="str", choices=TRAIN_POSITIVES),
         "mask_ratio": Param(kind="float", min=0, max=1, exclusive_min=True, exclusive_max=True),
+        # 0 used to mean "no cap" silently; "auto": the budget's (every document with the paper's budget)
+        "max_content_docs": Param(kind="int", min=1, auto=True, help="content documents sampled"),
     }
 
     def __init__(self, **params: Any) -> None:
@@ -257,7 +259,9 @@ class CLLM4Rec(BaseRecommender):
             key = self._stage(
                 ctx,
                 "cllm4rec-warmup",
-                {**base_id, "epochs": budget["warmup_epochs"], "lr": p["lr_pretrain"]},
+                # code_shift changes every LM loss, this one too; named only when on, so that the default
+                # key (and the stage-key-seeded dropout) keeps its value
+                {**base_id, "epochs": budget["warmup_epochs"], "lr": p["lr_pretrain"], **_code_shift(p)},
                 budget["warmup_epochs"],
                 float(p["lr_pretrain"]),
                 self._tables(CONTENT),
@@ -298,6 +302,8 @@ class CLLM4Rec(BaseRecommender):
                     "rec_target": p["rec_target"],
                     "mask_ratio": float(p["mask_ratio"]),
                     "max_valid_users": budget["max_valid_users"],
+                    # mask_train changes the validation metric that picks the epoch (named only when off)
+                    **({} if p["mask_train"] else {"mask_train": False}),
                 },
                 budget["finetune_epochs"],
                 float(p["lr_finetune"]),
@@ -652,3 +658,9 @@ def _bytes_per_10k(ext: VocabExtension) -> int:
     """Memory of the new rows per 10k items: tables x (input rows + separate head rows) x width x 4 bytes."""
     per_table = 1 + (1 if ext.head == "separate" else 0)
     return int(10_000 * ext.hidden * 4 * per_table * len(ext.table_names))
+
+
+def _code_shift(params: dict[str, Any]) -> dict[str, Any]:
+    """The warm-up stage's ``code_shift`` key: present only when on (issue 22: it was missing, so a
+    ``code_shift=true`` fit loaded the warm-up a ``false`` fit had trained on a shared cache)."""
+    return {"code_shift": True} if params["code_shift"] else {}

@@ -32,6 +32,8 @@ from benchbed.llm.ctr_recipe import TEXT_STAGE_KEYS, TRAIN_DEFAULTS, PromptCTRMe
 from benchbed.llm.inject import Batch
 from benchbed.llm.lora import add_lora, count_trainable, load_lora_state, lora_state
 from benchbed.llm.yesno import Rows
+from benchbed.methods.tallrec import CTR_PARAM_SPECS
+from benchbed.params import Param
 
 TUNINGS = ("default", "t1", "t2", "t3")
 # what the run record keeps of the CF export's manifest
@@ -92,6 +94,17 @@ class CoLLM(PromptCTRMethod):
         "tuning": "default",  # default (two-step) | t1 | t2 | t3
         "lr_cie": 1e-2,  # step-2 lr (CoLLM code: Amazon-Book with MF/LightGCN/DIN 1e-2; ML-1M 1e-3)
         "mlp_ratio": 10,  # hidden layer = 10 x input size (paper)
+    }
+    param_specs: ClassVar[dict[str, Param]] = {
+        **CTR_PARAM_SPECS,
+        # a CF model run as a companion, or a file (opened and checked before any work: preflight)
+        "cf": Param(
+            kind="str",
+            pattern=rf"(?:{'|'.join(CF_MODELS)})|.+\.npz",
+            help="mf | lightgcn | sasrec | din | a .npz file",
+        ),
+        "cf_params": Param(kind="dict", help="parameters of the cf model (checked by it before any work)"),
+        "tuning": Param(kind="str", choices=TUNINGS),
     }
 
     def __init__(self, **params: Any) -> None:

@@ -26,6 +26,7 @@ from benchbed.errors import ConfigError
 from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
 from benchbed.methods.p5_random import text_stage, wants_warm_start, warm_start_companion
+from benchbed.params import Param
 
 
 def projector(d_in: int, d_mid: int, d_out: int) -> nn.Sequential:
@@ -57,6 +58,8 @@ class EmbedProj(GenerativeLM):
         "warm_start": "auto",  # auto: text-only stage first on randomly initialised backbones; text | none
         "tuning": "full",  # how the warm-start text stage trains (as p5-random's `tuning`)
     }
+    # stage: checked with the other parameters, before the p5-random companion trains (it was checked in fit)
+    param_specs: ClassVar[dict[str, Param]] = {"stage": Param(kind="int", choices=(1, 2))}
 
     def companions(self) -> list[tuple[str, dict[str, Any]]]:
         """Run first by ``benchbed run`` on a randomly initialised backbone: p5-random with the settings of

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.llm.ctr_recipe import PROMPT_DEFAULTS, PromptCTRMethod
+from benchbed.methods.tallrec import CTR_PARAM_SPECS
+from benchbed.params import Param
 
 
 class ICL(PromptCTRMethod):
@@ -19,6 +21,8 @@ class ICL(PromptCTRMethod):
     name: ClassVar[str] = "icl"
     view: ClassVar[str] = "text"
     defaults: ClassVar[dict[str, Any]] = {**PROMPT_DEFAULTS, "score": "yes-no", "batch_size": 16}
+    param_specs: ClassVar[dict[str, Param]] = CTR_PARAM_SPECS
+    zero_shot: ClassVar[bool] = True  # trains nothing by design (benchbed.orchestration.preflight)
 
     def fit(self, split: Split, ctx: RunContext) -> None:
         self.setup(split, ctx)

@@ -40,7 +40,7 @@ class ILM(BaseRecommender):
         # App. H / T16: the OpenP5 "ILM" = item-text + user-item; p5-random = OpenP5-R, the text-only row
         "generative": {"stage1_pairs": "ui", "compare_with": "p5-random"},
         # §4.3: on the ELM tasks stage 1 uses item-text pairs only; the task's two reference rows
-        "item2text": {"stage1_pairs": "none", "compare_with": "i2t-floor,i2t-copy"},
+        "item2text": {"stage1_pairs": "none", "compare_with": "i2t-floor,i2t-const,i2t-copy"},
     }
 
     def __init__(self, **params: Any) -> None:

@@ -130,7 +130,9 @@ def build_inputs(
         parts_item.append(np.asarray(emb.item, dtype=np.float32))
         parts_user.append(np.asarray(emb.user, dtype=np.float32))
     if kind in ("semantic", "combined"):
-        fields = _fields(params.get("text_fields"))
+        # ``semantic_fields`` (default: the title): every other column of ML's item table (genres, year) is an
+        # answer of an item-to-text sub-task, so embedding it would hand held-out items their targets
+        fields = _fields(params["semantic_fields"])
         sem = sentence_embeddings(item_texts(split, fields), str(params["semantic_encoder"]), ctx.device)
         identity["semantic"] = {"encoder": params["semantic_encoder"], "fields": fields}
         parts_item.append(sem.astype(np.float32))

@@ -25,6 +25,7 @@ from benchbed.api import BaseRecommender, GenerateRequests, RunContext
 from benchbed.config import stable_hash
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.item2text.examples import sample_examples
 from benchbed.llm.backbone import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
 from benchbed.llm.generative_recipe import TRAIN_IDENTITY_KEYS
@@ -141,19 +142,12 @@ class ILMItem2Text(BaseRecommender):
         )
         self.template_info = protocol.template_info()
         self.stage_log: list[dict[str, Any]] = []
-        self._examples = self._sample(list(protocol.train), ctx.seed)
+        self._examples = sample_examples(protocol.train, self.params["max_train_examples"], ctx.seed)
         if not self._examples:
             raise ConfigError("method 'ilm': the item2text task gave no training examples")
         self._train_stages(split, ctx)
         self.model.eval()
         self.backbone_info = {**self.bb.info, "stages": self.stage_log}
-
-    def _sample(self, examples: list[Any], seed: int) -> list[Any]:
-        cap = self.params["max_train_examples"]
-        if cap is None or len(examples) <= int(cap):
-            return examples
-        keep = np.sort(np.random.default_rng([seed, 5]).choice(len(examples), int(cap), replace=False))
-        return [examples[i] for i in keep]
 
     def _base_identity(self) -> dict[str, Any]:
         p = self.params
@@ -165,6 +159,7 @@ class ILMItem2Text(BaseRecommender):
             "backbone": {k: self.bb.info.get(k) for k in ("id", "revision", "dtype")},
             "seed": self.ctx.seed,
             "examples": len(self._examples),
+            "sample": "shared",  # item2text.examples.sample_examples (before: a stream of ILM's own)
             "train": {k: p[k] for k in TRAIN_IDENTITY_KEYS},
         }
 

@@ -48,7 +48,15 @@ ILM_PARAM_SPECS: dict[str, Param] = {
     "item_encoder": Param(kind="str", choices=ITEM_ENCODERS),
     "input": Param(kind="str", choices=("behavioral", "semantic", "combined")),
     "stage1_pairs": Param(kind="str", choices=("none", "ii", "ui", "ii+ui")),
-    "stage1_text_fields": Param(kind="str", nullable=True, help="comma list of item fields; null = all"),
+    "stage1_text_losses": Param(
+        kind="str", pattern=r"(itc|itm|itg)(\s*,\s*(itc|itm|itg))*", help="comma list of itc, itm, itg"
+    ),
+    "stage1_text_fields": Param(
+        kind="str",
+        nullable=True,
+        pattern=r"[\w\-]+(\s*,\s*[\w\-]+)*",
+        help="comma list of item fields; null = all",
+    ),
 }
 
 # Every ILM parameter both task paths accept, with its source (protocols/ilm.md §1f/§1i; T7/T8 = App. B).

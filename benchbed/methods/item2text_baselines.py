@@ -9,7 +9,9 @@ All compose ``benchbed.item2text.recipe.Item2TextLM`` (backbone, examples, next-
   (ILM §4.3: "ELM: an MLP adapter. Stage 1 trains only the adapter; stage 2 fine-tunes everything").
 - ``i2t-text``: text only; the prompt carries the item's title where the marker is, no vector.
 Reference rows (no training): ``i2t-floor`` answers each prompt with the reference of *another* test item
-for the same sub-task (SC of mismatched references: the encoder's floor) and ``i2t-copy`` with the title.
+for the same sub-task whose reference differs (SC of mismatched references: the encoder's floor),
+``i2t-const`` with the sub-task's most frequent training answer (what an item-blind model converges to) and
+``i2t-copy`` with the title (``benchbed.item2text.controls``).
 
 CF embeddings: ``cf_model`` (default ``als``, the export ILM's OpenP5 runs and seed 003 use) trained on the
 split's training interactions through ``ctx.embedding_source``. On the ``tiny`` preset the LLM is randomly
@@ -28,6 +30,7 @@ from torch import nn
 from benchbed.api import BaseRecommender, GenerateRequests, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.item2text.controls import constant_answers, mismatch_by_item
 from benchbed.item2text.recipe import Item2TextLM, StageSpec
 from benchbed.item2text.setup import Item2TextProtocol
 from benchbed.llm.lora import set_trainable
@@ -202,33 +205,41 @@ class _Reference(BaseRecommender):
 
 
 class I2TFloor(_Reference):
-    """SC of mismatched references: each prompt gets the next test item's reference (same sub-task)."""
+    """SC of mismatched references: each prompt gets the reference of the next test item of its sub-task
+    whose reference differs from its own (``controls.mismatched_references``)."""
 
     name: ClassVar[str] = "i2t-floor"
 
     def fit(self, split: Split, ctx: RunContext) -> None:
         super().fit(split, ctx)
-        examples = self.proto.eval_examples(self.proto.items.test, "seen:0")
-        self._refs: dict[str, tuple[np.ndarray, list[str]]] = {}
-        for task in self.proto.tasks:
-            rows = [e for e in examples if e.task == task]
-            self._refs[task] = (
-                np.asarray([e.items[0] for e in rows], dtype=np.int64),
-                [e.reference for e in rows],
-            )
+        self._other = mismatch_by_item(self.proto.eval_examples(self.proto.items.test, "seen:0"))
 
     def generate(self, requests: GenerateRequests) -> list[str]:
         assert requests.items is not None
         out = []
         for prompt, row in zip(requests.prompts, np.asarray(requests.items), strict=True):
-            items, refs = self._refs[self.task_of(prompt)]
-            if len(items) < 2:
-                raise ConfigError(f"method {self.name!r}: the floor needs >= 2 test items per sub-task")
-            k = int(np.searchsorted(items, int(row[0]), side="right")) % len(items)
-            if items[k] == int(row[0]):  # pragma: no cover - only with duplicate items
-                k = (k + 1) % len(items)
-            out.append(refs[k])
+            task = self.task_of(prompt)
+            text = self._other.get((task, int(row[0])))
+            if text is None:
+                raise ConfigError(
+                    f"method {self.name!r}: sub-task {task!r} has no test item with a different reference "
+                    "(every answer is the same), so no mismatched reference exists"
+                )
+            out.append(text)
         return out
+
+
+class I2TConst(_Reference):
+    """The sub-task's most frequent training answer for every prompt (``controls.constant_answers``)."""
+
+    name: ClassVar[str] = "i2t-const"
+
+    def fit(self, split: Split, ctx: RunContext) -> None:
+        super().fit(split, ctx)
+        self._answer = constant_answers(self.proto.train)
+
+    def generate(self, requests: GenerateRequests) -> list[str]:
+        return [self._answer[self.task_of(prompt)] for prompt in requests.prompts]
 
 
 class I2TCopy(_Reference):

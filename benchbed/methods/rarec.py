@@ -119,7 +119,8 @@ class RARec(BaseRecommender):
 
     param_specs: ClassVar[dict[str, Param]] = {
         "variant": Param(kind="str", choices=VARIANTS),
-        "id_params": Param(kind="dict", nullable=True),
+        "id_params": Param(kind="dict", nullable=True, help="parameters of id_model (checked by it)"),
+        "user_prompt": Param(kind="str", pattern=r"(?s).*\S.*", help="the hard prompt text"),
         "selection": Param(kind="str", choices=SELECTIONS),
         "history_len": COUNT,
         "pooling": Param(kind="str", choices=("auto", *POOLINGS)),
@@ -128,6 +129,7 @@ class RARec(BaseRecommender):
         "id_norm": Param(kind="str", choices=ID_NORMS),
         "cold_ids": Param(kind="str", choices=("zero", "keep")),
     }
+    zero_shot_variants: ClassVar[tuple[str, ...]] = ("zero_shot",)  # trains nothing by design (§4.3)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)  # types, ranges and choices: param_specs (benchbed.params)
@@ -336,6 +338,8 @@ class RARec(BaseRecommender):
             "seed": ctx.seed,
             "schedule": "linear",
         }
+        if self.soft:  # input-token variants: the text-only targets no longer hold the [PAD] placeholders
+            identity["text_targets"] = "no-placeholders"
         st = stages.stage(ctx.cache_dir, "rarec-align", identity)
         named = {n: q for n, q in self.sides.named_parameters() if q.requires_grad}
 
@@ -410,7 +414,8 @@ class RARec(BaseRecommender):
                 assert u_al is not None and i_al is not None and item_states is not None
                 missing = [int(r) for r in rows if int(r) not in user_states]
                 if missing:
-                    states = self.towers.text_states([user_rows[r] for r in missing], n_align)
+                    texts = [self.prompts.text_only(user_rows[r], self.soft) for r in missing]
+                    states = self.towers.text_states(texts, n_align)
                     user_states.update(zip(missing, states.cpu(), strict=True))
                 h_u = torch.stack([user_states[int(r)] for r in rows]).to(u_al.device)
                 h_i = item_states[torch.as_tensor(pos)].to(i_al.device)

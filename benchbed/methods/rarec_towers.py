@@ -98,6 +98,12 @@ class Prompts:
             room -= need
         return self._wrap([self.instruction, *reversed(pieces)], soft)
 
+    def text_only(self, row: np.ndarray, soft: int) -> np.ndarray:
+        """``row`` without its ``soft`` placeholder positions: the text the alignment target encodes (a text
+        pass over the [PAD] placeholders would pool and attend to tokens that are no text)."""
+        lead = len(self.lead)
+        return np.concatenate([row[:lead], row[lead + soft :]]) if soft else row
+
     def item(self, item: int, soft: int = 0) -> np.ndarray:
         room = self.max_tokens - len(self.lead) - len(self.tail) - soft - len(self.item_head)
         return self._wrap([self.item_head, self.titles[int(item)][: max(room, 0)]], soft)

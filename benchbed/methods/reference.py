@@ -13,6 +13,7 @@ import numpy as np
 from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.params import Param
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -75,6 +76,9 @@ class PopRecommender(BaseRecommender):
     defaults: ClassVar[dict[str, Any]] = {
         "ctr_score": "positive_rate",  # "positive_rate" | "count"
         "prior_strength": 1.0,  # m in the smoothed positive rate
+    }
+    param_specs: ClassVar[dict[str, Param]] = {
+        "ctr_score": Param(kind="str", choices=("positive_rate", "count"))
     }
 
     def __init__(self, **params: Any) -> None:

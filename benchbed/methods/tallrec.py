@@ -13,6 +13,19 @@ from typing import Any, ClassVar
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.llm.ctr_recipe import TRAIN_DEFAULTS, PromptCTRMethod
+from benchbed.llm.heads.yesno import SCORE_MODES
+from benchbed.llm.yesno import SCORE_BATCHING
+from benchbed.params import Param
+
+# the prompt CTR methods' (tallrec, icl, collm) parameters that no naming convention covers
+CTR_PARAM_SPECS: dict[str, Param] = {
+    "score": Param(
+        kind="str", choices=SCORE_MODES, help="yes: the Yes logit (CoLLM code); yes-no: P(Yes|Yes,No)"
+    ),
+    "score_batching": Param(kind="str", choices=SCORE_BATCHING),
+    # titles are cut to this many characters (not nullable like other max_* caps: the prompt code needs one)
+    "max_title_chars": Param(kind="int", min=1, help="characters of a title kept in the prompt"),
+}
 
 
 class TALLRec(PromptCTRMethod):
@@ -21,6 +34,7 @@ class TALLRec(PromptCTRMethod):
     name: ClassVar[str] = "tallrec"
     view: ClassVar[str] = "text"
     defaults: ClassVar[dict[str, Any]] = dict(TRAIN_DEFAULTS)
+    param_specs: ClassVar[dict[str, Param]] = CTR_PARAM_SPECS
 
     def fit(self, split: Split, ctx: RunContext) -> None:
         self.setup(split, ctx)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +19,9 @@ class MetricValue:
 
     value: float
     n: int
+    # the value of each unit averaged over (users or rows, in the metric's order; None where not kept):
+    # what the paired tests of benchbed.stats compare between two runs
+    per_unit: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __float__(self) -> float:
         return self.value

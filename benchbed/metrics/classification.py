@@ -162,7 +162,7 @@ def uauc(users: object, labels: object, scores: object) -> MetricValue:
     valid = ~np.isnan(values)
     if not valid.any():
         return UNDEFINED
-    return MetricValue(float(values[valid].mean()), int(valid.sum()))
+    return MetricValue(float(values[valid].mean()), int(valid.sum()), values[valid])
 
 
 def gauc(users: object, labels: object, scores: object) -> MetricValue:
@@ -175,7 +175,8 @@ def gauc(users: object, labels: object, scores: object) -> MetricValue:
     valid = ~np.isnan(values)
     if not valid.any():
         return UNDEFINED
-    return MetricValue(float((values[valid] * pos[valid]).sum() / pos[valid].sum()), int(valid.sum()))
+    value = float((values[valid] * pos[valid]).sum() / pos[valid].sum())
+    return MetricValue(value, int(valid.sum()), values[valid])  # per_unit: the users' AUC (weights: pos)
 
 
 def sigmoid(logits: object) -> np.ndarray:
@@ -200,7 +201,7 @@ def logloss(labels: object, probs: object, eps: float = 1e-15) -> MetricValue:
         )
     p = np.clip(p, eps, 1 - eps)
     loss = -(y * np.log(p) + (1 - y) * np.log1p(-p))
-    return MetricValue(float(loss.mean()), int(y.size))
+    return MetricValue(float(loss.mean()), int(y.size), loss)
 
 
 def user_ndcg(
@@ -235,4 +236,4 @@ def user_ndcg(
     if not valid.any():
         return UNDEFINED
     values = dcg[valid] / ideal[pos[valid]]
-    return MetricValue(float(values.mean()), int(valid.sum()))
+    return MetricValue(float(values.mean()), int(valid.sum()), values)  # per_unit: users in id order

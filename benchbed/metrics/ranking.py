@@ -170,9 +170,10 @@ def _discounts(k: int) -> np.ndarray:
 
 
 def _mean(per_user: np.ndarray) -> MetricValue:
+    """The mean over users with positives; ``per_unit`` keeps each such user's value, in input order."""
     if per_user.size == 0:
         return UNDEFINED
-    return MetricValue(float(per_user.mean()), int(per_user.size))
+    return MetricValue(float(per_user.mean()), int(per_user.size), per_user)
 
 
 def hit_rate(hits: np.ndarray, n_pos: np.ndarray, k: int) -> MetricValue:

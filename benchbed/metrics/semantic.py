@@ -196,9 +196,13 @@ def find_attributes(text: str, vocabulary: Iterable[str]) -> frozenset[str]:
 
 
 def set_f1(predicted: frozenset[str] | set[str], reference: frozenset[str] | set[str]) -> float:
-    """F1 of two sets; both empty = 1.0 (a correct "none"), exactly one empty = 0.0."""
+    """F1 of two sets; exactly one empty = 0.0; both empty = NaN: undefined, and left out of every mean.
+
+    Scoring two empty sets as 1 rewarded any text that names no attribute wherever the reference names none
+    (an empty answer scored 100 on such rows), so a row counts for attribute F1 only when one of the two
+    sets names something; ``MetricValue.n`` says how many rows did."""
     if not predicted and not reference:
-        return 1.0
+        return float("nan")
     hit = len(set(predicted) & set(reference))
     if hit == 0:
         return 0.0
@@ -216,4 +220,7 @@ def attribute_f1(
         return UNDEFINED
     vocab = sorted(set(vocabulary), key=len, reverse=True)
     values = [set_f1(find_attributes(g, vocab), ref) for g, ref in zip(generated, references, strict=True)]
-    return MetricValue(100.0 * float(np.mean(values)), len(values))
+    defined = [v for v in values if not np.isnan(v)]
+    if not defined:
+        return UNDEFINED
+    return MetricValue(100.0 * float(np.mean(defined)), len(defined))

@@ -5,7 +5,8 @@ protocols or candidate sets are never put in one table. One row per (method, ful
 ``subset/metric`` (``all/auc``, ``warm/ndcg@10``). A cell is the mean over the row's seeds with the standard
 error of the mean (sample std / sqrt(n)) when there are two or more; if any seed lacks the value (metric
 undefined, or not computed) the cell has no mean at all, because a mean over a different set of seeds would
-not be comparable with its neighbours.
+not be comparable with its neighbours. With two or more seeds a cell also has a t-based 95% CI
+(``Cell.ci95``); rows carry significance marks once :mod:`benchbed.results.significance` annotates them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from benchbed.results.record import RunRecord
 from benchbed.results.reference import ReferenceRow
 
 SUBSET_ORDER = ("all", "warm", "cold", "seen", "unseen", "unseen:warm", "unseen:cold")
+# what a run cost, from ``record.cost`` (the runner measures them): columns ``cost/<key>``, lower is better;
+# not shown unless asked for (``--metrics train_s``), a report shows them always
+COST_SUBSET = "cost"
+COST_KEYS = ("train_s", "eval_s", "peak_memory_mb", "trainable_params")
 
 
 @dataclass
@@ -30,6 +35,9 @@ class Cell:
     sem: float | None  # None with a single seed
     n: int  # seeds that have a value
     total: int  # seeds in the row
+    ci95: tuple[float, float] | None = None  # t-based 95% CI of the mean over seeds (two or more)
+    # said instead of a number where a number would mislead (``--vs-paper``: "backbone differs")
+    text: str | None = None
 
 
 @dataclass
@@ -49,6 +57,15 @@ class Row:
     random_init: bool = False
     # "<dataset_hash>/<split_hash>" of its records: seeds aggregate only over runs on the same data
     data: str = ""
+    # significance against the board's best row on ``Board.mark_column`` (benchbed.results.significance):
+    # mark is "best" | "n.s." | "worse" | "no test" (None: not annotated); p_value is corrected
+    mark: str | None = None
+    mark_note: str = ""  # why "no test"
+    p_value: float | None = None
+    p_raw: float | None = None
+    test: str | None = None
+    diff: float | None = None  # this row - the best row
+    diff_ci95: tuple[float, float] | None = None
 
     @property
     def is_reference(self) -> bool:
@@ -69,6 +86,14 @@ class Board:
     split_defaults: dict[str, Any] = field(default_factory=dict)
     task_defaults: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # printed under the table (e.g. the --vs-paper sources)
+    # significance marks (benchbed.results.significance.annotate_boards): the tested column, the level, the
+    # correction, and per tested column the smallest difference detectable at 80% power
+    mark_column: str | None = None
+    alpha: float | None = None
+    correction: str | None = None
+    power_notes: list[str] = field(default_factory=list)
+    # ``cost/<key>`` columns some row has a value for (cells in ``Row.cells``; see :func:`select_columns`)
+    cost_columns: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -84,7 +109,9 @@ def metric_direction(column: str) -> bool:
     """True when higher is better for a column (``warm/auc``) or key (``logloss``); unknown keys: higher."""
     from benchbed.metrics import higher_is_better
 
-    key = column.rsplit("/", 1)[-1]
+    subset, _, key = column.rpartition("/")
+    if subset == COST_SUBSET or (not subset and key in COST_KEYS):
+        return False  # seconds, megabytes, parameters: less is better
     try:
         return higher_is_better(key)
     except Exception:  # a custom key that the registry does not know
@@ -136,11 +163,14 @@ def aggregate(values: Sequence[float | None]) -> Cell:
     if total == 0 or len(present) < total:
         return Cell(None, None, len(present), total)
     mean = sum(present) / total
-    sem = None
+    sem, ci95 = None, None
     if total >= 2:
+        from benchbed.stats.power import t_interval
+
         var = sum((v - mean) ** 2 for v in present) / (total - 1)
         sem = math.sqrt(var / total)
-    return Cell(mean, sem, total, total)
+        ci95 = t_interval(present)
+    return Cell(mean, sem, total, total, ci95)
 
 
 def _record_group(record: RunRecord) -> tuple[str, str, str, str, str]:
@@ -270,7 +300,13 @@ def random_init_backbone(backbone: dict[str, Any] | None) -> bool:
 
 
 def _has_column(board: Board, name: str) -> bool:
-    return name in ("method", "seeds") or name in board.columns or f"all/{name}" in board.columns
+    return (
+        name in ("method", "seeds")
+        or name in board.columns
+        or f"all/{name}" in board.columns
+        or name in board.cost_columns
+        or f"{COST_SUBSET}/{name}" in board.cost_columns
+    )
 
 
 def _fill(board: Board, records: list[RunRecord], refs: list[ReferenceRow]) -> None:
@@ -288,6 +324,10 @@ def _fill(board: Board, records: list[RunRecord], refs: list[ReferenceRow]) -> N
         for column in board.columns:
             subset, _, key = column.rpartition("/")
             cells[column] = aggregate([per_seed[s].metrics.get(subset, {}).get(key) for s in seeds])
+        for key in COST_KEYS:
+            values = [per_seed[s].cost.get(key) for s in seeds]
+            if any(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                cells[f"{COST_SUBSET}/{key}"] = aggregate([_number(v) for v in values])
         params = dict(per_seed[seeds[0]].method_params)
         capped = any(bool(per_seed[s].info.get("time_capped")) for s in seeds)
         rand = any(random_init_backbone(per_seed[s].backbone) for s in seeds)
@@ -295,6 +335,9 @@ def _fill(board: Board, records: list[RunRecord], refs: list[ReferenceRow]) -> N
         row.data = data
         board.rows.append(row)
     _labels(board.rows)
+    board.cost_columns = [
+        f"{COST_SUBSET}/{k}" for k in COST_KEYS if any(f"{COST_SUBSET}/{k}" in r.cells for r in board.rows)
+    ]
     for ref in refs:
         cells = {c: Cell(v, None, 1, 1) for c in board.columns if (v := ref.value(c)) is not None}
         board.rows.append(
@@ -311,12 +354,18 @@ def _fill(board: Board, records: list[RunRecord], refs: list[ReferenceRow]) -> N
         )
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def resolve_column(board: Board, name: str) -> str:
     """``auc`` -> ``all/auc``; a full ``subset/metric`` column is returned as is."""
     if name in board.columns or name in ("method", "seeds"):
         return name
     if f"all/{name}" in board.columns:
         return f"all/{name}"
+    if name in board.cost_columns or f"{COST_SUBSET}/{name}" in board.cost_columns:
+        return name if name in board.cost_columns else f"{COST_SUBSET}/{name}"
     raise ConfigError(
         f"--sort: no column {name!r} in {board.title!r}; columns: method, seeds, {', '.join(board.columns)}"
     )
@@ -351,11 +400,23 @@ def sort_board(board: Board, sort: str | None) -> None:
 def select_columns(
     boards: list[Board], metrics: list[str] | None = None, subsets: list[str] | None = None
 ) -> None:
-    """Keep only columns whose metric key is in ``metrics`` and subset in ``subsets`` (None: all)."""
+    """Keep only columns whose metric key is in ``metrics`` and subset in ``subsets`` (None: all). Cost
+    columns join only when named: ``metrics`` holding ``train_s``, or ``subsets`` holding ``cost``."""
     for board in boards:
         keep = []
-        for column in board.columns:
+        for column in dict.fromkeys(board.columns + board.cost_columns):
             subset, _, key = column.rpartition("/")
-            if (metrics is None or key in metrics) and (subsets is None or subset in subsets):
+            if subset == COST_SUBSET:
+                named = metrics is not None and key in metrics
+                whole = subsets is not None and COST_SUBSET in subsets and (metrics is None or key in metrics)
+                if named or whole:
+                    keep.append(column)
+            elif (metrics is None or key in metrics) and (subsets is None or subset in subsets):
                 keep.append(column)
         board.columns = keep
+
+
+def known_metric_keys(boards: Sequence[Board]) -> list[str]:
+    """Every metric key on these boards plus the cost keys: what ``--metrics`` may name."""
+    keys = {c.rpartition("/")[2] for b in boards for c in b.columns}
+    return sorted(keys, key=metric_sort_key) + [k for k in COST_KEYS if k not in keys]

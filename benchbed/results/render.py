@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from rich import box
 from rich.table import Table
@@ -28,7 +30,7 @@ RANDOM_INIT_NOTE = (
     f"{RANDOM_MARK} random-init tiny backbone: tests the pipeline, not the method "
     "(paper-scale: --backbone <pretrained LLM> on a GPU)"
 )
-FORMATS = ("rich", "markdown", "csv", "latex")
+FORMATS = ("rich", "markdown", "csv", "latex", "json", "html")  # html: benchbed.report.tables (CLI layer)
 
 
 def fmt_value(value: float | None, digits: int = 4) -> str:
@@ -36,6 +38,8 @@ def fmt_value(value: float | None, digits: int = 4) -> str:
 
 
 def fmt_cell(cell: Cell | None, digits: int = 4, pm: str = " ± ") -> str:
+    if cell is not None and cell.text:
+        return cell.text
     if cell is None or cell.mean is None:
         return ""
     text = fmt_value(cell.mean, digits)
@@ -64,7 +68,63 @@ def _footnotes(board: Board) -> list[str]:
         notes.append(TIME_CAP_NOTE)
     if any(r.random_init for r in board.rows):
         notes.append(RANDOM_INIT_NOTE)
-    return notes + list(board.notes)
+    return notes + significance_notes(board) + list(board.notes)
+
+
+# ------------------------------------------------------------------------------------------------------
+# significance marks (benchbed.results.significance): plain fields on Row / Board, formatted here
+# ------------------------------------------------------------------------------------------------------
+MARK_HEADER = "vs best"
+
+
+def has_marks(board: Board) -> bool:
+    return any(r.mark is not None for r in board.rows)
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return ""
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def mark_text(row: Row) -> str:
+    """``best``, ``n.s. p=0.237``, ``worse p<0.001`` (corrected p), ``no test`` or empty."""
+    if row.mark is None:
+        return ""
+    if row.mark in ("n.s.", "worse"):
+        return f"{row.mark} {fmt_p(row.p_value)}"
+    return row.mark
+
+
+def diff_text(row: Row, digits: int = 4) -> str:
+    """Row - best with its 95% CI: ``-0.0070 [-0.0159, +0.0017]``."""
+    if row.diff is None or row.diff_ci95 is None:
+        return ""
+    lo, hi = row.diff_ci95
+    return f"{row.diff:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def ci_text(cell: Cell | None, digits: int = 4) -> str:
+    if cell is None or cell.ci95 is None:
+        return ""
+    return f"[{cell.ci95[0]:.{digits}f}, {cell.ci95[1]:.{digits}f}]"
+
+
+def significance_notes(board: Board) -> list[str]:
+    """What the marks mean on this board, and how small a gap its test could detect."""
+    if not has_marks(board):
+        return []
+    best = next((r.label for r in board.rows if r.mark == "best"), None)
+    if best is None:
+        return ["vs best: no row of this board has predictions to test (paper rows and runs without "
+                "predictions are 'no test')"]  # fmt: skip
+    correction = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}.get(board.correction or "", "")
+    notes = [
+        f"vs best: each row against {best} on {board.mark_column}, paired on the same units (seed means), "
+        f"{correction}-corrected p, alpha {board.alpha:g}; n.s. = not significantly different, "
+        "no test = paper row or no predictions; the 95% CI of row - best is per comparison (unadjusted)"
+    ]
+    return notes + list(board.power_notes)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -73,24 +133,71 @@ def _footnotes(board: Board) -> list[str]:
 PAPER_SUFFIX, DIFF_SUFFIX = " paper", " Δ"
 
 
-def paper_pairs(board: Board) -> list[tuple[Row | None, Row | None]]:
-    """(our row, paper row) pairs of one board: a paper row pairs with each of our rows of its benchbed
-    method (``methods`` in reference.yaml) whose parameters include the row's ``params`` (CoLLM-MF =
-    ``collm`` with ``cf: mf``); a paper row without one stays alone (the table shows what is missing), our
-    rows without a paper row come first with ``None``."""
+BACKBONE_DIFFERS = "backbone differs"
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """One line of ``--vs-paper``: our row, the paper row it stands for, and whether only the backbone
+    differs (then the difference is not a number: a tiny or another model is not the paper's run)."""
+
+    ours: Row | None
+    paper: Row | None
+    backbone_differs: bool = False
+
+
+def _accepted_backbones(value: Any) -> set[str]:
+    values = [value] if isinstance(value, str) else list(value or [])
+    return {str(v).lower() for v in values}
+
+
+def paper_match(ours: Row, paper: Row) -> str | None:
+    """``"exact"`` when our row's resolved parameters equal every key the paper row declares (its method,
+    variant, input, cf, ...; ``backbone`` lists the ids of the paper's model), ``"backbone"`` when they do
+    except the backbone, else None. A key the paper row declares and our method lacks never matches."""
+    if ours.method != paper.method:
+        return None
+    for key, value in paper.params.items():
+        if key != "backbone" and (key not in ours.params or ours.params[key] != value):
+            return None
+    if "backbone" not in paper.params:
+        return "exact"
+    mine = str(ours.params.get("backbone", "")).lower()
+    return "exact" if mine in _accepted_backbones(paper.params["backbone"]) else "backbone"
+
+
+def paper_pairings(board: Board) -> list[Pairing]:
+    """Pairs of one board, block by block (a block = one paper table, ``Row.source``).
+
+    A paper row pairs with each of our rows whose resolved parameters equal what it declares
+    (:func:`paper_match`). Our row with no such row in a block pairs "backbone differs" with the block's one
+    row that matches it on everything but the backbone (none, when two do: CLLM4Rec-T5 and -LLaMA differ only
+    in their model, so a GPT-2 run is neither). A paper row without a run stays alone (the table shows what
+    is missing); our rows without a paper row come first."""
     ours = [r for r in board.rows if not r.is_reference]
-    papers = [r for r in board.rows if r.is_reference]
-    pairs: list[tuple[Row | None, Row | None]] = []
+    blocks: dict[str, list[Row]] = {}
+    for row in board.rows:
+        if row.is_reference:
+            blocks.setdefault(row.source or "", []).append(row)
+    pairs: list[Pairing] = []
     paired: set[int] = set()
-    for paper in papers:
-        found = [
-            o
-            for o in ours
-            if o.method == paper.method and all(o.params.get(k) == v for k, v in paper.params.items())
-        ]
-        pairs += [(o, paper) for o in found] or [(None, paper)]
-        paired.update(id(o) for o in found)
-    return [(o, None) for o in ours if id(o) not in paired] + pairs
+    for rows in blocks.values():
+        found: dict[int, list[tuple[Row, bool]]] = {id(p): [] for p in rows}
+        for mine in ours:
+            matches = {id(p): paper_match(mine, p) for p in rows}
+            exact = [p for p in rows if matches[id(p)] == "exact"]
+            near = [p for p in rows if matches[id(p)] == "backbone"]
+            for p in exact or (near if len(near) == 1 else []):
+                found[id(p)].append((mine, not exact))
+                paired.add(id(mine))
+        for p in rows:
+            pairs += [Pairing(o, p, differs) for o, differs in found[id(p)]] or [Pairing(None, p)]
+    return [Pairing(o, None) for o in ours if id(o) not in paired] + pairs
+
+
+def paper_pairs(board: Board) -> list[tuple[Row | None, Row | None]]:
+    """(our row, paper row) pairs of one board (:func:`paper_pairings` without the backbone flag)."""
+    return [(p.ours, p.paper) for p in paper_pairings(board)]
 
 
 def vs_paper_boards(boards: Sequence[Board]) -> list[Board]:
@@ -99,16 +206,17 @@ def vs_paper_boards(boards: Sequence[Board]) -> list[Board]:
     are left out (there is nothing to compare)."""
     out = []
     for board in boards:
-        everything = paper_pairs(board)
-        pairs = [(o, p) for o, p in everything if p is not None]
-        unpaired = [o.label for o, p in everything if p is None and o is not None]
-        papers = [p for _, p in pairs if p is not None]
+        everything = paper_pairings(board)
+        pairs = [x for x in everything if x.paper is not None]
+        unpaired = [x.ours.label for x in everything if x.paper is None and x.ours is not None]
+        papers = [x.paper for x in pairs if x.paper is not None]
         if not papers:
             continue
         reported = [c for c in board.columns if any(p.cells.get(c) is not None for p in papers)]
         columns = [x for c in reported for x in (c, c + PAPER_SUFFIX, c + DIFF_SUFFIX)]
         rows = []
-        for ours, paper in pairs:
+        for pairing in pairs:
+            ours, paper = pairing.ours, pairing.paper
             cells: dict[str, Cell] = {}
             for c in reported:
                 mine = ours.cells.get(c) if ours else None
@@ -124,6 +232,8 @@ def vs_paper_boards(boards: Sequence[Board]) -> list[Board]:
                     and theirs.mean is not None
                 ):
                     cells[c + DIFF_SUFFIX] = Cell(mine.mean - theirs.mean, None, mine.n, mine.total)
+                    if pairing.backbone_differs:
+                        cells[c + DIFF_SUFFIX] = Cell(None, None, 0, mine.total, text=BACKBONE_DIFFERS)
             label = f"{ours.label if ours else '—'} | {paper.label if paper else '—'}"
             base = ours or paper
             assert base is not None
@@ -141,7 +251,10 @@ def vs_paper_boards(boards: Sequence[Board]) -> list[Board]:
             )
         sources = sorted({p.source for p in papers if p.source})
         notes = [f"ours | paper row; '{PAPER_SUFFIX.strip()}' = paper-reported ({'; '.join(sources)})"]
-        notes.append(f"'{DIFF_SUFFIX.strip()}' = ours − paper; empty: no run of ours or no paper figure")
+        notes.append(
+            f"'{DIFF_SUFFIX.strip()}' = ours − paper; empty: no run of ours or no paper figure; "
+            f"'{BACKBONE_DIFFERS}': our run is not on the paper's model, so no difference is computed"
+        )
         if unpaired:
             notes.append(f"not in the paper's table (plain leaderboard shows them): {', '.join(unpaired)}")
         out.append(replace(board, columns=columns, rows=rows, notes=notes + list(board.notes)))
@@ -154,6 +267,8 @@ def _fit_columns(board: Board, digits: int, max_width: int | None) -> list[str]:
         return list(board.columns)
     gap = 2  # one space of padding each side between columns (the edges are not padded)
     used = max([len("method"), *(len(_label(r)) for r in board.rows)]) + len("seeds") + gap + 2  # + box edges
+    if has_marks(board):
+        used += max(len(MARK_HEADER), *(len(mark_text(r)) for r in board.rows)) + gap
     kept: list[str] = []
     for column in board.columns:
         subset, _, key = column.rpartition("/")
@@ -188,6 +303,9 @@ def rich_tables(boards: Sequence[Board], digits: int = 4, max_width: int | None 
         )
         table.add_column("method", no_wrap=True)
         table.add_column("seeds", justify="right", no_wrap=True)
+        marks = has_marks(board)
+        if marks:
+            table.add_column(MARK_HEADER, no_wrap=True)
         for column in columns:
             subset, _, key = column.rpartition("/")
             # two header lines keep columns narrow; numbers are never wrapped or cut
@@ -196,7 +314,7 @@ def rich_tables(boards: Sequence[Board], digits: int = 4, max_width: int | None 
             style = "dim" if row.is_reference else None
             # the standard error goes on a second line: columns stay as narrow as a single number
             cells = [fmt_cell(row.cells.get(c), digits, pm="\n±") or "–" for c in columns]
-            table.add_row(_label(row), _seeds(row), *cells, style=style)
+            table.add_row(_label(row), _seeds(row), *([mark_text(row)] if marks else []), *cells, style=style)
         tables.append(table)
     return tables
 
@@ -208,17 +326,40 @@ def _md_escape(text: str) -> str:
 def render_markdown(boards: Sequence[Board], digits: int = 4) -> str:
     parts = []
     for board in boards:
-        header = ["method", "seeds", *board.columns]
+        marks = has_marks(board)
+        extra = [MARK_HEADER, "Δ vs best [95% CI]", f"{board.mark_column} 95% CI (seeds)"] if marks else []
+        header = ["method", "seeds", *extra, *board.columns]
         lines = [f"### {_md_escape(board.title)}", ""]
         lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
         for row in board.rows:
             cells = [fmt_cell(row.cells.get(c), digits) for c in board.columns]
+            if marks:
+                seed_ci = ci_text(row.cells.get(board.mark_column or ""), digits)
+                cells = [mark_text(row), diff_text(row, digits), seed_ci, *cells]
             lines.append("| " + " | ".join(_md_escape(x) for x in [_label(row), _seeds(row), *cells]) + " |")
         for note in _footnotes(board):
             lines += ["", _md_escape(note)]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
+
+
+def significance_fields(board: Board, row: Row, digits: int = 6) -> list[str]:
+    """The CSV's significance columns for a row (empty strings where it was not annotated or tested)."""
+    if row.mark is None:
+        return [""] * 9
+    low, high = row.diff_ci95 if row.diff_ci95 else (None, None)
+    return [
+        row.mark,
+        board.mark_column or "",
+        row.test or "",
+        "" if row.p_value is None else f"{row.p_value:.6g}",
+        "" if row.p_raw is None else f"{row.p_raw:.6g}",
+        board.correction or "",
+        fmt_value(row.diff, digits),
+        fmt_value(low, digits),
+        fmt_value(high, digits),
+    ]
 
 
 def render_csv(boards: Sequence[Board], digits: int = 6) -> str:
@@ -241,7 +382,9 @@ def render_csv(boards: Sequence[Board], digits: int = 6) -> str:
     ]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(fixed + [x for c in columns for x in (c, f"{c}_sem")])
+    fixed += ["vs_best", "mark_column", "test", "p_corrected", "p_raw", "correction", "diff_vs_best"]
+    fixed += ["diff_ci95_low", "diff_ci95_high"]
+    writer.writerow(fixed + [x for c in columns for x in (c, f"{c}_sem", f"{c}_ci95_low", f"{c}_ci95_high")])
     for board in boards:
         for row in board.rows:
             ident = [
@@ -252,17 +395,19 @@ def render_csv(boards: Sequence[Board], digits: int = 6) -> str:
                 json.dumps(board.task_params, sort_keys=True),
                 row.label,
                 json.dumps(row.params, sort_keys=True, default=str),
-                " ".join(map(str, row.seeds)),
+                _seeds(row),  # a count, as on every board (the seed ids: --format json)
                 row.source or "",
                 "true" if row.time_capped else "",
                 "true" if row.random_init else "",
+                *significance_fields(board, row, digits),
             ]
             values = []
             for c in columns:
                 cell = row.cells.get(c)
                 values += [
-                    fmt_value(cell.mean if cell else None, digits),
+                    cell.text if cell and cell.text else fmt_value(cell.mean if cell else None, digits),
                     fmt_value(cell.sem if cell else None, digits),
+                    *(fmt_value(v, digits) for v in (cell.ci95 if cell and cell.ci95 else (None, None))),
                 ]
             writer.writerow(ident + values)
     return out.getvalue()
@@ -271,6 +416,7 @@ def render_csv(boards: Sequence[Board], digits: int = 6) -> str:
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
     "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "·": r"$\cdot$", "±": r"$\pm$",
+    "Δ": r"$\Delta$", "<": r"$<$", ">": r"$>$",
 }  # fmt: skip
 
 
@@ -288,9 +434,10 @@ def render_latex(boards: Sequence[Board], digits: int = 4) -> str:
             r"\centering",
             f"\\caption{{{latex_escape(board.title)}}}",
         ]
-        lines.append(r"\begin{tabular}{l" + "r" * (1 + len(board.columns)) + "}")
+        marks = has_marks(board)
+        lines.append(r"\begin{tabular}{l" + "r" * (1 + len(board.columns)) + ("ll" if marks else "") + "}")
         lines.append(r"\toprule")
-        header = ["Method", "Seeds", *board.columns]
+        header = ["Method", "Seeds", *board.columns, *([MARK_HEADER, "Δ vs best [95% CI]"] if marks else [])]
         lines.append(" & ".join(latex_escape(h) for h in header) + r" \\")
         lines.append(r"\midrule")
         seen_reference = False
@@ -305,6 +452,8 @@ def render_latex(boards: Sequence[Board], digits: int = 4) -> str:
             )
             label += r"$^\dagger$" if row.is_reference else ""
             cells = [fmt_cell(row.cells.get(c), digits, pm=r" $\pm$ ") for c in board.columns]
+            if marks:
+                cells += [latex_escape(mark_text(row)), diff_text(row, digits)]
             lines.append(" & ".join([label, _seeds(row), *cells]) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
         for note in _footnotes(board):
@@ -316,12 +465,50 @@ def render_latex(boards: Sequence[Board], digits: int = 4) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def board_dict(board: Board) -> dict[str, Any]:
+    """One board as plain JSON data: identity, columns, footnotes and per row every cell (mean, sem, n).
+
+    ``seeds`` is a count as on every board; the ids are ``seed_ids``. Fields a row or board carries beyond
+    the basic ones (significance marks, p-values) are included as they are, so the JSON keeps up with them.
+    """
+    rows = []
+    for row in board.rows:
+        item = asdict(row)
+        item["cells"] = {c: item["cells"][c] for c in board.columns if c in item["cells"]}  # the shown ones
+        item["seed_ids"] = item.pop("seeds")
+        item["seeds"] = len(row.seeds) if not row.is_reference else None
+        item["is_reference"] = row.is_reference
+        rows.append(item)
+    out = asdict(board)
+    out.update(title=board.title, rows=rows, notes=_footnotes(board))
+    return out
+
+
+def _finite(value: Any) -> Any:
+    """NaN / inf (JSON has neither) become null, at any depth."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def render_json(boards: Sequence[Board]) -> str:
+    """Every board as one JSON document (numbers unrounded; an undefined mean is null)."""
+    doc = _finite({"boards": [board_dict(b) for b in boards]})
+    return json.dumps(doc, indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
+
+
 def render_text(boards: Sequence[Board], fmt: str, digits: int = 4) -> str:
-    """Markdown, CSV or LaTeX as a string (rich output goes through :func:`rich_tables`)."""
+    """Markdown, CSV, LaTeX or JSON as a string (rich output goes through :func:`rich_tables`)."""
     if fmt == "markdown":
         return render_markdown(boards, digits)
     if fmt == "csv":
         return render_csv(boards)
     if fmt == "latex":
         return render_latex(boards, digits)
+    if fmt == "json":
+        return render_json(boards)
     raise ValueError(f"unknown format {fmt!r}")

@@ -21,6 +21,7 @@ from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
 from benchbed.parallel import map_batches
+from benchbed.params import Param
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import (
     batches,
@@ -45,6 +46,14 @@ class CTRTask(Task):
         "metrics": ["auc", "uauc", "ndcg", "logloss"],  # any of CTR_METRICS
         "batch_size": 1024,  # rows per `score` call; methods may batch further inside
         "max_rows": None,  # evaluate only the first N rows (smoke runs); None = all
+    }
+    param_specs: ClassVar[dict[str, Param]] = {
+        "metrics": Param(
+            kind="list",
+            item_kind="str",
+            pattern="|".join(CTR_METRICS),
+            help="any of " + ", ".join(CTR_METRICS),
+        )
     }
     validation_metric: ClassVar[str] = "auc"
     feedback: ClassVar[str] = "labels"  # CoLLM: pointwise rows with 0/1 labels

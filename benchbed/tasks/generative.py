@@ -33,6 +33,7 @@ from benchbed.generative.indexing import MODES
 from benchbed.generative.setup import GenerativeProtocol, GenerativeSetup
 from benchbed.metrics.generative import generative_metrics
 from benchbed.parallel import map_batches
+from benchbed.params import Param
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates_for
 
@@ -60,6 +61,11 @@ class GenerativeTask(Task):
         "max_users": None,  # evaluate only the first N users by id (smoke runs); None = all
         "id_exclude": "history",  # ID methods: mask the user's train+valid items ("history") or "none"
         "id_history_len": 50,  # ID methods: history handed to `rank` (as topk)
+    }
+    param_specs: ClassVar[dict[str, Param]] = {
+        "sub_task": Param(kind="str", choices=tuple(SUB_TASKS)),
+        "indexing": Param(kind="str", choices=tuple(MODES)),
+        "id_exclude": Param(kind="str", choices=("history", "none")),
     }
     validation_metric: ClassVar[str] = "ndcg@10"
     default_split: ClassVar[str] = PROTOCOL  # runs that name no --split get the OpenP5 protocol

@@ -15,6 +15,12 @@ or path) of generated and reference text, mean per sub-task, ``all`` = macro mea
 ``warm_threshold``, or ``warm_min_item_count``), ``seen``/``unseen``/``unseen:warm``/``unseen:cold`` for
 prompt methods, and one subset per sub-task (``describe``, ``unseen:describe``, ...). Every macro mean is
 over the sub-tasks with rows in that subset.
+
+Every record also says how far it is above what an item-blind answer reaches on its own rows
+(``benchbed.item2text.controls``): ``sc_const`` (the sub-task's most frequent training answer for every row),
+``sc_floor`` (another test item's different reference), ``sc_gap`` = ``sc`` minus the stronger of the two,
+and ``distinct`` = the share of distinct generated texts (x100; a model writing one string for every item
+has ``sc_gap`` <= 0 whatever its ``sc``).
 """
 
 from __future__ import annotations
@@ -28,14 +34,17 @@ import pandas as pd
 from benchbed.api import BaseRecommender, GenerateRequests, RunContext, TaskSetup
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
+from benchbed.item2text.controls import constant_answers, distinct_share, mismatch_by_item
 from benchbed.item2text.examples import Example
 from benchbed.item2text.setup import Item2TextProtocol, Item2TextSetup
 from benchbed.item2text.subtasks import SUB_TASKS
+from benchbed.params import Param
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates_for
 
 SETUP_KEYS = tuple(Item2TextSetup().as_dict())
 METRIC_KEYS = ("sc", "attr_f1")
+CONTROL_KEYS = ("sc_const", "sc_floor")  # per-row SC of the two controls (predictions of newer records)
 
 
 class Item2TextTask(Task):
@@ -47,6 +56,13 @@ class Item2TextTask(Task):
         "batch_size": 32,  # prompts per `generate` call
         "max_test_items": None,  # evaluate only the first N test items by id (smoke runs); None = all
         "warm_min_item_count": None,  # None: the split's warm_threshold (item train interactions)
+    }
+    param_specs: ClassVar[dict[str, Param]] = {
+        "tasks": Param(
+            kind="str", pattern=r"[\w\-]+(\s*,\s*[\w\-]+)*", help="'auto' or a comma list of sub-tasks"
+        ),
+        "test_items": Param(kind="float", min=0, max=1, exclusive_max=True, help="share of titled items"),
+        "valid_items": Param(kind="float", min=0, max=1, exclusive_max=True, help="share of titled items"),
     }
     validation_metric: ClassVar[str] = "sc"
     default_split: ClassVar[str] = "leave-one-out"  # every interaction a positive; ILM's OpenP5 split
@@ -111,6 +127,7 @@ class Item2TextTask(Task):
             decode[template] = {"rows": len(examples), "seconds": round(seconds, 3)}
             parts.append(self._frame(examples, texts, template, warm))
         predictions = pd.concat(parts, ignore_index=True)
+        add_controls(predictions, proto, proto.items.test if stage == "test" else proto.items.valid)
         start = time.perf_counter()
         self._score(predictions, encoder)
         score_s = time.perf_counter() - start
@@ -193,6 +210,17 @@ class Item2TextTask(Task):
         gen, ref = frame["generated"].tolist(), frame["reference"].tolist()
         both = encoder.encode([*gen, *ref])
         frame["sc"] = sc_scores(both[: len(gen)], both[len(gen) :])
+        ref_emb = both[len(gen) :]
+        for column, key in (("const", "sc_const"), ("floor", "sc_floor")):
+            if column not in frame:
+                continue
+            texts = frame[column].tolist()
+            unique = sorted({t for t in texts if isinstance(t, str)})
+            emb = dict(zip(unique, encoder.encode(unique), strict=True)) if unique else {}
+            frame[key] = [
+                float(sc_scores(emb[t][None, :], ref_emb[r][None, :])[0]) if isinstance(t, str) else np.nan
+                for r, t in enumerate(texts)
+            ]
         found = [find_attributes(g, vocab) for g in gen]
         frame["attr_f1"] = [
             100.0 * set_f1(f, frozenset(a)) for f, a in zip(found, frame["attributes"], strict=True)
@@ -213,8 +241,9 @@ class Item2TextTask(Task):
                 rows = part[mask]
                 if not len(rows):
                     continue
-                per_task = {t: g for t, g in rows.groupby("task") if len(g)}
-                macro = {k: float(np.mean([g[k].mean() for g in per_task.values()])) for k in METRIC_KEYS}
+                per_task = {t: group_metrics(g) for t, g in rows.groupby("task") if len(g)}
+                keys = list(next(iter(per_task.values()))) if per_task else list(METRIC_KEYS)
+                macro = {k: float(np.nanmean([m[k] for m in per_task.values()])) for k in keys}
                 name = subset_name(str(template), subset)
                 metrics[name] = macro if per_task else {k: float("nan") for k in METRIC_KEYS}
                 counts[name] = {"rows": int(mask.sum()), "items": int(rows["item"].nunique())}
@@ -225,6 +254,30 @@ class Item2TextTask(Task):
                 if not len(g):
                     continue
                 name = subset_name(str(template), task)
-                metrics[name] = {k: float(g[k].mean()) for k in METRIC_KEYS}
+                metrics[name] = group_metrics(g)
                 counts[name] = {"rows": len(g), "items": int(g["item"].nunique())}
         return metrics, counts
+
+
+def add_controls(frame: pd.DataFrame, proto: Item2TextProtocol, pool: np.ndarray) -> None:
+    """Adds the texts of the two controls per row: ``const`` (the sub-task's most frequent training answer)
+    and ``floor`` (the reference of another item of ``pool``, the evaluated split's items, that differs from
+    the row's; None where none does), as the ``i2t-const`` and ``i2t-floor`` rows answer."""
+    const = constant_answers(proto.train)
+    frame["const"] = [const.get(t) for t in frame["task"]]
+    other = mismatch_by_item(proto.eval_examples(pool, "seen:0"))
+    frame["floor"] = [other.get((t, int(i))) for t, i in zip(frame["task"], frame["item"], strict=True)]
+
+
+def group_metrics(rows: pd.DataFrame) -> dict[str, float]:
+    """The means of one group of rows (a sub-task in a subset): SC and attribute F1 (rows whose F1 is
+    undefined, both attribute sets empty, do not count), and where the rows carry them the controls' SC,
+    the gap over the stronger control and the share of distinct outputs."""
+    out = {k: float(rows[k].mean()) if rows[k].notna().any() else float("nan") for k in METRIC_KEYS}
+    if all(k in rows for k in CONTROL_KEYS):
+        controls = [float(rows[k].mean()) for k in CONTROL_KEYS if rows[k].notna().any()]
+        out["sc_const"] = float(rows["sc_const"].mean())
+        out["sc_floor"] = float(rows["sc_floor"].mean()) if rows["sc_floor"].notna().any() else float("nan")
+        out["sc_gap"] = out["sc"] - max(controls) if controls else float("nan")
+        out["distinct"] = distinct_share(rows["generated"].astype(str).tolist())
+    return out

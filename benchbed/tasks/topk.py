@@ -56,6 +56,14 @@ class TopKTask(Task):
     param_specs: ClassVar[dict[str, Param]] = {
         "candidates": Param(kind="int", min=1, also=("full",), help="'full' or N negatives per positive"),
         "recall_denominator": Param(kind="str", choices=("positives", "min_k")),
+        "metrics": Param(
+            kind="list",
+            item_kind="str",
+            pattern="|".join(RANK_METRICS),
+            help="any of " + ", ".join(RANK_METRICS),
+        ),
+        "positives": Param(kind="str", choices=("all", "label")),
+        "exclude": Param(kind="str", choices=("history", "train", "none")),
     }
     defaults: ClassVar[dict[str, Any]] = {
         "ks": [5, 10, 20],
