@@ -25,6 +25,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import torch
 
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
@@ -59,11 +60,12 @@ def qformer_flops(
 
 
 def encoder_parameters(params: dict[str, Any], d_in: int, vocab: int, hidden: int) -> tuple[int, int]:
-    """(Q-Former parameters, projector parameters), counted on the real modules (small: CPU-built)."""
+    """(Q-Former parameters, projector parameters), counted on the real modules (built on the meta device)."""
     from benchbed.methods.ilm_encoder import ILMEncoder
 
     cfg = _encoder_config(params, d_in, vocab)
-    encoder = sum(p.numel() for p in ILMEncoder(cfg).parameters())
+    with torch.device("meta"):  # the paper's 8 x 768 encoder: shapes only, no memory
+        encoder = sum(p.numel() for p in ILMEncoder(cfg).parameters())
     return int(encoder), cfg.width * hidden + hidden
 
 

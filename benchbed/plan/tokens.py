@@ -10,7 +10,8 @@ from typing import Any
 from benchbed.llm.backbone import ALIASES
 from benchbed.llm.handle import load_tokenizer, minilm_dir
 
-BUNDLED = ("tiny", "tiny-gpt2")
+# backbones whose own tokenizer is the bundled one (all-MiniLM-L6-v2 ships bert-base-uncased's WordPiece)
+BUNDLED = ("tiny", "tiny-gpt2", "minilm", "bert-base")
 
 
 def tokenizer_for(name: str) -> tuple[Any, str | None]:
