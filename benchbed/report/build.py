@@ -22,7 +22,7 @@ from benchbed.report.tables import board_table
 from benchbed.results.leaderboard import COST_SUBSET, PRIMARY_COLUMNS, Board, build_leaderboard
 from benchbed.results.record import RunRecord
 from benchbed.results.reference import ReferenceRow
-from benchbed.results.render import paper_pairings, paper_pairs
+from benchbed.results.render import paper_pairings
 
 Defaults = Callable[[str, str, str], tuple[dict[str, Any], dict[str, Any]]]
 MAIN_FALLBACK = ("all/sc", "all/recall_min@20", "all/recall@20", "all/ndcg@20")
@@ -87,7 +87,10 @@ def environment_summary(records: Iterable[RunRecord]) -> list[tuple[str, str]]:
 def board_figures(board: Board, column: str) -> list[figures.FigureSpec]:
     key = column.rpartition("/")[2]
     made = [
-        figures.main_metric(board, column, paper_pairs(board)),
+        # the paper's marker only beside a run of the paper's configuration on the paper's model
+        figures.main_metric(
+            board, column, [(x.ours, x.paper) for x in paper_pairings(board) if not x.backbone_differs]
+        ),
         figures.subset_groups(board, key),
         figures.quality_vs_cost(board, column),
         figures.item2text_subtasks(board) if board.task == "item2text" else None,

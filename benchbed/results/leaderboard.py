@@ -131,7 +131,7 @@ METRIC_ORDER = (
     "mrr",
     "precision",
 )
-PRIMARY_COLUMNS = ("all/auc", "all/ndcg@10", "all/hr@10")  # default sort, when present
+PRIMARY_COLUMNS = ("all/auc", "all/ndcg@10", "all/hr@10", "all/sc")  # default sort, when present
 
 
 def metric_sort_key(key: str) -> tuple[int, int, str]:
