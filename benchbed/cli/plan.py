@@ -11,8 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchbed.cli.options import MethodParams, SplitParams, TaskParams
-from benchbed.cli.run import build_config
-from benchbed.config import parse_assignments
+from benchbed.cli.run import config_from_options, task_names
 from benchbed.errors import ConfigError
 
 
@@ -90,7 +89,7 @@ def render(plan: Any, console: Console) -> None:
 def plan_command(
     method: Annotated[str | None, typer.Option("--method", "-m", help="Method name.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Catalog name [ml-100k].")] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", help="ctr | topk | generative [ctr].")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help=f"{task_names()} [ctr].")] = None,
     split: Annotated[str | None, typer.Option("--split", help="Split protocol.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", "-s", help="Seed [0].")] = None,
     config: Annotated[
@@ -124,15 +123,8 @@ def plan_command(
         raise ConfigError(f"--launcher {launcher!r}: expected none or accelerate")
     overrides = {"method": method, "dataset": dataset, "task": task, "split": split, "seed": seed}
     overrides["dtype"] = dtype
-    method_params = parse_assignments(param or [], "--param")
-    method_params.update({k: v for k, v in (("backbone", backbone), ("cf", cf), ("tuning", tuning)) if v})
-    cfg = build_config(
-        config,
-        overrides,
-        method_params,
-        parse_assignments(split_param or [], "--split-param"),
-        parse_assignments(task_param or [], "--task-param"),
-    )
+    shorthands = {"backbone": backbone, "cf": cf, "tuning": tuning}
+    cfg = config_from_options(config, overrides, param, shorthands, split_param, task_param)
     source = "default"
     rate = DEFAULT_MFU
     if calibrate is not None:

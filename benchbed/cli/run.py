@@ -47,6 +47,27 @@ def build_config(
     return RunConfig.from_dict(raw, source=source)
 
 
+def config_from_options(
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    param: list[str] | None,
+    shorthands: dict[str, str | None],
+    split_param: list[str] | None,
+    task_param: list[str] | None,
+) -> RunConfig:
+    """The run config that ``run``'s options describe (``plan`` takes the same ones): ``--param`` maps plus
+    the LLM shorthands (``--backbone``, ``--cf``, ``--tuning``, the same as ``--param backbone=...``)."""
+    method_params = parse_assignments(param or [], "--param")
+    method_params.update({k: v for k, v in shorthands.items() if v})
+    return build_config(
+        config_file,
+        overrides,
+        method_params,
+        parse_assignments(split_param or [], "--split-param"),
+        parse_assignments(task_param or [], "--task-param"),
+    )
+
+
 MAX_KEYS = 8
 
 
@@ -108,7 +129,7 @@ def _print_board(console: Console, record: RunRecord) -> None:
         console.print(f"[dim]{note}[/]")
 
 
-def _task_names() -> str:
+def task_names() -> str:
     """Every registered task for help texts (from the registry, so a new task is listed without an edit)."""
     import benchbed.tasks  # noqa: F401 - registers the built-in tasks
     from benchbed.registry import TASKS
@@ -123,7 +144,7 @@ def run_command(
     dataset: Annotated[
         str | None, typer.Option("--dataset", "-d", help="Catalog name or data dir [ml-100k].")
     ] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", help=f"{_task_names()} [ctr].")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help=f"{task_names()} [ctr].")] = None,
     split: Annotated[
         str | None, typer.Option("--split", help="Split protocol [the dataset's default].")
     ] = None,
@@ -179,16 +200,8 @@ def run_command(
     overrides |= {"device": device, "dtype": dtype}
     if no_predictions:
         overrides["save_predictions"] = False
-    method_params = parse_assignments(param or [], "--param")
-    # shorthands for the LLM methods' most used parameters (same as --param backbone=...)
-    method_params.update({k: v for k, v in (("backbone", backbone), ("cf", cf), ("tuning", tuning)) if v})
-    cfg = build_config(
-        config,
-        overrides,
-        method_params,
-        parse_assignments(split_param or [], "--split-param"),
-        parse_assignments(task_param or [], "--task-param"),
-    )
+    shorthands = {"backbone": backbone, "cf": cf, "tuning": tuning}
+    cfg = config_from_options(config, overrides, param, shorthands, split_param, task_param)
     seed_list = parse_seeds(seeds, seed) if seeds is not None else None
     if seed_list is not None and launcher != "none":
         raise ConfigError("--seeds runs in this process; with --launcher accelerate run one --seed per call")
