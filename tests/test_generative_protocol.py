@@ -194,9 +194,9 @@ def test_template_missing_a_placeholder_fails_in_one_line(
 
 
 def test_task_parameters_are_checked() -> None:
-    with pytest.raises(ConfigError, match="sub_task must be one of"):
+    with pytest.raises(ConfigError, match="sub_task='conversational' is invalid; expected one of"):
         GenerativeTask(sub_task="conversational")
-    with pytest.raises(ConfigError, match="indexing must be one of"):
+    with pytest.raises(ConfigError, match="indexing=.collaborative. is invalid; expected one of"):
         GenerativeTask(indexing="collaborative")
     with pytest.raises(ConfigError, match="beams .* must be >= the largest k"):
         GenerativeTask(beams=5, ks=[5, 10])
