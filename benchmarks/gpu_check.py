@@ -19,11 +19,13 @@ MFU is against the GPU's dense bf16 peak (``benchbed.plan.gpus``); on CPU it is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -346,6 +348,32 @@ def gpu_peak(device: str) -> tuple[str | None, float | None]:
     return name, None
 
 
+@contextlib.contextmanager
+def _fresh_dirs(tmp: Path) -> Iterator[None]:
+    """A fresh cache and results dir (every stage trains here, none is loaded from an earlier run), and the
+    caller's environment and settings back afterwards: the test suite calls ``main`` in its own process, and
+    later tests must not find their cache pointing at a deleted temporary folder."""
+    import os
+
+    from benchbed.settings import Settings, get_settings, set_settings
+
+    keys = ("BENCHBED_RESULTS", "BENCHBED_CACHE")
+    saved_env = {k: os.environ.get(k) for k in keys}
+    saved = get_settings()
+    os.environ["BENCHBED_RESULTS"] = str(tmp / "results")
+    os.environ["BENCHBED_CACHE"] = str(tmp / "cache")
+    set_settings(Settings.from_env())
+    try:
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        set_settings(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
@@ -358,16 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     gpu, peak = gpu_peak(args.device)
-    with tempfile.TemporaryDirectory() as tmp:
-        import os
-
-        # a fresh cache and results dir: every stage trains here (none is loaded from an earlier run)
-        os.environ["BENCHBED_RESULTS"] = str(Path(tmp) / "results")
-        os.environ["BENCHBED_CACHE"] = str(Path(tmp) / "cache")
+    with tempfile.TemporaryDirectory() as tmp, _fresh_dirs(Path(tmp)):
         spec, model, tok = build_backbone(args.tiny, args.device, Path(tmp))
-        from benchbed.settings import Settings, set_settings
-
-        set_settings(Settings.from_env())
         report: dict[str, Any] = {
             "device": args.device,
             "gpu": gpu,

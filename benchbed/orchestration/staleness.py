@@ -45,9 +45,16 @@ def stale_reason(path: Path, record: RunRecord, known: dict[str, Any]) -> str | 
         if path.name != expected and path.name.endswith(f"-s{config.seed}.json"):
             return f"the files of {record.config.get('dataset')} changed since this run"
         return None
-    if identity is not None and (record.dataset_hash, record.split_hash) != (
-        identity.data_hash,
-        identity.split_hash,
+    # a record that names no hashes (written by hand, or before they existed) cannot be judged: kept
+    known_hashes = record.dataset_hash is not None and record.split_hash is not None
+    if (
+        identity is not None
+        and known_hashes
+        and (record.dataset_hash, record.split_hash)
+        != (
+            identity.data_hash,
+            identity.split_hash,
+        )
     ):
         return (
             f"the data or split of {record.dataset} changed since this run (split {identity.split_hash} now)"
