@@ -489,12 +489,12 @@ def test_ilm_stage2_flops_and_trainable() -> None:
     from benchbed.config import RunConfig
     from benchbed.data.prepare import prepare_split
     from benchbed.llm.injectors.slots import MultiTokenSlots
-    from benchbed.methods.ilm_encoder import ILMEncoder
+    from benchbed.methods.ilm_encoder import EncoderConfig, ILMEncoder
     from benchbed.methods.ilm_generative import ILMGenerative
     from benchbed.methods.ilm_parts import ILMParts
     from benchbed.orchestration.runner import setup
     from benchbed.plan.generative import _bind
-    from benchbed.plan.ilm import _encoder_config, encoder_parameters, qformer_flops
+    from benchbed.plan.ilm import encoder_parameters, qformer_flops
 
     split = prepare_split("ml-100k", "leave-one-out").split
     method, task = setup(RunConfig(method="ilm", task="generative", split="leave-one-out"))
@@ -509,7 +509,7 @@ def test_ilm_stage2_flops_and_trainable() -> None:
         [e.template for e in ex], use_slots=True, targets=np.asarray([e.target for e in ex]),
     )  # fmt: skip
     gen.bb, gen.model, gen.injector = SimpleNamespace(device="cpu"), _model(), MultiTokenSlots(4)
-    ecfg = _encoder_config(gen.params, 64, len(tok))  # ALS dim 64 (behavioral input)
+    ecfg = EncoderConfig.from_params(gen.params, 64, len(tok))  # ALS dim 64 (behavioral input)
     parts = ILMParts.__new__(ILMParts)  # the real item/user token path, input tables planted
     parts.tables = SimpleNamespace(item=torch.randn(split.n_items, 64), user=torch.randn(split.n_users, 64))
     parts.encoder, parts.proj, parts.mlp = ILMEncoder(ecfg), torch.nn.Linear(64, 64), None

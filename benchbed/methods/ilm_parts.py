@@ -124,17 +124,7 @@ class ILMParts:
         self.tokenizer = tokenizer
         self.device = ctx.device
         self.tables = build_inputs(split, ctx, params)
-        self.cfg = EncoderConfig(
-            d_in=self.tables.dim,
-            vocab_size=len(tokenizer),
-            n_queries=int(params["n_queries"]),
-            width=int(params["encoder_width"]),
-            layers=int(params["encoder_layers"]),
-            heads=int(params["encoder_heads"]),
-            memory_tokens=int(params["memory_tokens"]),
-            max_text_len=int(params["max_text_len"]),
-            dropout=float(params["encoder_dropout"]),
-        )
+        self.cfg = EncoderConfig.from_params(params, self.tables.dim, len(tokenizer))
         self.kind = str(params["item_encoder"])
         if self.kind not in ITEM_ENCODERS:
             raise ConfigError(

@@ -61,27 +61,12 @@ def qformer_flops(
 
 def encoder_parameters(params: dict[str, Any], d_in: int, vocab: int, hidden: int) -> tuple[int, int]:
     """(Q-Former parameters, projector parameters), counted on the real modules (built on the meta device)."""
-    from benchbed.methods.ilm_encoder import ILMEncoder
+    from benchbed.methods.ilm_encoder import EncoderConfig, ILMEncoder
 
-    cfg = _encoder_config(params, d_in, vocab)
+    cfg = EncoderConfig.from_params(params, d_in, vocab)
     with torch.device("meta"):  # the paper's 8 x 768 encoder: shapes only, no memory
         encoder = sum(p.numel() for p in ILMEncoder(cfg).parameters())
     return int(encoder), cfg.width * hidden + hidden
-
-
-def _encoder_config(params: dict[str, Any], d_in: int, vocab: int) -> Any:
-    from benchbed.methods.ilm_encoder import EncoderConfig
-
-    return EncoderConfig(
-        d_in=d_in,
-        vocab_size=vocab,
-        n_queries=int(params["n_queries"]),
-        width=int(params["encoder_width"]),
-        layers=int(params["encoder_layers"]),
-        heads=int(params["encoder_heads"]),
-        memory_tokens=int(params["memory_tokens"]),
-        max_text_len=int(params["max_text_len"]),
-    )
 
 
 def input_dim(params: dict[str, Any]) -> int:
