@@ -1,7 +1,8 @@
-"""Typer options that several commands take with one meaning (``run``, ``tune``): declared once here."""
+"""Typer options that several commands (run, plan, tune) take with one meaning: declared once here."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,3 +16,5 @@ SplitParams = Annotated[
 TaskParams = Annotated[
     list[str] | None, typer.Option("--task-param", help="Task param KEY=VALUE (repeatable).")
 ]
+Seed = Annotated[int | None, typer.Option("--seed", "-s", help="Seed [0].")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of RunConfig keys.")]

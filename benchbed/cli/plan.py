@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchbed.cli.options import MethodParams, SplitParams, TaskParams
+from benchbed.cli.options import ConfigFile, MethodParams, Seed, SplitParams, TaskParams
 from benchbed.cli.run import config_from_options, task_names
 from benchbed.errors import ConfigError
 
@@ -91,10 +91,8 @@ def plan_command(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Catalog name [ml-100k].")] = None,
     task: Annotated[str | None, typer.Option("--task", "-t", help=f"{task_names()} [ctr].")] = None,
     split: Annotated[str | None, typer.Option("--split", help="Split protocol.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", "-s", help="Seed [0].")] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML file of RunConfig keys.")
-    ] = None,
+    seed: Seed = None,
+    config: ConfigFile = None,
     param: MethodParams = None,
     split_param: SplitParams = None,
     task_param: TaskParams = None,

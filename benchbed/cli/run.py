@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchbed.cli.options import MethodParams, SplitParams, TaskParams
+from benchbed.cli.options import ConfigFile, MethodParams, Seed, SplitParams, TaskParams
 from benchbed.config import RunConfig, load_yaml, parse_assignments
 from benchbed.errors import ConfigError
 from benchbed.results.record import RunRecord
@@ -148,14 +148,12 @@ def run_command(
     split: Annotated[
         str | None, typer.Option("--split", help="Split protocol [the dataset's default].")
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", "-s", help="Seed [0].")] = None,
+    seed: Seed = None,
     seeds: Annotated[
         str | None,
         typer.Option("--seeds", help="Comma list of seeds (0,1,2): one run and record per seed."),
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML file of RunConfig keys.")
-    ] = None,
+    config: ConfigFile = None,
     param: MethodParams = None,
     split_param: SplitParams = None,
     task_param: TaskParams = None,
