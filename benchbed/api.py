@@ -165,6 +165,11 @@ class BaseRecommender:
     # by ``build_method(name, params, task=...)``: {"ctr": {"weight_decay": 1e-4}} (CoLLM's CF settings)
     task_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     uses_templates: ClassVar[bool] = False  # prompt-based: the task also evaluates the unseen template
+    # Parameters that change how a fitted method is evaluated (batch sizes of scoring, which templates are
+    # scored) and never a trained tensor: no training stage names them, so changing one reuses every cached
+    # stage. The stage-identity conformance test (tests/test_stage_identity_conformance.py) checks the claim;
+    # every other parameter must change the key of each stage whose tensors it changes.
+    evaluation_only: ClassVar[frozenset[str]] = frozenset()
     # What `score` returns (the ctr task reads it): "probability" in [0, 1]; "logit" (a sigmoid gives the
     # probability for LogLoss); "score" (an order only: LogLoss is not reported).
     score_kind: ClassVar[str] = "probability"

@@ -106,8 +106,8 @@ def test_minilm_is_the_real_encoder_and_refuses_decoder_methods():
         out = bb.model(**bb.tokenizer(["a great movie", "a great film"], return_tensors="pt", padding=True))
     emb = out.last_hidden_state[:, 0]
     assert torch.cosine_similarity(emb[0], emb[1], dim=0) > 0.5  # pretrained weights, not random
-    with pytest.raises(ConfigError, match="encoder-only .* method 'collm' needs a causal decoder"):
-        bb.require_decoder("collm")
+    with pytest.raises(ConfigError, match="encoder-only .* method 'icl' needs a causal decoder"):
+        bb.require_decoder("icl")
 
 
 def test_backbone_without_yes_token_is_refused(tmp_path: Path):

@@ -460,7 +460,7 @@ def test_plan_rarec_cli_and_trainable(cli) -> None:
 
     code, out, err = cli(
         "plan", "-m", "rarec", "-t", "topk", "-p", "train_samples=300", "-p", "valid_users=50",
-        "--format", "json",
+        "-p", "lam=0.1", "--format", "json",
     )  # fmt: skip
     assert code == 0, err
     plan = json.loads(out)

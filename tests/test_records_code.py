@@ -61,3 +61,40 @@ def test_code_note_counts_unknown_records_only_beside_known_ones() -> None:
     assert environment.code_note([known, known, None, {}]) is None
     note = environment.code_note([known, {"code": {"git_sha": "b" * 40, "dirty": False}}, None])
     assert note is not None and "2 commits" in note and "1 record(s) predate" in note
+
+
+def test_dirty_means_any_change_in_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A planted checkout: an edit anywhere in the package, or a new module, makes the code dirty; a file
+    outside the package (a record) does not (it looked at benchbed/results/ only before)."""
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
+    package = tmp_path / "benchbed"
+    (package / "results").mkdir(parents=True)
+    (package / "methods").mkdir()
+    (package / "methods" / "m.py").write_text("x = 1\n")
+    (package / "results" / "r.py").write_text("y = 1\n")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    monkeypatch.setattr(environment, "PACKAGE_DIR", package)
+
+    def dirty() -> bool | None:
+        environment.code_identity.cache_clear()
+        try:
+            return environment.code_identity()["dirty"]
+        finally:
+            environment.code_identity.cache_clear()
+
+    assert dirty() is False
+    (tmp_path / "record.json").write_text("{}")  # outside the package
+    assert dirty() is False
+    (package / "methods" / "m.py").write_text("x = 2\n")  # outside results/: missed before
+    assert dirty() is True
+    git("checkout", "--", ".")
+    assert dirty() is False
+    (package / "methods" / "new.py").write_text("z = 1\n")  # an untracked module is code
+    assert dirty() is True

@@ -9,7 +9,11 @@ authors' TF1 code (THUDM/ComiRec ``src/model.py`` ``Model_ComiRec_SA``, ``src/tr
 - ``A = softmax_T(W_2 tanh(W_1 X))`` with ``W_1: d -> 4*hidden``, ``W_2: 4*hidden -> K``, padding masked;
 - interests ``V = A^T H`` (H, not H + P): K vectors of size d;
 - training readout: the interest with the largest dot product with the target item; loss: sampled softmax
-  over ``10 * batch_size`` negatives (zero, non-trainable bias), Adam;
+  over ``10 * batch_size`` negatives (zero, non-trainable bias), Adam. ``tf.nn.sampled_softmax_loss`` with
+  TF's defaults: a log-uniform (Zipfian) candidate sampler, unique draws, accidental hits removed and the
+  logits corrected by ``log Q`` (``LogUniformSampler``); the authors' item ids are ranks by frequency
+  (``preprocess/data.py`` sorts items by count, most frequent first), which is what makes the log-uniform
+  law a popularity-biased sampler, so here an item's class is its rank by training frequency;
 - training samples as the authors' iterator draws them: a random user, a random position ``k`` in
   ``[4, len)`` (clamped to ``len - 1`` for shorter sequences), target ``seq[k]``, history
   ``seq[k-max_len:k]``;
@@ -36,12 +40,77 @@ from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.baselines.recbole_adapter import check_device
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
+from benchbed.params import Param
 
 # `max_iter: auto`: the authors train up to 1,000 x 1,000 iterations with early stopping (src/train.py:
 # max_iter=1000 (k), test_iter=1000, patience=50); on a CPU a seeded sample of 2,000 iterations of 128
 # (~2.6 passes over ml-100k's training interactions) keeps `benchbed run` to seconds.
 CPU_MAX_ITER = 2000
 GPU_MAX_ITER = 1_000_000
+# negatives of the sampled softmax: "log_uniform" = tf.nn.sampled_softmax_loss's default sampler (authors'
+# src/model.py passes no sampled_values), "uniform" = every item equally likely (benchbed before issue 22)
+SAMPLERS = ("log_uniform", "uniform")
+
+
+class LogUniformSampler:
+    """TensorFlow's ``log_uniform_candidate_sampler(unique=True)`` over items ranked by training frequency.
+
+    Class ``r`` (0 = the most frequent item) is drawn with ``P(r) = log((r + 2) / (r + 1)) / log(n + 1)``
+    (TF ``LogUniformSampler``: ``floor(exp(u * log(n + 1))) - 1``); draws repeat until ``k`` distinct classes
+    are in hand, and each class's expected count in those ``num_tries`` draws is
+    ``1 - (1 - P)^num_tries`` (``P * k`` when no draw repeated), TF's ``ExpectedCountHelper``. The sampled
+    softmax subtracts ``log`` of it from the logits (``subtract_log_q``). The authors' class 0 is their
+    padding row (ids start at 1); here only items are classes."""
+
+    def __init__(self, ranked_items: np.ndarray) -> None:
+        self.items = np.asarray(ranked_items, dtype=np.int64)  # items[r] = the item of rank r
+        self.n = len(self.items)
+        self.rank = np.empty(self.n, dtype=np.int64)
+        self.rank[self.items] = np.arange(self.n)
+        self.log_range = math.log1p(self.n)
+
+    @classmethod
+    def by_frequency(cls, items: np.ndarray, n_items: int) -> LogUniformSampler:
+        """Items ranked by how often they occur in ``items`` (most frequent first, ties by item id)."""
+        counts = np.bincount(np.asarray(items, dtype=np.int64), minlength=n_items)
+        return cls(np.argsort(-counts, kind="stable"))
+
+    def probability(self, ranks: np.ndarray) -> np.ndarray:
+        r = np.asarray(ranks, dtype=np.float64)
+        return np.log((r + 2.0) / (r + 1.0)) / self.log_range
+
+    def sample_ranks(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """``k`` distinct ranks in the order first drawn, and the number of draws it took."""
+        if not 0 < k <= self.n:
+            raise ValueError(f"LogUniformSampler: k={k} distinct classes of {self.n}")
+        picked: list[np.ndarray] = []
+        seen = np.zeros(self.n, dtype=bool)
+        have = tries = 0
+        while have < k:
+            chunk = max(4 * (k - have), 256)
+            draws = np.exp(rng.random(chunk) * self.log_range).astype(np.int64) - 1
+            np.clip(draws, 0, self.n - 1, out=draws)
+            values, first = np.unique(draws, return_index=True)
+            fresh = ~seen[values]
+            values, first = values[fresh], first[fresh]
+            order = np.argsort(first, kind="stable")
+            values, first = values[order][: k - have], first[order][: k - have]
+            seen[values] = True
+            picked.append(values)
+            have += len(values)
+            tries += int(first[-1]) + 1 if have == k else chunk
+        return np.concatenate(picked), tries
+
+    def expected_count(self, ranks: np.ndarray, k: int, tries: int) -> np.ndarray:
+        p = self.probability(ranks)
+        if tries == k:
+            return p * k
+        return -np.expm1(tries * np.log1p(-p))
+
+    def sample(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """``k`` distinct items and the number of draws (for ``expected_count`` of any item's rank)."""
+        ranks, tries = self.sample_ranks(k, rng)
+        return self.items[ranks], tries
 
 
 class ComiRecSA(nn.Module):
@@ -104,7 +173,9 @@ class ComiRec(BaseRecommender):
         "eval_every": 1000,  # test_iter 1000: evaluate on the validation stage every 1,000 iterations
         "patience": 50,  # patience 50 evaluations without improvement
         "eval_k": 50,  # validation metric: recall@50 (the authors' topN)
+        "sampler": "log_uniform",  # tf.nn.sampled_softmax_loss's default (src/model.py); uniform: no log Q
     }
+    param_specs: ClassVar[dict[str, Param]] = {"sampler": Param(kind="str", choices=SAMPLERS)}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)  # types and ranges: benchbed.params naming rules (all positive ints)
@@ -148,13 +219,24 @@ class ComiRec(BaseRecommender):
         start = time.perf_counter()
         best, best_state, bad, history = -math.inf, None, 0, []
         n_neg = min(p["neg_factor"] * p["batch_size"], split.n_items)
+        sampler = LogUniformSampler.by_frequency(train["item"].to_numpy(), split.n_items)
+        tries_total = 0
         it = 0
         stopped = "max_iter"
         model.train()
         while it < max_iter:
             hist, target = self._sample(seqs, users, rng)
-            negatives = rng.choice(split.n_items, size=n_neg, replace=False)
-            loss = self._loss(model, hist, target, negatives)
+            if p["sampler"] == "uniform":
+                negatives = rng.choice(split.n_items, size=n_neg, replace=False)
+                loss = self._loss(model, hist, target, negatives)
+            else:
+                negatives, tries = sampler.sample(n_neg, rng)
+                tries_total += tries
+                log_q = [
+                    torch.from_numpy(np.log(sampler.expected_count(sampler.rank[x], n_neg, tries)))
+                    for x in (target, negatives)
+                ]
+                loss = self._loss(model, hist, target, negatives, log_q=(log_q[0], log_q[1]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -182,6 +264,11 @@ class ComiRec(BaseRecommender):
         seconds = time.perf_counter() - start
         self.info = {
             "budget": {"profile": profile, "max_iter": int(max_iter), "batch_size": p["batch_size"]},
+            "sampler": {
+                "kind": p["sampler"],
+                "negatives": int(n_neg),
+                "mean_draws": round(tries_total / max(it, 1), 1) if p["sampler"] == "log_uniform" else None,
+            },
             "iterations": it,
             "samples": it * p["batch_size"],
             "stopped": stopped,
@@ -212,8 +299,15 @@ class ComiRec(BaseRecommender):
         return pad_histories(hist, p["max_len"]), target
 
     def _loss(
-        self, model: ComiRecSA, hist: np.ndarray, target: np.ndarray, negatives: np.ndarray
+        self,
+        model: ComiRecSA,
+        hist: np.ndarray,
+        target: np.ndarray,
+        negatives: np.ndarray,
+        log_q: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """Sampled softmax of the target against ``negatives``; ``log_q`` = log expected counts of the
+        targets (B,) and the negatives (S,), subtracted from their logits (TF's ``subtract_log_q``)."""
         dev = self.device
         h = torch.from_numpy(hist).to(dev)
         t = torch.from_numpy(target).to(dev)
@@ -225,6 +319,10 @@ class ComiRec(BaseRecommender):
         readout = v[torch.arange(len(t), device=dev), pick]
         neg = torch.from_numpy(negatives).to(dev)
         logits = torch.cat([(readout * pos).sum(-1, keepdim=True), readout @ items[neg].T], dim=1)
+        if log_q is not None:
+            logits = logits - torch.cat(
+                [log_q[0].unsqueeze(1), log_q[1].unsqueeze(0).expand(len(t), -1)], 1
+            ).to(device=dev, dtype=logits.dtype)
         # sampled softmax removes accidental hits (a negative equal to the row's target)
         hit = neg.unsqueeze(0) == t.unsqueeze(1)
         logits[:, 1:] = logits[:, 1:].masked_fill(hit, -1e9)

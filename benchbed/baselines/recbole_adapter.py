@@ -17,9 +17,10 @@ What a row of each file is depends on the task (the *feedback*) and the model:
   negative per positive.
 
 Sequential models get an ``item_id_list`` column: in ``labels`` mode the split's own ``history`` column (the
-user's earlier positives, as CoLLM builds it), in ``interactions`` mode the user's earlier items over
-train, then valid, then test in time order (so a valid row's history is the user's training sequence and
-a test row's history adds the valid items — what RecBole's ``LS`` split gives).
+user's positives at earlier timestamps) or, with ``history_rule="file"``, CoLLM's (earlier positives in file
+order, same-second ones included: :mod:`benchbed.baselines.collm_history`), in ``interactions`` mode the
+user's earlier items over train, then valid, then test in time order (so a valid row's history is the user's
+training sequence and a test row's history adds the valid items — what RecBole's ``LS`` split gives).
 
 RecBole is kept contained while it runs (:func:`recbole_scope`): ``sys.argv`` is hidden from its
 ``Config``, its records (it logs to the root logger directly) go to the ``benchbed.recbole`` logger,
@@ -47,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from benchbed.api import RunContext
+from benchbed.baselines.collm_history import file_order_histories
 from benchbed.compat import recbole_shims
 from benchbed.data.schema import HISTORY_COLUMN, Split
 from benchbed.errors import ConfigError, DataError
@@ -74,6 +76,8 @@ class DataPlan:
     sequential: bool = False
     max_len: int = 50  # history cap for sequential models
     min_history: int = 0  # rows with a shorter history are left out (SASRec needs >= 1)
+    # labels only: "split" = the split's history column; "file" = CoLLM's (baselines.collm_history)
+    history_rule: str = "split"
 
     @property
     def train_rows(self) -> str:
@@ -84,7 +88,8 @@ class DataPlan:
     @property
     def variant(self) -> str:
         seq = f"seq{self.max_len}h{self.min_history}" if self.sequential else "flat"
-        return f"{self.feedback}-{self.train_rows}-{seq}"
+        rule = "-filehist" if self.sequential and self.history_rule == "file" else ""
+        return f"{self.feedback}-{self.train_rows}-{seq}{rule}"
 
 
 def _check_trainable(split: Split, plan: DataPlan) -> None:
@@ -142,7 +147,9 @@ def _sequence_histories(split: Split, max_len: int) -> dict[str, list[list[int]]
 def _frame_rows(split: Split, plan: DataPlan) -> dict[str, pd.DataFrame]:
     """The rows (user, item[, label][, history]) of each atomic file."""
     histories = None
-    if plan.sequential and (plan.feedback == "interactions" or HISTORY_COLUMN not in split.train.columns):
+    if plan.sequential and plan.feedback == "labels" and plan.history_rule == "file":
+        histories = file_order_histories(split.frames(), plan.max_len)
+    elif plan.sequential and (plan.feedback == "interactions" or HISTORY_COLUMN not in split.train.columns):
         histories = _sequence_histories(split, plan.max_len)
     out = {}
     for stage, frame in split.frames().items():

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from benchbed.api import BaseRecommender, RunContext, ScoreRequests
+from benchbed.baselines.collm_history import RowHistories
 from benchbed.baselines.recbole_adapter import (
     DataPlan,
     RecBoleSession,
@@ -61,6 +62,12 @@ COMMON_KEYS = {
 CTR_COMMON: dict[str, Any] = {"weight_decay": 1e-4, "stopping_step": 50, "batch_size": 1024, "epochs": 5000}
 CTR_SOURCE = "CoLLM baseline scripts (PROTOCOLS.md, CoLLM: settings in the authors' baseline scripts)"
 SCORE_BATCH = 4096  # (user, item) rows per forward pass when scoring
+# which history a sequential model reads on ctr: the split's column (earlier timestamps) or CoLLM's rule
+HISTORY_SPEC = Param(
+    kind="str",
+    choices=("split", "file"),
+    help="split = the split's history (strictly earlier timestamps) | file = CoLLM's: earlier in file order",
+)
 FULL_BATCH = 256  # users per forward pass when scoring all items
 
 
@@ -87,6 +94,7 @@ class RecBoleRecommender(BaseRecommender):
             raise ConfigError(f"method {self.name!r}: parameter 'recbole' must be a mapping of RecBole keys")
         check_recbole_keys(self._model_name(), extra, f"method {self.name!r} parameter 'recbole'")
         self.session: RecBoleSession | None = None
+        self.row_histories: RowHistories | None = None  # CoLLM's file-order histories (history='file')
         if self.is_pointwise() and not self.pointwise:  # a pointwise variant chosen by a parameter
             self.score_kind = "logit"  # type: ignore[misc]
 
@@ -127,14 +135,21 @@ class RecBoleRecommender(BaseRecommender):
             sequential=self.sequential,
             max_len=int(self.params.get("max_len", 50)),
             min_history=self.history_minimum(),
+            history_rule=str(self.params.get("history", "split")),
         )
 
     # --- training ------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:
         self.split = split
-        self.session = RecBoleSession(
-            split, self._model_ref(), self.data_plan(ctx.feedback), self.recbole_settings(ctx), ctx
-        )
+        plan = self.data_plan(ctx.feedback)
+        if plan.history_rule == "file" and plan.feedback != "labels":
+            raise ConfigError(
+                f"method {self.name!r}: history='file' (CoLLM's CTR history rule) needs labeled rows "
+                f"(task ctr); this task's feedback is {plan.feedback!r}: use history='split'"
+            )
+        file_rule = plan.sequential and plan.history_rule == "file"
+        self.row_histories = RowHistories(split.frames(), plan.max_len) if file_rule else None
+        self.session = RecBoleSession(split, self._model_ref(), plan, self.recbole_settings(ctx), ctx)
         outcome = self.session.train()
         self.backbone_info = {
             "library": "recbole 1.2.1",
@@ -182,7 +197,10 @@ class RecBoleRecommender(BaseRecommender):
         with torch.no_grad(), quiet_recbole():
             for lo in range(0, len(requests), SCORE_BATCH):
                 hi = min(lo + SCORE_BATCH, len(requests))
-                fields = self._fields(s, requests.users[lo:hi], requests.histories[lo:hi])
+                hist = requests.histories[lo:hi]
+                if self.row_histories is not None:  # the row's CoLLM history, found by its (user, item)
+                    hist = self.row_histories.lookup(requests.users[lo:hi], requests.items[lo:hi], hist)
+                fields = self._fields(s, requests.users[lo:hi], hist)
                 fields["item_id"] = s.item_map[np.asarray(requests.items[lo:hi], dtype=np.int64)]
                 out[lo:hi] = self._predict(s, s.interaction(fields)).detach().cpu().numpy().reshape(-1)
         return out
@@ -394,10 +412,12 @@ class SASRec(RecBoleRecommender):
         "inner_size": 256,  # RecBole default
         "dropout": 0.5,  # RecBole hidden_dropout_prob and attn_dropout_prob default
         "loss_type": "CE",  # RecBole default; ctr: "BCE" (CoLLM)
+        "history": "split",  # ctr: "file" (CoLLM, see below)
     }
     param_specs = {
         **RecBoleRecommender.param_specs,
         "loss_type": Param(kind="str", choices=("CE", "BPR", "BCE"), help="BCE = on row labels"),
+        "history": HISTORY_SPEC,
     }
     param_keys = {
         "dim": "hidden_size",
@@ -407,7 +427,10 @@ class SASRec(RecBoleRecommender):
         "loss_type": "loss_type",
     }
     # CoLLM baseline_train_sasrec.py: lr 1e-2, wd 1e-4, hidden 64, 2 blocks, 1 head, dropout 0.2, maxlen 25,
-    # point-wise feed-forward of width hidden_units (so inner_size 64), BCE on labels
+    # point-wise feed-forward of width hidden_units (so inner_size 64), BCE on labels; its sequences are the
+    # last maxlen=25 of the row's ``his`` (rec_datasets.MoiveOOData_sasrec ``sas_seq``; seq_dataset in
+    # baseline_train_sasrec.py): earlier positives in file order (benchbed.baselines.collm_history), not the
+    # split's 10-item history column
     task_defaults = {
         "ctr": {
             **CTR_COMMON,
@@ -419,6 +442,7 @@ class SASRec(RecBoleRecommender):
             "inner_size": 64,
             "dropout": 0.2,
             "loss_type": "BCE",
+            "history": "file",
         }
     }
     task_defaults_source = {"ctr": CTR_SOURCE}
@@ -470,11 +494,19 @@ class SASRec(RecBoleRecommender):
 
 
 class DIN(RecBoleRecommender):
-    """DIN (RecBole): target attention over the history; pointwise, trained on labels for ctr.
+    """DIN: CoLLM's (``arch="collm"``, the ctr default) or RecBole's (``arch="recbole"``), pointwise.
 
-    ``score`` returns DIN's logit (RecBole's ``predict`` would return the sigmoid). Export: item = DIN's
-    item-id embedding; user = sequence = the mean of the item embeddings of the user's last ``max_len``
-    training positives (DIN's own pooling is target-dependent, so a per-user vector has to drop it).
+    ``collm``: :class:`~benchbed.baselines.collm_din.CoLLMDIN`, the authors' ``RecEncoder_DIN`` (user, target
+    and a separate history table of ``dim // 3`` each, target attention, MLP ``mlp_hidden`` + 1 with Dice),
+    reading CoLLM's file-order history (``history="file"``). ``recbole``: RecBole 1.2.1's DIN (one item table
+    for history and target, no user id, MLP with Dice and batch norm); RecBole's own defaults also run as
+    ``recbole:DIN``. ``score`` returns the logit either way.
+
+    Export (for CoLLM-DIN): item = the target-item vector; ``collm`` repeats it three times, as the authors'
+    ``item_encoder`` does (``torch.cat([target_embeds]*3)``), so it has the width of the user vector. The
+    authors feed the LLM the row's ``[item, pooled history, user]``, which depends on the target; a per-user
+    vector has to drop the target: ``collm`` user = ``[mean item vector of the user's last max_len training
+    positives, mean of their history-table vectors, user vector]``; ``recbole`` user = the mean item vector.
     """
 
     name = "din"
@@ -484,26 +516,67 @@ class DIN(RecBoleRecommender):
     pointwise = True
     defaults = {
         **COMMON_DEFAULTS,
+        "arch": "recbole",  # ctr: "collm" (CoLLM's RecEncoder_DIN)
         "dim": 64,  # CoLLM's CF embedding size for its CF models; RecBole DIN default is 10
         "max_len": 10,  # CoLLM DIN history 10 (PROTOCOLS.md)
         "mlp_hidden": [256, 256, 256],  # RecBole default
         "dropout": 0.0,  # RecBole default
+        "history": "split",  # ctr: "file" (CoLLM)
+    }
+    param_specs = {
+        **RecBoleRecommender.param_specs,
+        "arch": Param(kind="str", choices=("collm", "recbole"), help="collm = CoLLM's RecEncoder_DIN"),
+        "history": HISTORY_SPEC,
     }
     param_keys = {"dim": "embedding_size", "mlp_hidden": "mlp_hidden_size", "dropout": "dropout_prob"}
-    # CoLLM train_configs/collm_pretrain_din_ood_cc.yaml (rec_config) and its checkpoint name
-    # 1010_ml_DIN_lr0.0001-dp-0.2-wd-0.0001: d 192, dropout 0.2, history 10, lr 1e-4, wd 1e-4 (batch and
-    # patience not stated there: the other CF scripts' 1024 / 50)
-    task_defaults = {"ctr": {**CTR_COMMON, "lr": 1e-4, "dim": 192, "dropout": 0.2, "max_len": 10}}
+    # CoLLM train_configs/collm_pretrain_din_ood_cc.yaml (rec_config: embedding_size 192, drop 0.2, maxlen 10)
+    # and its checkpoint name 1010_ml_DIN_lr0.0001-dp-0.2-wd-0.0001 (lr 1e-4, wd 1e-4); RecEncoder_DIN's
+    # hidden_units=[200, 80, 1]; the DIN training script is not released, so Adam, batch 1024, patience 50 and
+    # at most 5000 epochs are the other CF scripts' (CTR_COMMON)
+    task_defaults = {
+        "ctr": {
+            **CTR_COMMON,
+            "arch": "collm",
+            "lr": 1e-4,
+            "dim": 192,
+            "dropout": 0.2,
+            "max_len": 10,
+            "mlp_hidden": [200, 80],
+            "history": "file",
+        }
+    }
     task_defaults_source = {"ctr": CTR_SOURCE}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self._collm() and int(self.params["dim"]) < 3:
+            raise ConfigError(
+                f"method 'din': arch='collm' gives user, item and history tables dim // 3 each; dim must be "
+                f">= 3, got {self.params['dim']}"
+            )
+
+    def _collm(self) -> bool:
+        return self.params["arch"] == "collm"
+
+    def _model_ref(self) -> Any:
+        if self._collm():
+            from benchbed.baselines.collm_din import CoLLMDIN
+
+            return CoLLMDIN
+        return self.recbole_model
 
     def _predict(self, s: RecBoleSession, inter: Any) -> Any:
         m = s.model
+        if self._collm():
+            return m.predict(inter)
         return m.forward(inter[m.USER_ID], inter[m.ITEM_SEQ], inter[m.ITEM_SEQ_LEN], inter[m.POS_ITEM_ID])
 
     def _item_table(self) -> np.ndarray:
         import torch
 
         s = self._require()
+        if self._collm():
+            return _np(s.model.item_embedding.weight)[s.item_map]
         dev = s.config["device"]
         with torch.no_grad():
             items = torch.as_tensor(s.item_map, device=dev).view(1, -1)
@@ -518,7 +591,16 @@ class DIN(RecBoleRecommender):
         for u, h in enumerate(hist):
             if h:
                 user[u] = item[h].mean(axis=0)
-        return {"user": user, "item": item, "sequence": user}
+        if not self._collm():
+            return {"user": user, "item": item, "sequence": user}
+        history_table = _np(s.model.history_embedding.weight)[s.item_map]
+        pooled = np.zeros_like(user)
+        for u, h in enumerate(hist):
+            if h:
+                pooled[u] = history_table[h].mean(axis=0)
+        own = _np(s.model.user_embedding.weight)[s.user_map]
+        full_user = np.concatenate([user, pooled, own], axis=1)
+        return {"user": full_user, "item": np.concatenate([item] * 3, axis=1), "sequence": full_user}
 
 
 # ------------------------------------------------------------------------------------------------------

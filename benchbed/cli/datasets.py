@@ -152,6 +152,7 @@ def info(name: Annotated[str, typer.Argument(help="Catalog name or dataset direc
     table.add_row("default protocol", spec.default_split)
     resolved = protocol.resolve(spec.split_defaults(spec.default_split))
     table.add_row("default protocol params", _fmt(resolved))
+    table.add_row("split filters", "rating_above, kcore: off unless set (--split-param; data/filters.py)")
     table.add_row(
         "other protocols", ", ".join(n for n in SPLITS.names() if n not in (spec.default_split, "presplit"))
     )

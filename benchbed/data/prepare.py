@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 
 from benchbed.config import stable_hash
-from benchbed.data import cache
+from benchbed.data import cache, filters
 from benchbed.data.catalog import DatasetSpec, get_spec
 from benchbed.data.download import resolve_files
 from benchbed.data.enrich import add_flags, add_histories
 from benchbed.data.leakage import check_split
 from benchbed.data.schema import InteractionData, Split
 from benchbed.data.splits import Assignment, Protocol
-from benchbed.errors import DataError
+from benchbed.errors import ConfigError, DataError
 from benchbed.registry import SPLITS, import_target
 
 log = logging.getLogger(__name__)
@@ -157,9 +157,17 @@ def _protocol(spec: DatasetSpec, split: str | None) -> Protocol:
     return protocol
 
 
-def _assign(protocol: Protocol, entry: _DataEntry, params: dict[str, Any]) -> Assignment:
+def _assign(
+    protocol: Protocol, entry: _DataEntry, params: dict[str, Any], data: InteractionData
+) -> Assignment:
+    """The parts of ``data`` (``entry.data`` after the split's filters): drawn, or the pre-split files'."""
     if entry.parts is None:
-        return protocol(entry.data, params)
+        return protocol(data, params)
+    if filters.active(params):  # the files fix the parts; filtering them would be another split
+        raise ConfigError(
+            f"dataset {entry.data.name!r}: split parameters {filters.params_text(params)} apply to drawn "
+            "splits only, not to a pre-split directory"
+        )
     order = np.arange(len(entry.parts))
     return Assignment(*(order[entry.parts == code] for code in PART_CODES.values()))
 
@@ -308,13 +316,14 @@ def prepare_split(
     manifest = None if force else cache.read_manifest(entry)
     if manifest is not None:
         data_entry = _dataset(spec, force=False, keyed=keyed)
-        result = _read_split(entry, data_entry.data, manifest)
+        result = _read_split(entry, filters.apply(data_entry.data, params), manifest)
         stats = {**manifest["stats"], "cache_hit": True, "seconds": round(time.perf_counter() - start, 3)}
         return PreparedSplit(result, cache_hit=True, stats=stats)
 
     data_entry = _dataset(spec, force, download, keyed=keyed)
-    data = data_entry.data
-    assignment = _assign(protocol, data_entry, params)
+    # the data itself when the split sets no filter; a pre-split directory refuses filters (_assign)
+    data = filters.apply(data_entry.data, params) if data_entry.parts is None else data_entry.data
+    assignment = _assign(protocol, data_entry, params, data)
     frames = _frames(data, assignment, params)
     where = f"dataset {data.name!r} split {protocol.name!r}"
     check_split(data, frames, where=where, temporal=protocol.temporal, history_len=int(params["history_len"]))

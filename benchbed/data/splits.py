@@ -14,6 +14,10 @@ flags and ``benchbed.data.leakage`` checks the result, identically for every pro
 - ``random-per-user``: per user, ``test_ratio``/``valid_ratio`` of the interactions (rounded, at least one
   each) drawn with ``seed``; the rest is train. Users below ``min_interactions`` are dropped and counted.
 
+Every drawn protocol accepts the filters of ``benchbed.data.filters`` (``rating_above``, ``kcore``: CLLM4Rec's
+"ratings > 3, then 5-core"), which ``benchbed.data.prepare`` applies before the protocol draws; they are left
+out of the resolved parameters unless set.
+
 Every protocol reads the interactions in time order with ties (same timestamp) broken by ``tie_break``:
 ``file`` (default) keeps the raw file's order, as RecBole's stable ``Interaction.sort`` and OpenP5 do, so
 leave-one-out's test item is the user's last same-second interaction *in the file*; ``item`` is benchbed's
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchbed.data import filters
 from benchbed.data.schema import InteractionData
 from benchbed.errors import ConfigError
 from benchbed.params import Param, check_value, specs_for
@@ -66,15 +71,16 @@ class Protocol:
     def resolve(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults overridden by ``params``; an unknown key is a ConfigError naming the known ones."""
         merged = {**COMMON_DEFAULTS, **self.defaults}
-        unknown = sorted(set(params or {}) - set(merged))
+        known = set(merged) | set(filters.NEUTRAL)  # the filters are left out unless set (filters.py)
+        unknown = sorted(set(params or {}) - known)
         if unknown:
             raise ConfigError(
-                f"split {self.name!r}: unknown parameter(s) {unknown}; expected some of {sorted(merged)}"
+                f"split {self.name!r}: unknown parameter(s) {unknown}; expected some of {sorted(known)}"
             )
-        specs = specs_for(merged, COMMON_SPECS)
+        specs = {**specs_for(merged, COMMON_SPECS), **filters.FILTER_SPECS}
         for key, value in (params or {}).items():
             check_value(f"split {self.name!r}", key, value, specs[key])  # benchbed.params: types, ranges
-        merged.update(params or {})
+        merged.update(filters.without_neutral(params or {}))
         for key in ("warm_threshold", "history_len"):
             if not isinstance(merged[key], int) or merged[key] < 0:
                 raise ConfigError(f"split {self.name!r}: {key} must be an integer >= 0, got {merged[key]!r}")

@@ -91,6 +91,7 @@ class Item2TextLM(BaseRecommender):
     tasks: ClassVar[frozenset[str]] = frozenset({"item2text"})
     uses_templates: ClassVar[bool] = True
     prompt_mode: ClassVar[str] = "slot"
+    evaluation_only: ClassVar[frozenset[str]] = frozenset({"eval_batch_size"})  # prompts per generate call
     common_defaults: ClassVar[dict[str, Any]] = {
         "backbone": "tiny",  # preset, alias, hub id or local path (tiny: random init, tests the pipeline)
         "epochs": 2,
@@ -143,8 +144,9 @@ class Item2TextLM(BaseRecommender):
         self.stage_log: list[dict[str, Any]] = []
         self._examples = sample_examples(proto.train, self.params["max_train_examples"], ctx.seed)
         self.prepare(split, ctx)
+        after: str | None = None
         for spec in self.train_stages():
-            self.run_stage(spec)
+            after = self.run_stage(spec, after)
         self.model.eval()
         self.backbone_info = {**self.bb.info, "stages": self.stage_log}
 
@@ -205,13 +207,17 @@ class Item2TextLM(BaseRecommender):
             },
         }
 
-    def run_stage(self, spec: StageSpec) -> None:
+    def run_stage(self, spec: StageSpec, after: str | None = None) -> str:
+        """Train (or load) one stage and return its key. A stage that builds on an earlier one names that
+        stage's key (``after``), so whatever changed the earlier stage changes this one's key too."""
         if spec.before is not None:
             spec.before()
         params = named_trainable(**spec.modules)
         if not params:
             raise ConfigError(f"method {self.name!r}: stage {spec.name} has no trainable parameters")
         identity = {**self.base_identity(), **spec.identity, "lr": spec.lr, "epochs": spec.epochs}
+        if after is not None:
+            identity["after"] = after
         st = make_stage(self.ctx.cache_dir, spec.name, identity)
 
         load_fn = param_loader(params, st)
@@ -222,6 +228,7 @@ class Item2TextLM(BaseRecommender):
             self.stage_log.append({"stage": spec.name, "key": st.key, "cached": True, **st.meta()})
         else:
             self.stage_log.append({"key": st.key, "cached": False, **outcome.meta})
+        return st.key
 
     def _train_stage(
         self, spec: StageSpec, params: dict[str, torch.nn.Parameter], ckpt: Any

@@ -22,6 +22,7 @@ from benchbed.errors import ConfigError
 from benchbed.llm import stages
 from benchbed.llm.backbone import Backbone, check_backbone_name, load_backbone
 from benchbed.llm.budget import BUDGET_KEYS, resolve, seconds_cap, time_capped
+from benchbed.llm.heads.masked_yesno import HEAD_INFO, HEAD_NAME
 from benchbed.llm.heads.yesno import SCORE_MODES, bce_loss
 from benchbed.llm.lora import LoraSpec, add_lora, load_lora_state, lora_state
 from benchbed.llm.train import TrainConfig, TrainResult, train
@@ -38,6 +39,8 @@ PROMPT_DEFAULTS: dict[str, Any] = {
     # scoring batches: rows (as the committed records) | tokens (token budget) | prefix (rows of one user and
     # history share the prompt prefix, encoded once; 2.3x on CPU, scores within ~1e-7; benchbed.llm.batching)
     "score_batching": "rows",
+    # test also scores the held-out unseen template (false halves test scoring: the encoder CPU runs)
+    "eval_unseen": True,
 }
 TRAIN_DEFAULTS: dict[str, Any] = {
     **PROMPT_DEFAULTS,
@@ -107,6 +110,8 @@ class PromptCTRMethod(BaseRecommender):
     tasks: ClassVar[frozenset[str]] = frozenset({"ctr"})
     uses_templates: ClassVar[bool] = True
     score_kind: ClassVar[str] = "logit"  # scores are logits: sigmoid gives P(Yes)
+    # how test rows are batched for scoring, and whether the unseen template is scored too
+    evaluation_only: ClassVar[frozenset[str]] = frozenset({"score_batching", "eval_unseen"})
     view: ClassVar[str] = "text"
     needs_decoder: ClassVar[bool] = True
     # slots whose vector depends on the user only, so prefix reuse may share them within a (user, history)
@@ -128,8 +133,11 @@ class PromptCTRMethod(BaseRecommender):
         if self.needs_decoder and self.params["backbone"] == "minilm":
             raise ConfigError(
                 f"backbone 'minilm' is encoder-only (BertModel); method {self.name!r} needs a causal "
-                f"decoder: use --backbone tiny or a local path to a causal LM"
+                f"decoder (it reads an untrained answer head zero-shot): use --backbone tiny or a local path "
+                f"to a causal LM, or tallrec/collm, which train a masked-answer head on an encoder"
             )
+        # the test also scores the unseen template unless eval_unseen is false (benchbed.tasks.subsets)
+        self.eval_unseen = bool(self.params.get("eval_unseen", True))
         self.bank = load_bank(self.params["bank"])
         train_templates = int(self.params.get("train_templates", 1))
         if not 1 <= train_templates <= len(self.bank.seen):
@@ -159,6 +167,8 @@ class PromptCTRMethod(BaseRecommender):
         if self.needs_decoder:
             self.backbone.require_decoder(self.name)
         self.backbone_info = self.backbone.record_info()
+        if not self.backbone.is_decoder:  # the record names the masked-answer head and its initialisation
+            self.backbone_info["head"] = dict(HEAD_INFO)
         self.scorer = YesNoScorer(
             self.backbone,
             self.bank,
@@ -182,7 +192,8 @@ class PromptCTRMethod(BaseRecommender):
     def resolve_budget(self, ctx: RunContext) -> dict[str, Any]:
         """``auto`` budget values from the device profile (``benchbed.llm.budget``)."""
         on_cpu = self.backbone is None or self.backbone.device == "cpu"
-        self.budget = resolve(self.params, ctx.budget, on_cpu)
+        encoder = self.backbone is not None and not self.backbone.is_decoder
+        self.budget = resolve(self.params, ctx.budget, on_cpu, encoder=encoder)
         return self.budget
 
     def prepare_rows(self, split: Split, seed: int) -> Prepared:
@@ -232,6 +243,8 @@ class PromptCTRMethod(BaseRecommender):
             "budget": {k: self.budget[k] for k in BUDGET_KEYS},
             "seed": ctx.seed,
             "version": 1,
+            # encoders only (decoder identities stay as they were): the head that reads the answer
+            **({} if self.backbone.is_decoder else {"head": HEAD_NAME}),
             **extra,
         }
 

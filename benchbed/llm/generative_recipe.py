@@ -80,6 +80,13 @@ class StageSpec:
     use_slots: bool
     lr: float
     epochs: int
+    # None keeps the recipe's defaults (cosine decay; the ``valid_users`` parameter with one evaluation per
+    # epoch and patience 2); a method that sets them names them in ``identity`` (ILM stage 2: linear decay and
+    # the best dev NDCG@10 checkpoint, §4.4 / T8)
+    schedule: str | None = None
+    valid_users: int | None = None
+    evals_per_epoch: int | None = None
+    patience: int | None = None
 
 
 def _token_id_or(tokenizer: Any, model: Any) -> int:
@@ -113,6 +120,8 @@ class GenerativeLM(BaseRecommender):
     tasks: ClassVar[frozenset[str]] = frozenset({"generative"})
     uses_templates: ClassVar[bool] = True
     use_slots: ClassVar[bool] = False
+    # beam-search batching and how many extra beams are kept to fill excluded items: ranking only
+    evaluation_only: ClassVar[frozenset[str]] = frozenset({"eval_batch_size", "exclude_extra_beams"})
     slot_width: int = 1  # positions per slot (ILM: its N query tokens; set in ``prepare``)
     common_defaults: ClassVar[dict[str, Any]] = {
         "backbone": "tiny",  # preset, alias, hub id or local path
@@ -339,10 +348,12 @@ class GenerativeLM(BaseRecommender):
             warmup_ratio=float(p["warmup_ratio"]),
             grad_accum=int(p["grad_accum"]),
             max_seconds=seconds_cap(p["max_seconds"]),
-            evals_per_epoch=1,
-            patience=2,
+            evals_per_epoch=1 if spec.evals_per_epoch is None else spec.evals_per_epoch,
+            patience=2 if spec.patience is None else spec.patience,
+            schedule="cosine" if spec.schedule is None else spec.schedule,
         )
-        eval_fn = (lambda: self._valid_metric(spec.use_slots)) if int(p["valid_users"]) > 0 else None
+        n_valid = int(p["valid_users"]) if spec.valid_users is None else spec.valid_users
+        eval_fn = (lambda: self._valid_metric(spec.use_slots, n_valid)) if n_valid > 0 else None
         self.ctx.say(
             f"{self.name}: stage {spec.name}: {len(ex)} examples, {spec.epochs} epoch(s), "
             f"{sum(x.numel() for x in params.values())} trainable parameters"
@@ -365,11 +376,16 @@ class GenerativeLM(BaseRecommender):
             "seconds": round(time.perf_counter() - start, 2),
             **{k: v for k, v in result.as_dict().items() if k != "history"},
         }
+        if spec.valid_users is not None:  # a stage that selects its checkpoint on dev logs every evaluation
+            keep = ("epoch", "eval", "steps", "metric")
+            meta["valid_history"] = [{k: h[k] for k in keep} for h in result.history]
         return {"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta
 
-    def _valid_metric(self, use_slots: bool) -> float:
+    def _valid_metric(self, use_slots: bool, n_users: int) -> float:
+        """NDCG@10 of the seen template on the valid rows (each user's second-to-last item, history = the
+        training items) of the first ``n_users`` users: the test items are never read."""
         rows = eval_rows(self._valid_split, "valid", history_len=self.setup.history_len)
-        n = min(len(rows.users), int(self.params["valid_users"]))
+        n = min(len(rows.users), n_users)
         ranked = self.decode(rows.users[:n], rows.histories[:n], "seen", k=10, use_slots=use_slots).items
         return generative_metrics(ranked, rows.targets[:n], [10])["ndcg@10"]
 

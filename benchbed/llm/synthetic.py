@@ -145,3 +145,33 @@ def title_signal_split(
     half = len(rest) // 2
     parts = {"train": inter.iloc[:n_train], "valid": rest.iloc[:half], "test": rest.iloc[half:]}
     return _finish(data, parts, history_len, warm_threshold, {"kind": "title-signal", "seed": seed})
+
+
+def item_signal_split(
+    n_users: int = 40,
+    n_items: int = 60,
+    rows_per_user: int = 20,
+    noise: float = 0.1,
+    seed: int = 0,
+    history_len: int = 1,
+    warm_threshold: int = 1,
+) -> tuple[Split, np.ndarray]:
+    """Labels = 1 iff the item is a "good" one (flipped with probability ``noise``); titles are random words
+    drawn independently of goodness, so no text carries the answer. Returns the split and each item's
+    goodness (0/1), from which a test builds CF vectors that do carry it (CoLLM's planted test)."""
+    rng = np.random.default_rng(seed)
+    good = (rng.random(n_items) < 0.5).astype(np.int64)
+    titles = [" ".join(rng.choice(WORDS, size=2)) for _ in range(n_items)]
+    rows = []
+    for _ in range(rows_per_user):
+        for u in rng.permutation(n_users):
+            i = int(rng.integers(n_items))
+            y = int(good[i]) if rng.random() >= noise else int(1 - good[i])
+            rows.append((int(u), i, y))
+    inter = _interactions(rows)
+    data = _data("synthetic-item-signal", inter.copy(), titles, n_users)
+    n = len(inter)
+    cut1, cut2 = int(n * 0.7), int(n * 0.8)
+    parts = {"train": inter.iloc[:cut1], "valid": inter.iloc[cut1:cut2], "test": inter.iloc[cut2:]}
+    params = {"kind": "item-signal", "seed": seed}
+    return _finish(data, parts, history_len, warm_threshold, params), good

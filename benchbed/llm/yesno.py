@@ -15,6 +15,7 @@ import torch
 
 from benchbed.errors import ConfigError
 from benchbed.llm.backbone import Backbone
+from benchbed.llm.heads.masked_yesno import MaskedYesNoHead, append_mask, mask_suffix
 from benchbed.llm.heads.yesno import YesNoHead, answer_token_ids
 from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, encode
 from benchbed.llm.injectors.slots import SlotVectors
@@ -92,7 +93,21 @@ class YesNoScorer:
             answer.get("negative", "No"),
             backbone=backbone.name,
         )
-        self.head = YesNoHead(self.answer_ids, score_mode)
+        # encoders read the answer at a [MASK] appended to every prompt (heads.masked_yesno)
+        self.mask_suffix: list[int] = (
+            [] if backbone.is_decoder else mask_suffix(backbone.tokenizer, backbone.name)
+        )
+        if self.mask_suffix and batching != "rows":
+            raise ConfigError(
+                f"score_batching={batching!r} is for decoders (prefix reuse, token-budget batches); "
+                f"backbone {backbone.name!r} is an encoder (every position sees the whole prompt): use "
+                f"score_batching=rows"
+            )
+        self.head: YesNoHead | MaskedYesNoHead = (
+            MaskedYesNoHead(self.answer_ids, score_mode, offset=len(self.mask_suffix) - 1)
+            if self.mask_suffix
+            else YesNoHead(self.answer_ids, score_mode)
+        )
         self.injector = SlotVectors()  # text-only prompts have no slots: the plain embeddings
         self.empty_history = str(bank.extra.get("empty_history", ""))
         self.pad_id = int(backbone.tokenizer.pad_token_id)
@@ -118,6 +133,14 @@ class YesNoScorer:
 
     def encode(self, rows: Rows, which: str | int | np.ndarray, view: str) -> EncodedPrompts:
         slots = tuple(s for s in self.bank.slots)
+        if self.mask_suffix:  # max_length holds the [MASK] [SEP] an encoder prompt ends with
+            enc = encode(
+                self.backbone.tokenizer,
+                self.prompts(rows, which, view),
+                slots,
+                max_length=self.max_length - len(self.mask_suffix),
+            )
+            return append_mask(enc, self.mask_suffix)
         return encode(
             self.backbone.tokenizer, self.prompts(rows, which, view), slots, max_length=self.max_length
         )

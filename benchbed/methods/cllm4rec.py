@@ -96,6 +96,7 @@ class CLLM4Rec(BaseRecommender):
     name: ClassVar[str] = "cllm4rec"
     tasks: ClassVar[frozenset[str]] = frozenset({"topk"})
     score_kind: ClassVar[str] = "score"
+    evaluation_only: ClassVar[frozenset[str]] = frozenset({"eval_batch_size"})  # users per scoring batch
     defaults: ClassVar[dict[str, Any]] = {
         "backbone": "tiny",  # tiny GPT-2 (tied head) on CPU; "gpt2" = the paper's GPT-2 (124M)
         "variant": "cllm4rec",  # or llm-cf | llm-scratch | llm-ftall | llm-fixord | llm-prerec (Table 1)

@@ -87,6 +87,7 @@ class CoLLM(PromptCTRMethod):
     name: ClassVar[str] = "collm"
     view: ClassVar[str] = "cf"
     shared_slots: ClassVar[tuple[str, ...]] = ("user_emb",)  # the user vector is CIE(user id) only
+    needs_decoder: ClassVar[bool] = False  # an encoder reads the answer at [MASK] (heads.masked_yesno)
     defaults: ClassVar[dict[str, Any]] = {
         **TRAIN_DEFAULTS,
         "cf": "mf",  # mf | lightgcn | sasrec | din, or a .npz file with user/item arrays
@@ -94,6 +95,9 @@ class CoLLM(PromptCTRMethod):
         "tuning": "default",  # default (two-step) | t1 | t2 | t3
         "lr_cie": 1e-2,  # step-2 lr (CoLLM code: Amazon-Book with MF/LightGCN/DIN 1e-2; ML-1M 1e-3)
         "mlp_ratio": 10,  # hidden layer = 10 x input size (paper)
+        # negative control: CF rows permuted across users and across items (seeded), so the vectors keep
+        # their distribution but no longer belong to their ids; the step-2 stage is keyed by their content
+        "permute_cf": False,
     }
     param_specs: ClassVar[dict[str, Param]] = {
         **CTR_PARAM_SPECS,
@@ -133,7 +137,8 @@ class CoLLM(PromptCTRMethod):
         cf = str(self.params["cf"])
         if cf in CF_MODELS:
             out.append((cf, dict(self.params["cf_params"])))
-        shared = {k: self.params[k] for k in TEXT_STAGE_KEYS if self.params[k] != TALLRec.defaults[k]}
+        keys = (*TEXT_STAGE_KEYS, "eval_unseen")
+        shared = {k: self.params[k] for k in keys if self.params[k] != TALLRec.defaults[k]}
         out.append(("tallrec", shared))
         return out
 
@@ -260,6 +265,10 @@ class CoLLM(PromptCTRMethod):
             manifest = {k: v for k, v in (emb.manifest or {}).items() if k in MANIFEST_KEYS}
             manifest.setdefault("model", cf)
         check_alignment(cf, user, item, split)
+        if self.params["permute_cf"]:
+            rng = np.random.default_rng([ctx.seed, 41])
+            user, item = user[rng.permutation(len(user))], item[rng.permutation(len(item))]
+            manifest["permuted"] = True
         # the step-2 stage is keyed by the embeddings' content, so retrained embeddings retrain the mapping
         digest = hashlib.sha256(np.ascontiguousarray(user, np.float32).tobytes())
         digest.update(np.ascontiguousarray(item, np.float32).tobytes())

@@ -35,6 +35,10 @@ class ILM(BaseRecommender):
     uses_templates: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {**ILMGenerative.defaults, **ILMItem2Text.defaults}
     param_specs: ClassVar[dict[str, Param]] = ILM_PARAM_SPECS
+    # generation batching, extra beams, and which companion rows the board runs beside it
+    evaluation_only: ClassVar[frozenset[str]] = frozenset(
+        {"eval_batch_size", "exclude_extra_beams", "compare_with"}
+    )
     # stage-1 pairs and the board's companions follow each protocol's paper setting
     task_defaults: ClassVar[dict[str, dict[str, Any]]] = {
         # App. H / T16: the OpenP5 "ILM" = item-text + user-item; p5-random = OpenP5-R, the text-only row

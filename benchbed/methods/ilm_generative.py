@@ -5,7 +5,14 @@ user's N tokens (Fig. 1 shows ``{user}`` too; protocols/ilm.md §1i.11). Constra
 Stages: (0) on a randomly initialised backbone the text-only stage of ``p5-random`` (the paper pretrains its
 8-layer decoder on OpenP5 text with random ids first, App. B; cached, so p5-random and embedproj share it);
 (1) the ILM encoder on item-text (title + metadata, §4.4) and user-item pairs (App. H), no LLM involved;
-(2) co-training: encoder + projector + the LLM (full, §4.3; ``freeze_llm`` = ILM-F) on the templated examples.
+(2) co-training: encoder + projector + the LLM (full, §4.3; ``freeze_llm`` = ILM-F) on the templated examples,
+with the learning rate decaying linearly (Table 8, OpenP5 stage 2: "linear decay"; the kit's linear warmup of
+``warmup_ratio`` first, which T8 does not mention) and the checkpoint with the best development NDCG@10 kept,
+not the last state (§4.4: "we select the checkpoint with the best NDCG@10 metric on the development set").
+The development rows are the kit's valid rows of the leave-one-out split (``generative.examples.eval_rows``):
+each user's second-to-last item as the target, the training items as history, the seen template; the test item
+(the last one) is never read. ``stage2_valid_users`` users (the first by id; the paper: all) are decoded
+``stage2_evals_per_epoch`` times per epoch; no early stopping (the paper trains a fixed number of steps).
 """
 
 from __future__ import annotations
@@ -44,6 +51,11 @@ class ILMGenerative(GenerativeLM):
         "lora_alpha": 16,
         "lora_dropout": 0.05,
         "lora_targets": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",  # as embedproj
+        "stage2_schedule": "linear",  # T8 (OpenP5) and T7: stage-2 linear decay (§4.3's text says cosine)
+        # §4.4: the checkpoint with the best dev NDCG@10; CPU budget: 200 users (the paper: every user), 0 =
+        # keep the last state; dev evaluations per stage-2 epoch (the paper's checkpoint interval: not given)
+        "stage2_valid_users": 200,
+        "stage2_evals_per_epoch": 4,
     }
 
     def prepare(self, split: Split, ctx: RunContext) -> None:
@@ -97,6 +109,8 @@ class ILMGenerative(GenerativeLM):
             else:
                 set_trainable(self.model, lambda _n: True)
         modules = {**({} if frozen else {"model": self.model}), **self.parts.modules()}
+        epochs = int(p["stage2_epochs"])
+        selection = stage2_selection(p)
         self.run_stage(
             StageSpec(
                 name="ilm-stage2",
@@ -106,15 +120,35 @@ class ILMGenerative(GenerativeLM):
                     "freeze_llm": frozen,
                     "tuning": p["tuning"],
                     "lora": lora.as_dict() if p["tuning"] == "lora" and not frozen else None,
+                    "schedule": str(p["stage2_schedule"]),
+                    "select": selection,
                 },
                 modules=modules,
                 use_slots=True,
                 lr=float(p["stage2_lr"]),
-                epochs=int(p["stage2_epochs"]),
+                epochs=epochs,
+                schedule=str(p["stage2_schedule"]),
+                valid_users=0 if selection is None else selection["valid_users"],
+                evals_per_epoch=None if selection is None else selection["evals_per_epoch"],
+                patience=epochs * int(p["stage2_evals_per_epoch"]) + 1,  # never fires: selection, no stopping
             )
         )
         self.parts.encoder.eval()
         self.parts.proj.eval()
+
+
+def stage2_selection(p: dict[str, Any]) -> dict[str, Any] | None:
+    """How stage 2 picks its checkpoint (part of the stage identity): the best dev NDCG@10 over
+    ``evals_per_epoch`` evaluations per epoch on ``valid_users`` users, or None (the last state)."""
+    users = int(p["stage2_valid_users"])
+    if users == 0:
+        return None
+    return {
+        "metric": "ndcg@10",
+        "rows": "valid",
+        "valid_users": users,
+        "evals_per_epoch": int(p["stage2_evals_per_epoch"]),
+    }
 
 
 def _fields(value: Any) -> list[str] | None:

@@ -18,6 +18,7 @@ from torch import nn
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.llm.train import SCHEDULES
 from benchbed.methods.ilm_encoder import EncoderConfig, ILMEncoder
 from benchbed.methods.ilm_inputs import build_inputs
 from benchbed.methods.ilm_pretrain import (
@@ -51,6 +52,11 @@ ILM_PARAM_SPECS: dict[str, Param] = {
     "stage1_text_losses": Param(
         kind="str", pattern=r"(itc|itm|itg)(\s*,\s*(itc|itm|itg))*", help="comma list of itc, itm, itg"
     ),
+    "stage2_schedule": Param(kind="str", choices=SCHEDULES, help="stage-2 lr decay after the warmup"),
+    "stage2_valid_users": Param(
+        kind="int", min=0, help="dev users for the best-NDCG@10 checkpoint; 0 = last"
+    ),
+    "stage2_evals_per_epoch": Param(kind="int", min=1, help="dev evaluations per stage-2 epoch"),
     "stage1_text_fields": Param(
         kind="str",
         nullable=True,

@@ -154,10 +154,8 @@ class I2TELM(_CFItemLM):
         p = self.params
         first = StageSpec("i2t-elm-adapter", self.cf_identity(), {"proj": self.proj}, float(p["stage1_lr"]),
                           int(p["stage1_epochs"]), before=self.freeze_llm)  # fmt: skip
-        second = self._joint("i2t-elm-all", int(p["stage2_epochs"]), float(p["stage2_lr"]))
-        # stage 2 starts from stage 1's result: its identity names stage 1's settings
-        second.identity = {**second.identity, "after": {"lr": p["stage1_lr"], "epochs": p["stage1_epochs"]}}
-        return [first, second]
+        # stage 2 starts from stage 1's result: the recipe names stage 1's key in stage 2's identity
+        return [first, self._joint("i2t-elm-all", int(p["stage2_epochs"]), float(p["stage2_lr"]))]
 
 
 class I2TText(Item2TextLM):

@@ -21,7 +21,10 @@
   ``PrefixEncoder`` holds ``c^l`` and ``W^l, b^l`` with RA-Rec's truncated-normal init.
 - Output: ``PooledHead`` (mean pooling for encoders, last token for decoders), dot-product score [Eq. 12].
 - Alignment targets [Eqs. 14-15]: the text-only pass's mean-pooled hidden state entering each layer
-  (``hidden_states[l-1]`` for layer l: the kind of vector ``d^l`` is concatenated with, Eqs. 10-11).
+  (``hidden_states[l-1]`` for layer l: the kind of vector ``d^l`` is concatenated with, Eqs. 10-11). The
+  input-token variants align their ID token, which is written into the token-embedding lookup, with the
+  mean of the text's token embeddings (``token_states``): the same space, where ``hidden_states[0]`` would be
+  BERT's embedding output after position embeddings and LayerNorm, a space the soft token never lives in.
 """
 
 from __future__ import annotations
@@ -212,9 +215,17 @@ class Towers:
         return self.head(self.model, inputs, batch), aligned
 
     @torch.no_grad()
+    def token_states(self, rows: list[np.ndarray]) -> torch.Tensor:
+        """(B, 1, H) mean of the rows' token embeddings (the lookup the input-token variants write their
+        soft tokens into): their InfoNCE target."""
+        batch = batch_of(rows, self.pad_id, self.device)
+        embeds = self.model.get_input_embeddings()(batch.input_ids)
+        return pool(embeds, batch.attention_mask).unsqueeze(1)
+
+    @torch.no_grad()
     def text_states(self, rows: list[np.ndarray], n_layers: int) -> torch.Tensor:
         """(B, L', H) mean-pooled hidden states of the text-only pass entering layers 1..L' (the InfoNCE
-        targets h~^l; L' = 1 gives the input embeddings, for the input-token variants)."""
+        targets h~^l of the layer-prefix variants)."""
         batch = batch_of(rows, self.pad_id, self.device)
         inputs = plain_inputs(self.model, batch)
         body = backbone_body(self.model)

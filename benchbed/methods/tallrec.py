@@ -33,6 +33,7 @@ class TALLRec(PromptCTRMethod):
 
     name: ClassVar[str] = "tallrec"
     view: ClassVar[str] = "text"
+    needs_decoder: ClassVar[bool] = False  # an encoder reads the answer at [MASK] (heads.masked_yesno)
     defaults: ClassVar[dict[str, Any]] = dict(TRAIN_DEFAULTS)
     param_specs: ClassVar[dict[str, Param]] = CTR_PARAM_SPECS
 

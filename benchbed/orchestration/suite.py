@@ -200,13 +200,22 @@ def write_baseline(path: Path, payload: dict[str, Any]) -> None:
     write_json_atomic(path, payload)
 
 
+def create_hint(suite: Suite, path: Path) -> str:
+    """One line saying how to write ``path``: the exact command, and that it runs (trains) the whole suite."""
+    command = f"benchbed check --suite {suite.path}"
+    if Path(path) != Path(suite.baseline):
+        command += f" --baseline {path}"
+    n = len(suite.runs)
+    return f"create it with `{command} --update-baseline` (trains and scores the suite's {n} run(s))"
+
+
 def load_baseline(path: Path, suite: Suite) -> dict[str, dict[str, dict[str, float | None]]]:
     """Run key -> subset -> metric -> value; the file must list exactly the suite's runs."""
     path = Path(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: no baseline file; create it with --update-baseline") from exc
+        raise ConfigError(f"{path}: no baseline file yet; {create_hint(suite, path)}") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: corrupt JSON (line {exc.lineno})") from exc
     except UnicodeDecodeError as exc:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from benchbed.data.schema import Split
+from benchbed.llm.backbone import ENCODER_TYPES
 from benchbed.llm.budget import resolve
 from benchbed.llm.handle import Backbone
 from benchbed.llm.lora import LoraSpec
@@ -25,10 +26,12 @@ from benchbed.plan.stages import StagePlan
 CTR_METHODS = ("icl", "tallrec", "collm")
 
 
-def scorer_for(method: Any, split: Split, tokenizer: Any, name: str) -> YesNoScorer:
+def scorer_for(
+    method: Any, split: Split, tokenizer: Any, name: str, *, is_decoder: bool = True
+) -> YesNoScorer:
     p = method.params
     handle = Backbone(
-        name=name, model=None, tokenizer=tokenizer, device="cpu", dtype=torch.float32, is_decoder=True
+        name=name, model=None, tokenizer=tokenizer, device="cpu", dtype=torch.float32, is_decoder=is_decoder
     )
     return YesNoScorer(
         handle,
@@ -60,7 +63,9 @@ def ctr_stages(
 ) -> list[StagePlan]:
     p = method.params
     name = method.name
-    scorer = scorer_for(method, split, tokenizer, backbone_name)
+    # an encoder's prompts end with [MASK] [SEP] (heads.masked_yesno): counted like the other tokens
+    encoder = getattr(config, "model_type", "") in ENCODER_TYPES
+    scorer = scorer_for(method, split, tokenizer, backbone_name, is_decoder=not encoder)
     hl = int(p["history_len"])
     stages: list[StagePlan] = []
     bs = int(p["batch_size"])

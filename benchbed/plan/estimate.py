@@ -16,6 +16,7 @@ from typing import Any
 
 from benchbed.config import RunConfig
 from benchbed.errors import ConfigError
+from benchbed.llm.backbone import ENCODER_TYPES
 from benchbed.llm.handle import minilm_dir
 from benchbed.plan.configs import PRESET_CONFIGS, backbone_config, meta_model
 from benchbed.plan.flops import Arch, BatchShape, Trainable, arch_of, forward_flops, train_step_flops
@@ -34,6 +35,8 @@ PLAN_BACKBONE = {
     ("cllm4rec", "tiny"): "tiny-gpt2",
     ("cllm4rec", "tiny-llama"): "tiny",
     ("rarec", "minilm"): str(minilm_dir()),  # the bundled all-MiniLM-L6-v2 folder: its config and tokenizer
+    ("tallrec", "minilm"): str(minilm_dir()),  # the CTR methods on the encoder (heads.masked_yesno)
+    ("collm", "minilm"): str(minilm_dir()),
 }
 
 
@@ -231,7 +234,8 @@ def make_plan(
     name = name if Path(source).is_absolute() else source  # shown: the preset's name, not its folder
     hf_config = backbone_config(source)
     # rarec reads the bare encoder (AutoModel), the others a causal LM
-    arch = encoder_arch(hf_config)[0] if config.method == "rarec" else arch_of(meta_model(hf_config))
+    encoder = config.method == "rarec" or getattr(hf_config, "model_type", "") in ENCODER_TYPES
+    arch = encoder_arch(hf_config)[0] if encoder else arch_of(meta_model(hf_config))
     dtype = config.dtype or "bfloat16"
     dtype = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}.get(dtype, dtype)
     tokenizer, tok_note = tokenizer_for(source)

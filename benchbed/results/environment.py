@@ -31,6 +31,7 @@ PACKAGES = (
     "sentence-transformers",
 )
 # keys that make two environments different for the purpose of comparing numbers (not the host name)
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # benchbed/: the code a record's numbers come from
 COMPARED = ("python", *PACKAGES, "cuda", "cudnn", "gpu")
 
 
@@ -62,7 +63,7 @@ def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
             ["git", *args],
-            cwd=Path(__file__).resolve().parent,
+            cwd=PACKAGE_DIR,
             capture_output=True,
             text=True,
             timeout=10,
@@ -79,12 +80,22 @@ def code_identity() -> dict[str, Any]:
 
     Records are made by code as much as by libraries: two records of one board from different commits may
     differ because the code changed, so ``leaderboard`` says when a board mixes them (:func:`code_note`).
-    ``dirty`` ignores untracked files (records and caches written into the checkout are not code)."""
+    ``dirty``: a file of the package (``benchbed/``, all of it) differs from the commit, or a Python file in
+    it is not tracked yet (a new module is code too); records and caches written elsewhere in the checkout are
+    not code. (Until issue 22's review it looked at ``benchbed/results/`` only, so edits elsewhere in the
+    package went unnoticed.)"""
     sha = _git("rev-parse", "HEAD")
     if sha is None:
         return {"git_sha": None, "dirty": None}
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
-    return {"git_sha": sha.strip(), "dirty": None if status is None else bool(status.strip())}
+    status = _git("status", "--porcelain", "--untracked-files=all", "--", str(PACKAGE_DIR))
+    if status is None:
+        return {"git_sha": sha.strip(), "dirty": None}
+    changed = [
+        line
+        for line in status.splitlines()
+        if line.strip() and (not line.startswith("??") or line.endswith(".py"))
+    ]
+    return {"git_sha": sha.strip(), "dirty": bool(changed)}
 
 
 def collect() -> dict[str, Any]:

@@ -41,7 +41,7 @@ def subset_name(template: str, subset: str) -> str:
 
 def templates_for(method: Any, stage: str) -> list[str]:
     """Templates to evaluate: both for prompt methods on test, else only the first (seen) one."""
-    if method.uses_templates and stage == "test":
+    if method.uses_templates and stage == "test" and getattr(method, "eval_unseen", True):
         return ["seen", "unseen"]
     return ["seen"]
 
