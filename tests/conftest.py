@@ -32,6 +32,18 @@ def isolated_settings(session_dirs: dict[str, Path], monkeypatch: pytest.MonkeyP
     return settings
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of many tiny fits: one thread is faster than two there, and a module asks for it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     try:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -35,15 +34,7 @@ from benchbed.prompts import BANK_DIR  # noqa: E402
 from benchbed.tasks.generative import GenerativeTask  # noqa: E402
 from benchbed.tasks.item2text import Item2TextTask  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _ctx(root: Path, setup: TaskSetup | None = None) -> RunContext:
