@@ -80,7 +80,8 @@ RUNS: list[dict[str, Any]] = [
         "method": "ilm",
         "task": "generative",
         "split": "leave-one-out",
-        "method_params": {"max_train_examples": 128, "stage1_max_pairs": 128},
+        # 20 dev users for stage 2's best-checkpoint pick (the default 200 dominates this run's time)
+        "method_params": {"max_train_examples": 128, "stage1_max_pairs": 128, "stage2_valid_users": 20},
         "task_params": {"max_users": 50},
     },
     {
