@@ -125,7 +125,7 @@ FIELDS = (
 
 def build_backbone(tiny: bool, device: str, root: Path) -> tuple[str, Any, Any]:
     """(backbone spec for runs, model in bf16 on ``device``, tokenizer)."""
-    from benchbed.llm.backbone import build_tiny
+    from benchbed.llm.backbone.loader import build_tiny
 
     if tiny:
         model, tok = build_tiny()
@@ -230,8 +230,8 @@ def check_scoring(
     model: Any, tok: Any, device: str, peak: float | None, candidates: int = 100
 ) -> dict[str, Any]:
     """One user's 10-item history against ``candidates`` items, scored with ``rows`` and ``prefix``."""
-    from benchbed.llm.handle import Backbone
-    from benchbed.llm.yesno import Rows, YesNoScorer
+    from benchbed.llm.backbone.loaded import Backbone
+    from benchbed.llm.yesno.scorer import Rows, YesNoScorer
     from benchbed.plan.flops import BatchShape, arch_of, forward_flops
     from benchbed.prompts import load_bank
 

@@ -36,10 +36,10 @@ import torch  # noqa: E402
 
 from benchbed.api import RunContext, TaskSetup  # noqa: E402
 from benchbed.data.prepare import prepare_split  # noqa: E402
-from benchbed.llm.inject import EncodedPrompts, collate  # noqa: E402
+from benchbed.llm.injectors.prompts import EncodedPrompts, collate  # noqa: E402
 from benchbed.llm.injectors.vocab import VocabExtension  # noqa: E402
-from benchbed.methods.cllm4rec import CLLM4Rec  # noqa: E402
-from benchbed.methods.cllm4rec_model import COLLAB, CONTENT  # noqa: E402
+from benchbed.methods.cllm4rec.method import CLLM4Rec  # noqa: E402
+from benchbed.methods.cllm4rec.model import COLLAB, CONTENT  # noqa: E402
 
 UNTRAINED = {"warmup_epochs": 0, "pretrain_epochs": 0, "finetune_epochs": 0, "max_content_docs": 10}
 

@@ -4,7 +4,7 @@ Run: ``python benchmarks/perf_fsdp.py [--layers 8] [--hidden 512] [--steps 8] [-
 For one process, then N processes with DDP, then N with FSDP, it starts the same worker (``accelerate launch``
 for N > 1; gloo on CPU, NCCL on a GPU machine) that builds a random-init Llama decoder of the given size
 (benchbed's ``tiny`` preset with more and wider layers), shards its blocks when the strategy is fsdp (as
-``benchbed.llm.backbone.finish`` does), adds LoRA (r 8 on q/v, as CoLLM/TALLRec) and runs ``--steps``
+``benchbed.llm.backbone.loader.finish`` does), adds LoRA (r 8 on q/v, as CoLLM/TALLRec) and runs ``--steps``
 optimizer steps of ``benchbed.llm.train.train`` (2 micro-batches of 8 x 64 tokens each) and 16 evaluation
 forwards. It prints, per process: the parameter bytes it holds (a shard counts its local part), its peak
 resident memory, and the seconds of training and of evaluation, all measured inside the one call.
@@ -27,7 +27,7 @@ WORKER = r"""
 import json, resource, sys, time
 import numpy as np, torch
 from benchbed import parallel, sharding
-from benchbed.llm.backbone import build_tiny
+from benchbed.llm.backbone.loader import build_tiny
 from benchbed.llm.lora import LoraSpec, add_lora
 from benchbed.llm.train import TrainConfig, train
 

@@ -31,9 +31,9 @@ from rich.console import Console
 from rich.table import Table
 
 from benchbed.generative.templates import load_generative_bank, render_pieces
-from benchbed.llm.backbone import build_tiny
+from benchbed.llm.backbone.loader import build_tiny
 from benchbed.llm.heads.constrained import ItemTrie, beam_search, build_item_trie
-from benchbed.llm.inject import collate, encode
+from benchbed.llm.injectors.prompts import collate, encode
 
 N_ITEMS = 1682  # ML-100K
 

@@ -1,5 +1,5 @@
 """Throughput of Yes/No CTR scoring and LoRA training, the kit's path today (old) beside
-``benchbed.llm.batching`` (new), measured side by side in one run (benchmark, not a test).
+``benchbed.llm.yesno.fast_scoring`` (new), measured side by side in one run (benchmark, not a test).
 
 On ml-100k test rows (real titles; synthetic rows if the dataset cannot be prepared):
 1. scoring rows/s: length-bucketed batches, the same batch size in random order, one row at a time; new =
@@ -40,16 +40,16 @@ import torch  # noqa: E402
 
 from benchbed.compat.hf_cache import cache_kwarg  # noqa: E402
 from benchbed.llm import batching  # noqa: E402
-from benchbed.llm.backbone import Backbone, build_tiny, load_backbone, resolve_device  # noqa: E402
-from benchbed.llm.heads.yesno import answer_logits, bce_loss, to_score  # noqa: E402
-from benchbed.llm.inject import (  # noqa: E402
+from benchbed.llm.backbone.loader import Backbone, build_tiny, load_backbone, resolve_device  # noqa: E402
+from benchbed.llm.injectors.prompts import (  # noqa: E402
     Batch,  # noqa: E402
     EncodedPrompts,
     bucket_batches,
     special_prefix,
 )
 from benchbed.llm.lora import add_lora  # noqa: E402
-from benchbed.llm.yesno import Rows, YesNoScorer, rows_from_frame  # noqa: E402
+from benchbed.llm.yesno.head import answer_logits, bce_loss, to_score  # noqa: E402
+from benchbed.llm.yesno.scorer import Rows, YesNoScorer, rows_from_frame  # noqa: E402
 from benchbed.prompts import load_bank  # noqa: E402
 
 # dense bf16 peak, TFLOP/s (NVIDIA datasheets, without sparsity)
@@ -76,7 +76,8 @@ def score_with_prefix_cache(  # the pre-kit path, kept here as the "old" referen
     mode: str = "yes",
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """The kit's prefix-KV scoring before ``benchbed.llm.batching`` replaced it (one user per call, the
+    """The kit's prefix-KV scoring before ``benchbed.llm.yesno.fast_scoring`` replaced it (one user per call,
+    the
     cache deep-copied and repeated for every batch, the full LM head): this benchmark's "old" column.
 
     Suffixes are left-padded after the prefix; the padding is masked and position ids continue from the
@@ -487,7 +488,7 @@ def main() -> None:
 
 
 def report(out: dict[str, Any]) -> str:
-    """A Markdown table: old (the kit today) beside new (``benchbed.llm.batching``)."""
+    """A Markdown table: old (the kit today) beside new (``benchbed.llm.yesno.fast_scoring``)."""
     s, t, r = out["score"], out["train"], out["rank"]
     rows = [
         ("scoring, length-bucketed: old 64 rows, new a token budget (rows/s)", s["old_bucketed_rows_s"],

@@ -27,7 +27,7 @@ def main() -> None:
 
     from benchbed.api import RunContext, TaskSetup
     from benchbed.data.prepare import prepare_split
-    from benchbed.methods.rarec import RARec
+    from benchbed.methods.rarec.method import RARec
     from benchbed.orchestration.embeddings import RegistryEmbeddings
     from benchbed.settings import get_settings
 

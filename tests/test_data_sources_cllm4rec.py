@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from benchbed.data.prepare import prepare_split
 from benchbed.errors import DataError
-from benchbed.methods.cllm4rec_docs import review_column
+from benchbed.methods.cllm4rec.docs import review_column
 from benchbed.settings import Settings, set_settings
 
 

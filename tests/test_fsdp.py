@@ -39,7 +39,7 @@ import json, sys
 from pathlib import Path
 import numpy as np, torch
 from benchbed import parallel, sharding
-from benchbed.llm.backbone import load_backbone
+from benchbed.llm.backbone.loader import load_backbone
 from benchbed.llm.train import TrainConfig, train
 
 ckpt, out, stop_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -130,7 +130,7 @@ DECODE_SCRIPT = """
 import json, sys
 import torch
 from benchbed import parallel
-from benchbed.llm.backbone import load_backbone
+from benchbed.llm.backbone.loader import load_backbone
 
 out = sys.argv[1]
 w = parallel.world()
@@ -166,7 +166,7 @@ def test_decoding_ranks_that_finish_early_keep_in_step(tmp_path: Path, session_d
     assert [r["dummies"] for r in ranks] == [3, 0]  # rank 0 stepped along while rank 1 decoded
     import torch
 
-    from benchbed.llm.backbone import load_backbone
+    from benchbed.llm.backbone.loader import load_backbone
 
     model = load_backbone("tiny").model
     ids = torch.arange(10, 22).reshape(2, 6)

@@ -8,7 +8,7 @@ import torch
 from generative_synth import save_word_backbone
 
 from benchbed.errors import DataError
-from benchbed.llm.backbone import load_backbone
+from benchbed.llm.backbone.loader import load_backbone
 from benchbed.llm.heads.constrained import ItemTrie, beam_search, build_item_trie
 
 

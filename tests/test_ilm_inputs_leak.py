@@ -15,7 +15,7 @@ from test_method_ilm import write_planted  # noqa: E402  (tests/ is on sys.path 
 from benchbed.api import RunContext
 from benchbed.data.prepare import prepare_split
 from benchbed.methods import build_method
-from benchbed.methods.ilm_inputs import build_inputs, item_texts, sentence_embeddings
+from benchbed.methods.ilm.inputs import build_inputs, item_texts, sentence_embeddings
 
 
 @pytest.fixture(scope="module")

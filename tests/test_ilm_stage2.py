@@ -25,8 +25,8 @@ from benchbed.llm import generative_recipe as recipe
 from benchbed.llm import train as train_module
 from benchbed.llm.lora import named_trainable
 from benchbed.methods import build_method
-from benchbed.methods.ilm import ILM
-from benchbed.methods.ilm_generative import ILMGenerative, stage2_selection
+from benchbed.methods.ilm.generative import ILMGenerative, stage2_selection
+from benchbed.methods.ilm.method import ILM
 from benchbed.orchestration.embeddings import RegistryEmbeddings
 from benchbed.tasks.generative import GenerativeTask
 

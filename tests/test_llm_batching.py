@@ -1,4 +1,5 @@
-"""``benchbed.llm.batching``: token-budget batches, the two-row answer head and shared-prefix reuse give the
+"""``benchbed.llm.yesno.fast_scoring``: token-budget batches, the two-row answer head and shared-prefix reuse
+give the
 scores of the plain path (each full prompt alone through the model's own forward and LM head).
 
 Real tiny models (the ``tiny`` Llama with an untied head, a tiny GPT-2, a LoRA-wrapped Llama), no mocks; no
@@ -12,12 +13,12 @@ import pytest
 import torch
 from tiny_models import frozen, tiny_gpt2
 
-from benchbed.llm import batching
-from benchbed.llm.backbone import build_tiny
-from benchbed.llm.heads.yesno import YesNoHead, bce_loss
-from benchbed.llm.inject import Batch, EncodedPrompts, collate, encode
+from benchbed.llm.backbone.loader import build_tiny
 from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, collate, encode
 from benchbed.llm.injectors.slots import SlotVectors
+from benchbed.llm.yesno import fast_scoring as batching
+from benchbed.llm.yesno.head import YesNoHead, bce_loss
 from benchbed.prompts import Slot
 
 ATOL = 2e-5  # fp32; batch composition changes summation order (observed ~1e-7)

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from benchbed.errors import ConfigError
-from benchbed.llm.backbone import load_backbone
-from benchbed.llm.batching import score_prefix_candidates
-from benchbed.llm.heads.yesno import answer_logits, answer_token_ids, to_score
-from benchbed.llm.inject import bucket_batches, collate, encode
+from benchbed.llm.backbone.loader import load_backbone
+from benchbed.llm.injectors.prompts import bucket_batches, collate, encode
 from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.llm.lora import add_lora, count_trainable
 from benchbed.llm.train import TrainConfig, epoch_rng, train
+from benchbed.llm.yesno.fast_scoring import score_prefix_candidates
+from benchbed.llm.yesno.head import answer_logits, answer_token_ids, to_score
 from benchbed.prompts import Slot, load_bank
 
 
@@ -217,7 +217,7 @@ def test_prefix_cache_scores_equal_full_prompt_scores(tiny):
     ]
     yes_no = answer_token_ids(tok)
     cached = score_prefix_candidates(tiny.model, prefix, suffixes, yes_no, max_kv_tokens=2 * 40)
-    from benchbed.llm.inject import EncodedPrompts
+    from benchbed.llm.injectors.prompts import EncodedPrompts
 
     enc = EncodedPrompts(
         ids=[np.concatenate([prefix, s]) for s in suffixes],

@@ -16,12 +16,12 @@ import torch
 from tiny_models import frozen, tiny_gpt2
 
 from benchbed.errors import ConfigError
-from benchbed.llm.backbone import build_tiny, load_backbone
+from benchbed.llm.backbone.loader import build_tiny, load_backbone
 from benchbed.llm.heads.multinomial import MultinomialHead, multi_hot, multinomial_nll
 from benchbed.llm.heads.pooled import PooledHead, backbone_body, default_pooling, pool
 from benchbed.llm.heads.text import TextGenerationHead
-from benchbed.llm.inject import Batch, EncodedPrompts, collate, encode
 from benchbed.llm.injectors.base import ModelInputs, plain_inputs
+from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, collate, encode
 
 SIDES = ("left", "right")
 PROMPTS = [

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from benchbed.errors import ConfigError
-from benchbed.llm.backbone import build_tiny, load_backbone
-from benchbed.llm.inject import Batch, EncodedPrompts, collate
+from benchbed.llm.backbone.loader import build_tiny, load_backbone
 from benchbed.llm.injectors.base import ModelInputs, plain_inputs
 from benchbed.llm.injectors.prefix import LayerPrefix, PrefixEncoder, prefix_layers
+from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, collate
 
 ATOL = 1e-5
 LENGTHS = (4, 9, 6)  # three rows of different length, so every batch pads on the chosen side

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from benchbed.errors import ConfigError
-from benchbed.llm.backbone import load_backbone
-from benchbed.llm.heads.yesno import YesNoHead, answer_token_ids
-from benchbed.llm.inject import collate, encode
+from benchbed.llm.backbone.loader import load_backbone
 from benchbed.llm.injectors.base import plain_inputs
+from benchbed.llm.injectors.prompts import collate, encode
 from benchbed.llm.injectors.slots import MultiTokenSlots, SlotVectors, require_slots
+from benchbed.llm.yesno.head import YesNoHead, answer_token_ids
 from benchbed.prompts import Slot
 
 PROMPTS = [

@@ -12,8 +12,8 @@ import torch
 from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, OPTConfig, OPTForCausalLM
 
 from benchbed.errors import ConfigError
-from benchbed.llm.backbone import build_tiny, load_tokenizer, minilm_dir
-from benchbed.llm.inject import collate
+from benchbed.llm.backbone.loader import build_tiny, load_tokenizer, minilm_dir
+from benchbed.llm.injectors.prompts import collate
 from benchbed.llm.injectors.vocab import IGNORE_INDEX, VocabExtension, final_hidden
 from benchbed.llm.lora import freeze
 

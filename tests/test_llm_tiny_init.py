@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from benchbed.llm.backbone import build_tiny, load_backbone
-from benchbed.llm.tiny_gpt2 import build_tiny_gpt2
-from benchbed.llm.tiny_init import init_tiny_weights, weights_digest
+from benchbed.llm.backbone.loader import build_tiny, load_backbone
+from benchbed.llm.backbone.tiny_gpt2 import build_tiny_gpt2
+from benchbed.llm.backbone.tiny_init import init_tiny_weights, weights_digest
 
 # Known answers: the digest of the initial weights of each preset. If this changes, every committed record
 # of a tiny backbone stops reproducing -- bump it only together with re-running those records.

@@ -27,11 +27,11 @@ from benchbed.api import RunContext, TaskSetup
 from benchbed.data.enrich import add_flags, add_histories
 from benchbed.data.schema import InteractionData, Split
 from benchbed.errors import ConfigError
-from benchbed.llm.tiny_gpt2 import build_tiny_gpt2
+from benchbed.llm.backbone.tiny_gpt2 import build_tiny_gpt2
 from benchbed.methods import build_method
-from benchbed.methods.cllm4rec import CLLM4Rec, frozen_digest
-from benchbed.methods.cllm4rec_docs import CONTENT_PROMPT, REC_PROMPT, Corpus, DocBatch
-from benchbed.methods.cllm4rec_model import COLLAB, CLLM4RecCore
+from benchbed.methods.cllm4rec.docs import CONTENT_PROMPT, REC_PROMPT, Corpus, DocBatch
+from benchbed.methods.cllm4rec.method import CLLM4Rec, frozen_digest
+from benchbed.methods.cllm4rec.model import COLLAB, CLLM4RecCore
 from benchbed.tasks.topk import TopKTask
 
 LEX = [
@@ -236,7 +236,7 @@ def test_templates_match_the_extension_and_the_prompt_cache_equals_one_pass():
     model.eval()
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied GPT-2 head
     split = planted_reviews(users_per_cluster=2)
-    from benchbed.methods.cllm4rec import _extension
+    from benchbed.methods.cllm4rec.method import _extension
 
     class _BB:
         name, tokenizer = "tiny", tok
@@ -275,8 +275,8 @@ def test_untied_backbone_learns_a_separate_item_head(tmp_path: Path):
     assert ext.head == "separate" and method.record_info()["head"] == "separate"
     head = method.core.rec_head.matrix()
     assert head is ext.out["collab__item"] and head is not ext.type_rows("item", "collab")
-    from benchbed.llm.backbone import load_backbone
-    from benchbed.methods.cllm4rec import _extension
+    from benchbed.llm.backbone.loader import load_backbone
+    from benchbed.methods.cllm4rec.method import _extension
 
     bb = load_backbone(backbone)
     init = _extension(bb.model, bb, split, 0)  # the same seeded initialisation as the fit's
@@ -311,7 +311,7 @@ def test_variants_train_what_they_say(tmp_path: Path):
 def test_bad_inputs_are_one_line_errors_or_recorded_fallbacks(tmp_path: Path):
     with pytest.raises(ConfigError, match="encoder-only"):
         build_method("cllm4rec", {"backbone": "minilm"})
-    from benchbed.llm.backbone import minilm_dir
+    from benchbed.llm.backbone.loader import minilm_dir
 
     with pytest.raises(ConfigError, match="encoder-only"):  # the same encoder given by path: refused at fit
         CLLM4Rec(backbone=str(minilm_dir())).fit(planted_reviews(users_per_cluster=1), ctx_at(tmp_path / "e"))

@@ -27,8 +27,8 @@ from benchbed.data.prepare import prepare_split
 from benchbed.errors import ConfigError
 from benchbed.item2text.synthetic import GENRE_WORDS, SYLLABLES, planted_data
 from benchbed.methods import build_method
-from benchbed.methods.ilm import ILM
-from benchbed.methods.ilm_pretrain import Schedule, consecutive_item_pairs, tokenize_texts, user_item_pairs
+from benchbed.methods.ilm.method import ILM
+from benchbed.methods.ilm.pretrain import Schedule, consecutive_item_pairs, tokenize_texts, user_item_pairs
 from benchbed.orchestration.embeddings import RegistryEmbeddings
 from benchbed.tasks.item2text import Item2TextTask
 

@@ -18,10 +18,9 @@ from test_baselines_support import leave_last_out
 from benchbed.api import RunContext, TaskSetup
 from benchbed.data.schema import InteractionData
 from benchbed.errors import ConfigError, DataError
-from benchbed.llm.backbone import load_backbone, minilm_dir
+from benchbed.llm.backbone.loader import load_backbone, minilm_dir
 from benchbed.methods import build_method
-from benchbed.methods.rarec import RARec
-from benchbed.methods.rarec_data import (
+from benchbed.methods.rarec.data import (
     Samples,
     bucket_sample,
     candidates,
@@ -30,7 +29,8 @@ from benchbed.methods.rarec_data import (
     select,
     title_words,
 )
-from benchbed.methods.rarec_towers import SidePrompt, info_nce
+from benchbed.methods.rarec.method import RARec
+from benchbed.methods.rarec.towers import SidePrompt, info_nce
 from benchbed.orchestration.embeddings import RegistryEmbeddings
 from benchbed.tasks.topk import TopKTask
 
@@ -175,7 +175,7 @@ def test_word_overlap_denoising_and_even_buckets() -> None:
     idx, cells = bucket_sample(s, popularity, 500, np.random.default_rng(1))
     assert len(idx) == 500 and len(np.unique(idx)) == 500 and cells > 10
     # even over length deciles: no decile holds more than twice its share, unlike the skewed pool
-    from benchbed.methods.rarec_data import decile
+    from benchbed.methods.rarec.data import decile
 
     per = np.bincount(decile(s.seq_len[idx].astype(float)), minlength=10)
     assert per.max() <= 2 * 500 / 10 + 5
@@ -396,7 +396,7 @@ def test_text_only_alignment_target_holds_no_placeholders() -> None:
     their alignment target must encode the text alone (issue 22: it pooled and attended to the [PAD]s)."""
     from transformers import AutoTokenizer
 
-    from benchbed.methods.rarec_towers import Prompts, Towers
+    from benchbed.methods.rarec.towers import Prompts, Towers
 
     tok = AutoTokenizer.from_pretrained(minilm_dir())
     prompts = Prompts(tok, ["the first film", "a second one", "third"], max_tokens=64)
@@ -422,7 +422,7 @@ def test_input_token_variants_train_on_targets_without_placeholders(
 ) -> None:
     """What ``fit`` hands to the target pass: every row (users and items) free of [PAD] placeholders, so
     nothing is pooled over or attended to but text, and only the token-embedding targets are computed."""
-    from benchbed.methods.rarec_towers import Towers
+    from benchbed.methods.rarec.towers import Towers
 
     rows: list[np.ndarray] = []
     token_states = Towers.token_states

@@ -10,9 +10,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from benchbed.api import RunContext, ScoreRequests
-from benchbed.llm.backbone import load_backbone
-from benchbed.llm.heads.masked_yesno import HEAD_NAME
+from benchbed.llm.backbone.loader import load_backbone
 from benchbed.llm.synthetic import item_signal_split
+from benchbed.llm.yesno.masked_head import HEAD_NAME
 from benchbed.methods.collm import CoLLM
 from benchbed.methods.tallrec import TALLRec
 from benchbed.settings import get_settings

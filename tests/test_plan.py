@@ -16,10 +16,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchbed.llm.backbone import build_tiny
-from benchbed.llm.heads.yesno import bce_loss
+from benchbed.llm.backbone.loader import build_tiny
+from benchbed.llm.backbone.tiny_gpt2 import build_tiny_gpt2
 from benchbed.llm.lora import LoraSpec, add_lora
-from benchbed.llm.tiny_gpt2 import build_tiny_gpt2
+from benchbed.llm.yesno.head import bce_loss
 from benchbed.methods import build_method
 from benchbed.plan.configs import backbone_config, config_from_dict, meta_model
 from benchbed.plan.counts import lora_count, mlp_parameters, total_parameters
@@ -71,7 +71,7 @@ def test_published_counts_and_presets() -> None:
 def ctr_setup():
     """Real ml-100k CTR prompts of tallrec / collm with the tiny backbone (eager attention)."""
     from benchbed.data.prepare import prepare_split
-    from benchbed.llm.yesno import rows_from_frame
+    from benchbed.llm.yesno.scorer import rows_from_frame
 
     split = prepare_split("ml-100k").split
     tok, _ = tokenizer_for("tiny")
@@ -302,9 +302,9 @@ def cllm4rec_setup():
     """cllm4rec's plan stages on ml-100k (real documents and epoch-0 batches, a few content documents) and
     the real tiny GPT-2 with eager attention, its real extension and core (nothing trains)."""
     from benchbed.data.prepare import prepare_split
-    from benchbed.llm.tiny_gpt2 import load_tiny_gpt2
-    from benchbed.methods.cllm4rec import _extension
-    from benchbed.methods.cllm4rec_model import CLLM4RecCore
+    from benchbed.llm.backbone.tiny_gpt2 import load_tiny_gpt2
+    from benchbed.methods.cllm4rec.method import _extension
+    from benchbed.methods.cllm4rec.model import CLLM4RecCore
     from benchbed.plan.cllm4rec import cllm4rec_stages
 
     split = prepare_split("ml-100k", "random-per-user").split
@@ -373,7 +373,7 @@ def test_cllm4rec_flops_gpt2_vocab_extension(cllm4rec_setup) -> None:
 def _content(method, split):
     from types import SimpleNamespace
 
-    from benchbed.methods.cllm4rec_docs import positives
+    from benchbed.methods.cllm4rec.docs import positives
 
     rows = positives(split, False)
     ctx = SimpleNamespace(seed=0, say=lambda *a, **k: None)
@@ -402,7 +402,7 @@ def test_plan_cllm4rec_cli(cli) -> None:
 def _rarec_step(towers, sides, prompts, d: int):
     """One RA-Rec training step as ``RARec._train_loop``'s loss: user tower, item tower (positive +
     negative), BPR, and the two InfoNCE terms against (here random) text-state targets."""
-    from benchbed.methods.rarec_towers import info_nce
+    from benchbed.methods.rarec.towers import info_nce
 
     user_side, item_side = sides
     urows = [prompts.user([0, 1, 2]), prompts.user([3]), prompts.user([1, 4, 5]), prompts.user([2])]
@@ -425,9 +425,9 @@ def _rarec_step(towers, sides, prompts, d: int):
 
 def test_rarec_flops_encoder_towers_with_layer_prefixes() -> None:
     """The real frozen MiniLM encoder (eager attention), the real SidePrompt modules and Towers."""
-    from benchbed.llm.backbone import load_backbone
-    from benchbed.llm.inject import special_prefix
-    from benchbed.methods.rarec_towers import Prompts, SidePrompt, Towers
+    from benchbed.llm.backbone.loader import load_backbone
+    from benchbed.llm.injectors.prompts import special_prefix
+    from benchbed.methods.rarec.towers import Prompts, SidePrompt, Towers
     from benchbed.plan.rarec import id_map_layers, info_nce_flops, tower_flops
 
     bb = load_backbone("minilm", device="cpu")
@@ -456,7 +456,7 @@ def test_rarec_flops_encoder_towers_with_layer_prefixes() -> None:
 
 
 def test_plan_rarec_cli_and_trainable(cli) -> None:
-    from benchbed.methods.rarec_towers import SidePrompt
+    from benchbed.methods.rarec.towers import SidePrompt
 
     code, out, err = cli(
         "plan", "-m", "rarec", "-t", "topk", "-p", "train_samples=300", "-p", "valid_users=50",
@@ -489,9 +489,9 @@ def test_ilm_stage2_flops_and_trainable() -> None:
     from benchbed.config import RunConfig
     from benchbed.data.prepare import prepare_split
     from benchbed.llm.injectors.slots import MultiTokenSlots
-    from benchbed.methods.ilm_encoder import EncoderConfig, ILMEncoder
-    from benchbed.methods.ilm_generative import ILMGenerative
-    from benchbed.methods.ilm_parts import ILMParts
+    from benchbed.methods.ilm.encoder import EncoderConfig, ILMEncoder
+    from benchbed.methods.ilm.generative import ILMGenerative
+    from benchbed.methods.ilm.parts import ILMParts
     from benchbed.orchestration.runner import setup
     from benchbed.plan.generative import _bind
     from benchbed.plan.ilm import encoder_parameters, qformer_flops
@@ -580,8 +580,8 @@ def test_item2text_mlpn_flops_and_trainable_real_setup() -> None:
     ex = sample_examples(method.proto.train, 4, 0)
     items = method.item_matrix([e.items for e in ex])
     enc, answer = method.encode_prompts([e.prompt for e in ex], items, [e.reference for e in ex])
-    from benchbed.item2text.recipe import TrainBatch
-    from benchbed.llm.inject import answer_labels, collate
+    from benchbed.llm.injectors.prompts import answer_labels, collate
+    from benchbed.llm.recipes.item2text import TrainBatch
 
     idx = np.arange(4)
     labels = torch.from_numpy(answer_labels(enc, answer, idx))

@@ -1,7 +1,8 @@
 """Item markers in item-to-text prompts and their conversion to pieces on the method side.
 
 The task hands ``generate`` (and ``fit``, in ``Example.prompt``) plain strings with ``{item1}`` / ``{item2}``
-markers. ``to_pieces`` turns one into ``benchbed.prompts`` pieces for ``benchbed.llm.inject.encode``:
+markers. ``to_pieces`` turns one into ``benchbed.prompts`` pieces for
+``benchbed.llm.injectors.prompts.encode``:
 ``Slot`` markers (methods that inject vectors), the items' titles (text-only methods) or both.
 """
 

@@ -26,8 +26,8 @@ _BUILTIN = {
     "collm": "benchbed.methods.collm:CoLLM",
     "p5-random": "benchbed.methods.p5_random:P5Random",
     "embedproj": "benchbed.methods.embedproj:EmbedProj",
-    "cllm4rec": "benchbed.methods.cllm4rec:CLLM4Rec",
-    "rarec": "benchbed.methods.rarec:RARec",
+    "cllm4rec": "benchbed.methods.cllm4rec.method:CLLM4Rec",
+    "rarec": "benchbed.methods.rarec.method:RARec",
     # item2text baselines and reference rows (ILM 4.3 / Fig. 5)
     "i2t-mlp1": "benchbed.methods.item2text_baselines:I2TMLP1",
     "i2t-mlpn": "benchbed.methods.item2text_baselines:I2TMLPN",
@@ -36,7 +36,7 @@ _BUILTIN = {
     "i2t-floor": "benchbed.methods.item2text_baselines:I2TFloor",
     "i2t-copy": "benchbed.methods.item2text_baselines:I2TCopy",
     "i2t-const": "benchbed.methods.item2text_baselines:I2TConst",
-    "ilm": "benchbed.methods.ilm:ILM",
+    "ilm": "benchbed.methods.ilm.method:ILM",
 }
 for _name, _target in _BUILTIN.items():
     if _name not in METHODS:

@@ -4,7 +4,7 @@
   the run's embedding source (``RunContext.embeddings``) and cached, or a ``.npz`` file with ``user``/``item``
   arrays aligned with benchbed ids) + MLP d -> mlp_ratio*d -> hidden with ReLU (the paper: 10x).
 - Prompt: the bank's ``cf`` view; ``{user_emb}``/``{item_emb}`` are one position each, overwritten by the
-  mapped vectors (``benchbed.llm.inject``).
+  mapped vectors (``benchbed.llm.injectors.prompts``).
 - Tuning (``tuning``): ``default`` = two steps, step 1 = the TALLRec stage (LoRA on text-only prompts, shared
   with ``tallrec`` through the stage cache), step 2 = LoRA and CF model frozen, only the MLP trained on the
   full prompt. ``t1``: step 2 also tunes the CF representations from their pretrained values; ``t2``: from
@@ -28,10 +28,10 @@ from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm import stages
-from benchbed.llm.ctr_recipe import TEXT_STAGE_KEYS, TRAIN_DEFAULTS, PromptCTRMethod
-from benchbed.llm.inject import Batch
+from benchbed.llm.injectors.prompts import Batch
 from benchbed.llm.lora import add_lora, count_trainable, load_lora_state, lora_state
-from benchbed.llm.yesno import Rows
+from benchbed.llm.recipes.ctr import TEXT_STAGE_KEYS, TRAIN_DEFAULTS, PromptCTRMethod
+from benchbed.llm.yesno.scorer import Rows
 from benchbed.methods.tallrec import CTR_PARAM_SPECS
 from benchbed.params import Param
 

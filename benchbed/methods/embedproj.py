@@ -23,8 +23,8 @@ from torch import nn
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
+from benchbed.llm.recipes.generative import GenerativeLM, StageSpec
 from benchbed.methods.p5_random import text_stage, wants_warm_start, warm_start_companion
 from benchbed.params import Param
 

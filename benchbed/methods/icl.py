@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
-from benchbed.llm.ctr_recipe import PROMPT_DEFAULTS, PromptCTRMethod
+from benchbed.llm.recipes.ctr import PROMPT_DEFAULTS, PromptCTRMethod
 from benchbed.methods.tallrec import CTR_PARAM_SPECS
 from benchbed.params import Param
 

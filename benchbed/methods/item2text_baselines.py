@@ -1,6 +1,6 @@
 """Baselines of the item2text task (ILM §4.3 / Fig. 5 as ILM configures them) and its two reference rows.
 
-All compose ``benchbed.item2text.recipe.Item2TextLM`` (backbone, examples, next-token loss, text head):
+All compose ``benchbed.llm.recipes.item2text.Item2TextLM`` (backbone, examples, next-token loss, text head):
 - ``i2t-mlp1`` (CoLLM-style): a 2-layer MLP, hidden width 10x its input (CoLLM; ILM §4.3), maps the item's CF
   embedding to one token; MLP and LLM trained together in one stage.
 - ``i2t-mlpn`` (ILM Fig. 5 "MLP"): the same MLP to ``n_tokens`` tokens (default 4, ILM's best range 4-8), for
@@ -31,9 +31,9 @@ from benchbed.api import BaseRecommender, GenerateRequests, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.item2text.controls import constant_answers, mismatch_by_item
-from benchbed.item2text.recipe import Item2TextLM, StageSpec
 from benchbed.item2text.setup import Item2TextProtocol
 from benchbed.llm.lora import set_trainable
+from benchbed.llm.recipes.item2text import Item2TextLM, StageSpec
 from benchbed.params import Param
 
 

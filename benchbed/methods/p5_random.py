@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
+from benchbed.llm.recipes.generative import GenerativeLM, StageSpec
 
 TUNINGS = ("full", "lora")
 RANDOM_INIT_BACKBONES = frozenset({"tiny"})  # presets whose weights are random: they need a text stage first

@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
-from benchbed.llm.ctr_recipe import TRAIN_DEFAULTS, PromptCTRMethod
-from benchbed.llm.heads.yesno import SCORE_MODES
-from benchbed.llm.yesno import SCORE_BATCHING
+from benchbed.llm.recipes.ctr import TRAIN_DEFAULTS, PromptCTRMethod
+from benchbed.llm.yesno.head import SCORE_MODES
+from benchbed.llm.yesno.scorer import SCORE_BATCHING
 from benchbed.params import Param
 
 # the prompt CTR methods' (tallrec, icl, collm) parameters that no naming convention covers

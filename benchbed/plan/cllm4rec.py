@@ -134,8 +134,8 @@ def _bind(method: Any, split: Split, tokenizer: Any, arch: Arch, config: Any, se
     """Give the method what its batch builders read, as ``CLLM4Rec.fit`` does, on a meta-device extension;
     returns its content documents (or None)."""
     from benchbed.llm.injectors.vocab import VocabExtension
-    from benchbed.methods.cllm4rec import COLLAB, CONTENT
-    from benchbed.methods.cllm4rec_docs import Corpus, positives, user_items
+    from benchbed.methods.cllm4rec.docs import Corpus, positives, user_items
+    from benchbed.methods.cllm4rec.method import COLLAB, CONTENT
 
     p = method.params
     if p["variant"] in UNMODELLED_VARIANTS:

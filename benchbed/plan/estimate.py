@@ -16,8 +16,8 @@ from typing import Any
 
 from benchbed.config import RunConfig
 from benchbed.errors import ConfigError
-from benchbed.llm.backbone import ENCODER_TYPES
-from benchbed.llm.handle import minilm_dir
+from benchbed.llm.backbone.loaded import minilm_dir
+from benchbed.llm.backbone.loader import ENCODER_TYPES
 from benchbed.plan.configs import PRESET_CONFIGS, backbone_config, meta_model
 from benchbed.plan.flops import Arch, BatchShape, Trainable, arch_of, forward_flops, train_step_flops
 from benchbed.plan.gpus import GPU, GPUS, get_gpu

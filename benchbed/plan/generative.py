@@ -26,7 +26,7 @@ GENERATIVE_METHODS = ("p5-random", "embedproj")
 
 def _bind(method: Any, task: Any, split: Split, tokenizer: Any, config: Any) -> None:
     """Give the method what ``encode_rows`` reads, as ``GenerativeLM.fit`` does (no backbone loaded)."""
-    from benchbed.llm.generative_recipe import _token_id_or
+    from benchbed.llm.recipes.generative import _token_id_or
 
     protocol = task.method_setup(split).protocol
     method.setup, method.index = protocol.setup, protocol.index

@@ -61,7 +61,7 @@ def qformer_flops(
 
 def encoder_parameters(params: dict[str, Any], d_in: int, vocab: int, hidden: int) -> tuple[int, int]:
     """(Q-Former parameters, projector parameters), counted on the real modules (built on the meta device)."""
-    from benchbed.methods.ilm_encoder import EncoderConfig, ILMEncoder
+    from benchbed.methods.ilm.encoder import EncoderConfig, ILMEncoder
 
     cfg = EncoderConfig.from_params(params, d_in, vocab)
     with torch.device("meta"):  # the paper's 8 x 768 encoder: shapes only, no memory
@@ -86,7 +86,7 @@ def input_dim(params: dict[str, Any]) -> int:
 def ilm_stages(
     method: Any, task: Any, split: Split, tokenizer: Any, config: Any, arch: Arch, *, seed: int
 ) -> list[StagePlan]:
-    from benchbed.methods.ilm_generative import ILMGenerative
+    from benchbed.methods.ilm.generative import ILMGenerative
     from benchbed.methods.p5_random import wants_warm_start
 
     if method.params["item_encoder"] != "qformer":
@@ -172,8 +172,8 @@ def _item2text_stages(
     N tokens at both item slots of every row, then the task's decoding."""
     from benchbed.item2text.examples import sample_examples
     from benchbed.item2text.prompts import SLOTS
-    from benchbed.item2text.recipe import end_token
-    from benchbed.methods.ilm_item2text import ILMItem2Text
+    from benchbed.llm.recipes.item2text import end_token
+    from benchbed.methods.ilm.item2text import ILMItem2Text
     from benchbed.methods.p5_random import wants_warm_start
     from benchbed.plan.item2text import decode_stages
 

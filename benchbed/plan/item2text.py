@@ -55,7 +55,7 @@ def item2text_stages(
     method: Any, task: Any, split: Split, tokenizer: Any, config: Any, arch: Arch, *, seed: int
 ) -> list[StagePlan]:
     from benchbed.item2text.examples import sample_examples
-    from benchbed.item2text.recipe import end_token
+    from benchbed.llm.recipes.item2text import end_token
 
     p = method.params
     proto = task.protocol(split)

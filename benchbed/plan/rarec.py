@@ -59,7 +59,7 @@ def encoder_arch(config: Any) -> tuple[Arch, bool]:
 @functools.lru_cache(maxsize=8)
 def _side_params(variant: str, layers: int, hidden: int, id_dim: int) -> tuple[int, int]:
     """(trainable parameters of both sides, prefix length), from the real ``SidePrompt`` modules."""
-    from benchbed.methods.rarec_towers import SidePrompt
+    from benchbed.methods.rarec.towers import SidePrompt
 
     sides = [SidePrompt(variant, layers, hidden, id_dim) for _ in ("user", "item")]
     n = sum(p.numel() for s in sides for p in s.parameters() if p.requires_grad)
@@ -117,8 +117,8 @@ def _id_dim(params: dict[str, Any]) -> int:
 def rarec_stages(
     method: Any, task: Any, split: Split, tokenizer: Any, config: Any, *, seed: int
 ) -> tuple[Arch, list[StagePlan]]:
-    from benchbed.methods.rarec_data import candidates, select, title_words
-    from benchbed.methods.rarec_towers import ID_VARIANTS, Prompts
+    from benchbed.methods.rarec.data import candidates, select, title_words
+    from benchbed.methods.rarec.towers import ID_VARIANTS, Prompts
 
     p = method.params
     variant = str(p["variant"])

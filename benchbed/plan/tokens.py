@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchbed.llm.backbone import ALIASES
-from benchbed.llm.handle import load_tokenizer, minilm_dir
+from benchbed.llm.backbone.loaded import load_tokenizer, minilm_dir
+from benchbed.llm.backbone.loader import ALIASES
 
 # backbones whose own tokenizer is the bundled one (all-MiniLM-L6-v2 ships bert-base-uncased's WordPiece)
 BUNDLED = ("tiny", "tiny-gpt2", "minilm", "bert-base")

@@ -287,7 +287,10 @@ def build_leaderboard(
     return boards
 
 
-RANDOM_INIT_IDS = ("tiny", "tiny-gpt2")  # benchbed.llm.backbone.RANDOM_INIT_PRESETS (results sit below llm)
+RANDOM_INIT_IDS = (
+    "tiny",
+    "tiny-gpt2",
+)  # benchbed.llm.backbone.loader.RANDOM_INIT_PRESETS (results sit below llm)
 
 
 def random_init_backbone(backbone: dict[str, Any] | None) -> bool:

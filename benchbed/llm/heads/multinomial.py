@@ -23,8 +23,8 @@ import torch
 
 from benchbed.errors import ConfigError
 from benchbed.llm.heads.pooled import hidden_states, pool, text_mask
-from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.prompts import Batch
 
 # The authors' init for new user/item tokens: N(0, initializer_range^2) with GPT-2's 0.02 [code: model.py].
 INIT_STD = 0.02

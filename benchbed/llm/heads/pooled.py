@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from benchbed.errors import ConfigError
-from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.prompts import Batch
 
 POOLINGS = ("mean", "cls", "last")
 ENCODER_FAMILIES = frozenset({"bert", "roberta", "distilbert", "xlm-roberta", "mpnet", "electra", "deberta"})

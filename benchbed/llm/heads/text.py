@@ -34,8 +34,8 @@ from benchbed import parallel
 from benchbed.compat.hf_cache import cache_kwarg, output_cache
 from benchbed.errors import ConfigError
 from benchbed.llm.heads.pooled import text_mask
-from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.prompts import Batch
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Injectors: the one way collaborative signal enters a backbone's forward pass.
 
-Every injector turns a collated ``Batch`` (``benchbed.llm.inject``) plus the method's signal (vectors, ids)
+Every injector turns a collated ``Batch`` (``benchbed.llm.injectors.prompts``) plus the method's signal
+(vectors, ids)
 into the keyword arguments of the backbone's forward call (``ModelInputs``); a head (``benchbed.llm.heads``)
 then runs the model on them and reduces the output. Four kinds:
 

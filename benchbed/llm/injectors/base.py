@@ -9,7 +9,7 @@ import torch
 
 from benchbed.compat.hf_cache import cache_kwarg
 from benchbed.errors import ConfigError
-from benchbed.llm.inject import Batch
+from benchbed.llm.injectors.prompts import Batch
 
 
 @dataclass

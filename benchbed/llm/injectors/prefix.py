@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from benchbed.errors import ConfigError
-from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import Injector, ModelInputs
+from benchbed.llm.injectors.prompts import Batch
 from benchbed.sharding import call_whole as whole
 
 FAMILIES = frozenset({"llama", "gpt2", "bert"})

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import torch
 
 from benchbed.errors import ConfigError
-from benchbed.llm.inject import Batch, EncodedPrompts, splice
 from benchbed.llm.injectors.base import Injector, ModelInputs
+from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, splice
 
 
 def require_slots(enc: EncodedPrompts, needed: Sequence[str], *, method: str, template: str) -> None:

@@ -48,8 +48,8 @@ import torch
 from torch import nn
 
 from benchbed.errors import ConfigError
-from benchbed.llm.inject import Batch, EncodedPrompts, special_prefix
 from benchbed.llm.injectors.base import Injector, ModelInputs
+from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, special_prefix
 
 DEFAULT_PATTERN = "<{type}_{i}>"
 # N(0, 0.02^2): GPT-2's initializer_range, which the authors use for the new rows [code: src/libs/model.py].

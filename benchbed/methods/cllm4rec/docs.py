@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from benchbed.data.schema import Split
-from benchbed.llm.inject import Batch, EncodedPrompts, collate, special_prefix
+from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, collate, special_prefix
 from benchbed.llm.injectors.vocab import VocabExtension
 
 # The authors' wording [code: src/libs/data.py; README: ids 468/49236/351 = " has"/" interacted"/" with"].

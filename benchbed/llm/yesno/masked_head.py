@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from benchbed.errors import ConfigError
-from benchbed.llm.heads.yesno import SCORE_MODES, to_score
-from benchbed.llm.inject import Batch, EncodedPrompts
 from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.prompts import Batch, EncodedPrompts
+from benchbed.llm.yesno.head import SCORE_MODES, to_score
 
 HEAD_NAME = "masked-tied"
 HEAD_INFO: dict[str, Any] = {

@@ -25,11 +25,11 @@ import torch
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.llm.generative_recipe import GenerativeLM, StageSpec
 from benchbed.llm.injectors.slots import MultiTokenSlots
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.methods.ilm_inputs import item_texts
-from benchbed.methods.ilm_parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts
+from benchbed.llm.recipes.generative import GenerativeLM, StageSpec
+from benchbed.methods.ilm.inputs import item_texts
+from benchbed.methods.ilm.parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts
 from benchbed.methods.p5_random import text_stage, wants_warm_start, warm_start_companion
 from benchbed.params import Param
 
@@ -37,7 +37,9 @@ TUNINGS = ("full", "lora")
 
 
 class ILMGenerative(GenerativeLM):
-    """The generative path of ``ilm`` (built by ``benchbed.methods.ilm.ILM`` for the generative task)."""
+    """The generative path of ``ilm`` (built by ``benchbed.methods.ilm.method.ILM`` for the generative
+    task).
+    """
 
     name: ClassVar[str] = "ilm"
     use_slots: ClassVar[bool] = True

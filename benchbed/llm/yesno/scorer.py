@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from benchbed.errors import ConfigError
-from benchbed.llm.backbone import Backbone
-from benchbed.llm.heads.masked_yesno import MaskedYesNoHead, append_mask, mask_suffix
-from benchbed.llm.heads.yesno import YesNoHead, answer_token_ids
-from benchbed.llm.inject import Batch, EncodedPrompts, bucket_batches, collate, encode
+from benchbed.llm.backbone.loader import Backbone
+from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, bucket_batches, collate, encode
 from benchbed.llm.injectors.slots import SlotVectors
+from benchbed.llm.yesno.head import YesNoHead, answer_token_ids
+from benchbed.llm.yesno.masked_head import MaskedYesNoHead, append_mask, mask_suffix
 from benchbed.prompts import Piece, PromptBank
 
 SCORE_BATCHING = ("rows", "tokens", "prefix")
@@ -171,7 +171,7 @@ class YesNoScorer:
         the same ``keys`` (user, history) share their prompt up to the target, encoded once
         (``batching.score_planned``). Both are faster on CPU and differ from ``rows`` by ~1e-7 (batch shape).
         """
-        from benchbed.llm import batching
+        from benchbed.llm.yesno import fast_scoring as batching
 
         dev = self.backbone.device
         mode, ids = self.score_mode, self.answer_ids

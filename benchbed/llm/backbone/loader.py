@@ -26,7 +26,7 @@ import torch
 
 from benchbed.compat.hf_progress import quiet_weight_loading
 from benchbed.errors import ConfigError
-from benchbed.llm.handle import (
+from benchbed.llm.backbone.loaded import (
     OFFLINE_HINT,
     RANDOM_INIT_PRESETS,
     RECORD_KEYS,
@@ -38,8 +38,8 @@ from benchbed.llm.handle import (
     minilm_dir,
     resolve_device,
 )
-from benchbed.llm.tiny_gpt2 import load_tiny_gpt2
-from benchbed.llm.tiny_init import init_tiny_weights, weights_digest
+from benchbed.llm.backbone.tiny_gpt2 import load_tiny_gpt2
+from benchbed.llm.backbone.tiny_init import init_tiny_weights, weights_digest
 
 # re-exported: callers import the handle's names from here, where backbones are loaded
 __all__ = [
@@ -60,7 +60,11 @@ __all__ = [
 ]
 from benchbed.settings import get_settings
 
-PRESETS = ("tiny", "tiny-gpt2", "minilm")  # tiny-gpt2: benchbed.llm.tiny_gpt2 (tied LM head, CLLM4Rec)
+PRESETS = (
+    "tiny",
+    "tiny-gpt2",
+    "minilm",
+)  # tiny-gpt2: benchbed.llm.backbone.tiny_gpt2 (tied LM head, CLLM4Rec)
 # Hub ids of the backbones the papers used (CoLLM: Vicuna-7B, Qwen2-1.5B; TALLRec: Llama-2-7B;
 # CLLM4Rec: GPT-2; OpenP5/ILM family: OpenLLaMA-3B). Vicuna v1.3 is the Llama-1-based release closest to
 # CoLLM's MiniGPT-4 setup.

@@ -3,11 +3,12 @@
 Zhu et al., "Collaborative Large Language Model for Recommender Systems", WWW 2024; code
 yaochenzhu/LLM4Rec. Facts and every code-vs-paper difference: ``../shared/protocols/cllm4rec.md``.
 
-Composition (kit parts): a frozen causal LM (``tiny`` = the tiny GPT-2 of ``benchbed.llm.tiny_gpt2``, tied
+Composition (kit parts): a frozen causal LM (``tiny`` = the tiny GPT-2 of
+``benchbed.llm.backbone.tiny_gpt2``, tied
 head; ``gpt2`` = the paper's GPT-2; any HF causal LM), ``VocabExtension`` with one token per user and item
 and two tables (``collab``, ``content``; only those rows train), and ``MultinomialHead`` tied to the item
 collaborative table (a separate matrix on backbones whose LM head is untied). Losses:
-``benchbed.methods.cllm4rec_model``; documents: ``benchbed.methods.cllm4rec_docs``.
+``benchbed.methods.cllm4rec.model``; documents: ``benchbed.methods.cllm4rec.docs``.
 
 Stages (each a ``benchbed.llm.stages`` entry trained by ``benchbed.llm.train.train``: cached, resumable):
 0. ``warmup``: content LLM alone on the content documents (no MR) [paper App. B.2; code: 10 epochs].
@@ -46,18 +47,18 @@ from benchbed.api import BaseRecommender, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm import stages
-from benchbed.llm.backbone import Backbone, check_backbone_name, load_backbone
+from benchbed.llm.backbone.loader import Backbone, check_backbone_name, load_backbone
+from benchbed.llm.backbone.tiny_gpt2 import TINY_GPT2_NAME, load_tiny_gpt2
 from benchbed.llm.injectors.vocab import VocabExtension
-from benchbed.llm.tiny_gpt2 import TINY_GPT2_NAME, load_tiny_gpt2
 from benchbed.llm.train import TrainConfig, train
-from benchbed.methods.cllm4rec_docs import (
+from benchbed.methods.cllm4rec.docs import (
     Corpus,
     item_metadata_texts,
     positives,
     review_column,
     user_items,
 )
-from benchbed.methods.cllm4rec_model import COLLAB, CONTENT, MR_FORMS, CLLM4RecCore
+from benchbed.methods.cllm4rec.model import COLLAB, CONTENT, MR_FORMS, CLLM4RecCore
 from benchbed.metrics import hits_from_rankings, resolve
 from benchbed.metrics.ranking import top_k
 from benchbed.params import Param

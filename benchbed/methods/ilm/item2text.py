@@ -26,11 +26,10 @@ from benchbed.config import stable_hash
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.item2text.examples import sample_examples
-from benchbed.llm.backbone import Backbone, load_backbone
+from benchbed.llm.backbone.loader import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
-from benchbed.llm.generative_recipe import TRAIN_IDENTITY_KEYS
 from benchbed.llm.heads.text import TextGenerationHead
-from benchbed.llm.inject import (
+from benchbed.llm.injectors.prompts import (
     IGNORE,
     Batch,
     EncodedPrompts,
@@ -42,10 +41,11 @@ from benchbed.llm.inject import (
 )
 from benchbed.llm.injectors.slots import MultiTokenSlots
 from benchbed.llm.lora import LoraSpec, add_lora, named_trainable, set_trainable
+from benchbed.llm.recipes.generative import TRAIN_IDENTITY_KEYS
 from benchbed.llm.stages import param_loader, run_or_load
 from benchbed.llm.stages import stage as make_stage
 from benchbed.llm.train import TrainConfig, epoch_rng, train
-from benchbed.methods.ilm_parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts
+from benchbed.methods.ilm.parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts
 from benchbed.methods.p5_random import wants_warm_start
 from benchbed.params import Param
 
@@ -81,7 +81,9 @@ class TrainBatch:
 
 
 class ILMItem2Text(BaseRecommender):
-    """The item-to-text path of ``ilm`` (built by ``benchbed.methods.ilm.ILM`` for the item2text task)."""
+    """The item-to-text path of ``ilm`` (built by ``benchbed.methods.ilm.method.ILM`` for the
+    item2text task).
+    """
 
     name: ClassVar[str] = "ilm"
     tasks: ClassVar[frozenset[str]] = frozenset({"item2text"})

@@ -25,10 +25,11 @@ from benchbed.errors import ConfigError
 from benchbed.item2text.examples import sample_examples
 from benchbed.item2text.prompts import SLOTS, to_pieces
 from benchbed.item2text.setup import Item2TextProtocol
-from benchbed.llm.backbone import Backbone, load_backbone
+from benchbed.llm.backbone.loader import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
 from benchbed.llm.heads.text import TextGenerationHead
-from benchbed.llm.inject import (
+from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.prompts import (
     IGNORE,
     Batch,
     EncodedPrompts,
@@ -38,7 +39,6 @@ from benchbed.llm.inject import (
     collate,
     encode,
 )
-from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.slots import MultiTokenSlots
 from benchbed.llm.lora import named_trainable
 from benchbed.llm.stages import param_loader, run_or_load

@@ -20,13 +20,13 @@ from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm import stages
-from benchbed.llm.backbone import Backbone, check_backbone_name, load_backbone
+from benchbed.llm.backbone.loader import Backbone, check_backbone_name, load_backbone
 from benchbed.llm.budget import BUDGET_KEYS, resolve, seconds_cap, time_capped
-from benchbed.llm.heads.masked_yesno import HEAD_INFO, HEAD_NAME
-from benchbed.llm.heads.yesno import SCORE_MODES, bce_loss
 from benchbed.llm.lora import LoraSpec, add_lora, load_lora_state, lora_state
 from benchbed.llm.train import TrainConfig, TrainResult, train
-from benchbed.llm.yesno import SCORE_BATCHING, Rows, VectorFn, YesNoScorer, rows_from_frame
+from benchbed.llm.yesno.head import SCORE_MODES, bce_loss
+from benchbed.llm.yesno.masked_head import HEAD_INFO, HEAD_NAME
+from benchbed.llm.yesno.scorer import SCORE_BATCHING, Rows, VectorFn, YesNoScorer, rows_from_frame
 from benchbed.prompts import load_bank
 
 PROMPT_DEFAULTS: dict[str, Any] = {
@@ -37,7 +37,8 @@ PROMPT_DEFAULTS: dict[str, Any] = {
     "max_length": 512,  # tokens; oldest history is cut first
     "batch_size": 16,  # CoLLM ML-1M: 16 (Amazon: 8)
     # scoring batches: rows (as the committed records) | tokens (token budget) | prefix (rows of one user and
-    # history share the prompt prefix, encoded once; 2.3x on CPU, scores within ~1e-7; benchbed.llm.batching)
+    # history share the prompt prefix, encoded once; 2.3x on CPU, scores within ~1e-7;
+    # benchbed.llm.yesno.fast_scoring)
     "score_batching": "rows",
     # test also scores the held-out unseen template (false halves test scoring: the encoder CPU runs)
     "eval_unseen": True,

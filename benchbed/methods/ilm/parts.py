@@ -19,9 +19,9 @@ from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.train import SCHEDULES
-from benchbed.methods.ilm_encoder import EncoderConfig, ILMEncoder
-from benchbed.methods.ilm_inputs import build_inputs
-from benchbed.methods.ilm_pretrain import (
+from benchbed.methods.ilm.encoder import EncoderConfig, ILMEncoder
+from benchbed.methods.ilm.inputs import build_inputs
+from benchbed.methods.ilm.pretrain import (
     Stage1Settings,
     TextPairs,
     consecutive_item_pairs,

@@ -23,10 +23,11 @@ from benchbed.generative.examples import Example, eval_rows, training_examples
 from benchbed.generative.indexing import ItemIndex
 from benchbed.generative.setup import GenerativeProtocol, GenerativeSetup
 from benchbed.generative.templates import render_answer, render_pieces, slot_names
-from benchbed.llm.backbone import Backbone, load_backbone
+from benchbed.llm.backbone.loader import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
 from benchbed.llm.heads.constrained import ConstrainedHead, ItemTrie, build_item_trie
-from benchbed.llm.inject import (
+from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.prompts import (
     IGNORE,
     Batch,
     EncodedPrompts,
@@ -36,7 +37,6 @@ from benchbed.llm.inject import (
     collate,
     encode,
 )
-from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.llm.lora import named_trainable
 from benchbed.llm.stages import param_loader, run_or_load

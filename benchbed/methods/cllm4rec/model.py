@@ -25,10 +25,10 @@ from torch import nn
 from benchbed.compat.hf_cache import output_cache
 from benchbed.llm.heads.multinomial import MultinomialHead, multi_hot
 from benchbed.llm.heads.pooled import backbone_body
-from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.prompts import Batch
 from benchbed.llm.injectors.vocab import IGNORE_INDEX, VocabExtension
-from benchbed.methods.cllm4rec_docs import DocBatch, RecBatch
+from benchbed.methods.cllm4rec.docs import DocBatch, RecBatch
 
 COLLAB, CONTENT = "collab", "content"
 MR_FORMS = ("code", "paper")

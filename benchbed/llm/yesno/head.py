@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from benchbed.compat.hf_cache import cache_kwarg
 from benchbed.errors import ConfigError
-from benchbed.llm.inject import Batch
 from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.prompts import Batch
 
 SCORE_MODES = ("yes", "yes-no")
 
@@ -73,7 +73,8 @@ class YesNoHead:
     def logits(self, model, inputs: ModelInputs, batch: Batch) -> torch.Tensor:
         """(B, len(token_ids)) float32 logits at each row's last real token, through the model's own head.
 
-        (``benchbed.llm.batching.answer_logits_batch`` multiplies only the answer rows of the head: faster,
+        (``benchbed.llm.yesno.fast_scoring.answer_logits_batch`` multiplies only the answer rows of the head:
+        faster,
         but with LoRA it rounds differently, by ~1e-6 in AUC; the opt-in ``score_batching`` modes use it.)"""
         if batch.side == "left":
             out = model(**inputs.kwargs(), logits_to_keep=1)

@@ -38,9 +38,9 @@ import torch
 from torch import nn
 
 from benchbed.llm.heads.pooled import PooledHead, backbone_body, pool
-from benchbed.llm.inject import Batch, EncodedPrompts, collate, special_prefix
 from benchbed.llm.injectors.base import ModelInputs, plain_inputs
 from benchbed.llm.injectors.prefix import LayerPrefix, PrefixEncoder
+from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, collate, special_prefix
 
 # RA-Rec §3.1.1, Figure 2: the hard prompt of the sequential task (the titles follow, comma-separated)
 USER_PROMPT = (

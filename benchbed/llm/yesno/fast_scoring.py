@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from benchbed.compat.hf_cache import cache_kwarg
-from benchbed.llm.inject import Batch, EncodedPrompts, collate, splice
 from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, collate, splice
 
 # Padded tokens per forward. 2048 = ~19 CTR prompts of ~110 tokens. On the tiny preset (2 CPU cores, shared)
 # 2048-4096 scored fastest, 1.3-1.5x the rows/s of the fixed 64-row batches (~7,000 tokens) the scorer used:
@@ -142,7 +142,7 @@ def answer_logits_batch(
 
 def _scores(logits: torch.Tensor, mode: str) -> np.ndarray:
     # imported here: heads.yesno may import this module for ``answer_logits_fast``
-    from benchbed.llm.heads.yesno import to_score
+    from benchbed.llm.yesno.head import to_score
 
     return to_score(logits, mode).double().cpu().numpy()
 

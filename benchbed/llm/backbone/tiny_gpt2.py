@@ -7,7 +7,8 @@ initialised, with the bundled BERT WordPiece tokenizer of the ``tiny`` preset (n
 embeddings and residuals as the authors' ``_config`` (src/training.py; attention dropout off, see below), and
 1024 positions as GPT-2. It tests the pipeline, not the method: its weights know no language.
 
-A kit preset: ``load_backbone("tiny-gpt2")`` (``benchbed.llm.backbone.PRESETS``) returns ``load_tiny_gpt2()``.
+A kit preset: ``load_backbone("tiny-gpt2")`` (``benchbed.llm.backbone.loader.PRESETS``) returns
+``load_tiny_gpt2()``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from benchbed.llm.handle import (
+from benchbed.llm.backbone.loaded import (
     Backbone,
     _config_digest,
     finish,
@@ -24,7 +25,7 @@ from benchbed.llm.handle import (
     minilm_dir,
     resolve_device,
 )
-from benchbed.llm.tiny_init import init_tiny_weights, weights_digest
+from benchbed.llm.backbone.tiny_init import init_tiny_weights, weights_digest
 
 TINY_GPT2_NAME = "tiny-gpt2"
 TINY_GPT2_SEED = 0
@@ -59,7 +60,7 @@ def build_tiny_gpt2(seed: int = TINY_GPT2_SEED, **overrides: Any) -> tuple[Any, 
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(config)
-    init_tiny_weights(model, seed)  # benchbed's own init (benchbed/llm/tiny_init.py)
+    init_tiny_weights(model, seed)  # benchbed's own init (benchbed/llm/backbone/tiny_init.py)
     return model, tok
 
 

@@ -40,13 +40,13 @@ from benchbed.data.schema import Split
 from benchbed.embeddings.store import EXPORTABLE
 from benchbed.errors import ConfigError, DataError
 from benchbed.llm import stages
-from benchbed.llm.backbone import load_backbone
+from benchbed.llm.backbone.loader import load_backbone
 from benchbed.llm.heads.pooled import POOLINGS, default_pooling
-from benchbed.llm.inject import special_prefix
 from benchbed.llm.injectors.prefix import LayerPrefix, n_layers
+from benchbed.llm.injectors.prompts import special_prefix
 from benchbed.llm.train import TrainConfig, train
-from benchbed.methods.rarec_data import SELECTIONS, candidates, select, title_words
-from benchbed.methods.rarec_towers import (
+from benchbed.methods.rarec.data import SELECTIONS, candidates, select, title_words
+from benchbed.methods.rarec.towers import (
     ID_VARIANTS,
     INPUT_VARIANTS,
     USER_PROMPT,

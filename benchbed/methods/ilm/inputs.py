@@ -71,7 +71,7 @@ def item_texts(split: Split, fields: list[str] | None) -> list[str]:
 @torch.no_grad()
 def sentence_embeddings(texts: list[str], encoder: str = "minilm", device: str = "cpu") -> np.ndarray:
     """(n, d) mean-pooled, L2-normalised sentence embeddings (sentence-transformers' recipe)."""
-    from benchbed.llm.backbone import load_backbone
+    from benchbed.llm.backbone.loader import load_backbone
     from benchbed.llm.heads.pooled import PooledHead
     from benchbed.llm.injectors.base import ModelInputs
 

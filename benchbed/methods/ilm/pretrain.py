@@ -32,8 +32,8 @@ from benchbed.llm.budget import seconds_cap
 from benchbed.llm.stages import StageOutcome, accumulation_identity, param_loader, run_or_load
 from benchbed.llm.stages import stage as make_stage
 from benchbed.llm.train import TrainConfig, epoch_rng, train
-from benchbed.methods.ilm_encoder import ILMEncoder
-from benchbed.methods.ilm_inputs import InputTables
+from benchbed.methods.ilm.encoder import ILMEncoder
+from benchbed.methods.ilm.inputs import InputTables
 
 PAIR_KINDS = ("ii", "ui")
 PAIRS = ("none", "ii", "ui", "ii+ui")  # Table 16: ILM-IT, ILM-IT-II, ILM (IT + UI); both together

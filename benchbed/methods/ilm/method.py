@@ -21,9 +21,9 @@ import numpy as np
 
 from benchbed.api import BaseRecommender, GenerateRequests, Rankings, RankRequests, RunContext
 from benchbed.data.schema import Split
-from benchbed.methods.ilm_generative import ILMGenerative
-from benchbed.methods.ilm_item2text import ILMItem2Text, is_item2text
-from benchbed.methods.ilm_parts import ILM_PARAM_SPECS
+from benchbed.methods.ilm.generative import ILMGenerative
+from benchbed.methods.ilm.item2text import ILMItem2Text, is_item2text
+from benchbed.methods.ilm.parts import ILM_PARAM_SPECS
 from benchbed.params import Param
 
 

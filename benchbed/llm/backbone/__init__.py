@@ -1,0 +1,10 @@
+"""Backbones: loading by preset/alias/id/path (``loader``), the loaded handle (``loaded``), the tiny presets,
+and the model facts every part reads.
+
+The public kit: ``load_backbone`` and ``Backbone``.
+"""
+
+from benchbed.llm.backbone.loaded import Backbone
+from benchbed.llm.backbone.loader import load_backbone
+
+__all__ = ["Backbone", "load_backbone"]

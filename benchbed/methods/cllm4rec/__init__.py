@@ -1,0 +1,1 @@
+"""CLLM4Rec (seed 004): vocabulary-extended soft+hard prompts, mutual regularization, the rec head."""
