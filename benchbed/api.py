@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.params import Param
 from benchbed.params import resolve as resolve_params
+
+if TYPE_CHECKING:  # the card lives with the methods; only its type is named here
+    from benchbed.cards import MethodCard
 
 # Which training rows are positives. "labels": the rows' 0/1 labels (CTR: label 1 positive, label 0 a
 # negative); "interactions": every training interaction is a positive (top-K and generative retrieval).
@@ -161,6 +164,8 @@ class BaseRecommender:
     defaults: ClassVar[dict[str, Any]] = {}
     # types/ranges beyond what benchbed.params infers from a default and the project's naming conventions
     param_specs: ClassVar[dict[str, Param]] = {}
+    # what the method is (paper, injection, head, tasks, variants, backbone): benchbed.cards
+    card: ClassVar[MethodCard | None] = None
     # defaults that depend on the task (and so on the protocol's paper), merged under the user's parameters
     # by ``build_method(name, params, task=...)``: {"ctr": {"weight_decay": 1e-4}} (CoLLM's CF settings)
     task_defaults: ClassVar[dict[str, dict[str, Any]]] = {}

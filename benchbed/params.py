@@ -87,7 +87,7 @@ class Param:
                 text += f" matching {self.pattern}"
         for literal in self.also:
             text += f" or {literal!r}"
-        if self.auto:
+        if self.auto and AUTO not in (self.choices or ()):
             text += " or 'auto'"
         if self.nullable:
             text += " or null"

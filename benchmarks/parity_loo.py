@@ -32,7 +32,7 @@ RECBOLE_MODEL = {"pop": "Pop", "mf-bpr": "BPR"}
 
 def recbole_own(model: str, epochs: int, seed: int) -> dict[str, float]:
     """RecBole's own LS split and full-ranking evaluation of ``model`` on its packaged ml-100k."""
-    from benchbed.baselines.recbole_adapter import recbole_scope
+    from benchbed.baselines.recbole_containment import recbole_scope
 
     work = Path(tempfile.mkdtemp(prefix="parity-"))
     spec = importlib.util.find_spec("recbole")

@@ -40,7 +40,8 @@ def one_model(name: str, epochs: int, task: str, split_name: str | None) -> dict
     import torch
 
     from benchbed.api import RunContext
-    from benchbed.baselines.recbole_adapter import RecBoleSession, recbole_scope
+    from benchbed.baselines.recbole_adapter import RecBoleSession
+    from benchbed.baselines.recbole_containment import recbole_scope
     from benchbed.data.prepare import prepare_split
     from benchbed.methods import build_method
 
@@ -96,7 +97,8 @@ def adapter_overhead(repeats: int) -> dict[str, float]:
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
 
-    from benchbed.baselines.recbole_adapter import DataPlan, recbole_scope, write_atomic_files
+    from benchbed.baselines.recbole_containment import recbole_scope
+    from benchbed.baselines.recbole_files import DataPlan, write_atomic_files
     from benchbed.data.prepare import prepare_split
 
     split = prepare_split("ml-100k", "leave-one-out").split

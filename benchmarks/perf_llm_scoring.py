@@ -4,7 +4,7 @@
 On ml-100k test rows (real titles; synthetic rows if the dataset cannot be prepared):
 1. scoring rows/s: length-bucketed batches, the same batch size in random order, one row at a time; new =
    token-budget batches + the two-row answer head; plus CTR rows scored with prefix reuse across rows of one
-   (user, history) (``plan_prefixes`` + ``score_planned``);
+   (user, history) (``plan_prefixes`` + ``score_yesno_planned``);
 2. LoRA training rows/s (forward + backward + AdamW step, bucketed batches), old head vs two-row head;
 3. candidate ranking, C candidates per user: full prompts vs the user's prompt prefix encoded once and its
    key/values reused (old: ``score_with_prefix_cache``, one user at a time; new: per user, and all users'
@@ -39,7 +39,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchbed.compat.hf_cache import cache_kwarg  # noqa: E402
-from benchbed.llm import batching  # noqa: E402
 from benchbed.llm.backbone.loader import Backbone, build_tiny, load_backbone, resolve_device  # noqa: E402
 from benchbed.llm.injectors.prompts import (  # noqa: E402
     Batch,  # noqa: E402
@@ -48,6 +47,7 @@ from benchbed.llm.injectors.prompts import (  # noqa: E402
     special_prefix,
 )
 from benchbed.llm.lora import add_lora  # noqa: E402
+from benchbed.llm.yesno import fast_scoring, prefix_reuse  # noqa: E402
 from benchbed.llm.yesno.head import answer_logits, bce_loss, to_score  # noqa: E402
 from benchbed.llm.yesno.scorer import Rows, YesNoScorer, rows_from_frame  # noqa: E402
 from benchbed.prompts import load_bank  # noqa: E402
@@ -196,8 +196,8 @@ def main() -> None:
     ap.add_argument("--single-rows", type=int, default=200, help="rows scored one at a time")
     ap.add_argument("--train-rows", type=int, default=800)
     ap.add_argument("--batch-size", type=int, default=64, help="rows per batch of the old path")
-    ap.add_argument("--max-tokens", type=int, default=batching.DEFAULT_MAX_TOKENS, help="new path")
-    ap.add_argument("--max-kv-tokens", type=int, default=batching.DEFAULT_MAX_KV_TOKENS, help="new path")
+    ap.add_argument("--max-tokens", type=int, default=fast_scoring.DEFAULT_MAX_TOKENS, help="new path")
+    ap.add_argument("--max-kv-tokens", type=int, default=fast_scoring.DEFAULT_MAX_KV_TOKENS, help="new path")
     ap.add_argument("--train-batch-size", type=int, default=16)
     ap.add_argument("--users", type=int, default=20, help="users for candidate ranking")
     ap.add_argument("--candidates", type=int, default=100)
@@ -256,20 +256,20 @@ def main() -> None:
             with torch.no_grad():
                 for idx in batches:
                     b = scorer.batch(enc, idx)
-                    batching.answer_logits_batch(model, scorer.injector.inputs(model, b), b, ids)
+                    fast_scoring.answer_logits_batch(model, scorer.injector.inputs(model, b), b, ids)
 
         return go
 
     bucketed = bucket_batches(lengths, args.batch_size)
     shuffled = np.random.default_rng(0).permutation(len(rows))
     unbucketed = [shuffled[i : i + args.batch_size] for i in range(0, len(rows), args.batch_size)]
-    budget = batching.token_budget_batches(lengths, args.max_tokens)
+    budget = fast_scoring.token_budget_batches(lengths, args.max_tokens)
     single = [np.asarray([i]) for i in range(min(args.single_rows, len(rows)))]
     keys = [(int(u), tuple(h)) for u, h in zip(rows.users, rows.histories, strict=True)]
-    plan = batching.plan_prefixes(enc, keys)
+    plan = prefix_reuse.plan_prefixes(enc, keys)
 
     def planned() -> np.ndarray:
-        return batching.score_planned(
+        return prefix_reuse.score_yesno_planned(
             model, enc, plan, ids, pad_id=scorer.pad_id, max_tokens=args.max_tokens,
             max_kv_tokens=args.max_kv_tokens, device=dev,
         )  # fmt: skip
@@ -309,7 +309,9 @@ def main() -> None:
         "prefix_grouped_rows": int((plan.group >= 0).sum()),
         "prefix_shared_token_share": plan.shared_tokens(lengths),
         "max_abs_diff_new_bucketed": float(
-            np.abs(batching.score_rows(model, enc, ids, pad_id=scorer.pad_id, device=dev) - ref).max()
+            np.abs(
+                fast_scoring.score_yesno_rows(model, enc, ids, pad_id=scorer.pad_id, device=dev) - ref
+            ).max()
         ),
         "max_abs_diff_prefix_groups": float(np.abs(planned() - ref).max()),
     }
@@ -329,7 +331,7 @@ def main() -> None:
             for idx in tb:
                 b = scorer.batch(tenc, idx)
                 if fast:
-                    logits = batching.answer_logits_batch(
+                    logits = fast_scoring.answer_logits_batch(
                         peft_model, scorer.injector.inputs(peft_model, b), b, ids
                     )
                     s = to_score(logits, scorer.score_mode)
@@ -376,7 +378,7 @@ def main() -> None:
         slot_names=(),
         slot_pos=np.zeros((n_pairs, 0), dtype=np.int64),
     )
-    cand_plan = batching.plan_prefixes(full, list(np.repeat(np.arange(len(users)), args.candidates)))
+    cand_plan = prefix_reuse.plan_prefixes(full, list(np.repeat(np.arange(len(users)), args.candidates)))
 
     def old_cached() -> np.ndarray:
         return np.concatenate(
@@ -391,7 +393,7 @@ def main() -> None:
     def new_per_user() -> np.ndarray:
         return np.concatenate(
             [
-                batching.score_prefix_candidates(
+                prefix_reuse.score_yesno_candidates(
                     peft_model, p, s, ids, pad_id=scorer.pad_id, max_kv_tokens=args.max_kv_tokens, device=dev
                 )
                 for p, s in zip(prefix_ids, suffix_ids, strict=True)
@@ -399,7 +401,7 @@ def main() -> None:
         )
 
     def new_batched() -> np.ndarray:
-        return batching.score_planned(
+        return prefix_reuse.score_yesno_planned(
             peft_model, full, cand_plan, ids, pad_id=scorer.pad_id, max_tokens=args.max_tokens,
             max_kv_tokens=args.max_kv_tokens, device=dev,
         )  # fmt: skip
@@ -408,7 +410,7 @@ def main() -> None:
         return scorer.score(peft_model, full, batch_size=args.batch_size)
 
     def new_full() -> np.ndarray:
-        return batching.score_rows(
+        return fast_scoring.score_yesno_rows(
             peft_model, full, ids, pad_id=scorer.pad_id, max_tokens=args.max_tokens, device=dev
         )
 
@@ -519,7 +521,7 @@ def report(out: dict[str, Any]) -> str:
         f"{out['rows']} rows of {out['source']} ({out['mean_prompt_tokens']:.0f} tokens/prompt), "
         f"median of {out['rounds']} rounds",
         "",
-        "| measure | old (kit today) | new (batching.py) | new / old |",
+        "| measure | old (kit today) | new (yesno/fast_scoring.py) | new / old |",
         "|---|---:|---:|---:|",
     ]
 

@@ -1,13 +1,58 @@
-"""Shared fixtures: every test session gets its own cache and results dirs (never the user's)."""
+"""Shared fixtures: every test session gets its own cache and results dirs (never the user's).
+
+Speed (issue 23: the whole suite under 10 minutes on a 2-core CI machine): whatever several tests would build
+or train *identically* is built once per session through :class:`SessionCache` (fixture ``session_cache``):
+
+- ``session_cache.get(key, build)`` calls ``build()`` the first time a key is asked for and hands back the
+  same object afterwards (a saved tiny backbone's path, a planted split, a fitted tiny method that tests only
+  read);
+- ``session_cache.dir(name)`` is one folder per name for the whole session: give it as
+  ``RunContext.cache_dir`` to fits that should share their trained stages (the stage kit keys every stage by
+  everything that trained it, so a fit finds a stage only where an identical one was trained before).
+
+The key must name everything that determines the thing built (sizes, seeds, parameters); two different
+builds under one key are a test bug, caught by ``get``'s ``check`` argument where it is given. A test that
+mutates what it got, or asserts that a stage is *trained* (not loaded), builds its own instead.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from benchbed.settings import Settings, set_settings
+
+T = TypeVar("T")
+
+
+class SessionCache:
+    """Built-once things of one test session (see the module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._built: dict[str, tuple[Any, Any]] = {}
+
+    def dir(self, name: str) -> Path:
+        """One folder per ``name`` for the whole session (created on first use)."""
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def get(self, key: str, build: Callable[[], T], check: Any = None) -> T:
+        """``build()`` once per session and ``key``; ``check`` (any comparable value, e.g. the parameters
+        the build reads) must be the same on every call, or the key names two different things."""
+        if key in self._built:
+            value, first = self._built[key]
+            if first != check:
+                raise AssertionError(f"session_cache key {key!r}: asked with {check!r}, built with {first!r}")
+            return value  # type: ignore[no-any-return]
+        value = build()
+        self._built[key] = (value, check)
+        return value
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +62,12 @@ def session_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for d in dirs.values():
         d.mkdir()
     return dirs
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> SessionCache:
+    """What several tests build identically, built once per session (see the module docstring)."""
+    return SessionCache(tmp_path_factory.mktemp("session-cache"))
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import pytest
 from test_baselines_support import leave_last_out, planted_blocks
 
 from benchbed.api import RunContext, TaskSetup
-from benchbed.baselines.recbole_adapter import DataPlan, write_atomic_files
+from benchbed.baselines.recbole_files import DataPlan, write_atomic_files
 from benchbed.data.schema import Split
 from benchbed.errors import BenchbedError, ConfigError, DataError
 from benchbed.methods import build_method

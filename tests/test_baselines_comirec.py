@@ -7,7 +7,8 @@ import pytest
 from test_baselines_support import leave_last_out, planted_blocks
 
 from benchbed.api import RunContext, TaskSetup
-from benchbed.baselines.comirec import ComiRec, LogUniformSampler, pad_histories
+from benchbed.baselines.comirec import ComiRec
+from benchbed.baselines.comirec_model import LogUniformSampler, pad_histories
 from benchbed.errors import ConfigError
 from benchbed.methods import build_method
 from benchbed.orchestration.embeddings import get_embeddings

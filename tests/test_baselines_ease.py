@@ -43,7 +43,8 @@ def ml100k_split():
 
 
 def test_scores_match_recboles_ease_on_the_same_split(ml100k_split, tmp_path: Path) -> None:
-    from benchbed.baselines.recbole_adapter import DataPlan, RecBoleSession
+    from benchbed.baselines.recbole_adapter import RecBoleSession
+    from benchbed.baselines.recbole_files import DataPlan
 
     split = ml100k_split
     ctx = RunContext(setup=TOPK, seed=0, cache_dir=tmp_path)

@@ -18,7 +18,7 @@ import pytest
 from test_baselines_support import leave_last_out, ml100k_recbole_order
 
 from benchbed.api import RunContext, TaskSetup
-from benchbed.baselines.recbole_adapter import recbole_scope
+from benchbed.baselines.recbole_containment import recbole_scope
 from benchbed.methods import build_method
 from benchbed.tasks.topk import TopKTask
 

@@ -25,7 +25,7 @@ def test_numpy_aliases_let_recbole_config_build(tmp_path: Path) -> None:
     assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.unicode_ is np.str_
     from recbole.config import Config
 
-    from benchbed.baselines.recbole_adapter import recbole_scope
+    from benchbed.baselines.recbole_containment import recbole_scope
 
     with recbole_scope(tmp_path):
         config = Config(

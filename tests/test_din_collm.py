@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 from benchbed.api import RunContext, ScoreRequests, TaskSetup
 from benchbed.baselines.collm_din import CoLLMDIN, Dice
 from benchbed.baselines.collm_history import RowHistories, file_order_histories
-from benchbed.baselines.recbole_adapter import DataPlan, write_atomic_files
+from benchbed.baselines.recbole_files import DataPlan, write_atomic_files
 from benchbed.data.prepare import prepare_split
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError

@@ -135,7 +135,7 @@ def test_index_that_misses_a_test_item_is_refused(split) -> None:
     target = int(split.test["item"].iloc[0])
     strings = list(build_index(split).strings)
     strings[target] = ""
-    key = (split.hash or split.compute_hash(), "random", 0)
+    key = (split.key, "random", 0)
     indexing._MEMO[key] = ItemIndex("random", 0, tuple(strings))
     try:
         with pytest.raises(DataError, match=f"does not cover .* item {target}"):

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from benchbed.api import RunContext
+from benchbed.config import stable_hash
 from benchbed.data.prepare import prepare_split
-from benchbed.llm import generative_recipe as recipe
 from benchbed.llm import train as train_module
 from benchbed.llm.lora import named_trainable
 from benchbed.methods import build_method
@@ -97,14 +97,6 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     mp.setattr(train_module, "make_scheduler", recording_scheduler)
     mp.setattr(ILMGenerative, "_valid_metric", planted_metric)
     mp.setattr(ILMGenerative, "decode", spying_decode)
-    identities: dict[str, dict[str, Any]] = {}
-    make_stage = recipe.make_stage
-
-    def recording_stage(cache_dir: Path, name: str, identity: dict[str, Any]) -> Any:
-        identities[name] = identity
-        return make_stage(cache_dir, name, identity)
-
-    mp.setattr(recipe, "make_stage", recording_stage)
     try:
         method.fit(split, ctx)
     finally:
@@ -115,6 +107,10 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         n: p.detach().clone() for n, p in named_trainable(model=impl.model, **impl.parts.modules()).items()
     }
     stage2 = [s for s in method.record_info()["stages"] if s.get("stage") == "ilm-stage2"][0]
+    # the identity the stage chain keyed stage 2 by (its cache folder's name carries that key)
+    run2 = impl.chain.runs["ilm-stage2"]
+    identity = impl.chain.identity(run2.spec)
+    assert run2.stage.dir.name == f"ilm-stage2-{stable_hash(identity, length=16)}"
     return {
         "split": split,
         "lrs": lrs,
@@ -122,7 +118,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "decoded": decoded,
         "final": final,
         "stage2": stage2,
-        "identity": identities["ilm-stage2"],
+        "identity": identity,
     }
 
 

@@ -1,6 +1,6 @@
-"""``benchbed.llm.yesno.fast_scoring``: token-budget batches, the two-row answer head and shared-prefix reuse
-give the
-scores of the plain path (each full prompt alone through the model's own forward and LM head).
+"""``benchbed.llm.yesno.fast_scoring`` (token-budget batches, the two-row answer head) and
+``benchbed.llm.yesno.prefix_reuse`` (shared-prefix reuse) give the scores of the plain path (each full
+prompt alone through the model's own forward and LM head).
 
 Real tiny models (the ``tiny`` Llama with an untied head, a tiny GPT-2, a LoRA-wrapped Llama), no mocks; no
 timing assertions (speed is ``benchmarks/perf_llm_scoring.py``'s job).
@@ -17,7 +17,7 @@ from benchbed.llm.backbone.loader import build_tiny
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, collate, encode
 from benchbed.llm.injectors.slots import SlotVectors
-from benchbed.llm.yesno import fast_scoring as batching
+from benchbed.llm.yesno import fast_scoring, prefix_reuse
 from benchbed.llm.yesno.head import YesNoHead, bce_loss
 from benchbed.prompts import Slot
 
@@ -135,18 +135,18 @@ def _reference(model, enc: EncodedPrompts, ids, pad_id: int, vector_fn=None, mod
 # --- token-budget batches -----------------------------------------------------------------------------------
 def test_token_budget_batches_cover_rows_once_within_budget():
     lengths = np.asarray([5, 50, 3, 3, 20, 7, 120, 9, 9, 1])
-    batches = batching.token_budget_batches(lengths, 40)
+    batches = fast_scoring.token_budget_batches(lengths, 40)
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(len(lengths)))
     for b in batches:
         assert len(b) == 1 or len(b) * lengths[b].max() <= 40
     assert [len(b) for b in batches if lengths[b].max() > 40] == [1, 1]  # longer than the budget: alone
     assert np.all(np.diff(lengths[flat]) >= 0)  # sorted by length
-    capped = batching.token_budget_batches(lengths, 10_000, max_rows=3)
+    capped = fast_scoring.token_budget_batches(lengths, 10_000, max_rows=3)
     assert max(len(b) for b in capped) == 3 and len(np.concatenate(capped)) == len(lengths)
-    assert batching.token_budget_batches(np.asarray([], dtype=np.int64), 64) == []
+    assert fast_scoring.token_budget_batches(np.asarray([], dtype=np.int64), 64) == []
     with pytest.raises(ValueError, match="positive token budget"):
-        batching.token_budget_batches(lengths, 0)
+        fast_scoring.token_budget_batches(lengths, 0)
 
 
 # --- the two-row answer head --------------------------------------------------------------------------------
@@ -154,13 +154,13 @@ def test_token_budget_batches_cover_rows_once_within_budget():
 @pytest.mark.parametrize("which", ["tiny", "gpt2", "qwen2", "lora"])
 def test_fast_head_equals_full_head(request, which, side, answer_ids):
     model, tok = request.getfixturevalue(which)
-    assert batching.fast_head_supported(model)
+    assert fast_scoring.fast_head_supported(model)
     prompts, _, _ = _prompts(2)
     enc = _encode(tok, prompts)
     batch = collate(enc, np.arange(len(enc)), tok.pad_token_id, side=side)
     inputs = SlotVectors().inputs(model, batch)
     with torch.no_grad():
-        fast = batching.answer_logits_batch(model, inputs, batch, answer_ids)
+        fast = fast_scoring.answer_logits_batch(model, inputs, batch, answer_ids)
         full = YesNoHead(answer_ids).logits(model, inputs, batch)
     assert fast.shape == (len(enc), 2) and fast.dtype == torch.float32
     torch.testing.assert_close(fast, full, atol=1e-5, rtol=0)
@@ -179,8 +179,9 @@ def test_fast_head_with_a_layer_prefix_in_the_cache(request, which, side, answer
     n_layers, hidden = model.config.num_hidden_layers, model.get_input_embeddings().weight.shape[1]
     prefix = torch.randn(len(enc), 3, n_layers, hidden, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():  # the cache grows in the forward: fresh inputs for each head
-        fast = batching.answer_logits_batch(model, LayerPrefix().inputs(model, batch, prefix=prefix), batch,
-                                            answer_ids)  # fmt: skip
+        fast = fast_scoring.answer_logits_batch(
+            model, LayerPrefix().inputs(model, batch, prefix=prefix), batch, answer_ids
+        )
         full = YesNoHead(answer_ids).logits(model, LayerPrefix().inputs(model, batch, prefix=prefix), batch)
         plain = YesNoHead(answer_ids).logits(model, SlotVectors().inputs(model, batch), batch)
     torch.testing.assert_close(fast, full, atol=1e-5, rtol=0)
@@ -202,7 +203,7 @@ def test_fast_head_gradients_equal_full_head_with_lora(lora, answer_ids):
         inputs = SlotVectors().inputs(model, batch)
         head = YesNoHead(answer_ids)
         logits = (
-            batching.answer_logits_batch(model, inputs, batch, answer_ids)
+            fast_scoring.answer_logits_batch(model, inputs, batch, answer_ids)
             if fast
             else head.logits(model, inputs, batch)
         )
@@ -226,14 +227,14 @@ def test_fast_head_falls_back_where_the_head_is_not_plain(answer_ids):
             if "lora_B" in name:
                 p.normal_(0, 1.0)
     wrapped.eval()
-    assert not batching.fast_head_supported(wrapped)
+    assert not fast_scoring.fast_head_supported(wrapped)
     prompts, _, _ = _prompts(1)
     enc = _encode(tok, prompts)
     for side in ("left", "right"):
         batch = collate(enc, np.arange(len(enc)), tok.pad_token_id, side=side)
         inputs = SlotVectors().inputs(wrapped, batch)
         with torch.no_grad():
-            got = batching.answer_logits_batch(wrapped, inputs, batch, answer_ids)
+            got = fast_scoring.answer_logits_batch(wrapped, inputs, batch, answer_ids)
             want = YesNoHead(answer_ids).logits(wrapped, inputs, batch)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
@@ -241,20 +242,21 @@ def test_fast_head_falls_back_where_the_head_is_not_plain(answer_ids):
 # --- whole-prompt scoring -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["tiny", "lora"])
 @pytest.mark.parametrize("with_slots", [False, True])
-def test_score_rows_equals_plain_path(request, which, with_slots, answer_ids):
+def test_score_yesno_rows_equals_plain_path(request, which, with_slots, answer_ids):
     model, tok = request.getfixturevalue(which)
     prompts, users, items = _prompts(3, with_slots)
     enc = _encode(tok, prompts, with_slots)
     vfn = _vector_fn(model, users, items) if with_slots else None
     want = _reference(model, enc, answer_ids, tok.pad_token_id, vfn, mode="yes-no")
     for budget in (1, 64, 10_000):  # one row per batch, a few rows, everything in one batch
-        got = batching.score_rows(
+        got = fast_scoring.score_yesno_rows(
             model, enc, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn, mode="yes-no", max_tokens=budget
         )
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
     sub = np.asarray([5, 0, 2])
-    got = batching.score_rows(model, enc, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn, rows=sub,
-                              mode="yes-no")  # fmt: skip
+    got = fast_scoring.score_yesno_rows(
+        model, enc, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn, rows=sub, mode="yes-no"
+    )
     np.testing.assert_allclose(got, want[sub], atol=ATOL, rtol=0)
 
 
@@ -263,7 +265,7 @@ def test_plan_prefixes_finds_each_groups_common_prefix(tiny):
     _, tok = tiny
     prompts, users, _ = _prompts(4)
     enc = _encode(tok, prompts)
-    plan = batching.plan_prefixes(enc, list(users))
+    plan = prefix_reuse.plan_prefixes(enc, list(users))
     assert plan.n_groups == len(USER_HISTORY)
     for g in range(plan.n_groups):
         rows = np.flatnonzero(plan.group == g)
@@ -276,10 +278,10 @@ def test_plan_prefixes_finds_each_groups_common_prefix(tiny):
         assert p >= len(head)  # the whole history is shared
     assert 0 < plan.shared_tokens(enc.lengths) < 1
     # groups too small or prefixes too short are scored whole
-    assert (batching.plan_prefixes(enc, list(range(len(enc)))).group == -1).all()
-    assert (batching.plan_prefixes(enc, list(users), min_prefix=10_000).group == -1).all()
+    assert (prefix_reuse.plan_prefixes(enc, list(range(len(enc)))).group == -1).all()
+    assert (prefix_reuse.plan_prefixes(enc, list(users), min_prefix=10_000).group == -1).all()
     with pytest.raises(ValueError, match="keys for"):
-        batching.plan_prefixes(enc, list(users)[:-1])
+        prefix_reuse.plan_prefixes(enc, list(users)[:-1])
 
 
 def test_plan_prefixes_stops_before_slots_that_differ(tiny):
@@ -288,31 +290,31 @@ def test_plan_prefixes_stops_before_slots_that_differ(tiny):
     prompts, users, _ = _prompts(3, with_slots=True)
     enc = _encode(tok, prompts, with_slots=True)
     user_col = enc.slot_names.index("user_emb")
-    private = batching.plan_prefixes(enc, list(users))
-    shared = batching.plan_prefixes(enc, list(users), shared_slots=("user_emb",))
+    private = prefix_reuse.plan_prefixes(enc, list(users))
+    shared = prefix_reuse.plan_prefixes(enc, list(users), shared_slots=("user_emb",))
     for g in range(private.n_groups):
         rows = private.group == g
         assert private.prefix_len[g] <= enc.slot_pos[rows, user_col].min()
         assert shared.prefix_len[g] > enc.slot_pos[shared.group == g, user_col].max()
     with pytest.raises(ValueError, match="shared slots"):
-        batching.plan_prefixes(enc, list(users), shared_slots=("nope",))
+        prefix_reuse.plan_prefixes(enc, list(users), shared_slots=("nope",))
 
 
 # --- prefix reuse gives the full-prompt scores ------------------------------------------------------------
 @pytest.mark.parametrize("which", ["tiny", "gpt2", "qwen2", "lora"])
-def test_score_planned_equals_plain_path(request, which, answer_ids):
+def test_score_yesno_planned_equals_plain_path(request, which, answer_ids):
     model, tok = request.getfixturevalue(which)
     prompts, users, _ = _prompts(4)
     # one more user with a single row (scored whole) in the middle
     prompts.insert(5, ["question : a lone user liked heat . will they enjoy up ? answer :"])
     users = np.insert(users, 5, 99)
     enc = _encode(tok, prompts)
-    plan = batching.plan_prefixes(enc, list(users))
+    plan = prefix_reuse.plan_prefixes(enc, list(users))
     assert plan.group[5] == -1 and (plan.group >= 0).sum() == len(enc) - 1
     want = _reference(model, enc, answer_ids, tok.pad_token_id)
     # tiny budgets: many prefix forwards and one-row suffix batches; large: all groups in one forward
     for max_prefix, max_kv in ((1, 1), (64, 80), (10_000, 10_000)):
-        got = batching.score_planned(
+        got = prefix_reuse.score_yesno_planned(
             model, enc, plan, answer_ids, pad_id=tok.pad_token_id, max_prefix_tokens=max_prefix,
             max_kv_tokens=max_kv,
         )  # fmt: skip
@@ -320,7 +322,7 @@ def test_score_planned_equals_plain_path(request, which, answer_ids):
 
 
 @pytest.mark.parametrize("which", ["tiny", "lora"])
-def test_score_planned_with_slot_vectors(request, which, answer_ids):
+def test_score_yesno_planned_with_slot_vectors(request, which, answer_ids):
     """CoLLM-style prompts: the user's vector is shared in the prefix, the item's spliced in each suffix."""
     model, tok = request.getfixturevalue(which)
     prompts, users, items = _prompts(3, with_slots=True)
@@ -328,21 +330,27 @@ def test_score_planned_with_slot_vectors(request, which, answer_ids):
     vfn = _vector_fn(model, users, items)
     want = _reference(model, enc, answer_ids, tok.pad_token_id, vfn)
     for shared in ((), ("user_emb",)):
-        plan = batching.plan_prefixes(enc, list(users), shared_slots=shared)
+        plan = prefix_reuse.plan_prefixes(enc, list(users), shared_slots=shared)
         assert (plan.group >= 0).all()
-        got = batching.score_planned(model, enc, plan, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn)
+        got = prefix_reuse.score_yesno_planned(
+            model, enc, plan, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn
+        )
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
     # the item's slot before its title: equal token ids up to the title, different vectors
     prompts, users, items = _prompts(3, item_slot_first=True)
     enc = _encode(tok, prompts, with_slots=True)
     want = _reference(model, enc, answer_ids, tok.pad_token_id, vfn)
-    right = batching.plan_prefixes(enc, list(users), shared_slots=("user_emb",))
-    got = batching.score_planned(model, enc, right, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn)
+    right = prefix_reuse.plan_prefixes(enc, list(users), shared_slots=("user_emb",))
+    got = prefix_reuse.score_yesno_planned(
+        model, enc, right, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn
+    )
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
     # a wrong promise (the item slot declared shared by rows of different items) shows: the check can fail
-    wrong = batching.plan_prefixes(enc, list(users), shared_slots=("user_emb", "item_emb"))
+    wrong = prefix_reuse.plan_prefixes(enc, list(users), shared_slots=("user_emb", "item_emb"))
     assert (wrong.prefix_len > right.prefix_len).all()
-    got = batching.score_planned(model, enc, wrong, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn)
+    got = prefix_reuse.score_yesno_planned(
+        model, enc, wrong, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn
+    )
     assert np.abs(got - want).max() > 1e-3
 
 
@@ -361,7 +369,7 @@ def _candidates(tok, user: int, titles: list[str]) -> tuple[np.ndarray, list[np.
 
 
 @pytest.mark.parametrize("which", ["tiny", "gpt2", "lora"])
-def test_score_prefix_candidates_edge_cases(request, which, answer_ids):
+def test_score_yesno_candidates_edge_cases(request, which, answer_ids):
     model, tok = request.getfixturevalue(which)
     cases = {
         "one candidate": [TITLES[0]],
@@ -373,14 +381,14 @@ def test_score_prefix_candidates_edge_cases(request, which, answer_ids):
         want = _reference(model, full, answer_ids, tok.pad_token_id)
         # a budget fitting one row per batch, and one far above the candidates (a single batch)
         for kv in (1, 100_000):
-            got = batching.score_prefix_candidates(
+            got = prefix_reuse.score_yesno_candidates(
                 model, prefix, suffixes, answer_ids, pad_id=tok.pad_token_id, max_kv_tokens=kv
             )
             np.testing.assert_allclose(got, want, atol=ATOL, rtol=0, err_msg=f"{name}, max_kv_tokens={kv}")
     prefix, _, _ = _candidates(tok, 0, [])
-    assert batching.score_prefix_candidates(model, prefix, [], answer_ids).shape == (0,)
+    assert prefix_reuse.score_yesno_candidates(model, prefix, [], answer_ids).shape == (0,)
     with pytest.raises(ValueError, match="at least one suffix token"):
-        batching.score_prefix_candidates(model, prefix, [np.asarray([], dtype=np.int64)], answer_ids)
+        prefix_reuse.score_yesno_candidates(model, prefix, [np.asarray([], dtype=np.int64)], answer_ids)
 
 
 def test_prefix_reuse_outside_supported_families_scores_whole(tiny, answer_ids):
@@ -394,11 +402,11 @@ def test_prefix_reuse_outside_supported_families_scores_whole(tiny, answer_ids):
     )  # fmt: skip
     torch.manual_seed(4)
     model = frozen(MistralForCausalLM(config))
-    assert not batching.prefix_supported(model) and batching.fast_head_supported(model)
+    assert not prefix_reuse.prefix_supported(model) and fast_scoring.fast_head_supported(model)
     prompts, users, _ = _prompts(2)
     enc = _encode(tok, prompts)
-    plan = batching.plan_prefixes(enc, list(users))
-    got = batching.score_planned(model, enc, plan, answer_ids, pad_id=tok.pad_token_id)
+    plan = prefix_reuse.plan_prefixes(enc, list(users))
+    got = prefix_reuse.score_yesno_planned(model, enc, plan, answer_ids, pad_id=tok.pad_token_id)
     np.testing.assert_allclose(got, _reference(model, enc, answer_ids, tok.pad_token_id), atol=ATOL, rtol=0)
 
 
@@ -406,10 +414,10 @@ def test_prefix_cache_leaves_no_state_behind(tiny, answer_ids):
     """Scoring twice gives the same scores (no cache or view is mutated between calls)."""
     model, tok = tiny
     prefix, suffixes, _ = _candidates(tok, 2, TITLES)
-    a = batching.score_prefix_candidates(model, prefix, suffixes, answer_ids, pad_id=tok.pad_token_id)
-    b = batching.score_prefix_candidates(model, prefix, suffixes, answer_ids, pad_id=tok.pad_token_id)
+    a = prefix_reuse.score_yesno_candidates(model, prefix, suffixes, answer_ids, pad_id=tok.pad_token_id)
+    b = prefix_reuse.score_yesno_candidates(model, prefix, suffixes, answer_ids, pad_id=tok.pad_token_id)
     np.testing.assert_array_equal(a, b)
     inputs = ModelInputs(inputs_embeds=model.get_input_embeddings()(torch.as_tensor(prefix)[None]),
                          attention_mask=torch.ones((1, len(prefix)), dtype=torch.long))  # fmt: skip
     with torch.no_grad():
-        assert batching.answer_logits_fast(model, inputs, answer_ids).shape == (1, 2)
+        assert fast_scoring.answer_logits_fast(model, inputs, answer_ids).shape == (1, 2)

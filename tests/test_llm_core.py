@@ -14,8 +14,8 @@ from benchbed.llm.injectors.prompts import bucket_batches, collate, encode
 from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.llm.lora import add_lora, count_trainable
 from benchbed.llm.train import TrainConfig, epoch_rng, train
-from benchbed.llm.yesno.fast_scoring import score_prefix_candidates
 from benchbed.llm.yesno.head import answer_logits, answer_token_ids, to_score
+from benchbed.llm.yesno.prefix_reuse import score_yesno_candidates
 from benchbed.prompts import Slot, load_bank
 
 
@@ -216,7 +216,7 @@ def test_prefix_cache_scores_equal_full_prompt_scores(tiny):
         for t in ["fargo ? answer :", "toy story ( 1995 ) ? answer :", "x ? answer :"]
     ]
     yes_no = answer_token_ids(tok)
-    cached = score_prefix_candidates(tiny.model, prefix, suffixes, yes_no, max_kv_tokens=2 * 40)
+    cached = score_yesno_candidates(tiny.model, prefix, suffixes, yes_no, max_kv_tokens=2 * 40)
     from benchbed.llm.injectors.prompts import EncodedPrompts
 
     enc = EncodedPrompts(

@@ -389,3 +389,96 @@ def test_lr_schedules_follow_their_papers_and_a_bad_name_is_refused() -> None:
     assert cos[5] > lin[5]  # cosine stays higher mid-way, then falls faster
     with pytest.raises(ConfigError, match="lr schedule 'step': expected one of cosine, linear, constant"):
         lrs("step")
+
+
+# --- the stage component: a method declares its stages, the chain builds identities and keys ---------------
+def _blob_stage(value: float) -> tuple[Any, Any]:
+    """A train_fn that saves one tensor and counts its calls, and the load_fn that puts it back."""
+    calls: list[float] = []
+    held: dict[str, torch.Tensor] = {}
+
+    def train_fn(_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        calls.append(value)
+        return {"w": torch.full((2,), value)}, {"value": value}
+
+    def load_fn(blob: dict[str, Any]) -> None:
+        held["w"] = blob["w"]
+
+    return (train_fn, load_fn), (calls, held)
+
+
+def test_a_chain_keys_each_stage_on_the_context_its_reads_and_the_stages_it_builds_on(tmp_path: Path):
+    context = stages.run_context("split1", {"id": "tiny", "revision": "r", "dtype": "float32"}, 0, v=1)
+    first = stages.StageSpec("first", {"lr": 0.1})
+    second = stages.StageSpec("second", {"epochs": 2}, after={"after": "first"})
+    chain = stages.StageChain(tmp_path, context)
+    (t1, l1), _ = _blob_stage(1.0)
+    (t2, l2), _ = _blob_stage(2.0)
+    a, b = chain.run(first, t1, l1), chain.run(second, t2, l2)
+    # the identity is the context, the reads, and the earlier stage's key under the declared field
+    assert chain.identity(second) == {**context, "epochs": 2, "after": a.key}
+    assert a.key == stages.stage(tmp_path, "first", {**context, "lr": 0.1}).key
+    assert b.stage.dir.name == f"second-{b.key}" and not a.loaded and not b.loaded
+
+    # a changed read of the first stage changes its key AND the key of the stage built on it
+    other = stages.StageChain(tmp_path, context)
+    (t3, l3), _ = _blob_stage(3.0)
+    (t4, l4), (calls4, _) = _blob_stage(4.0)
+    a2 = other.run(stages.StageSpec("first", {"lr": 0.2}), t3, l3)
+    b2 = other.run(second, t4, l4)
+    assert a2.key != a.key and b2.key != b.key and calls4 == [4.0]
+
+    # the same declarations in a new chain load both stages, and their log entries say so
+    again = stages.StageChain(tmp_path, context)
+    (t5, l5), (calls5, held5) = _blob_stage(5.0)
+    r1 = again.run(first, t5, l5)
+    r2 = again.run(second, t5, l5)
+    assert r1.loaded and r2.loaded and calls5 == [] and torch.equal(held5["w"], torch.full((2,), 2.0))
+    assert r2.log_entry() == {"stage": "second", "key": b.key, "cached": True, "value": 2.0}
+    assert b.log_entry() == {"key": b.key, "cached": False, "value": 2.0}
+
+
+def test_a_chain_refuses_an_unrun_upstream_and_a_read_that_shadows_the_context(tmp_path: Path):
+    chain = stages.StageChain(tmp_path, {"split": "s", "seed": 0})
+    with pytest.raises(ConfigError, match="builds on first, which has not run"):
+        chain.stage(stages.StageSpec("second", after={"after": "first"}))
+    with pytest.raises(ConfigError, match="'seed' is both in the run context and the stage"):
+        chain.stage(stages.StageSpec("s1", {"seed": 1}))
+
+
+def test_a_skipped_stage_still_keys_the_stages_after_it_and_a_folder_prefix_names_the_cache(tmp_path: Path):
+    chain = stages.StageChain(tmp_path, {"split": "s"})
+    skipped = chain.skip(stages.StageSpec("warmup", {"epochs": 0}))
+    (t, load), (calls, _) = _blob_stage(1.0)
+    run = chain.run(stages.StageSpec("main", {}, after={"after": "warmup"}, folder="main-t1"), t, load)
+    assert chain.identity(run.spec)["after"] == skipped.key and calls == [1.0]
+    assert run.stage.dir.name.startswith("main-t1-") and chain.key("main") == run.key
+    assert stages.stage_seed(run.key) == int(run.key[:8], 16)
+
+
+def test_budget_profiles_resolve_auto_values_overrides_and_explicit_parameters():
+    from benchbed.llm.budget import BudgetProfiles, device_profile, resolve
+
+    profiles = BudgetProfiles(
+        {"cpu": {"epochs": 1, "rows": 10}, "gpu": {"epochs": 3, "rows": 0}},
+        labels={"gpu": "gpu (paper schedule)"},
+        as_int=True,
+        flag_auto=True,
+    )
+    params = {"epochs": "auto", "rows": 7.0}
+    assert profiles.resolve(params, {}, "cpu") == {
+        "profile": "cpu", "epochs": 1, "epochs_auto": True, "rows": 7, "rows_auto": False,
+    }  # fmt: skip
+    # an override (a suite's budget) wins over the profile, an explicit parameter over both
+    assert profiles.resolve(params, {"epochs": 2, "rows": 99}, "gpu")["epochs"] == 2
+    assert profiles.resolve(params, {"rows": 99}, "gpu")["rows"] == 7
+    assert profiles.resolve(params, {}, "gpu")["profile"] == "gpu (paper schedule)"
+    profiles_by_place = [
+        device_profile(True),
+        device_profile(True, encoder=True),
+        device_profile(False, encoder=True),
+    ]
+    assert profiles_by_place == ["cpu", "cpu-encoder", "gpu"]
+    # the CTR recipe's profiles: a pretrained encoder on CPU gets its own, measured one
+    assert resolve({}, {}, True, encoder=True)["max_train_rows"] == 2048
+    assert resolve({}, {}, True)["max_train_rows"] == 4000 and resolve({}, {}, False)["max_train_rows"] == 0

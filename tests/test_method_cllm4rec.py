@@ -30,8 +30,9 @@ from benchbed.errors import ConfigError
 from benchbed.llm.backbone.tiny_gpt2 import build_tiny_gpt2
 from benchbed.methods import build_method
 from benchbed.methods.cllm4rec.docs import CONTENT_PROMPT, REC_PROMPT, Corpus, DocBatch
-from benchbed.methods.cllm4rec.method import CLLM4Rec, frozen_digest
+from benchbed.methods.cllm4rec.method import CLLM4Rec
 from benchbed.methods.cllm4rec.model import COLLAB, CLLM4RecCore
+from benchbed.methods.cllm4rec.training import frozen_digest
 from benchbed.tasks.topk import TopKTask
 
 LEX = [
@@ -300,7 +301,9 @@ def test_variants_train_what_they_say(tmp_path: Path):
     assert "cllm4rec-warmup" not in cf.record_info() and frozen_digest(cf.core.model) == fresh
     fixord = CLLM4Rec(backbone=backbone, variant="llm-fixord", **one)
     fixord.fit(split, ctx_at(tmp_path / "c3"))
-    batches = fixord._doc_batches(0, 1, fixord.train_items, None, reorder=fixord.eff["reorder_pretrain"])
+    batches = fixord.batches().documents(
+        0, 1, fixord.train_items, None, reorder=fixord.eff["reorder_pretrain"]
+    )
     for b in batches:  # item-id order: the documents' main items ascend
         for row, mask in zip(b.main, b.main_mask, strict=True):
             ids = row[mask.bool()].tolist()
@@ -375,15 +378,32 @@ def test_board_metrics_equal_the_authors_util_formulas_on_random_scores():
         assert resolve(f"ndcg@{k}").fn(hits, n_pos, k).value == pytest.approx(ndcg, rel=1e-12)
 
 
-def test_a_stage_is_reused_only_under_the_settings_that_trained_it(planted):
+def micro_setting(session_cache) -> tuple[Split, dict]:
+    """The micro CLLM4Rec setting of the stage-identity conformance test (12 users, an untrained word GPT-2,
+    one epoch per stage: seconds per fit), built once per session."""
+
+    def build() -> tuple[Split, dict]:
+        backbone = word_gpt2(session_cache.dir("cllm4rec-micro") / "gpt2-words", pretrain_steps=0)
+        params = {"backbone": backbone, "warmup_epochs": 1, "pretrain_epochs": 1, "finetune_epochs": 1}
+        return planted_reviews(users_per_cluster=3), {**params, "batch_size": 8, "max_valid_users": 4}
+
+    return session_cache.get("cllm4rec-micro", build)
+
+
+def test_a_stage_is_reused_only_under_the_settings_that_trained_it(session_cache, tmp_path: Path):
     """code_shift changes the warm-up's loss and mask_train the fine-tuning's validation metric: on a cache
-    that holds the default fit's stages, neither may load the default's stage (issue 22, item 2)."""
-    split, backbone, root, _ = planted
-    shifted = CLLM4Rec(backbone=backbone, code_shift=True, **FAST)
-    shifted.fit(split, ctx_at(root / "cache-cllm4rec"))
+    that holds the default fit's stages, neither may load the default's stage (issue 22, item 2). Whether a
+    stage loads depends on its key alone, so the micro setting tells as much as the mechanism budget."""
+    split, micro = micro_setting(session_cache)
+    cache = tmp_path / "cache"
+    default = CLLM4Rec(**micro)
+    default.fit(split, ctx_at(cache))
+    assert not any(default.record_info()[s]["loaded"] for s in ("cllm4rec-warmup", "cllm4rec-finetune"))
+    shifted = CLLM4Rec(**micro, code_shift=True)
+    shifted.fit(split, ctx_at(cache))
     assert not shifted.record_info()["cllm4rec-warmup"]["loaded"]
-    unmasked = CLLM4Rec(backbone=backbone, mask_train=False, **FAST)
-    unmasked.fit(split, ctx_at(root / "cache-cllm4rec"))
+    unmasked = CLLM4Rec(**micro, mask_train=False)
+    unmasked.fit(split, ctx_at(cache))
     info = unmasked.record_info()
     assert info["cllm4rec-warmup"]["loaded"] and info["cllm4rec-pretrain"]["loaded"]
     assert not info["cllm4rec-finetune"]["loaded"]

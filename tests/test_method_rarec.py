@@ -201,7 +201,9 @@ def test_selection_sizes_and_a_size_larger_than_the_data(split) -> None:
 # --- bad input --------------------------------------------------------------------------------
 def test_bad_inputs_are_one_line_errors(split, tmp_path: Path) -> None:
     errors = []
-    with pytest.raises(ConfigError, match="id_model 'pop' exports no ID embeddings") as e:
+    with pytest.raises(
+        ConfigError, match="parameter id_model='pop' is invalid; expected .* exports ID embeddings"
+    ) as e:
         build_method("rarec", {"id_model": "pop"})
     errors.append(e)
     with pytest.raises(ConfigError, match="variant") as e:

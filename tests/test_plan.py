@@ -347,9 +347,9 @@ def test_cllm4rec_flops_gpt2_vocab_extension(cllm4rec_setup) -> None:
     from benchbed.plan.cllm4rec import _doc_shape, segment_flops
 
     split, arch, method, stages, core = cllm4rec_setup
-    docs = method._doc_batches(0, 1, method.train_items, None, reorder=True)
+    docs = method.batches().documents(0, 1, method.train_items, None, reorder=True)
     collab = docs[0]
-    content = method._content_batches(np.random.default_rng(0), _content(method, split))[0]
+    content = method.batches().content(np.random.default_rng(0), _content(method, split))[0]
     for batch, table in ((collab, "collab"), (content, "content")):
         rows, lp, feed, kept = _doc_shape(batch, False)
         head = split.n_items if table == "collab" else arch.vocab
@@ -400,7 +400,7 @@ def test_plan_cllm4rec_cli(cli) -> None:
 
 
 def _rarec_step(towers, sides, prompts, d: int):
-    """One RA-Rec training step as ``RARec._train_loop``'s loss: user tower, item tower (positive +
+    """One RA-Rec training step as ``rarec.tuning.AlignmentLoss``: user tower, item tower (positive +
     negative), BPR, and the two InfoNCE terms against (here random) text-state targets."""
     from benchbed.methods.rarec.towers import info_nce
 

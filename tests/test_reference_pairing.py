@@ -20,8 +20,8 @@ from benchbed.methods import build_method
 from benchbed.registry import DATASETS, METHODS, SPLITS, TASKS
 from benchbed.results.leaderboard import Board, Cell, Row, build_leaderboard
 from benchbed.results.reference import ReferenceRow, load_references
-from benchbed.results.render import BACKBONE_DIFFERS, paper_pairings, vs_paper_boards
 from benchbed.results.store import load_records
+from benchbed.results.vs_paper import BACKBONE_DIFFERS, paper_pairings, vs_paper_boards
 
 REFERENCES = load_references()
 RESULTS = Path(__file__).resolve().parents[1] / "results"

@@ -17,8 +17,8 @@ from benchbed.errors import ConfigError
 from benchbed.results.leaderboard import build_leaderboard
 from benchbed.results.record import RunRecord
 from benchbed.results.reference import load_references
-from benchbed.results.render import vs_paper_boards
 from benchbed.results.store import write_record
+from benchbed.results.vs_paper import vs_paper_boards
 
 ML1M_SPLIT = registry_defaults("ml-1m", "ctr", "temporal-window")[0]  # CoLLM's month windows (catalog)
 LOO = registry_defaults("ml-100k", "topk", "leave-one-out")[0]

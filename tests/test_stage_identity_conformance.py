@@ -192,7 +192,7 @@ def test_every_parameter_changes_the_key_of_each_stage_it_trains(cases, group: s
 
 def test_the_check_finds_a_parameter_left_out_of_a_stage_identity(cases, monkeypatch) -> None:
     """The bug issue 22 found, planted back: cllm4rec's warm-up identity without ``code_shift``."""
-    import benchbed.methods.cllm4rec.method as cllm4rec
+    import benchbed.methods.cllm4rec.schedule as cllm4rec
 
     case = cases("cllm4rec")["cllm4rec"]
     monkeypatch.setattr(cllm4rec, "_code_shift", lambda params: {})

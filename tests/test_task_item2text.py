@@ -181,7 +181,8 @@ def test_trained_cf_method_beats_the_floor_on_held_out_items(planted, tmp_path) 
     task = build_task("item2text", {"tasks": "genres", "templates_per_example": 5, "max_new_tokens": 10})
     task.check_split(planted)
     scores = {}
-    for name, params in (("i2t-floor", {}), ("i2t-mlp1", {"epochs": 8, "lr": 3e-3, "batch_size": 16})):
+    # 4 epochs (issue 23): sc 100.0 / attr_f1 100.0 against the floor's 45.8 / 0.0, as with 8 at 1.8x the time
+    for name, params in (("i2t-floor", {}), ("i2t-mlp1", {"epochs": 4, "lr": 3e-3, "batch_size": 16})):
         method = build_method(name, params)
         method.fit(planted, _ctx(task, planted, tmp_path))
         scores[name] = task.evaluate(method, planted, _ctx(task, planted, tmp_path)).metrics

@@ -16,18 +16,25 @@ import time
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 
 from benchbed.api import BaseRecommender, RunContext, ScoreRequests
+from benchbed.baselines.positives import count_matrix, positive_rows
 from benchbed.baselines.recbole_adapter import check_device
+from benchbed.cards import id_baseline
 from benchbed.data.schema import Split
-from benchbed.errors import ConfigError, DataError
+from benchbed.errors import ConfigError
+
+# the ends of the one-line errors: labels asked for on implicit data, no training row left
+NO_TRAINING_DATA = ("task ctr needs 0/1 labels but the data is implicit", "no training interactions for ALS")
 
 
 class ALSRecommender(BaseRecommender):
     """Implicit-feedback ALS; scores are ``<x_u, y_i>``."""
 
     name = "als"
+    card = id_baseline(
+        "iALS/WALS (Hu et al., ICDM 2008), implicit; the CF embeddings of ILM and seed 003", {"ctr", "topk"}
+    )
     tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
     score_kind: ClassVar[str] = "score"  # an uncalibrated preference score (no LogLoss)
     defaults: ClassVar[dict[str, Any]] = {
@@ -42,21 +49,9 @@ class ALSRecommender(BaseRecommender):
         from implicit.cpu.als import AlternatingLeastSquares as CpuALS
 
         device = check_device(ctx.device)
-        train = split.train
-        if ctx.feedback == "labels":
-            if not split.labeled:
-                raise DataError(
-                    f"split of {split.data.name!r}: task ctr needs 0/1 labels but the data is implicit"
-                )
-            train = train[train["label"] == 1]
-        if len(train) == 0:
-            raise DataError(
-                f"split of {split.data.name!r} ({split.protocol}): no training interactions for ALS"
-            )
-        counts = sp.coo_matrix(
-            (np.ones(len(train), np.float32), (train["user"].to_numpy(), train["item"].to_numpy())),
-            shape=(split.n_users, split.n_items),
-        ).tocsr()  # duplicates are summed: r_ui = number of interactions
+        train = positive_rows(split, ctx.feedback, *NO_TRAINING_DATA)
+        # r_ui = number of interactions (duplicates summed)
+        counts = count_matrix(train, split.n_users, split.n_items, np.float32)
         counts.data = 1.0 + float(self.params["alpha"]) * counts.data
         kwargs = dict(
             factors=int(self.params["dim"]),

@@ -25,7 +25,7 @@ rec_base_models.py`` unless named otherwise):
   ``minigpt4rec_v2.encode_recdata_v2``; :mod:`benchbed.baselines.collm_history`).
 
 Training (optimizer, lr, weight decay, batch, epochs, patience) is set by the ``din`` baseline's ctr defaults
-(``benchbed.baselines.recbole_models.DIN``) and run by RecBole's trainer.
+(``benchbed.baselines.recbole_din.DIN``) and run by RecBole's trainer.
 """
 
 from __future__ import annotations

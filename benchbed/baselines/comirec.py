@@ -30,17 +30,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from benchbed.api import BaseRecommender, RunContext, ScoreRequests
+from benchbed.baselines.comirec_model import ComiRecSA, LogUniformSampler, pad_histories
 from benchbed.baselines.recbole_adapter import check_device
+from benchbed.cards import id_baseline
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
 from benchbed.params import Param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # `max_iter: auto`: the authors train up to 1,000 x 1,000 iterations with early stopping (src/train.py:
 # max_iter=1000 (k), test_iter=1000, patience=50); on a CPU a seeded sample of 2,000 iterations of 128
@@ -52,112 +57,11 @@ GPU_MAX_ITER = 1_000_000
 SAMPLERS = ("log_uniform", "uniform")
 
 
-class LogUniformSampler:
-    """TensorFlow's ``log_uniform_candidate_sampler(unique=True)`` over items ranked by training frequency.
-
-    Class ``r`` (0 = the most frequent item) is drawn with ``P(r) = log((r + 2) / (r + 1)) / log(n + 1)``
-    (TF ``LogUniformSampler``: ``floor(exp(u * log(n + 1))) - 1``); draws repeat until ``k`` distinct classes
-    are in hand, and each class's expected count in those ``num_tries`` draws is
-    ``1 - (1 - P)^num_tries`` (``P * k`` when no draw repeated), TF's ``ExpectedCountHelper``. The sampled
-    softmax subtracts ``log`` of it from the logits (``subtract_log_q``). The authors' class 0 is their
-    padding row (ids start at 1); here only items are classes."""
-
-    def __init__(self, ranked_items: np.ndarray) -> None:
-        self.items = np.asarray(ranked_items, dtype=np.int64)  # items[r] = the item of rank r
-        self.n = len(self.items)
-        self.rank = np.empty(self.n, dtype=np.int64)
-        self.rank[self.items] = np.arange(self.n)
-        self.log_range = math.log1p(self.n)
-
-    @classmethod
-    def by_frequency(cls, items: np.ndarray, n_items: int) -> LogUniformSampler:
-        """Items ranked by how often they occur in ``items`` (most frequent first, ties by item id)."""
-        counts = np.bincount(np.asarray(items, dtype=np.int64), minlength=n_items)
-        return cls(np.argsort(-counts, kind="stable"))
-
-    def probability(self, ranks: np.ndarray) -> np.ndarray:
-        r = np.asarray(ranks, dtype=np.float64)
-        return np.log((r + 2.0) / (r + 1.0)) / self.log_range
-
-    def sample_ranks(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        """``k`` distinct ranks in the order first drawn, and the number of draws it took."""
-        if not 0 < k <= self.n:
-            raise ValueError(f"LogUniformSampler: k={k} distinct classes of {self.n}")
-        picked: list[np.ndarray] = []
-        seen = np.zeros(self.n, dtype=bool)
-        have = tries = 0
-        while have < k:
-            chunk = max(4 * (k - have), 256)
-            draws = np.exp(rng.random(chunk) * self.log_range).astype(np.int64) - 1
-            np.clip(draws, 0, self.n - 1, out=draws)
-            values, first = np.unique(draws, return_index=True)
-            fresh = ~seen[values]
-            values, first = values[fresh], first[fresh]
-            order = np.argsort(first, kind="stable")
-            values, first = values[order][: k - have], first[order][: k - have]
-            seen[values] = True
-            picked.append(values)
-            have += len(values)
-            tries += int(first[-1]) + 1 if have == k else chunk
-        return np.concatenate(picked), tries
-
-    def expected_count(self, ranks: np.ndarray, k: int, tries: int) -> np.ndarray:
-        p = self.probability(ranks)
-        if tries == k:
-            return p * k
-        return -np.expm1(tries * np.log1p(-p))
-
-    def sample(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        """``k`` distinct items and the number of draws (for ``expected_count`` of any item's rank)."""
-        ranks, tries = self.sample_ranks(k, rng)
-        return self.items[ranks], tries
-
-
-class ComiRecSA(nn.Module):
-    """The network: item embeddings (row 0 = padding), positional embeddings, the two attention layers."""
-
-    def __init__(self, n_items: int, dim: int, hidden: int, n_interests: int, max_len: int) -> None:
-        super().__init__()
-        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)
-        self.pos_emb = nn.Parameter(torch.empty(max_len, dim))
-        self.w1 = nn.Linear(dim, 4 * hidden)
-        self.w2 = nn.Linear(4 * hidden, n_interests)
-        # TF's get_variable default: Glorot uniform for the embeddings (and dense kernels, biases zero)
-        nn.init.xavier_uniform_(self.item_emb.weight[1:])
-        nn.init.xavier_uniform_(self.pos_emb)
-        for layer in (self.w1, self.w2):
-            nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
-
-    def interests(self, hist: torch.Tensor) -> torch.Tensor:
-        """(B, T) item ids + 1 (0 = padding) -> (B, K, d); an empty history gives zero vectors."""
-        h = self.item_emb(hist)
-        mask = hist > 0
-        x = h + self.pos_emb[: hist.shape[1]].unsqueeze(0)
-        a = self.w2(torch.tanh(self.w1(x)))  # (B, T, K)
-        a = a.masked_fill(~mask.unsqueeze(-1), -(2.0**32) + 1)  # the authors' padding value
-        a = torch.softmax(a, dim=1) * mask.unsqueeze(-1)  # rows without history: all weights 0
-        return torch.einsum("btk,btd->bkd", a, h)
-
-    def items(self) -> torch.Tensor:
-        return self.item_emb.weight[1:]
-
-
-def pad_histories(histories: Sequence[Any], max_len: int) -> np.ndarray:
-    """The last ``max_len`` items of each history as ids + 1, oldest first, zero-padded on the right."""
-    out = np.zeros((len(histories), max_len), dtype=np.int64)
-    for r, h in enumerate(histories):
-        tail = np.asarray(h, dtype=np.int64)[-max_len:] if len(h) else np.zeros(0, dtype=np.int64)
-        out[r, : len(tail)] = tail + 1
-    return out
-
-
 class ComiRec(BaseRecommender):
     """ComiRec-SA; scores are ``max_k <v_k, e_i>`` over the user's interest vectors."""
 
     name = "comirec"
+    card = id_baseline("ComiRec-SA (Cen et al., KDD 2020): RA-Rec's ID model (seed 004)", {"ctr", "topk"})
     tasks: ClassVar[frozenset[str]] = frozenset({"topk", "ctr"})
     score_kind: ClassVar[str] = "score"
     defaults: ClassVar[dict[str, Any]] = {
@@ -186,19 +90,7 @@ class ComiRec(BaseRecommender):
     def fit(self, split: Split, ctx: RunContext) -> None:
         p = self.params
         device = check_device(ctx.device)
-        train = split.train
-        if ctx.feedback == "labels":
-            if not split.labeled:
-                raise DataError(f"split of {split.data.name!r}: feedback 'labels' needs 0/1 labels")
-            train = train[train["label"] == 1]
-        ordered = train.sort_values("timestamp", kind="stable")
-        seqs = {int(u): g["item"].to_numpy() for u, g in ordered.groupby("user", sort=True)}
-        users = np.array([u for u, s in seqs.items() if len(s) >= 2], dtype=np.int64)
-        if len(users) == 0:
-            raise DataError(
-                f"split of {split.data.name!r} ({split.protocol}): no user has 2 training interactions, "
-                "which ComiRec needs (a history and a target)"
-            )
+        train, seqs, users = self._training_sequences(split, ctx)
         max_iter = p["max_iter"]
         profile = "cpu" if device == "cpu" else "gpu"
         if max_iter == "auto":
@@ -213,10 +105,71 @@ class ComiRec(BaseRecommender):
             model = ComiRecSA(split.n_items, p["dim"], p["hidden"], p["n_interests"], p["max_len"])
         model.to(device)
         self.model, self.device = model, device
+        start = time.perf_counter()
+        run = self._train_loop(model, split, train, seqs, users, max_iter, ctx)
+        model.eval()
+        train_hist = [seqs.get(u, np.zeros(0, dtype=np.int64)) for u in range(split.n_users)]
+        self._user = self.user_vectors(train_hist)
+        seconds = time.perf_counter() - start
+        it = run["iterations"]
+        self.info = {
+            "budget": {"profile": profile, "max_iter": int(max_iter), "batch_size": p["batch_size"]},
+            "sampler": {
+                "kind": p["sampler"],
+                "negatives": int(run["negatives"]),
+                "mean_draws": round(run["tries"] / max(it, 1), 1) if p["sampler"] == "log_uniform" else None,
+            },
+            "iterations": it,
+            "samples": it * p["batch_size"],
+            "stopped": run["stopped"],
+            "best_valid_recall": None if run["best"] == -math.inf else round(run["best"], 6),
+            "history": run["history"],
+            "feedback": ctx.feedback,
+        }
+        self.backbone_info = {
+            "library": "benchbed (ComiRec-SA after THUDM/ComiRec src/model.py)",
+            "device": device,
+            "train_rows": int(len(train)),
+            "train_seconds": round(seconds, 3),
+            "feedback": ctx.feedback,
+        }
+
+    def _training_sequences(
+        self, split: Split, ctx: RunContext
+    ) -> tuple[pd.DataFrame, dict[int, np.ndarray], np.ndarray]:
+        """The training rows (positives only on labels), each user's items in time order, and the users
+        with a history and a target (two items or more)."""
+        train = split.train
+        if ctx.feedback == "labels":
+            if not split.labeled:
+                raise DataError(f"split of {split.data.name!r}: feedback 'labels' needs 0/1 labels")
+            train = train[train["label"] == 1]
+        ordered = train.sort_values("timestamp", kind="stable")
+        seqs = {int(u): g["item"].to_numpy() for u, g in ordered.groupby("user", sort=True)}
+        users = np.array([u for u, s in seqs.items() if len(s) >= 2], dtype=np.int64)
+        if len(users) == 0:
+            raise DataError(
+                f"split of {split.data.name!r} ({split.protocol}): no user has 2 training interactions, "
+                "which ComiRec needs (a history and a target)"
+            )
+        return train, seqs, users
+
+    def _train_loop(
+        self,
+        model: ComiRecSA,
+        split: Split,
+        train: pd.DataFrame,
+        seqs: dict[int, np.ndarray],
+        users: np.ndarray,
+        max_iter: int,
+        ctx: RunContext,
+    ) -> dict[str, Any]:
+        """Sampled-softmax steps, validation recall every ``eval_every`` iterations with early stopping;
+        the best state is loaded back. Returns what the record's info tells of the run."""
+        p = self.params
         opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]))
         rng = np.random.default_rng([ctx.seed, 0xC0312EC])
         valid_hist, valid_pos, valid_mask = self._valid_rows(split, seqs)
-        start = time.perf_counter()
         best, best_state, bad, history = -math.inf, None, 0, []
         n_neg = min(p["neg_factor"] * p["batch_size"], split.n_items)
         sampler = LogUniformSampler.by_frequency(train["item"].to_numpy(), split.n_items)
@@ -225,21 +178,8 @@ class ComiRec(BaseRecommender):
         stopped = "max_iter"
         model.train()
         while it < max_iter:
-            hist, target = self._sample(seqs, users, rng)
-            if p["sampler"] == "uniform":
-                negatives = rng.choice(split.n_items, size=n_neg, replace=False)
-                loss = self._loss(model, hist, target, negatives)
-            else:
-                negatives, tries = sampler.sample(n_neg, rng)
-                tries_total += tries
-                log_q = [
-                    torch.from_numpy(np.log(sampler.expected_count(sampler.rank[x], n_neg, tries)))
-                    for x in (target, negatives)
-                ]
-                loss = self._loss(model, hist, target, negatives, log_q=(log_q[0], log_q[1]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, tries = self._step(model, opt, seqs, users, rng, sampler, n_neg, split.n_items)
+            tries_total += tries
             it += 1
             if it % p["eval_every"] == 0 or it == max_iter:
                 metric = self._valid_recall(valid_hist, valid_pos, valid_mask)
@@ -258,31 +198,43 @@ class ComiRec(BaseRecommender):
                     break
         if best_state is not None:
             model.load_state_dict(best_state)
-        model.eval()
-        train_hist = [seqs.get(u, np.zeros(0, dtype=np.int64)) for u in range(split.n_users)]
-        self._user = self.user_vectors(train_hist)
-        seconds = time.perf_counter() - start
-        self.info = {
-            "budget": {"profile": profile, "max_iter": int(max_iter), "batch_size": p["batch_size"]},
-            "sampler": {
-                "kind": p["sampler"],
-                "negatives": int(n_neg),
-                "mean_draws": round(tries_total / max(it, 1), 1) if p["sampler"] == "log_uniform" else None,
-            },
+        return {
             "iterations": it,
-            "samples": it * p["batch_size"],
             "stopped": stopped,
-            "best_valid_recall": None if best == -math.inf else round(best, 6),
+            "best": best,
             "history": history,
-            "feedback": ctx.feedback,
+            "negatives": n_neg,
+            "tries": tries_total,
         }
-        self.backbone_info = {
-            "library": "benchbed (ComiRec-SA after THUDM/ComiRec src/model.py)",
-            "device": device,
-            "train_rows": int(len(train)),
-            "train_seconds": round(seconds, 3),
-            "feedback": ctx.feedback,
-        }
+
+    def _step(
+        self,
+        model: ComiRecSA,
+        opt: torch.optim.Optimizer,
+        seqs: dict[int, np.ndarray],
+        users: np.ndarray,
+        rng: np.random.Generator,
+        sampler: LogUniformSampler,
+        n_neg: int,
+        n_items: int,
+    ) -> tuple[torch.Tensor, int]:
+        """One optimizer step on a sampled batch; its loss and the sampler's draws (0 when uniform)."""
+        hist, target = self._sample(seqs, users, rng)
+        tries = 0
+        if self.params["sampler"] == "uniform":
+            negatives = rng.choice(n_items, size=n_neg, replace=False)
+            loss = self._loss(model, hist, target, negatives)
+        else:
+            negatives, tries = sampler.sample(n_neg, rng)
+            log_q = [
+                torch.from_numpy(np.log(sampler.expected_count(sampler.rank[x], n_neg, tries)))
+                for x in (target, negatives)
+            ]
+            loss = self._loss(model, hist, target, negatives, log_q=(log_q[0], log_q[1]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss, tries
 
     def _sample(
         self, seqs: dict[int, np.ndarray], users: np.ndarray, rng: np.random.Generator

@@ -24,8 +24,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchbed.api import BaseRecommender, RunContext, ScoreRequests
+from benchbed.baselines.positives import count_matrix, positive_rows
+from benchbed.cards import MethodCard, id_baseline
 from benchbed.data.schema import Split
-from benchbed.errors import ConfigError, DataError
+from benchbed.errors import ConfigError
 from benchbed.params import POSITIVE, Param
 
 
@@ -39,10 +41,17 @@ def ease_weights(x: sp.csr_matrix, reg: float) -> np.ndarray:
     return b
 
 
+# the ends of the one-line errors: labels asked for on implicit data, no training row left
+NO_TRAINING_DATA = ("task ctr needs 0/1 labels, the data is implicit", "no training positives for EASE")
+
+
 class EASE(BaseRecommender):
     """Closed-form EASE; ranks from the user's training items (``histories`` are not used)."""
 
     name: ClassVar[str] = "ease"
+    card: ClassVar[MethodCard] = id_baseline(
+        "EASE (Steck, WWW 2019): CLLM4Rec's strongest baseline (seed 001)", {"ctr", "topk"}
+    )
     tasks: ClassVar[frozenset[str]] = frozenset({"topk", "ctr"})
     score_kind: ClassVar[str] = "score"  # X_u B_j: an order, no probability
     defaults: ClassVar[dict[str, Any]] = {
@@ -58,21 +67,8 @@ class EASE(BaseRecommender):
         self.matrix: sp.csr_matrix | None = None
 
     def fit(self, split: Split, ctx: RunContext) -> None:
-        train = split.train
-        if ctx.feedback == "labels":
-            if not split.labeled:
-                raise DataError(
-                    f"split of {split.data.name!r}: task ctr needs 0/1 labels, the data is implicit"
-                )
-            train = train[train["label"] == 1]
-        if len(train) == 0:
-            raise DataError(
-                f"split of {split.data.name!r} ({split.protocol}): no training positives for EASE"
-            )
-        x = sp.csr_matrix(
-            (np.ones(len(train), np.float64), (train["user"].to_numpy(), train["item"].to_numpy())),
-            shape=(split.n_users, split.n_items),
-        )
+        train = positive_rows(split, ctx.feedback, *NO_TRAINING_DATA)
+        x = count_matrix(train, split.n_users, split.n_items, np.float64)
         x.data[:] = 1.0  # binary, whatever the duplicates (coo -> csr sums them)
         start = time.perf_counter()
         self.weights = ease_weights(x, float(self.params["reg"])).astype(np.float32)

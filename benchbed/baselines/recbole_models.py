@@ -4,15 +4,7 @@ Each class is a thin description: which RecBole model, whether it is pointwise (
 ``ctr``) or sequential, its hyper-parameters with the source of each default, and how to read its user /
 item / sequence embeddings. Training, files and id maps live in :mod:`benchbed.baselines.recbole_adapter`.
 
-Common parameters (every RecBole baseline):
-
-* ``lr`` — learning rate; 1e-3 is RecBole's default and the middle of CoLLM's grid {1e-2, 1e-3, 1e-4}.
-* ``epochs`` — upper bound on epochs; 100 (RecBole's 300 is rarely reached with early stopping and would
-  make ``benchbed run`` on a CPU take too long when it is). ``RunContext.budget["epochs"]`` caps it.
-* ``stopping_step`` — early stopping patience in epochs on the task's validation metric (AUC for ctr,
-  NDCG@10 for topk); 10 is RecBole's default.
-* ``batch_size`` (2048) and ``weight_decay`` (0.0): RecBole's defaults.
-* ``recbole`` — a mapping of further RecBole config keys, checked against the keys RecBole knows.
+The common parameters and the training/scoring machinery: :mod:`benchbed.baselines.recbole_base`.
 
 Task defaults (``task_defaults``, merged under the user's parameters by ``build_method(..., task=...)``): on
 ``ctr`` the four CF models CoLLM pretrains (``mf``, ``lightgcn``, ``sasrec``, ``din``) train pointwise with
@@ -24,244 +16,24 @@ runs; the grids used 100 and 2048), at most 5000 epochs, and each model's lr / s
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from benchbed.api import BaseRecommender, RunContext, ScoreRequests
-from benchbed.baselines.collm_history import RowHistories
-from benchbed.baselines.recbole_adapter import (
-    DataPlan,
-    RecBoleSession,
-    check_recbole_keys,
-    model_property_defaults,
-    quiet_recbole,
-    recbole_model_class,
+from benchbed.api import RunContext
+from benchbed.baselines.recbole_adapter import model_property_defaults, recbole_model_class
+from benchbed.baselines.recbole_base import (
+    COMMON_DEFAULTS,
+    CTR_COMMON,
+    CTR_SOURCE,
+    HISTORY_SPEC,
+    SCORE_BATCH,
+    RecBoleRecommender,
+    as_f32,
 )
-from benchbed.data.schema import Split
+from benchbed.cards import id_baseline
 from benchbed.errors import ConfigError
 from benchbed.params import Param
-
-COMMON_DEFAULTS: dict[str, Any] = {
-    "lr": 1e-3,  # RecBole default; CoLLM grid {1e-2, 1e-3, 1e-4} (PROTOCOLS.md)
-    "epochs": 100,  # benchbed cap (RecBole: 300); early stopping usually ends sooner
-    "stopping_step": 10,  # RecBole default
-    "batch_size": 2048,  # RecBole default train_batch_size
-    "weight_decay": 0.0,  # RecBole default
-    "recbole": {},  # extra RecBole config keys
-}
-COMMON_KEYS = {
-    "lr": "learning_rate",
-    "epochs": "epochs",
-    "stopping_step": "stopping_step",
-    "batch_size": "train_batch_size",
-    "weight_decay": "weight_decay",
-}
-# CoLLM's settings common to its CF baselines (baseline_train_{mf,lightgcn}_ood.py, baseline_train_sasrec.py,
-# final runs: "patience": 50, "batch_size": 1024, "epoch": 5000, Adam weight_decay 1e-4; PROTOCOLS.md, CoLLM)
-CTR_COMMON: dict[str, Any] = {"weight_decay": 1e-4, "stopping_step": 50, "batch_size": 1024, "epochs": 5000}
-CTR_SOURCE = "CoLLM baseline scripts (PROTOCOLS.md, CoLLM: settings in the authors' baseline scripts)"
-SCORE_BATCH = 4096  # (user, item) rows per forward pass when scoring
-# which history a sequential model reads on ctr: the split's column (earlier timestamps) or CoLLM's rule
-HISTORY_SPEC = Param(
-    kind="str",
-    choices=("split", "file"),
-    help="split = the split's history (strictly earlier timestamps) | file = CoLLM's: earlier in file order",
-)
-FULL_BATCH = 256  # users per forward pass when scoring all items
-
-
-class RecBoleRecommender(BaseRecommender):
-    """Base of every RecBole-trained baseline (see the module docstring for the common parameters)."""
-
-    name: ClassVar[str] = "recbole"
-    tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
-    defaults: ClassVar[dict[str, Any]] = dict(COMMON_DEFAULTS)
-    # what score() returns (see benchbed.tasks.ctr): ranking losses give uncalibrated scores, so no LogLoss
-    score_kind: ClassVar[str] = "score"
-    recbole_model: ClassVar[Any] = ""  # RecBole model name, or a RecBole model class
-    pointwise: ClassVar[bool] = False
-    sequential: ClassVar[bool] = False
-    min_history: ClassVar[int] = 0
-    param_keys: ClassVar[dict[str, str]] = {}  # model-specific benchbed name -> RecBole key
-    # where each task's defaults come from (shown by ``benchbed methods NAME``)
-    task_defaults_source: ClassVar[dict[str, str]] = {}
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        extra = self.params.get("recbole") or {}
-        if not isinstance(extra, dict):
-            raise ConfigError(f"method {self.name!r}: parameter 'recbole' must be a mapping of RecBole keys")
-        check_recbole_keys(self._model_name(), extra, f"method {self.name!r} parameter 'recbole'")
-        self.session: RecBoleSession | None = None
-        self.row_histories: RowHistories | None = None  # CoLLM's file-order histories (history='file')
-        if self.is_pointwise() and not self.pointwise:  # a pointwise variant chosen by a parameter
-            self.score_kind = "logit"  # type: ignore[misc]
-
-    # --- configuration -----------------------------------------------------------------------------
-    @classmethod
-    def _model_name(cls) -> str:
-        return cls.recbole_model if isinstance(cls.recbole_model, str) else cls.recbole_model.__name__
-
-    def _model_ref(self) -> Any:
-        return self.recbole_model
-
-    def is_pointwise(self) -> bool:
-        """Trains on the row labels (ctr) / on sampled negatives (topk); a parameter may choose it."""
-        return self.pointwise
-
-    def history_minimum(self) -> int:
-        return self.min_history
-
-    def recbole_settings(self, ctx: RunContext) -> dict[str, Any]:
-        """The RecBole config keys this method sets (benchbed names translated)."""
-        keys = {**COMMON_KEYS, **self.param_keys}
-        out = {keys[k]: v for k, v in self.params.items() if k in keys}
-        cap = ctx.budget.get("epochs")
-        if cap is not None:
-            out["epochs"] = min(int(out["epochs"]), int(cap))
-        out.update(self.params.get("recbole") or {})
-        subclass = not isinstance(self._model_ref(), str) and isinstance(self.recbole_model, str)
-        if subclass and self.recbole_model:
-            # a benchbed subclass of a RecBole model: RecBole loads properties/model/<name>.yaml by class
-            # name, so the parent's own defaults (SASRec's hidden_act, LightGCN's require_pow...) come here
-            out = {**model_property_defaults(self.recbole_model), **out}
-        return out
-
-    def data_plan(self, feedback: str) -> DataPlan:
-        return DataPlan(
-            feedback=feedback,
-            pointwise=self.is_pointwise(),
-            sequential=self.sequential,
-            max_len=int(self.params.get("max_len", 50)),
-            min_history=self.history_minimum(),
-            history_rule=str(self.params.get("history", "split")),
-        )
-
-    # --- training ------------------------------------------------------------------------------------
-    def fit(self, split: Split, ctx: RunContext) -> None:
-        self.split = split
-        plan = self.data_plan(ctx.feedback)
-        if plan.history_rule == "file" and plan.feedback != "labels":
-            raise ConfigError(
-                f"method {self.name!r}: history='file' (CoLLM's CTR history rule) needs labeled rows "
-                f"(task ctr); this task's feedback is {plan.feedback!r}: use history='split'"
-            )
-        file_rule = plan.sequential and plan.history_rule == "file"
-        self.row_histories = RowHistories(split.frames(), plan.max_len) if file_rule else None
-        self.session = RecBoleSession(split, self._model_ref(), plan, self.recbole_settings(ctx), ctx)
-        outcome = self.session.train()
-        self.backbone_info = {
-            "library": "recbole 1.2.1",
-            "recbole_model": self.session.model_name,
-            "loss": self.session.loss_name(),
-            "data_plan": self.session.plan.variant,
-            "train_rows": self.session.file_rows["train"],
-            "valid_metric": outcome.valid_metric,
-            "best_valid": outcome.best_valid,
-            "epochs_run": outcome.epochs_run,
-            "train_seconds": round(outcome.train_seconds, 3),
-            "device": ctx.device,
-        }
-
-    def _require(self) -> RecBoleSession:
-        if self.session is None:
-            raise ConfigError(f"method {self.name!r} must be fitted before it can score")
-        return self.session
-
-    def trainable_parameters(self) -> int:
-        if self.session is None:
-            return 0
-        return int(sum(p.numel() for p in self.session.model.parameters() if p.requires_grad))
-
-    # --- scoring -------------------------------------------------------------------------------------
-    def _fields(
-        self, s: RecBoleSession, users: np.ndarray, histories: list[list[int]] | None
-    ) -> dict[str, np.ndarray]:
-        fields = {"user_id": s.user_map[np.asarray(users, dtype=np.int64)]}
-        if self.sequential:
-            width = int(s.config["MAX_ITEM_LIST_LENGTH"])
-            seq, lengths = s.seq_tensor(histories or [[] for _ in users], width)
-            fields["item_id_list"] = seq
-            fields["item_length"] = lengths
-        return fields
-
-    def _predict(self, s: RecBoleSession, inter: Any) -> Any:
-        return s.model.predict(inter)
-
-    def score(self, requests: ScoreRequests) -> np.ndarray:
-        import torch
-
-        s = self._require()
-        out = np.empty(len(requests), dtype=np.float64)
-        with torch.no_grad(), quiet_recbole():
-            for lo in range(0, len(requests), SCORE_BATCH):
-                hi = min(lo + SCORE_BATCH, len(requests))
-                hist = requests.histories[lo:hi]
-                if self.row_histories is not None:  # the row's CoLLM history, found by its (user, item)
-                    hist = self.row_histories.lookup(requests.users[lo:hi], requests.items[lo:hi], hist)
-                fields = self._fields(s, requests.users[lo:hi], hist)
-                fields["item_id"] = s.item_map[np.asarray(requests.items[lo:hi], dtype=np.int64)]
-                out[lo:hi] = self._predict(s, s.interaction(fields)).detach().cpu().numpy().reshape(-1)
-        return out
-
-    def _full(self, s: RecBoleSession, inter: Any, n_rows: int) -> Any:
-        import torch
-
-        try:
-            return s.model.full_sort_predict(inter).view(n_rows, -1)
-        except NotImplementedError:
-            n_items = s.dataset.item_num
-            rep = inter.repeat_interleave(n_items)
-            rep.update(s.interaction({"item_id": np.tile(np.arange(n_items), n_rows)}))
-            return torch.cat(
-                [self._predict(s, rep[i : i + SCORE_BATCH]) for i in range(0, n_rows * n_items, SCORE_BATCH)]
-            ).view(n_rows, n_items)
-
-    def score_all(self, users: np.ndarray, histories: list[list[int]]) -> np.ndarray:
-        import torch
-
-        s = self._require()
-        users = np.asarray(users, dtype=np.int64)
-        out = np.empty((len(users), s.split.n_items), dtype=np.float32)
-        with torch.no_grad(), quiet_recbole():
-            for lo in range(0, len(users), FULL_BATCH):
-                hi = min(lo + FULL_BATCH, len(users))
-                inter = s.interaction(self._fields(s, users[lo:hi], histories[lo:hi] if histories else None))
-                scores = self._full(s, inter, hi - lo)
-                out[lo:hi] = scores[:, torch.as_tensor(s.item_map)].detach().cpu().numpy()
-        return out
-
-    # --- embeddings ----------------------------------------------------------------------------------
-    def embeddings(self) -> dict[str, np.ndarray | None]:
-        """User and item embeddings in benchbed id order (and a sequence representation where defined)."""
-        s = self._require()
-        model = s.model
-        if not (hasattr(model, "user_embedding") and hasattr(model, "item_embedding")):
-            raise ConfigError(
-                f"method {self.name!r}: RecBole model {self._model_name()} has no embedding export"
-            )
-        return {
-            "user": _np(model.user_embedding.weight)[s.user_map],
-            "item": _np(model.item_embedding.weight)[s.item_map],
-            "sequence": None,
-        }
-
-    def _train_histories(self, width: int) -> list[list[int]]:
-        """Each benchbed user's training items (positives only when trained on labels), last ``width``."""
-        s = self._require()
-        train = s.split.train
-        if s.plan.feedback == "labels":
-            train = train[train["label"] == 1]
-        ordered = train.sort_values("timestamp", kind="stable")
-        hist: list[list[int]] = [[] for _ in range(s.split.n_users)]
-        for user, group in ordered.groupby("user", sort=False):
-            hist[int(user)] = group["item"].to_numpy()[-width:].tolist()
-        return hist
-
-
-def _np(tensor: Any) -> np.ndarray:
-    return tensor.detach().cpu().numpy().astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -271,6 +43,7 @@ class MFBPR(RecBoleRecommender):
     """MF with BPR loss (RecBole ``BPR``); a ranking model: on ctr it learns from positive rows only."""
 
     name = "mf-bpr"
+    card = id_baseline("BPR-MF (Rendle et al., UAI 2009), RecBole 1.2.1", {"ctr", "topk"})
     recbole_model = "BPR"
     defaults = {**COMMON_DEFAULTS, "dim": 64}  # dim: RecBole BPR embedding_size default
     param_keys = {"dim": "embedding_size"}
@@ -280,6 +53,7 @@ class MFPointwise(RecBoleRecommender):
     """MF trained pointwise with BCE on the labels, as CoLLM pretrains it (:class:`PointwiseMF`)."""
 
     name = "mf"
+    card = id_baseline("MF with BCE, CoLLM's CF model (seed 002)", {"ctr", "topk"}, code="zyang1580/CoLLM")
     pointwise = True
     score_kind = "logit"
     defaults = {**COMMON_DEFAULTS, "dim": 256}  # dim: CoLLM MF d=256 (PROTOCOLS.md)
@@ -306,6 +80,11 @@ class LightGCN(RecBoleRecommender):
     """
 
     name = "lightgcn"
+    card = id_baseline(
+        "LightGCN (He et al., SIGIR 2020), RecBole 1.2.1; CoLLM's BCE form on ctr",
+        {"ctr", "topk"},
+        variants=["loss=bpr", "loss=bce"],
+    )
     recbole_model = "LightGCN"
     defaults = {
         **COMMON_DEFAULTS,
@@ -342,7 +121,7 @@ class LightGCN(RecBoleRecommender):
         s = self._require()
         with torch.no_grad():
             user_all, item_all = s.model.forward()
-        return {"user": _np(user_all)[s.user_map], "item": _np(item_all)[s.item_map], "sequence": None}
+        return {"user": as_f32(user_all)[s.user_map], "item": as_f32(item_all)[s.item_map], "sequence": None}
 
 
 class MultiVAE(RecBoleRecommender):
@@ -353,6 +132,7 @@ class MultiVAE(RecBoleRecommender):
     """
 
     name = "multivae"
+    card = id_baseline("Mult-VAE (Liang et al., WWW 2018), RecBole 1.2.1", {"ctr", "topk"})
     recbole_model = "MultiVAE"
     defaults = {
         **COMMON_DEFAULTS,
@@ -383,8 +163,8 @@ class MultiVAE(RecBoleRecommender):
             for layer in list(model.decoder)[:-1]:
                 z = layer(z)
             last = list(model.decoder)[-1]
-        user = np.concatenate([_np(z), np.ones((len(users), 1), np.float32)], axis=1)
-        item = np.concatenate([_np(last.weight), _np(last.bias)[:, None]], axis=1)[s.item_map]
+        user = np.concatenate([as_f32(z), np.ones((len(users), 1), np.float32)], axis=1)
+        item = np.concatenate([as_f32(last.weight), as_f32(last.bias)[:, None]], axis=1)[s.item_map]
         return {"user": user, "item": item, "sequence": None}
 
 
@@ -400,6 +180,9 @@ class SASRec(RecBoleRecommender):
     """
 
     name = "sasrec"
+    card = id_baseline(
+        "SASRec (Kang and McAuley, ICDM 2018), RecBole 1.2.1; CoLLM's CF model", {"ctr", "topk"}
+    )
     recbole_model = "SASRec"
     sequential = True
     min_history = 1  # RecBole's SASRec reads the output at position length-1
@@ -479,7 +262,7 @@ class SASRec(RecBoleRecommender):
                 seq, lengths = s.seq_tensor(histories[lo : lo + SCORE_BATCH], width)
                 dev = s.config["device"]
                 out.append(
-                    _np(
+                    as_f32(
                         s.model.forward(
                             torch.as_tensor(seq, device=dev), torch.as_tensor(lengths, device=dev)
                         )
@@ -490,117 +273,7 @@ class SASRec(RecBoleRecommender):
     def embeddings(self) -> dict[str, np.ndarray | None]:
         s = self._require()
         seq = self.encode(self._train_histories(int(s.config["MAX_ITEM_LIST_LENGTH"])))
-        return {"user": seq, "item": _np(s.model.item_embedding.weight)[s.item_map], "sequence": seq}
-
-
-class DIN(RecBoleRecommender):
-    """DIN: CoLLM's (``arch="collm"``, the ctr default) or RecBole's (``arch="recbole"``), pointwise.
-
-    ``collm``: :class:`~benchbed.baselines.collm_din.CoLLMDIN`, the authors' ``RecEncoder_DIN`` (user, target
-    and a separate history table of ``dim // 3`` each, target attention, MLP ``mlp_hidden`` + 1 with Dice),
-    reading CoLLM's file-order history (``history="file"``). ``recbole``: RecBole 1.2.1's DIN (one item table
-    for history and target, no user id, MLP with Dice and batch norm); RecBole's own defaults also run as
-    ``recbole:DIN``. ``score`` returns the logit either way.
-
-    Export (for CoLLM-DIN): item = the target-item vector; ``collm`` repeats it three times, as the authors'
-    ``item_encoder`` does (``torch.cat([target_embeds]*3)``), so it has the width of the user vector. The
-    authors feed the LLM the row's ``[item, pooled history, user]``, which depends on the target; a per-user
-    vector has to drop the target: ``collm`` user = ``[mean item vector of the user's last max_len training
-    positives, mean of their history-table vectors, user vector]``; ``recbole`` user = the mean item vector.
-    """
-
-    name = "din"
-    recbole_model = "DIN"
-    score_kind = "logit"
-    sequential = True
-    pointwise = True
-    defaults = {
-        **COMMON_DEFAULTS,
-        "arch": "recbole",  # ctr: "collm" (CoLLM's RecEncoder_DIN)
-        "dim": 64,  # CoLLM's CF embedding size for its CF models; RecBole DIN default is 10
-        "max_len": 10,  # CoLLM DIN history 10 (PROTOCOLS.md)
-        "mlp_hidden": [256, 256, 256],  # RecBole default
-        "dropout": 0.0,  # RecBole default
-        "history": "split",  # ctr: "file" (CoLLM)
-    }
-    param_specs = {
-        **RecBoleRecommender.param_specs,
-        "arch": Param(kind="str", choices=("collm", "recbole"), help="collm = CoLLM's RecEncoder_DIN"),
-        "history": HISTORY_SPEC,
-    }
-    param_keys = {"dim": "embedding_size", "mlp_hidden": "mlp_hidden_size", "dropout": "dropout_prob"}
-    # CoLLM train_configs/collm_pretrain_din_ood_cc.yaml (rec_config: embedding_size 192, drop 0.2, maxlen 10)
-    # and its checkpoint name 1010_ml_DIN_lr0.0001-dp-0.2-wd-0.0001 (lr 1e-4, wd 1e-4); RecEncoder_DIN's
-    # hidden_units=[200, 80, 1]; the DIN training script is not released, so Adam, batch 1024, patience 50 and
-    # at most 5000 epochs are the other CF scripts' (CTR_COMMON)
-    task_defaults = {
-        "ctr": {
-            **CTR_COMMON,
-            "arch": "collm",
-            "lr": 1e-4,
-            "dim": 192,
-            "dropout": 0.2,
-            "max_len": 10,
-            "mlp_hidden": [200, 80],
-            "history": "file",
-        }
-    }
-    task_defaults_source = {"ctr": CTR_SOURCE}
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        if self._collm() and int(self.params["dim"]) < 3:
-            raise ConfigError(
-                f"method 'din': arch='collm' gives user, item and history tables dim // 3 each; dim must be "
-                f">= 3, got {self.params['dim']}"
-            )
-
-    def _collm(self) -> bool:
-        return self.params["arch"] == "collm"
-
-    def _model_ref(self) -> Any:
-        if self._collm():
-            from benchbed.baselines.collm_din import CoLLMDIN
-
-            return CoLLMDIN
-        return self.recbole_model
-
-    def _predict(self, s: RecBoleSession, inter: Any) -> Any:
-        m = s.model
-        if self._collm():
-            return m.predict(inter)
-        return m.forward(inter[m.USER_ID], inter[m.ITEM_SEQ], inter[m.ITEM_SEQ_LEN], inter[m.POS_ITEM_ID])
-
-    def _item_table(self) -> np.ndarray:
-        import torch
-
-        s = self._require()
-        if self._collm():
-            return _np(s.model.item_embedding.weight)[s.item_map]
-        dev = s.config["device"]
-        with torch.no_grad():
-            items = torch.as_tensor(s.item_map, device=dev).view(1, -1)
-            sparse, _ = s.model.embedding_layer(torch.zeros(1, dtype=torch.long, device=dev), items)
-        return _np(sparse["item"]).reshape(len(s.item_map), -1)
-
-    def embeddings(self) -> dict[str, np.ndarray | None]:
-        s = self._require()
-        item = self._item_table()
-        hist = self._train_histories(int(s.config["MAX_ITEM_LIST_LENGTH"]))
-        user = np.zeros((len(hist), item.shape[1]), np.float32)
-        for u, h in enumerate(hist):
-            if h:
-                user[u] = item[h].mean(axis=0)
-        if not self._collm():
-            return {"user": user, "item": item, "sequence": user}
-        history_table = _np(s.model.history_embedding.weight)[s.item_map]
-        pooled = np.zeros_like(user)
-        for u, h in enumerate(hist):
-            if h:
-                pooled[u] = history_table[h].mean(axis=0)
-        own = _np(s.model.user_embedding.weight)[s.user_map]
-        full_user = np.concatenate([user, pooled, own], axis=1)
-        return {"user": full_user, "item": np.concatenate([item] * 3, axis=1), "sequence": full_user}
+        return {"user": seq, "item": as_f32(s.model.item_embedding.weight)[s.item_map], "sequence": seq}
 
 
 # ------------------------------------------------------------------------------------------------------

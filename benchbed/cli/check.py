@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from benchbed.errors import BenchbedError
+
+if TYPE_CHECKING:
+    from benchbed.orchestration.suite import Comparison, Suite
 
 
 def _fmt(value: float | None) -> str:
@@ -34,13 +37,11 @@ def check_command(
     ] = False,
 ) -> None:
     """Run a suite and compare every metric with the stored baseline (direction-aware, with tolerance)."""
-    from benchbed.orchestration.runner import execute
     from benchbed.orchestration.suite import (
         baseline_payload,
         compare,
         load_baseline,
         load_suite,
-        run_label,
         write_baseline,
     )
 
@@ -48,17 +49,7 @@ def check_command(
     baseline_file = baseline or suite.baseline
     stored = None if update_baseline else load_baseline(baseline_file, suite)  # fail fast, before running
     console = Console()
-    err = Console(stderr=True)
-    current: dict[str, Any] = {}
-    environments: list[dict[str, Any] | None] = []
-    for i, config in enumerate(suite.runs, start=1):
-        err.print(f"\\[{i}/{len(suite.runs)}] {run_label(config)}", highlight=False)
-        try:
-            record = execute(config, force=not reuse, progress=False).record
-            current[suite.run_key(config)] = record.metrics
-            environments.append(record.environment)
-        except BenchbedError as exc:
-            current[suite.run_key(config)] = f"run failed: {exc}"
+    current, environments = _run_suite(suite, reuse)
     if update_baseline:
         failed = {k: v for k, v in current.items() if isinstance(v, str)}
         if failed:
@@ -71,21 +62,57 @@ def check_command(
         return
     assert stored is not None
     rows = compare(suite, stored, current)
-    table = Table(title=f"benchbed check · {suite.name} · baseline {baseline_file}")
+    table = _comparison_table(rows, f"benchbed check · {suite.name} · baseline {baseline_file}", show_all)
+    bad = [r for r in rows if r.regressed]
+    if table.row_count:
+        console.print(table)
+    summary = f"{len(rows)} metric(s) compared over {len(suite.runs)} run(s): "
+    same, better = sum(r.status == "pass" for r in rows), sum(r.status == "better" for r in rows)
+    summary += f"{same} unchanged, {better} better, {len(bad)} regressed"
+    console.print(("[bold red]FAIL[/] " if bad else "[bold green]PASS[/] ") + summary)
+    _say_environment_difference(console, baseline_file, environments)
+    if bad:
+        raise typer.Exit(1)
+
+
+def _run_suite(suite: Suite, reuse: bool) -> tuple[dict[str, Any], list[dict[str, Any] | None]]:
+    """Each run's metrics (or ``"run failed: ..."``) by run key, and the environments they ran in."""
+    from benchbed.orchestration.runner import execute
+    from benchbed.orchestration.suite import run_label
+
+    err = Console(stderr=True)
+    current: dict[str, Any] = {}
+    environments: list[dict[str, Any] | None] = []
+    for i, config in enumerate(suite.runs, start=1):
+        err.print(f"\\[{i}/{len(suite.runs)}] {run_label(config)}", highlight=False)
+        try:
+            record = execute(config, force=not reuse, progress=False).record
+            current[suite.run_key(config)] = record.metrics
+            environments.append(record.environment)
+        except BenchbedError as exc:
+            current[suite.run_key(config)] = f"run failed: {exc}"
+    return current, environments
+
+
+STYLES = {
+    "pass": "green",
+    "better": "cyan",
+    "regression": "bold red",
+    "missing": "bold red",
+    "failed": "bold red",
+}
+
+
+def _comparison_table(rows: list[Comparison], title: str, show_all: bool) -> Table:
+    """Baseline vs current per metric: the changes only, or every metric with ``--all``."""
+    table = Table(title=title)
     for col in ("run", "subset", "metric", "baseline", "current", "delta", "tol", "status"):
         table.add_column(col, justify="right" if col in ("baseline", "current", "delta", "tol") else "left")
-    styles = {
-        "pass": "green",
-        "better": "cyan",
-        "regression": "bold red",
-        "missing": "bold red",
-        "failed": "bold red",
-    }
     for row in rows:
         if row.status == "pass" and not show_all:
             continue
         delta = "" if row.delta is None else f"{row.delta:+.4f}"
-        status = f"[{styles[row.status]}]{row.status}[/]" + (f" {row.note}" if row.note else "")
+        status = f"[{STYLES[row.status]}]{row.status}[/]" + (f" {row.note}" if row.note else "")
         table.add_row(
             row.run,
             row.subset,
@@ -96,21 +123,19 @@ def check_command(
             f"{row.tolerance:g}",
             status,
         )
-    bad = [r for r in rows if r.regressed]
-    if table.row_count:
-        console.print(table)
-    summary = f"{len(rows)} metric(s) compared over {len(suite.runs)} run(s): "
-    same, better = sum(r.status == "pass" for r in rows), sum(r.status == "better" for r in rows)
-    summary += f"{same} unchanged, {better} better, {len(bad)} regressed"
-    console.print(("[bold red]FAIL[/] " if bad else "[bold green]PASS[/] ") + summary)
+    return table
+
+
+def _say_environment_difference(
+    console: Console, baseline_file: Path, environments: list[dict[str, Any] | None]
+) -> None:
+    """A note when the baseline's numbers came from other library versions / hardware than these runs."""
     from benchbed.orchestration.suite import baseline_environment
     from benchbed.results.environment import difference_note
 
     note = difference_note([baseline_environment(baseline_file), *environments])
-    if note:  # the baseline's numbers came from other library versions / hardware than these runs
+    if note:
         console.print(f"[yellow]note[/] {note.replace('records compared here', 'baseline and runs')}")
-    if bad:
-        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -221,13 +221,19 @@ def compare_command(
     if fmt == "json":
         typer.echo(json.dumps(rows, indent=2, allow_nan=False, default=lambda x: None))
         return
+    _print_rows(side_a, side_b, rows, test, draws, seed)
+
+
+def _print_rows(
+    side_a: Side, side_b: Side, rows: list[dict[str, Any]], test: str | None, draws: int, seed: int
+) -> None:
+    """The comparison as a terminal table, numbers never cut (a pipe or file gets 200 columns)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=None if Console().is_terminal else 200)  # a pipe or file: never cut numbers
     seeds = (len(side_a.runs), len(side_b.runs))
-    from rich.markup import escape
-
     table = Table(
         title=escape(f"A = {side_a.name} ({seeds[0]} seed(s))\nB = {side_b.name} ({seeds[1]} seed(s))"),
         title_justify="left",

@@ -48,25 +48,53 @@ def parameter_table(cls: Any) -> Table:
     return table
 
 
+def card_lines(cls: Any) -> list[str]:
+    """The method's card (``benchbed.cards``) as ``label: text`` lines; none when it has no card."""
+    from benchbed.cards import card_of
+
+    card = card_of(cls)
+    return [f"{label}: {text}" for label, text in card.facts().items()] if card else []
+
+
+def readme_table() -> str:
+    """README's method table, from the cards of the built-in methods (plugins left out) that have one
+    (README is checked against it by tests/conformance/test_cards.py)."""
+    from benchbed.cards import card_of, markdown_table
+    from benchbed.methods import get_method_class
+    from benchbed.registry import METHODS
+
+    names = [n for n in METHODS.names() if not METHODS.meta(n).get("plugin")]
+    rows = [(n, card_of(get_method_class(n))) for n in names]
+    return markdown_table([(n, c) for n, c in rows if c is not None])
+
+
 def methods_command(
     name: Annotated[str | None, typer.Argument(help="Show one method's parameters and defaults.")] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print README's method table (from the method cards).")
+    ] = False,
 ) -> None:
-    """List registered methods (built-in and plugins) with their tasks; with NAME, its parameters."""
+    """List registered methods (built-in and plugins) with their tasks; with NAME, its card and parameters."""
     import benchbed.methods  # noqa: F401 - registers the built-ins
     from benchbed.methods import get_method_class
     from benchbed.registry import METHODS
 
     console = Console()
+    if markdown:
+        print(readme_table())
+        return
     if name is not None:
         cls = get_method_class(name)
         console.print(f"[bold]{name}[/]: {_summary(cls)}", highlight=False)
+        for line in card_lines(cls):
+            console.print(line, highlight=False, soft_wrap=True)
         console.print(parameter_table(cls))
         console.print(f"tasks: {', '.join(sorted(getattr(cls, 'tasks', ()))) or '-'}")
         for task, source in task_sources(cls).items():
             console.print(f"on {task}: defaults from {source}", highlight=False, soft_wrap=True)
         return
     table = Table(title="methods (benchbed run --method NAME; recbole:<Model> for any RecBole model)")
-    for col in ("method", "tasks", "description"):
+    for col in ("method", "tasks", "injection", "description"):
         table.add_column(col)
     for method in METHODS.names():
         try:
@@ -75,11 +103,14 @@ def methods_command(
             table.add_row(
                 method,
                 "",
+                "",
                 f"[red]unavailable[/]: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
             )
             continue
         plugin = " (plugin)" if METHODS.meta(method).get("plugin") else ""
-        table.add_row(method + plugin, ", ".join(sorted(getattr(cls, "tasks", ()))), _summary(cls))
+        card = getattr(cls, "card", None)
+        injection = card.injection if card is not None else ""
+        table.add_row(method + plugin, ", ".join(sorted(getattr(cls, "tasks", ()))), injection, _summary(cls))
     console.print(table)
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from benchbed.cli.options import ConfigFile, MethodParams, Seed, SplitParams, TaskParams
 from benchbed.config import RunConfig, load_yaml, parse_assignments
-from benchbed.errors import ConfigError
+from benchbed.errors import BenchbedError, ConfigError
 from benchbed.results.record import RunRecord
 
 
@@ -137,59 +137,70 @@ def task_names() -> str:
     return " | ".join(sorted(TASKS))
 
 
+MethodOption = Annotated[str | None, typer.Option("--method", "-m", help="Method name (benchbed methods).")]
+DatasetOption = Annotated[
+    str | None, typer.Option("--dataset", "-d", help="Catalog name or data dir [ml-100k].")
+]
+TaskOption = Annotated[str | None, typer.Option("--task", "-t", help=f"{task_names()} [ctr].")]
+SplitOption = Annotated[str | None, typer.Option("--split", help="Split protocol [the dataset's default].")]
+SeedsOption = Annotated[
+    str | None,
+    typer.Option("--seeds", help="Comma list of seeds (0,1,2): one run and record per seed."),
+]
+BackboneOption = Annotated[
+    str | None,
+    typer.Option("--backbone", help="LLM methods: tiny, minilm, qwen2-1.5b, ..., a hub id or a path."),
+]
+CfOption = Annotated[str | None, typer.Option("--cf", help="collm: mf | lightgcn | sasrec | din [mf].")]
+TuningOption = Annotated[str | None, typer.Option("--tuning", help="collm: default | t1 | t2 | t3.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Re-run even if a record exists.")]
+NoWaitOption = Annotated[
+    bool, typer.Option("--no-wait", help="Exit if this run is in progress elsewhere [wait for it].")
+]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 [auto].")]
+DtypeOption = Annotated[str | None, typer.Option("--dtype", help="float32, bfloat16 [auto].")]
+NoPredictionsOption = Annotated[
+    bool, typer.Option("--no-predictions", help="Do not save per-row predictions.")
+]
+LauncherOption = Annotated[
+    str, typer.Option("--launcher", help="none | accelerate (data-parallel over --num-processes).")
+]
+NumProcessesOption = Annotated[
+    int, typer.Option("--num-processes", help="Processes (GPUs) for --launcher accelerate [1].")
+]
+StrategyOption = Annotated[
+    str,
+    typer.Option(
+        "--strategy",
+        help="ddp (whole backbone per process) or fsdp (blocks sharded) [ddp].",
+    ),
+]
+
+
 def run_command(
-    method: Annotated[
-        str | None, typer.Option("--method", "-m", help="Method name (benchbed methods).")
-    ] = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", "-d", help="Catalog name or data dir [ml-100k].")
-    ] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", help=f"{task_names()} [ctr].")] = None,
-    split: Annotated[
-        str | None, typer.Option("--split", help="Split protocol [the dataset's default].")
-    ] = None,
+    method: MethodOption = None,
+    dataset: DatasetOption = None,
+    task: TaskOption = None,
+    split: SplitOption = None,
     seed: Seed = None,
-    seeds: Annotated[
-        str | None,
-        typer.Option("--seeds", help="Comma list of seeds (0,1,2): one run and record per seed."),
-    ] = None,
+    seeds: SeedsOption = None,
     config: ConfigFile = None,
     param: MethodParams = None,
     split_param: SplitParams = None,
     task_param: TaskParams = None,
-    backbone: Annotated[
-        str | None,
-        typer.Option("--backbone", help="LLM methods: tiny, minilm, qwen2-1.5b, ..., a hub id or a path."),
-    ] = None,
-    cf: Annotated[str | None, typer.Option("--cf", help="collm: mf | lightgcn | sasrec | din [mf].")] = None,
-    tuning: Annotated[str | None, typer.Option("--tuning", help="collm: default | t1 | t2 | t3.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-run even if a record exists.")] = False,
-    no_wait: Annotated[
-        bool, typer.Option("--no-wait", help="Exit if this run is in progress elsewhere [wait for it].")
-    ] = False,
-    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 [auto].")] = None,
-    dtype: Annotated[str | None, typer.Option("--dtype", help="float32, bfloat16 [auto].")] = None,
-    no_predictions: Annotated[
-        bool, typer.Option("--no-predictions", help="Do not save per-row predictions.")
-    ] = False,
-    launcher: Annotated[
-        str, typer.Option("--launcher", help="none | accelerate (data-parallel over --num-processes).")
-    ] = "none",
-    num_processes: Annotated[
-        int, typer.Option("--num-processes", help="Processes (GPUs) for --launcher accelerate [1].")
-    ] = 1,
-    strategy: Annotated[
-        str,
-        typer.Option(
-            "--strategy",
-            help="ddp (whole backbone per process) or fsdp (blocks sharded) [ddp].",
-        ),
-    ] = "ddp",
+    backbone: BackboneOption = None,
+    cf: CfOption = None,
+    tuning: TuningOption = None,
+    force: ForceOption = False,
+    no_wait: NoWaitOption = False,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    no_predictions: NoPredictionsOption = False,
+    launcher: LauncherOption = "none",
+    num_processes: NumProcessesOption = 1,
+    strategy: StrategyOption = "ddp",
 ) -> None:
     """Run one method on one dataset and task; write its record and show the leaderboard."""
-    from benchbed.orchestration.runner import execute
-    from benchbed.settings import get_settings
-
     if no_wait:  # a run of the same config (or stage) held by another process: exit naming it
         from benchbed.locks import set_no_wait
 
@@ -204,18 +215,30 @@ def run_command(
     if seed_list is not None and launcher != "none":
         raise ConfigError("--seeds runs in this process; with --launcher accelerate run one --seed per call")
     if launcher != "none" or num_processes != 1 or strategy != "ddp":
-        import sys
+        _launch(cfg, launcher, num_processes, strategy)
+    _run_configs([cfg] if seed_list is None else [cfg.with_updates(seed=s) for s in seed_list], force)
 
-        from benchbed.orchestration.launch import check_launch, launch
 
-        check_launch(cfg, launcher, num_processes, strategy)  # one-line errors before any process starts
-        if launcher == "accelerate":
-            raise typer.Exit(launch(sys.argv[1:], num_processes, strategy))
+def _launch(cfg: RunConfig, launcher: str, num_processes: int, strategy: str) -> None:
+    """``--launcher accelerate``: re-run this command line data-parallel (exits with its status)."""
+    import sys
+
+    from benchbed.orchestration.launch import check_launch, launch
+
+    check_launch(cfg, launcher, num_processes, strategy)  # one-line errors before any process starts
+    if launcher == "accelerate":
+        raise typer.Exit(launch(sys.argv[1:], num_processes, strategy))
+
+
+def _run_configs(configs: list[RunConfig], force: bool) -> None:
+    """Run each config (several seeds: each its own record; existing ones are skipped as for one seed),
+    show its metrics and cost, then the leaderboard of the last one."""
+    from benchbed.orchestration.runner import execute
     from benchbed.parallel import world
+    from benchbed.settings import get_settings
 
     console = Console()
-    configs = [cfg] if seed_list is None else [cfg.with_updates(seed=s) for s in seed_list]
-    for one in configs:  # several seeds: each its own record; existing ones are skipped as for one seed
+    for one in configs:
         outcome = execute(one, force=force)
         if not world().is_main:  # data parallel: the main process reports
             return
@@ -282,11 +305,31 @@ def rescore_command(
     stored at write time, per-subset counts for older records) and, unless ``--accept-changes``, metrics
     that differ from the stored ones: a rescore is for metric-code changes, not for editing results.
     """
-    import benchbed
-    from benchbed.atomic import write_text_atomic
-    from benchbed.errors import BenchbedError
-    from benchbed.orchestration.runner import git_sha
-    from benchbed.results.record import SCHEMA_VERSION, read_record
+    record, metrics, counts, edited = _rescore(record_file)
+    console = Console()
+    table, changed = _comparison(record_file, record, metrics)
+    console.print(table)
+    console.print(f"{changed} value(s) differ from the stored record")
+    if edited:
+        console.print("[yellow]the predictions file changed since the run wrote it (its sha256 differs)[/]")
+    if write:
+        if changed and not accept_changes:
+            raise BenchbedError(
+                f"{record_file}: {changed} value(s) would change"
+                + (" and the predictions file was edited since the run" if edited else "")
+                + "; not written (pass --accept-changes to store them)"
+            )
+        _store_rescored(record_file, record, metrics, counts, changed, edited)
+        console.print(f"record updated: {record_file}")
+
+
+Metrics = dict[str, dict[str, float]]
+
+
+def _rescore(record_file: Path) -> tuple[RunRecord, Metrics, dict[str, Any], bool]:
+    """The record, its metrics and counts recomputed from its predictions, and whether the predictions
+    file was edited since the run wrote it; predictions of another run or other rows are refused."""
+    from benchbed.results.record import read_record
     from benchbed.results.store import (
         coverage_problem,
         file_sha256,
@@ -314,7 +357,11 @@ def rescore_command(
         )
     stored_sha = (record.predictions_check or {}).get("file_sha256")
     edited = stored_sha is not None and file_sha256(predictions_file(record_file, record)) != stored_sha
-    console = Console()
+    return record, metrics, counts, edited
+
+
+def _comparison(record_file: Path, record: RunRecord, metrics: Metrics) -> tuple[Table, int]:
+    """Stored vs recomputed per (subset, metric), and how many values differ (beyond 1e-12)."""
     table = Table(title=f"rescore {record_file}")
     for col in ("subset", "metric", "stored", "recomputed", "delta"):
         table.add_column(col, justify="left" if col in ("subset", "metric") else "right")
@@ -332,29 +379,29 @@ def rescore_command(
                 "" if new is None else f"{new:.6f}",
                 "" if delta is None else f"{delta:+.2e}",
             )
-    console.print(table)
-    console.print(f"{changed} value(s) differ from the stored record")
-    if edited:
-        console.print("[yellow]the predictions file changed since the run wrote it (its sha256 differs)[/]")
-    if write:
-        if changed and not accept_changes:
-            raise BenchbedError(
-                f"{record_file}: {changed} value(s) would change"
-                + (" and the predictions file was edited since the run" if edited else "")
-                + "; not written (pass --accept-changes to store them)"
-            )
-        record.metrics = {s: {k: float(v) for k, v in m.items()} for s, m in metrics.items()}
-        record.counts = counts
-        record.schema_version = SCHEMA_VERSION  # written by this benchbed, with its fields
-        record.rescored = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "benchbed_version": benchbed.__version__,
-            "git_sha": git_sha(),
-            "changed": changed,
-            "predictions_edited": edited,
-        }
-        write_text_atomic(record_file, record.to_json())
-        console.print(f"record updated: {record_file}")
+    return table, changed
+
+
+def _store_rescored(
+    record_file: Path, record: RunRecord, metrics: Metrics, counts: dict[str, Any], changed: int, edited: bool
+) -> None:
+    """Write the recomputed metrics into the record (atomically), saying when and by which code."""
+    import benchbed
+    from benchbed.atomic import write_text_atomic
+    from benchbed.orchestration.machine import git_sha
+    from benchbed.results.record import SCHEMA_VERSION
+
+    record.metrics = {s: {k: float(v) for k, v in m.items()} for s, m in metrics.items()}
+    record.counts = counts
+    record.schema_version = SCHEMA_VERSION  # written by this benchbed, with its fields
+    record.rescored = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchbed_version": benchbed.__version__,
+        "git_sha": git_sha(),
+        "changed": changed,
+        "predictions_edited": edited,
+    }
+    write_text_atomic(record_file, record.to_json())
 
 
 def register(app: typer.Typer) -> None:

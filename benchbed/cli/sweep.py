@@ -4,11 +4,15 @@ shows done / failed / pending without running anything. Exit status: the number 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from benchbed.orchestration.suite import Suite
+    from benchbed.orchestration.sweep import SweepOptions, SweepReport
 
 STATUS_STYLE = {"done": "green", "skipped": "green", "failed": "red", "pending": "yellow"}
 
@@ -66,11 +70,8 @@ def sweep_command(
     ] = False,
 ) -> None:
     """Run a suite's cells (methods x datasets x seeds x parameter grids) on local workers, Slurm or Ray."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from benchbed.orchestration.suite import load_suite
-    from benchbed.orchestration.sweep import SweepOptions, prepare, run_sweep
-    from benchbed.settings import get_settings
+    from benchbed.orchestration.sweep import SweepOptions
 
     console = Console()
     if no_wait:  # workers inherit it through the environment
@@ -79,10 +80,7 @@ def sweep_command(
         set_no_wait(True)
     suite = load_suite(suite_file)
     if status:
-        table, counts = status_table(suite)
-        console.print(table)
-        console.print(", ".join(f"{n} {k}" for k, n in counts.items()))
-        return
+        return _print_status(console, suite)
     given = {"cpus": cpus, "gpus": gpus, "partition": partition, "mem_gb": mem_gb, "time_min": time_min}
     options = SweepOptions(
         executor=executor,
@@ -94,25 +92,45 @@ def sweep_command(
         cluster=cluster,
         force=force,
     )
+    report = _run_with_progress(suite, options)
+    console.print(_summary(report), style="red" if report.failed else None, highlight=False)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _print_status(console: Console, suite: Suite) -> None:
+    """``--status``: every cell's state and the counts; nothing runs."""
+    table, counts = status_table(suite)
+    console.print(table)
+    console.print(", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+def _summary(report: SweepReport) -> str:
+    return (
+        f"{len(report.results)} cells: {report.count('done')} ran, {report.count('skipped')} already done, "
+        f"{report.failed} failed ({report.seconds:.1f} s)"
+    )
+
+
+def _run_with_progress(suite: Suite, options: SweepOptions) -> SweepReport:
+    """Run the sweep with a progress bar on stderr (a failed cell printed as it ends); its report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from benchbed.orchestration.sweep import prepare, run_sweep
+    from benchbed.settings import get_settings
+
     prepared = prepare(suite, options)  # one-line errors before any cell starts
     quiet = get_settings().verbosity < 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), disable=quiet) as progress:
-        job = progress.add_task(f"sweep {suite.name} ({executor})", total=len(prepared[0]))
+        job = progress.add_task(f"sweep {suite.name} ({options.executor})", total=len(prepared[0]))
 
         def done(result: Any) -> None:
             progress.advance(job)
             if result.status == "failed":
                 progress.console.print(f"[red]failed[/] {result.label}: {result.error}", highlight=False)
 
-        report = run_sweep(suite, options, on_result=done, prepared=prepared)
-    summary = (
-        f"{len(report.results)} cells: {report.count('done')} ran, {report.count('skipped')} already done, "
-        f"{report.failed} failed ({report.seconds:.1f} s)"
-    )
-    console.print(summary, style="red" if report.failed else None, highlight=False)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+        return run_sweep(suite, options, on_result=done, prepared=prepared)
 
 
 def register(app: typer.Typer) -> None:

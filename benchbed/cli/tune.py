@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -10,6 +10,9 @@ from rich.table import Table
 
 from benchbed.cli.options import MethodParams, SplitParams, TaskParams
 from benchbed.config import parse_assignments
+
+if TYPE_CHECKING:
+    from benchbed.orchestration.tune import TuneResult
 
 
 def tune_command(
@@ -52,9 +55,21 @@ def tune_command(
         device=device,
         log=None if quiet else lambda m: console.print(m, highlight=False),
     )
-    table = Table(
-        title=f"tune {method} · {dataset} · {task} · {result.split_protocol} · valid {result.metric}"
-    )
+    console.print(_trials_table(f"tune {method} · {dataset} · {task}", axes, result))
+    if result.best:
+        args = " ".join(f"--param {k}={v}" for k, v in result.best["method_params"].items())
+        best_value = f"{result.metric} {result.best['value']:.4f}"
+        console.print(f"best: {result.best['params']} ({best_value}); written to {result.path}")
+        where = f" --split {split}" if split else ""
+        console.print(
+            f"run it: benchbed run --method {method} --dataset {dataset} --task {task}{where} {args}",
+            highlight=False,
+        )
+
+
+def _trials_table(title: str, axes: dict[str, Any], result: TuneResult) -> Table:
+    """One row per grid point: its values, the validation metric (best marked *), epochs and fit time."""
+    table = Table(title=f"{title} · {result.split_protocol} · valid {result.metric}")
     for key in axes:
         table.add_column(key)
     table.add_column(result.metric, justify="right")
@@ -67,16 +82,7 @@ def tune_command(
         table.add_row(
             *cells, f"{trial['value']:.4f}{mark}", str(trial["epochs_run"] or ""), f"{trial['fit_s']:.1f}"
         )
-    console.print(table)
-    if result.best:
-        args = " ".join(f"--param {k}={v}" for k, v in result.best["method_params"].items())
-        best_value = f"{result.metric} {result.best['value']:.4f}"
-        console.print(f"best: {result.best['params']} ({best_value}); written to {result.path}")
-        where = f" --split {split}" if split else ""
-        console.print(
-            f"run it: benchbed run --method {method} --dataset {dataset} --task {task}{where} {args}",
-            highlight=False,
-        )
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -24,18 +24,20 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchbed.atomic import write_json_atomic
-from benchbed.errors import BenchbedError
+from benchbed.errors import BenchbedError, DataError
 from benchbed.settings import get_settings
+
+T = TypeVar("T")
 
 DATA_LAYER_VERSION = "2"
 MANIFEST = "manifest.json"
@@ -192,3 +194,28 @@ def read_frame(entry: Path, name: str) -> pd.DataFrame:
             lists = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
         frame.insert(table.schema.get_field_index(col), col, pd.Series(lists, dtype=object))
     return frame
+
+
+def memo_or_json(
+    memo: dict[Any, T],
+    key: Any,
+    path: Path,
+    what: str,
+    load: Callable[[Any], T],
+    build: Callable[[], T],
+    dump: Callable[[T], Any],
+) -> T:
+    """A split's derived object (an item index, an item split) from this process's memo, else its JSON file
+    on disk, else built and written (atomically); an unreadable file is a one-line error naming it."""
+    if key in memo:
+        return memo[key]
+    if path.exists():
+        try:
+            value = load(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError) as exc:
+            raise DataError(f"{path}: unreadable {what}; delete it to rebuild") from exc
+    else:
+        value = build()
+        write_json_atomic(path, dump(value))
+    memo[key] = value
+    return value

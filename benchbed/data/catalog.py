@@ -19,28 +19,35 @@ from benchbed.errors import DataError
 from benchbed.registry import DATASETS, SPLITS
 
 
-def _amazon_2018(name: str, category: str, **kw: Any) -> DatasetSpec:
-    base = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
+def _month_windows(origin: str, *, train: list[int], valid: list[int], test: list[int]) -> dict[str, Any]:
+    """CoLLM's ``temporal-window`` split: train / valid / test as month ranges counted from ``origin``."""
+    window = {"by": "month", "month_origin": origin, "train_months": train, "valid_months": valid}
+    return {"temporal-window": {**window, "test_months": test}}
+
+
+def _amazon(
+    name: str, source: str, category: str, reviews: tuple[str, ...], downloads: dict[str, Download], **kw: Any
+) -> DatasetSpec:
+    """An Amazon category of ``source`` (``amazon-2018`` / ``amazon-2014``): its review files and metadata."""
     return DatasetSpec(
         name=name,
-        source="amazon-2018",
-        loader="benchbed.data.sources.amazon2018:load",
-        files={
-            "reviews": (
-                f"{category}_5.json.gz",
-                f"{category}_5.json",
-                f"{category}.json.gz",
-                f"{category}.json",
-            ),
-            "meta": (f"meta_{category}.json.gz", f"meta_{category}.json"),
-        },
-        downloads={
-            "reviews": Download(f"{base}/categoryFilesSmall/{category}_5.json.gz"),
-            "meta": Download(f"{base}/metaFiles2/meta_{category}.json.gz"),
-        },
+        source=source,
+        loader=f"benchbed.data.sources.{source.replace('-', '')}:load",
+        files={"reviews": reviews, "meta": (f"meta_{category}.json.gz", f"meta_{category}.json")},
+        downloads=downloads,
         options={"category": category},
         **kw,
     )
+
+
+def _amazon_2018(name: str, category: str, **kw: Any) -> DatasetSpec:
+    base = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
+    reviews = (f"{category}_5.json.gz", f"{category}_5.json", f"{category}.json.gz", f"{category}.json")
+    downloads = {
+        "reviews": Download(f"{base}/categoryFilesSmall/{category}_5.json.gz"),
+        "meta": Download(f"{base}/metaFiles2/meta_{category}.json.gz"),
+    }
+    return _amazon(name, "amazon-2018", category, reviews, downloads, **kw)
 
 
 def _amazon_2018_rarec(name: str, category: str, n_users: int) -> DatasetSpec:
@@ -67,21 +74,18 @@ def _amazon_2018_rarec(name: str, category: str, n_users: int) -> DatasetSpec:
 
 def _amazon_2014(name: str, category: str, **kw: Any) -> DatasetSpec:
     base = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
-    return DatasetSpec(
-        name=name,
-        source="amazon-2014",
-        loader="benchbed.data.sources.amazon2014:load",
-        files={
-            "reviews": (f"reviews_{category}_5.json.gz", f"reviews_{category}_5.json"),
-            "meta": (f"meta_{category}.json.gz", f"meta_{category}.json"),
-        },
-        downloads={
-            "reviews": Download(f"{base}/reviews_{category}_5.json.gz"),
-            "meta": Download(f"{base}/meta_{category}.json.gz"),
-        },
+    downloads = {
+        "reviews": Download(f"{base}/reviews_{category}_5.json.gz"),
+        "meta": Download(f"{base}/meta_{category}.json.gz"),
+    }
+    return _amazon(
+        name,
+        "amazon-2014",
+        category,
+        (f"reviews_{category}_5.json.gz", f"reviews_{category}_5.json"),
+        downloads,
         default_split="leave-one-out",
         recipe={"min_user_count": 5, "min_item_count": 5, "kcore": "iterative"},
-        options={"category": category},
         description=f"Amazon 2014 {category} 5-core, iterative 5-core, implicit (OpenP5)",
         **kw,
     )
@@ -137,15 +141,7 @@ CATALOG: tuple[tuple[DatasetSpec, tuple[str, ...]], ...] = (
             optional_files=("users",),
             default_split="temporal-window",
             recipe={"label_rule": "rating>=4"},
-            split_params={
-                "temporal-window": {
-                    "by": "month",
-                    "month_origin": "2000-04",
-                    "train_months": [14, 23],
-                    "valid_months": [24, 28],
-                    "test_months": [29, 33],
-                }
-            },
+            split_params=_month_windows("2000-04", train=[14, 23], valid=[24, 28], test=[29, 33]),
             domain="movies",
             downloads={
                 role: Download(
@@ -171,15 +167,7 @@ CATALOG: tuple[tuple[DatasetSpec, tuple[str, ...]], ...] = (
                 "min_item_count": 21,
                 "kcore": "once",
             },
-            split_params={
-                "temporal-window": {
-                    "by": "month",
-                    "month_origin": "2017-01",
-                    "train_months": [0, 10],
-                    "valid_months": [11, 11],
-                    "test_months": [11, 11],
-                }
-            },
+            split_params=_month_windows("2017-01", train=[0, 10], valid=[11, 11], test=[11, 11]),
             domain="books",
             description="Amazon 2018 Books 5-core + meta; CoLLM: 2017, > 20 filter, rating >= 5, Dec. halves",
         ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -248,21 +249,15 @@ def split_identity(
 
     Unknown datasets, protocols and split parameters raise here, before a run writes anything.
     """
-    spec = get_spec(dataset)
-    protocol = _protocol(spec, split)
-    params = protocol.resolve({**spec.split_defaults(protocol.name), **(split_params or {})})
-    keyed = _data_key(spec, download=True)
-    directory = getattr(spec, "directory", None)
-    files_hash = stable_hash(keyed[1]["fingerprints"], 16) if directory is not None else None
-    path = str(directory) if directory is not None else None
-    entry = cache.entry_dir("splits", f"{spec.name}-{protocol.name}", _split_key(keyed[0], protocol, params))
-    manifest = cache.read_manifest(entry)
-    data_hash = (manifest or {}).get("stats", {}).get("data_hash")
-    if manifest is not None and data_hash and manifest.get("hash"):
-        return SplitIdentity(str(data_hash), str(manifest["hash"]), files_hash, path)
+    where = _locate(dataset, split, split_params, download=True)
+    cached = where.cached_identity()
+    if cached is not None:
+        return cached
     prepared = prepare_split(dataset, split, split_params)
-    split_hash = prepared.split.hash or prepared.split.compute_hash()
-    return SplitIdentity(prepared.split.data.content_hash(), split_hash, files_hash, path, prepared)
+    split_hash = prepared.split.key
+    return SplitIdentity(
+        prepared.split.data.content_hash(), split_hash, where.files_hash, where.path, prepared
+    )
 
 
 def known_identity(
@@ -271,19 +266,52 @@ def known_identity(
     """What is known of a split's identity *now* without downloading or building anything (leaderboards
     mark records of data that changed since): a directory dataset's ``files_hash`` (None for a catalog
     one), and the identity when the current data's split is cached (else None)."""
+    where = _locate(dataset, split, split_params, download=False)
+    return where.files_hash, where.cached_identity()
+
+
+@dataclass(frozen=True)
+class _Located:
+    """Where a split of a dataset lives in the cache: its spec, protocol, resolved parameters and keys."""
+
+    spec: DatasetSpec
+    protocol: Protocol
+    params: dict[str, Any]
+    keyed: tuple[str, dict[str, Any]]
+    key: str
+    entry: Path
+
+    @property
+    def files_hash(self) -> str | None:
+        """A directory dataset's raw files (names, sizes, sha256); None for a catalog dataset."""
+        directory = getattr(self.spec, "directory", None)
+        return stable_hash(self.keyed[1]["fingerprints"], 16) if directory is not None else None
+
+    @property
+    def path(self) -> str | None:
+        directory = getattr(self.spec, "directory", None)
+        return str(directory) if directory is not None else None
+
+    def cached_identity(self) -> SplitIdentity | None:
+        """The identity the cache manifest states, when the split is cached with its hashes."""
+        manifest = cache.read_manifest(self.entry)
+        data_hash = (manifest or {}).get("stats", {}).get("data_hash")
+        if manifest is None or not data_hash or not manifest.get("hash"):
+            return None
+        return SplitIdentity(str(data_hash), str(manifest["hash"]), self.files_hash, self.path)
+
+
+def _locate(
+    dataset: str, split: str | None, split_params: dict[str, Any] | None, *, download: bool
+) -> _Located:
+    """Resolve dataset, protocol and parameters (unknown ones raise) and the split's cache entry."""
     spec = get_spec(dataset)
     protocol = _protocol(spec, split)
     params = protocol.resolve({**spec.split_defaults(protocol.name), **(split_params or {})})
-    keyed = _data_key(spec, download=False)
-    directory = getattr(spec, "directory", None)
-    files_hash = stable_hash(keyed[1]["fingerprints"], 16) if directory is not None else None
-    entry = cache.entry_dir("splits", f"{spec.name}-{protocol.name}", _split_key(keyed[0], protocol, params))
-    manifest = cache.read_manifest(entry)
-    data_hash = (manifest or {}).get("stats", {}).get("data_hash")
-    if manifest is None or not data_hash or not manifest.get("hash"):
-        return files_hash, None
-    path = str(directory) if directory is not None else None
-    return files_hash, SplitIdentity(str(data_hash), str(manifest["hash"]), files_hash, path)
+    keyed = _data_key(spec, download)
+    key = _split_key(keyed[0], protocol, params)
+    entry = cache.entry_dir("splits", f"{spec.name}-{protocol.name}", key)
+    return _Located(spec, protocol, params, keyed, key, entry)
 
 
 def _split_key(data_key: str, protocol: Protocol, params: dict[str, Any]) -> str:
@@ -307,22 +335,32 @@ def prepare_split(
     defaults for that protocol, which override the protocol's own. ``download=False`` never fetches raw files.
     """
     start = time.perf_counter()
-    spec = get_spec(dataset)
-    protocol = _protocol(spec, split)
-    params = protocol.resolve({**spec.split_defaults(protocol.name), **(split_params or {})})
-    keyed = _data_key(spec, download)
-    key = _split_key(keyed[0], protocol, params)
-    entry = cache.entry_dir("splits", f"{spec.name}-{protocol.name}", key)
+    where = _locate(dataset, split, split_params, download=download)
+    spec, protocol, params, keyed, entry = where.spec, where.protocol, where.params, where.keyed, where.entry
     manifest = None if force else cache.read_manifest(entry)
     if manifest is not None:
         data_entry = _dataset(spec, force=False, keyed=keyed)
         result = _read_split(entry, filters.apply(data_entry.data, params), manifest)
         stats = {**manifest["stats"], "cache_hit": True, "seconds": round(time.perf_counter() - start, 3)}
         return PreparedSplit(result, cache_hit=True, stats=stats)
-
     data_entry = _dataset(spec, force, download, keyed=keyed)
     # the data itself when the split sets no filter; a pre-split directory refuses filters (_assign)
     data = filters.apply(data_entry.data, params) if data_entry.parts is None else data_entry.data
+    result, stats = _build_split(data, data_entry, protocol, params, where.key)
+    data_entry.save()
+    with cache.building(entry) as tmp:
+        cache.write_frames(tmp, result.frames())
+        head = {"dataset": data.name, "protocol": protocol.name, "params": params, "hash": result.hash}
+        cache.write_manifest(tmp, {**head, "stats": stats})
+    stats = {**stats, "cache_hit": False, "data_cache_hit": data_entry.cache_hit}
+    stats["seconds"] = round(time.perf_counter() - start, 3)
+    return PreparedSplit(result, cache_hit=False, stats=stats)
+
+
+def _build_split(
+    data: InteractionData, data_entry: Any, protocol: Protocol, params: dict[str, Any], key: str
+) -> tuple[Split, dict[str, Any]]:
+    """Assign rows to train/valid/test by the protocol, check the frames, hash the split; its stats."""
     assignment = _assign(protocol, data_entry, params, data)
     frames = _frames(data, assignment, params)
     where = f"dataset {data.name!r} split {protocol.name!r}"
@@ -340,19 +378,4 @@ def prepare_split(
             "split_hash": result.hash,
         },
     )
-    data_entry.save()
-    with cache.building(entry) as tmp:
-        cache.write_frames(tmp, result.frames())
-        cache.write_manifest(
-            tmp,
-            {
-                "dataset": data.name,
-                "protocol": protocol.name,
-                "params": params,
-                "hash": result.hash,
-                "stats": stats,
-            },
-        )
-    stats = {**stats, "cache_hit": False, "data_cache_hit": data_entry.cache_hit}
-    stats["seconds"] = round(time.perf_counter() - start, 3)
-    return PreparedSplit(result, cache_hit=False, stats=stats)
+    return result, stats

@@ -116,7 +116,42 @@ def build_data(
             f"dataset {name!r}: unknown recipe key(s) {unknown}; expected some of {list(RECIPE_KEYS)}"
         )
     stats = dict(stats or {})
-    df = interactions.copy()
+    df = _apply_recipe(name, interactions.copy(), items, recipe, stats)
+    user_ids, item_ids = _natural_order(df["user_raw"].to_numpy()), _natural_order(df["item_raw"].to_numpy())
+    out = pd.DataFrame(
+        {
+            "user": pd.Categorical(df["user_raw"], categories=user_ids).codes.astype(np.int64),
+            "item": pd.Categorical(df["item_raw"], categories=item_ids).codes.astype(np.int64),
+            "rating": df["rating"].to_numpy(dtype=np.float64),
+            "label": df["label"].to_numpy(dtype=np.int8),
+            "timestamp": df["timestamp"].to_numpy(dtype=np.int64),
+            **{
+                col: df[col].to_numpy() for col in carry
+            },  # caller-owned columns (pre-split parts), popped by it
+        }
+    )
+    # A stable sort on time alone: same-second interactions keep the raw file's order, as RecBole
+    # (Interaction.sort, kind="stable") and OpenP5 order them. Until DATA_LAYER_VERSION 2 ties were broken
+    # by (user, item), which made leave-one-out pick the highest item id among ties (lower-popularity items
+    # on ml-100k); split parameter ``tie_break: item`` (benchbed.data.splits) restores that order.
+    out = out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    item_table = _item_table(item_ids, items, stats)
+    user_table = _feature_table(user_ids, users)
+    user_cols = [c for c in user_table.columns if user_table[c].dtype == object]
+    user_table[user_cols] = user_table[user_cols].fillna("")
+    stats.update(users=len(user_table), items=len(item_table), interactions=len(out))
+    if (out["label"] >= 0).all():
+        stats["positive_rate"] = round(float(out["label"].mean()), 4)
+    return InteractionData(
+        name=name, interactions=out, items=item_table, users=user_table, stats=stats, domain=domain
+    ).validate()
+
+
+def _apply_recipe(
+    name: str, df: pd.DataFrame, items: pd.DataFrame | None, recipe: dict[str, Any], stats: dict[str, Any]
+) -> pd.DataFrame:
+    """The recipe's steps in order (labels, time range, titles, de-duplication, positives, count filters);
+    what each removed goes to ``stats``."""
     stats["raw_interactions"] = len(df)
     rule = recipe.get("label_rule")
     if rule:
@@ -124,15 +159,7 @@ def build_data(
     elif "label" not in df:
         df["label"] = np.int8(-1)
     if recipe.get("time_from") or recipe.get("time_to"):
-        lo = (
-            _to_seconds(recipe["time_from"], "time_from")
-            if recipe.get("time_from")
-            else np.iinfo(np.int64).min
-        )
-        hi = _to_seconds(recipe["time_to"], "time_to") if recipe.get("time_to") else np.iinfo(np.int64).max
-        keep = ((df["timestamp"] >= lo) & (df["timestamp"] < hi)).to_numpy()
-        stats["outside_time_range"] = int((~keep).sum())
-        df = df[keep]
+        df = _time_range(df, recipe, stats)
     if recipe.get("require_title"):
         titled = (
             set() if items is None else set(items.loc[items["title"].astype(str).str.strip() != "", "raw_id"])
@@ -157,26 +184,20 @@ def build_data(
         stats["removed_by_count_filter"] = before - len(df)
     if len(df) == 0:
         raise DataError(f"dataset {name!r}: no interactions left after preprocessing ({stats})")
+    return df
 
-    user_ids, item_ids = _natural_order(df["user_raw"].to_numpy()), _natural_order(df["item_raw"].to_numpy())
-    out = pd.DataFrame(
-        {
-            "user": pd.Categorical(df["user_raw"], categories=user_ids).codes.astype(np.int64),
-            "item": pd.Categorical(df["item_raw"], categories=item_ids).codes.astype(np.int64),
-            "rating": df["rating"].to_numpy(dtype=np.float64),
-            "label": df["label"].to_numpy(dtype=np.int8),
-            "timestamp": df["timestamp"].to_numpy(dtype=np.int64),
-            **{
-                col: df[col].to_numpy() for col in carry
-            },  # caller-owned columns (pre-split parts), popped by it
-        }
-    )
-    # A stable sort on time alone: same-second interactions keep the raw file's order, as RecBole
-    # (Interaction.sort, kind="stable") and OpenP5 order them. Until DATA_LAYER_VERSION 2 ties were broken
-    # by (user, item), which made leave-one-out pick the highest item id among ties (lower-popularity items
-    # on ml-100k); split parameter ``tie_break: item`` (benchbed.data.splits) restores that order.
-    out = out.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
+def _time_range(df: pd.DataFrame, recipe: dict[str, Any], stats: dict[str, Any]) -> pd.DataFrame:
+    """Keep ``time_from <= t < time_to`` (either bound may be absent)."""
+    lo = _to_seconds(recipe["time_from"], "time_from") if recipe.get("time_from") else np.iinfo(np.int64).min
+    hi = _to_seconds(recipe["time_to"], "time_to") if recipe.get("time_to") else np.iinfo(np.int64).max
+    keep = ((df["timestamp"] >= lo) & (df["timestamp"] < hi)).to_numpy()
+    stats["outside_time_range"] = int((~keep).sum())
+    return df[keep]
+
+
+def _item_table(item_ids: np.ndarray, items: pd.DataFrame | None, stats: dict[str, Any]) -> pd.DataFrame:
+    """Item features by dense id; an item without a title is titled by its raw id (counted in ``stats``)."""
     item_table = _feature_table(item_ids, items)
     if "title" not in item_table:
         item_table["title"] = ""
@@ -186,12 +207,4 @@ def build_data(
     item_table.loc[missing_title, "title"] = item_table.loc[missing_title, "raw_id"]
     text_cols = [c for c in item_table.columns if item_table[c].dtype == object]
     item_table[text_cols] = item_table[text_cols].fillna("")
-    user_table = _feature_table(user_ids, users)
-    user_cols = [c for c in user_table.columns if user_table[c].dtype == object]
-    user_table[user_cols] = user_table[user_cols].fillna("")
-    stats.update(users=len(user_table), items=len(item_table), interactions=len(out))
-    if (out["label"] >= 0).all():
-        stats["positive_rate"] = round(float(out["label"].mean()), 4)
-    return InteractionData(
-        name=name, interactions=out, items=item_table, users=user_table, stats=stats, domain=domain
-    ).validate()
+    return item_table

@@ -134,6 +134,12 @@ class Split:
     def frames(self) -> dict[str, pd.DataFrame]:
         return {"train": self.train, "valid": self.valid, "test": self.test}
 
+    @property
+    def key(self) -> str:
+        """The split's content hash: ``hash`` when the split was prepared (stored), computed otherwise. What
+        every cache and stage identity names the split by."""
+        return self.hash or self.compute_hash()
+
     def compute_hash(self) -> str:
         h = hashlib.sha256(self.data.content_hash().encode())
         h.update(repr(sorted(self.params.items())).encode())

@@ -61,7 +61,7 @@ def _artifact(split: Split, model: str, params: dict[str, Any], feedback: str, s
         raise ConfigError(f"embeddings: feedback {feedback!r}; expected one of {sorted(FEEDBACK_TASK)}")
     params_hash = stable_hash({"params": params, "task": FEEDBACK_TASK[feedback], "format": FORMAT_VERSION})
     safe = model.replace(":", "_").replace("/", "_")
-    split_hash = split.hash or split.compute_hash()
+    split_hash = split.key
     return params_hash, get_settings().cache_dir / "embeddings" / split_hash / f"{safe}-{params_hash}-s{seed}"
 
 
@@ -116,7 +116,7 @@ def store(
         "seed": seed,
         "task": FEEDBACK_TASK[feedback],
         "feedback": feedback,
-        "split_hash": split.hash or split.compute_hash(),
+        "split_hash": split.key,
         "dataset": split.data.name,
         "protocol": split.protocol,
         "split_params": split.params,

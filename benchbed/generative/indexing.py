@@ -10,13 +10,12 @@ generative task hands it to every method (``GenerativeProtocol``), so all spell 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from benchbed.atomic import write_json_atomic
+from benchbed.data.cache import memo_or_json
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
 from benchbed.settings import get_settings
@@ -97,23 +96,16 @@ def build_index(split: Split, mode: str = "random", seed: int = 0) -> ItemIndex:
 
 
 def index_path(split: Split, mode: str, seed: int) -> Path:
-    split_hash = split.hash or split.compute_hash()
+    split_hash = split.key
     return get_settings().cache_dir / "generative" / split_hash / f"index-{mode}-{seed}.json"
 
 
 def get_index(split: Split, mode: str = "random", seed: int = 0) -> ItemIndex:
     """The split's index for ``mode``: from this process's memo, else the disk cache, else built, cached."""
-    key = (split.hash or split.compute_hash(), mode, seed if mode == "random" else 0)
-    if key in _MEMO:
-        return _MEMO[key]
+    key = (split.key, mode, seed if mode == "random" else 0)
     path = index_path(split, mode, seed)
-    if path.exists():
-        try:
-            index = ItemIndex.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, KeyError) as exc:
-            raise DataError(f"{path}: unreadable item index; delete it to rebuild") from exc
-    else:
-        index = build_index(split, mode, seed)
-        write_json_atomic(path, index.to_json())
-    _MEMO[key] = index
-    return index
+
+    def build() -> ItemIndex:
+        return build_index(split, mode, seed)
+
+    return memo_or_json(_MEMO, key, path, "item index", ItemIndex.from_json, build, ItemIndex.to_json)

@@ -8,15 +8,14 @@ content hash for records; methods get it from the task (``Item2TextProtocol.item
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchbed.atomic import write_json_atomic
 from benchbed.config import stable_hash
+from benchbed.data.cache import memo_or_json
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
 from benchbed.item2text.facts import ItemFacts
@@ -88,7 +87,7 @@ def build_item_split(facts: ItemFacts, *, test_items: float, valid_items: float,
 
 
 def _path(split: Split, key: str) -> Path:
-    split_hash = split.hash or split.compute_hash()
+    split_hash = split.key
     return get_settings().cache_dir / "item2text" / split_hash / f"items-{key}.json"
 
 
@@ -97,17 +96,11 @@ def get_item_split(
 ) -> ItemSplit:
     """The item split from this process's memo, else the disk cache, else built and cached."""
     key = stable_hash({"test": test_items, "valid": valid_items, "seed": seed})[:12]
-    memo = (split.hash or split.compute_hash(), key)
-    if memo in _MEMO:
-        return _MEMO[memo]
-    path = _path(split, key)
-    if path.exists():
-        try:
-            out = ItemSplit.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, KeyError) as exc:
-            raise DataError(f"{path}: unreadable item split; delete it to rebuild") from exc
-    else:
-        out = build_item_split(facts, test_items=test_items, valid_items=valid_items, seed=seed)
-        write_json_atomic(path, out.to_json())
-    _MEMO[memo] = out
-    return out
+    memo = (split.key, key)
+
+    def build() -> ItemSplit:
+        return build_item_split(facts, test_items=test_items, valid_items=valid_items, seed=seed)
+
+    return memo_or_json(
+        _MEMO, memo, _path(split, key), "item split", ItemSplit.from_json, build, ItemSplit.to_json
+    )

@@ -14,7 +14,53 @@ full protocol data.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True)
+class BudgetProfiles:
+    """A method's budgets, declared beside its defaults: profile name -> values in data terms.
+
+    Profiles a method may declare: ``cpu`` (sized for the tiny backbone on 2 cores), ``gpu`` (the protocol's
+    data, usually the paper's schedule), ``cpu-encoder`` (a pretrained encoder on CPU). ``labels`` names a
+    profile in the record and the run's banner when the name alone would not say what it is (cllm4rec's
+    ``gpu`` is the paper schedule). ``as_int``: values are cast to int (epoch counts); ``flag_auto``: each
+    key also gets ``<key>_auto`` (whether it came from the profile), for methods whose auto value is a cap
+    rather than a size."""
+
+    profiles: Mapping[str, Mapping[str, Any]]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    as_int: bool = False
+    flag_auto: bool = False
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        first = next(iter(self.profiles.values()))
+        return tuple(first)
+
+    def resolve(
+        self, params: Mapping[str, Any], overrides: Mapping[str, Any], profile: str
+    ) -> dict[str, Any]:
+        """``auto`` values from ``profile``; ``overrides`` (``RunContext.budget``) win over the profile,
+        explicit parameters over both."""
+        values = self.profiles[profile]
+        out: dict[str, Any] = {"profile": self.labels.get(profile, profile)}
+        for key in self.keys:
+            value = params.get(key, "auto")
+            chosen = overrides.get(key, values[key]) if value == "auto" else value
+            out[key] = int(chosen) if self.as_int else chosen
+            if self.flag_auto:
+                out[f"{key}_auto"] = value == "auto"
+        return out
+
+
+def device_profile(on_cpu: bool, *, encoder: bool = False) -> str:
+    """The profile a run gets from where it runs: ``cpu-encoder`` for a pretrained encoder on CPU."""
+    if on_cpu:
+        return "cpu-encoder" if encoder else "cpu"
+    return "gpu"
+
 
 # CoLLM-style CTR methods. CPU: sized for ml-100k + the tiny backbone on 2 cores.
 CPU_BUDGET: dict[str, Any] = {"epochs": 2, "max_train_rows": 4000, "max_valid_rows": 1000, "max_seconds": 0}
@@ -31,24 +77,16 @@ CPU_ENCODER_BUDGET: dict[str, Any] = {
     "max_valid_rows": 512,
     "max_seconds": 0,
 }
-BUDGET_KEYS = tuple(CPU_BUDGET)
+CTR_BUDGETS = BudgetProfiles({"cpu": CPU_BUDGET, "gpu": GPU_BUDGET, "cpu-encoder": CPU_ENCODER_BUDGET})
+BUDGET_KEYS = CTR_BUDGETS.keys
 
 
 def resolve(
     params: Mapping[str, Any], overrides: Mapping[str, Any], on_cpu: bool, *, encoder: bool = False
 ) -> dict[str, Any]:
-    """``auto`` budget values from the device profile; ``overrides`` (``RunContext.budget``) win over the
-    profile, explicit parameters over both. ``encoder``: a pretrained encoder backbone on CPU gets its own
-    profile (``cpu-encoder``), sized from a measured learning curve."""
-    if on_cpu and encoder:
-        profile, name = CPU_ENCODER_BUDGET, "cpu-encoder"
-    else:
-        profile, name = (CPU_BUDGET, "cpu") if on_cpu else (GPU_BUDGET, "gpu")
-    out: dict[str, Any] = {"profile": name}
-    for key in BUDGET_KEYS:
-        value = params.get(key, "auto")
-        out[key] = overrides.get(key, profile[key]) if value == "auto" else value
-    return out
+    """The CTR recipe's budget (:data:`CTR_BUDGETS`) for where the run is: a pretrained encoder backbone on
+    CPU gets its own profile (``cpu-encoder``), sized from a measured learning curve."""
+    return CTR_BUDGETS.resolve(params, overrides, device_profile(on_cpu, encoder=encoder))
 
 
 def seconds_cap(value: Any) -> float | None:

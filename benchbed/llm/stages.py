@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,118 @@ def param_loader(params: dict[str, Any], st: Stage) -> Callable[[dict[str, Any]]
                 sharding.assign(param, saved[name])
 
     return load
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage as a method declares it: its name and what it reads. The kit (:class:`StageChain`) builds the
+    identity, and so the cache key, from this and the run's context; no method hashes anything itself.
+
+    ``reads``: everything beyond the run context that determines the stage's tensors (its parameters'
+    values, effective settings a variant derives, content hashes of the data and templates it sees), as
+    JSON-able values. ``after``: identity field -> the name of an earlier stage of the same chain whose key
+    that field holds, so whatever changed the earlier stage changes this one's key too. A stage that draws its
+    RNG from its key (:func:`stage_seed`) gets the same draws whether the earlier stages trained or loaded."""
+
+    name: str
+    reads: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[str, str] = field(default_factory=dict)
+    folder: str = ""  # the cache folder's prefix when it differs from ``name`` (e.g. one per variant)
+
+    @property
+    def prefix(self) -> str:
+        return self.folder or self.name
+
+
+@dataclass
+class StageRun:
+    """One stage of a chain after it ran: its cache entry and what the training call returned or the cache
+    held."""
+
+    spec: StageSpec
+    stage: Stage
+    outcome: StageOutcome
+
+    @property
+    def key(self) -> str:
+        return self.stage.key
+
+    @property
+    def loaded(self) -> bool:
+        return self.outcome.loaded
+
+    def log_entry(self) -> dict[str, Any]:
+        """The stage's entry in a record's stage log: its key, whether it came from the cache, its meta."""
+        if self.loaded:
+            return {"stage": self.spec.name, "key": self.key, "cached": True, **self.stage.meta()}
+        return {"key": self.key, "cached": False, **self.outcome.meta}
+
+
+class StageChain:
+    """The stages of one fit: built once with the run's context (what every stage reads: the split, the
+    backbone's id/revision/dtype, the seed, method-wide settings), then :meth:`run` per stage in order.
+
+    One place for identity -> key -> train-or-load -> record: a method declares its stages
+    (:class:`StageSpec`) and hands over the training and loading functions; keys, the cache folder,
+    locking, resuming, the FSDP gather and the record's stage entries are the kit's."""
+
+    def __init__(self, cache_dir: Path, context: Mapping[str, Any]):
+        self.cache_dir = Path(cache_dir)
+        self.context = dict(context)
+        self.runs: dict[str, StageRun] = {}
+
+    def identity(self, spec: StageSpec) -> dict[str, Any]:
+        """The stage's identity: the context, its reads and the keys of the stages it builds on."""
+        missing = [name for name in spec.after.values() if name not in self.runs]
+        if missing:
+            raise ConfigError(f"stage {spec.name} builds on {missing[0]}, which has not run in this chain")
+        clash = sorted((set(spec.reads) | set(spec.after)) & set(self.context))
+        if clash:
+            raise ConfigError(f"stage {spec.name}: {clash[0]!r} is both in the run context and the stage")
+        after = {fld: self.runs[name].key for fld, name in spec.after.items()}
+        return {**self.context, **spec.reads, **after}
+
+    def stage(self, spec: StageSpec) -> Stage:
+        """The cache entry ``spec`` names in this chain (nothing is trained or loaded)."""
+        return stage(self.cache_dir, spec.prefix, self.identity(spec))
+
+    def run(
+        self,
+        spec: StageSpec,
+        train_fn: Callable[[Path], tuple[dict[str, Any], dict[str, Any]]],
+        load_fn: Callable[[dict[str, Any]], None],
+    ) -> StageRun:
+        """Load the stage when it finished before under this identity, else train it (``train_fn(dir) ->
+        (blob, meta)``, resumable from the folder's checkpoint) and save it; see :func:`run_or_load`."""
+        st = self.stage(spec)
+        result = StageRun(spec, st, run_or_load(st, train_fn, load_fn))
+        self.runs[spec.name] = result
+        return result
+
+    def skip(self, spec: StageSpec) -> Stage:
+        """Record a stage that does not run (e.g. zero epochs) under its key: later stages build on it."""
+        st = self.stage(spec)
+        self.runs[spec.name] = StageRun(spec, st, StageOutcome({"skipped": True}, False, st.dir))
+        return st
+
+    def key(self, name: str) -> str:
+        return self.runs[name].key
+
+
+def run_context(split_key: str, backbone_info: Mapping[str, Any], seed: int, **extra: Any) -> dict[str, Any]:
+    """The context most chains start from: the split's content hash, the backbone's id/revision/dtype and
+    the seed, plus the method-wide settings every stage of the method reads (``extra``)."""
+    return {
+        "split": split_key,
+        "backbone": {k: backbone_info.get(k) for k in ("id", "revision", "dtype")},
+        "seed": seed,
+        **extra,
+    }
+
+
+def stage_seed(key: str) -> int:
+    """An RNG seed drawn from a stage's key: the same draws whether the stages before it trained or loaded."""
+    return int(key[:8], 16)
 
 
 def accumulation_identity(grad_accum: int, key: str = "grad_accum") -> dict[str, int]:

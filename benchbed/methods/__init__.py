@@ -15,7 +15,7 @@ _BUILTIN = {
     "mf": "benchbed.baselines.recbole_models:MFPointwise",
     "lightgcn": "benchbed.baselines.recbole_models:LightGCN",
     "sasrec": "benchbed.baselines.recbole_models:SASRec",
-    "din": "benchbed.baselines.recbole_models:DIN",
+    "din": "benchbed.baselines.recbole_din:DIN",
     "multivae": "benchbed.baselines.recbole_models:MultiVAE",
     "als": "benchbed.baselines.als:ALSRecommender",
     "comirec": "benchbed.baselines.comirec:ComiRec",

@@ -25,14 +25,20 @@ import torch
 from torch import nn
 
 from benchbed.api import RunContext
+from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.llm import stages
 from benchbed.llm.injectors.prompts import Batch
 from benchbed.llm.lora import add_lora, count_trainable, load_lora_state, lora_state
-from benchbed.llm.recipes.ctr import TEXT_STAGE_KEYS, TRAIN_DEFAULTS, PromptCTRMethod
+from benchbed.llm.recipes.ctr import (
+    CTR_PARAM_SPECS,
+    TEXT_STAGE_KEYS,
+    TRAIN_DEFAULTS,
+    Prepared,
+    PromptCTRMethod,
+)
+from benchbed.llm.stages import StageChain, StageSpec
 from benchbed.llm.yesno.scorer import Rows
-from benchbed.methods.tallrec import CTR_PARAM_SPECS
 from benchbed.params import Param
 
 TUNINGS = ("default", "t1", "t2", "t3")
@@ -85,9 +91,19 @@ class CoLLM(PromptCTRMethod):
     """CoLLM: a CF model's user/item embeddings mapped by an MLP into the prompt; LoRA from tallrec."""
 
     name: ClassVar[str] = "collm"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="CoLLM (Zhang et al., seed 002)",
+        role="llm",
+        injection="slot",
+        head="yes-no",
+        tasks=frozenset({"ctr"}),
+        backbone="decoder-or-encoder",
+        variants=("tuning=t1", "tuning=t2", "tuning=t3", "cf=lightgcn|sasrec|din", "permute_cf"),
+        code="zyang1580/CoLLM",
+    )
     view: ClassVar[str] = "cf"
     shared_slots: ClassVar[tuple[str, ...]] = ("user_emb",)  # the user vector is CIE(user id) only
-    needs_decoder: ClassVar[bool] = False  # an encoder reads the answer at [MASK] (heads.masked_yesno)
+    needs_decoder: ClassVar[bool] = False  # an encoder reads the answer at [MASK] (yesno.masked_head)
     defaults: ClassVar[dict[str, Any]] = {
         **TRAIN_DEFAULTS,
         "cf": "mf",  # mf | lightgcn | sasrec | din, or a .npz file with user/item arrays
@@ -112,19 +128,7 @@ class CoLLM(PromptCTRMethod):
     }
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        if self.params["tuning"] not in TUNINGS:
-            raise ConfigError(
-                f"method 'collm': tuning={self.params['tuning']!r}; expected one of {', '.join(TUNINGS)}"
-            )
-        cf = str(self.params["cf"])
-        if cf not in CF_MODELS and not cf.endswith(".npz"):
-            raise ConfigError(
-                f"method 'collm': cf={cf!r}; expected one of {', '.join(CF_MODELS)} or a .npz file "
-                f"with 'user' and 'item' arrays"
-            )
-        if not isinstance(self.params["cf_params"], dict):
-            raise ConfigError("method 'collm': cf_params must be a mapping, e.g. {embedding_size: 256}")
+        super().__init__(**params)  # tuning, cf and cf_params are declared in param_specs
         self.cie: CIE | None = None
 
     def companions(self) -> list[tuple[str, dict[str, Any]]]:
@@ -151,25 +155,36 @@ class CoLLM(PromptCTRMethod):
         self.announce_budget(prep, ctx)
         tuning = self.params["tuning"]
         info: dict[str, Any] = {"cf": manifest}
+        chain = self.stage_chain(split, ctx)
         if tuning == "t3":
             torch.manual_seed(ctx.seed)
             self.model, lora_info = add_lora(self.backbone.model, self.lora_spec())  # type: ignore[union-attr]
             self.backbone_info["lora_targets"] = lora_info.targets
-            stage1_key = "none"
         else:
-            info["stage1"] = self.text_stage(split, ctx, prep)
-            stage1_key = info["stage1"]["key"]
+            info["stage1"] = self.text_stage(chain, ctx, prep)
         self.cie = self._build_cie(user, item, ctx.seed)
-        ident = self.identity(
-            split,
-            ctx,
-            (*TEXT_STAGE_KEYS, "tuning", "lr_cie", "mlp_ratio"),
-            stage="cie",
-            stage1=stage1_key,
-            cf=manifest["hash"],
-            bank=self.bank.hash("cf"),
+        info["stage2"] = self._cie_stage(chain, ctx, prep, manifest)
+        self._freeze_after_fit()
+        self.fit_info = info
+
+    def _cie_stage(
+        self, chain: StageChain, ctx: RunContext, prep: Prepared, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
+        """CoLLM's step 2: the mapping (CIE) tuned on prompts whose slots hold the mapped CF vectors, with
+        the step-1 LoRA frozen (t3: both tuned together from scratch; t1/t2: the CF tables too)."""
+        assert self.cie is not None
+        tuning = self.params["tuning"]
+        reads = {
+            "params": self.stage_params((*TEXT_STAGE_KEYS, "tuning", "lr_cie", "mlp_ratio")),
+            "stage": "cie",
+            **({"stage1": "none"} if tuning == "t3" else {}),
+            "cf": manifest["hash"],
+            "bank": self.bank.hash("cf"),
+        }
+        spec = StageSpec(
+            "cie", reads, after={} if tuning == "t3" else {"stage1": "lora-text"}, folder=f"cie-{tuning}"
         )
-        st = stages.stage(ctx.cache_dir, f"cie-{tuning}", ident)
+        st = chain.stage(spec)
         cie = self.cie
 
         def train_fn(ckpt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -198,21 +213,25 @@ class CoLLM(PromptCTRMethod):
             if tuning == "t3":
                 load_lora_state(self.model, blob["lora"])
 
-        outcome = stages.run_or_load(st, train_fn, load_fn)
-        if outcome.loaded:
+        run = chain.run(spec, train_fn, load_fn)
+        if run.loaded:
             ctx.say(f"collm: step 2 ({tuning}) loaded from {st.dir}")
-        info["stage2"] = outcome.info()
+        return run.outcome.info()
+
+    def _freeze_after_fit(self) -> None:
+        """Everything frozen and in eval mode for scoring; the trainable count the record states."""
+        assert self.cie is not None
         for p in [*self.cie.parameters(), *self.model.parameters()]:
             p.requires_grad_(False)
         self.cie.eval()
         self.model.eval()
         lora_n = sum(p.numel() for n, p in self.model.named_parameters() if "lora_" in n)
+        tables = self.cie.user.weight.numel() + self.cie.item.weight.numel()
         self._trainable = (
             lora_n
             + sum(p.numel() for p in self.cie.mlp.parameters())
-            + (self.cie.user.weight.numel() + self.cie.item.weight.numel() if tuning in ("t1", "t2") else 0)
+            + (tables if self.params["tuning"] in ("t1", "t2") else 0)
         )
-        self.fit_info = info
 
     def _step2_text(self) -> str:
         return {

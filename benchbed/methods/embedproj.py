@@ -21,11 +21,12 @@ import torch
 from torch import nn
 
 from benchbed.api import RunContext
+from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.llm.recipes.generative import GenerativeLM, StageSpec
-from benchbed.methods.p5_random import text_stage, wants_warm_start, warm_start_companion
+from benchbed.llm.recipes.generative import GenerativeLM, LMStage
+from benchbed.methods.p5_random import generative_warm_start, wants_warm_start, warm_start_companion
 from benchbed.params import Param
 
 
@@ -38,6 +39,15 @@ class EmbedProj(GenerativeLM):
     """Seed 003: user and item ALS embeddings through two MLP projectors into the LLM (stage 1 | 2)."""
 
     name: ClassVar[str] = "embedproj"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="user and item projectors (seed 003; no public code)",
+        role="llm",
+        injection="slot",
+        head="constrained-beams",
+        tasks=frozenset({"generative"}),
+        backbone="decoder",
+        variants=("stage=1", "stage=2"),
+    )
     use_slots: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {
         **GenerativeLM.common_defaults,
@@ -59,7 +69,10 @@ class EmbedProj(GenerativeLM):
         "tuning": "full",  # how the warm-start text stage trains (as p5-random's `tuning`)
     }
     # stage: checked with the other parameters, before the p5-random companion trains (it was checked in fit)
-    param_specs: ClassVar[dict[str, Param]] = {"stage": Param(kind="int", choices=(1, 2))}
+    param_specs: ClassVar[dict[str, Param]] = {
+        **GenerativeLM.param_specs,
+        "stage": Param(kind="int", choices=(1, 2)),
+    }
 
     def companions(self) -> list[tuple[str, dict[str, Any]]]:
         """Run first by ``benchbed run`` on a randomly initialised backbone: p5-random with the settings of
@@ -70,13 +83,7 @@ class EmbedProj(GenerativeLM):
         return [("p5-random", warm_start_companion(self.params))]
 
     def prepare(self, split: Split, ctx: RunContext) -> None:
-        p = self.params
-        if int(p["stage"]) not in (1, 2):
-            raise ConfigError(f"method 'embedproj': stage must be 1 or 2, got {p['stage']!r}")
-        if p["warm_start"] not in ("auto", "text", "none"):
-            raise ConfigError(
-                f"method 'embedproj': warm_start must be auto, text or none, got {p['warm_start']!r}"
-            )
+        p = self.params  # stage, warm_start and tuning are declared (checked when the method is built)
         # the CF model learns from the positives the task declares (generative: every training interaction)
         emb = ctx.embedding_source(self.name).get(
             split, str(p["cf_model"]), params=p["cf_params"], seed=ctx.seed, feedback=ctx.feedback
@@ -107,31 +114,28 @@ class EmbedProj(GenerativeLM):
     def train_stages(self, split: Split, ctx: RunContext) -> None:
         p = self.params
         lora = LoraSpec.from_params(p)
-        chain: list[str] = []
-        if wants_warm_start(p):
-            self.run_stage(text_stage(self, str(p["tuning"]), LoraSpec()))
-            chain.append(self.stage_log[-1]["key"])
+        after = generative_warm_start(self)
         set_trainable(self.model, lambda _n: False)
         cf = {"model": p["cf_model"], "params": p["cf_params"], "export": self.cf_manifest.get("params_hash")}
         proj = {"proj_hidden": p["proj_hidden"]}
-        self.run_stage(
-            StageSpec(
+        stage1 = self.run_stage(
+            LMStage(
                 name="embedproj-stage1",
-                identity={"after": list(chain), "cf": cf, "proj": proj},
+                reads={"after": list(after), "cf": cf, "proj": proj},
                 modules={"proj_user": self.proj_user, "proj_item": self.proj_item},
                 use_slots=True,
                 lr=float(p["stage1_lr"]),
                 epochs=int(p["stage1_epochs"]),
             )
         )
-        chain.append(self.stage_log[-1]["key"])
+        after.append(stage1.key)
         if int(p["stage"]) == 2:
             self.model, _ = add_lora(self.model, lora)
             self.bb.model = self.model
             self.run_stage(
-                StageSpec(
+                LMStage(
                     name="embedproj-stage2",
-                    identity={"after": list(chain), "cf": cf, "proj": proj, "lora": lora.as_dict()},
+                    reads={"after": after, "cf": cf, "proj": proj, "lora": lora.as_dict()},
                     modules={"model": self.model, "proj_user": self.proj_user, "proj_item": self.proj_item},
                     use_slots=True,
                     lr=float(p["stage2_lr"]),

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from benchbed.api import RunContext
+from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
-from benchbed.llm.recipes.ctr import PROMPT_DEFAULTS, PromptCTRMethod
-from benchbed.methods.tallrec import CTR_PARAM_SPECS
+from benchbed.llm.recipes.ctr import CTR_PARAM_SPECS, PROMPT_DEFAULTS, PromptCTRMethod
 from benchbed.params import Param
 
 
@@ -19,6 +19,15 @@ class ICL(PromptCTRMethod):
     """Zero-shot yes/no from the frozen backbone on the text prompt; no training (CoLLM's ICL row)."""
 
     name: ClassVar[str] = "icl"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="zero-shot ICL row of CoLLM Table II (seed 002)",
+        role="llm",
+        injection="none",
+        head="yes-no",
+        tasks=frozenset({"ctr"}),
+        backbone="decoder",
+        variants=("score=yes",),
+    )
     view: ClassVar[str] = "text"
     defaults: ClassVar[dict[str, Any]] = {**PROMPT_DEFAULTS, "score": "yes-no", "batch_size": 16}
     param_specs: ClassVar[dict[str, Param]] = CTR_PARAM_SPECS

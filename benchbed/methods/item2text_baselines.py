@@ -28,12 +28,13 @@ import torch
 from torch import nn
 
 from benchbed.api import BaseRecommender, GenerateRequests, RunContext
+from benchbed.cards import MethodCard, reference_row
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.item2text.controls import constant_answers, mismatch_by_item
 from benchbed.item2text.setup import Item2TextProtocol
 from benchbed.llm.lora import set_trainable
-from benchbed.llm.recipes.item2text import Item2TextLM, StageSpec
+from benchbed.llm.recipes.item2text import Item2TextLM, LMStage
 from benchbed.params import Param
 
 
@@ -103,8 +104,8 @@ class _CFItemLM(Item2TextLM):
             "standardize": p["standardize"],
         }
 
-    def _joint(self, name: str, epochs: int, lr: float) -> StageSpec:
-        return StageSpec(name, self.cf_identity(), {"proj": self.proj, "llm": self.model}, lr, epochs,
+    def _joint(self, name: str, epochs: int, lr: float) -> LMStage:
+        return LMStage(name, self.cf_identity(), {"proj": self.proj, "llm": self.model}, lr, epochs,
                          before=self.unfreeze_llm)  # fmt: skip
 
     def unfreeze_llm(self) -> None:
@@ -118,9 +119,17 @@ class I2TMLP1(_CFItemLM):
     """CoLLM-style baseline: one soft token per item from an MLP over its CF vector, trained with the LLM."""
 
     name: ClassVar[str] = "i2t-mlp1"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="CoLLM-style MLP to one token, as ILM 4.3 configures it (seed 000)",
+        role="llm",
+        injection="slot",
+        head="text",
+        tasks=frozenset({"item2text"}),
+        backbone="decoder",
+    )
     defaults: ClassVar[dict[str, Any]] = {**Item2TextLM.common_defaults, **_CFItemLM.cf_defaults}
 
-    def train_stages(self) -> list[StageSpec]:
+    def train_stages(self) -> list[LMStage]:
         p = self.params
         return [self._joint("i2t-mlp-joint", int(p["epochs"]), float(p["lr"]))]
 
@@ -129,6 +138,14 @@ class I2TMLPN(I2TMLP1):
     """The same MLP to N soft tokens per item (ILM Fig. 5's baseline; N = 4 by default)."""
 
     name: ClassVar[str] = "i2t-mlpn"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="MLP to N tokens, ILM Fig. 5 (seed 000)",
+        role="llm",
+        injection="multi-slot",
+        head="text",
+        tasks=frozenset({"item2text"}),
+        backbone="decoder",
+    )
     defaults: ClassVar[dict[str, Any]] = {**I2TMLP1.defaults, "n_tokens": 4}  # ILM Fig. 5: best around 4-8
     param_specs: ClassVar[dict[str, Param]] = {"n_tokens": Param(kind="int", min=1, help="tokens per item")}
 
@@ -141,6 +158,14 @@ class I2TELM(_CFItemLM):
     """ELM-style adapter: stage 1 trains the adapter with the LLM frozen, stage 2 trains everything."""
 
     name: ClassVar[str] = "i2t-elm"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="ELM-style adapter, two stages, as ILM 4.3 configures it (seed 000)",
+        role="llm",
+        injection="slot",
+        head="text",
+        tasks=frozenset({"item2text"}),
+        backbone="decoder",
+    )
     defaults: ClassVar[dict[str, Any]] = {
         **Item2TextLM.common_defaults,
         **_CFItemLM.cf_defaults,
@@ -150,9 +175,9 @@ class I2TELM(_CFItemLM):
         "stage2_lr": 1e-3,
     }
 
-    def train_stages(self) -> list[StageSpec]:
+    def train_stages(self) -> list[LMStage]:
         p = self.params
-        first = StageSpec("i2t-elm-adapter", self.cf_identity(), {"proj": self.proj}, float(p["stage1_lr"]),
+        first = LMStage("i2t-elm-adapter", self.cf_identity(), {"proj": self.proj}, float(p["stage1_lr"]),
                           int(p["stage1_epochs"]), before=self.freeze_llm)  # fmt: skip
         # stage 2 starts from stage 1's result: the recipe names stage 1's key in stage 2's identity
         return [first, self._joint("i2t-elm-all", int(p["stage2_epochs"]), float(p["stage2_lr"]))]
@@ -162,12 +187,20 @@ class I2TText(Item2TextLM):
     """Text-only: the item's title in the prompt, no vector (what the LLM gets from text alone)."""
 
     name: ClassVar[str] = "i2t-text"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="text only: the item's title in the prompt (ILM 4.3 baseline)",
+        role="llm",
+        injection="none",
+        head="text",
+        tasks=frozenset({"item2text"}),
+        backbone="decoder",
+    )
     prompt_mode: ClassVar[str] = "title"
     defaults: ClassVar[dict[str, Any]] = {**Item2TextLM.common_defaults}
 
-    def train_stages(self) -> list[StageSpec]:
+    def train_stages(self) -> list[LMStage]:
         p = self.params
-        spec = StageSpec(
+        spec = LMStage(
             "i2t-text", {"prompt_mode": "title"}, {"llm": self.model}, float(p["lr"]), int(p["epochs"])
         )
         spec.before = self.unfreeze_llm
@@ -207,6 +240,9 @@ class I2TFloor(_Reference):
     whose reference differs from its own (``controls.mismatched_references``)."""
 
     name: ClassVar[str] = "i2t-floor"
+    card: ClassVar[MethodCard] = reference_row(
+        "reference row: another test item's reference (the SC floor)", {"item2text"}
+    )
 
     def fit(self, split: Split, ctx: RunContext) -> None:
         super().fit(split, ctx)
@@ -231,6 +267,9 @@ class I2TConst(_Reference):
     """The sub-task's most frequent training answer for every prompt (``controls.constant_answers``)."""
 
     name: ClassVar[str] = "i2t-const"
+    card: ClassVar[MethodCard] = reference_row(
+        "reference row: the most frequent training answer", {"item2text"}
+    )
 
     def fit(self, split: Split, ctx: RunContext) -> None:
         super().fit(split, ctx)
@@ -244,6 +283,7 @@ class I2TCopy(_Reference):
     """Copy the input: the item's title (both titles for pair prompts)."""
 
     name: ClassVar[str] = "i2t-copy"
+    card: ClassVar[MethodCard] = reference_row("reference row: the item's title copied", {"item2text"})
 
     def generate(self, requests: GenerateRequests) -> list[str]:
         assert requests.items is not None

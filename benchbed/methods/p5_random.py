@@ -12,20 +12,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from benchbed.api import RunContext
+from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
-from benchbed.errors import ConfigError
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.llm.recipes.generative import GenerativeLM, StageSpec
+from benchbed.llm.recipes.generative import GenerativeLM, LMStage
+from benchbed.llm.recipes.warm_start import RANDOM_INIT_BACKBONES, wants_warm_start, warm_start
 
-TUNINGS = ("full", "lora")
-RANDOM_INIT_BACKBONES = frozenset({"tiny"})  # presets whose weights are random: they need a text stage first
-
-
-def wants_warm_start(params: dict[str, Any]) -> bool:
-    """A method on top of the text stage (embedproj, ilm) trains it first: ``warm_start: text``, or ``auto``
-    on a randomly initialised backbone (a pretrained one already reads text)."""
-    mode = params["warm_start"]
-    return mode == "text" or (mode == "auto" and str(params["backbone"]) in RANDOM_INIT_BACKBONES)
+__all__ = ["RANDOM_INIT_BACKBONES", "P5Random", "generative_warm_start", "text_stage", "wants_warm_start"]
 
 
 def warm_start_companion(params: dict[str, Any]) -> dict[str, Any]:
@@ -35,19 +28,18 @@ def warm_start_companion(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in keys if params[k] != P5Random.defaults[k]}
 
 
-def text_stage(method: GenerativeLM, tuning: str, lora: LoraSpec) -> StageSpec:
+def text_stage(method: GenerativeLM, tuning: str, lora: LoraSpec) -> LMStage:
     """The text-only stage (also embedproj's warm start on a randomly initialised backbone): same identity
-    for the same settings, so the second method loads it from the stage cache."""
-    if tuning not in TUNINGS:
-        raise ConfigError(f"method {method.name!r}: tuning must be one of {list(TUNINGS)}, got {tuning!r}")
+    for the same settings, so the second method loads it from the stage cache. ``tuning`` is full or lora
+    (declared: ``benchbed.params``)."""
     if tuning == "full":
         set_trainable(method.model, lambda _n: True)
     else:
         method.model, _ = add_lora(method.model, lora)
         method.bb.model = method.model
-    return StageSpec(
+    return LMStage(
         name="generative-text",
-        identity={"tuning": tuning, "lora": lora.as_dict() if tuning == "lora" else None},
+        reads={"tuning": tuning, "lora": lora.as_dict() if tuning == "lora" else None},
         modules={"model": method.model},
         use_slots=False,
         lr=float(method.params["lr"]),
@@ -55,10 +47,26 @@ def text_stage(method: GenerativeLM, tuning: str, lora: LoraSpec) -> StageSpec:
     )
 
 
+def generative_warm_start(method: GenerativeLM) -> list[str]:
+    """embedproj's and ilm's opening on the generative task: this text stage (``tuning`` as the method's,
+    no LoRA settings of its own) when :func:`wants_warm_start`; the keys the next stages build on."""
+    tuning = str(method.params["tuning"])
+    return warm_start(method.params, lambda: method.run_stage(text_stage(method, tuning, LoraSpec())))
+
+
 class P5Random(GenerativeLM):
     """Text-only generative baseline (OpenP5-R): the LLM writes random item ids; constrained beam search."""
 
     name: ClassVar[str] = "p5-random"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="OpenP5 random indexing; seed 003's Llama-R row",
+        role="llm",
+        injection="none",
+        head="constrained-beams",
+        tasks=frozenset({"generative"}),
+        backbone="decoder",
+        variants=("tuning=lora",),
+    )
     defaults: ClassVar[dict[str, Any]] = {
         **GenerativeLM.common_defaults,
         "tuning": "full",  # full fine-tuning (from scratch on `tiny`); "lora" for pretrained LLMs

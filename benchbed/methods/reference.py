@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from benchbed.api import BaseRecommender, RunContext, ScoreRequests
+from benchbed.cards import MethodCard, reference_row
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.params import Param
@@ -40,6 +41,9 @@ class RandomRecommender(BaseRecommender):
     """Uniform random scores, seeded: the same (seed, user, item) always gets the same score."""
 
     name: ClassVar[str] = "random"
+    card: ClassVar[MethodCard] = reference_row(
+        "reference row: a seeded random score per (user, item)", {"ctr", "topk"}
+    )
     tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
     defaults: ClassVar[dict[str, Any]] = {
         "seed": None,  # None: the run's seed
@@ -72,6 +76,7 @@ class PopRecommender(BaseRecommender):
     """
 
     name: ClassVar[str] = "pop"
+    card: ClassVar[MethodCard] = reference_row("reference row: training popularity", {"ctr", "topk"})
     tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
     defaults: ClassVar[dict[str, Any]] = {
         "ctr_score": "positive_rate",  # "positive_rate" | "count"

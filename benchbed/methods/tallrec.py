@@ -11,29 +11,28 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from benchbed.api import RunContext
+from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
-from benchbed.llm.recipes.ctr import TRAIN_DEFAULTS, PromptCTRMethod
-from benchbed.llm.yesno.head import SCORE_MODES
-from benchbed.llm.yesno.scorer import SCORE_BATCHING
+from benchbed.llm.recipes.ctr import CTR_PARAM_SPECS, TRAIN_DEFAULTS, PromptCTRMethod
 from benchbed.params import Param
-
-# the prompt CTR methods' (tallrec, icl, collm) parameters that no naming convention covers
-CTR_PARAM_SPECS: dict[str, Param] = {
-    "score": Param(
-        kind="str", choices=SCORE_MODES, help="yes: the Yes logit (CoLLM code); yes-no: P(Yes|Yes,No)"
-    ),
-    "score_batching": Param(kind="str", choices=SCORE_BATCHING),
-    # titles are cut to this many characters (not nullable like other max_* caps: the prompt code needs one)
-    "max_title_chars": Param(kind="int", min=1, help="characters of a title kept in the prompt"),
-}
 
 
 class TALLRec(PromptCTRMethod):
     """TALLRec: LoRA on the text-only prompt (history titles + target title); CoLLM's w/o CIE row."""
 
     name: ClassVar[str] = "tallrec"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="TALLRec (Bao et al., RecSys 2023); CoLLM's w/o CIE row",
+        role="llm",
+        injection="none",
+        head="yes-no",
+        tasks=frozenset({"ctr"}),
+        backbone="decoder-or-encoder",
+        variants=("score=yes-no",),
+        code="SAI990323/TALLRec",
+    )
     view: ClassVar[str] = "text"
-    needs_decoder: ClassVar[bool] = False  # an encoder reads the answer at [MASK] (heads.masked_yesno)
+    needs_decoder: ClassVar[bool] = False  # an encoder reads the answer at [MASK] (yesno.masked_head)
     defaults: ClassVar[dict[str, Any]] = dict(TRAIN_DEFAULTS)
     param_specs: ClassVar[dict[str, Param]] = CTR_PARAM_SPECS
 
@@ -42,4 +41,4 @@ class TALLRec(PromptCTRMethod):
         self.resolve_budget(ctx)
         prep = self.prepare_rows(split, ctx.seed)
         self.announce_budget(prep, ctx)
-        self.fit_info = {"stage1": self.text_stage(split, ctx, prep)}
+        self.fit_info = {"stage1": self.text_stage(self.stage_chain(split, ctx), ctx, prep)}

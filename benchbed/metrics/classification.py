@@ -155,28 +155,34 @@ def per_user_auc(users: object, labels: object, scores: object) -> tuple[np.ndar
 def uauc(users: object, labels: object, scores: object) -> MetricValue:
     """UAUC as in the CoLLM code: the unweighted mean of per-user AUC, skipping users with a single row
     or a single class; n = users averaged over."""
-    u, y, s = _inputs(users, labels, scores)
-    if y.size == 0:
+    found = _defined_user_aucs(users, labels, scores)
+    if found is None:
         return UNDEFINED
-    values, _, _ = _group_auc(u, y, s)
-    valid = ~np.isnan(values)
-    if not valid.any():
-        return UNDEFINED
-    return MetricValue(float(values[valid].mean()), int(valid.sum()), values[valid])
+    values, _ = found
+    return MetricValue(float(values.mean()), int(values.size), values)
 
 
 def gauc(users: object, labels: object, scores: object) -> MetricValue:
     """GAUC as in RecBole: per-user AUC weighted by the user's number of positives, skipping single-class
     users; n = users averaged over."""
+    found = _defined_user_aucs(users, labels, scores)
+    if found is None:
+        return UNDEFINED
+    values, pos = found
+    value = float((values * pos).sum() / pos.sum())
+    return MetricValue(value, int(values.size), values)  # per_unit: the users' AUC (weights: pos)
+
+
+def _defined_user_aucs(users: object, labels: object, scores: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-user AUC and positives of the users whose AUC is defined (both classes); None when none is."""
     u, y, s = _inputs(users, labels, scores)
     if y.size == 0:
-        return UNDEFINED
+        return None
     values, pos, _ = _group_auc(u, y, s)
     valid = ~np.isnan(values)
     if not valid.any():
-        return UNDEFINED
-    value = float((values[valid] * pos[valid]).sum() / pos[valid].sum())
-    return MetricValue(value, int(valid.sum()), values[valid])  # per_unit: the users' AUC (weights: pos)
+        return None
+    return values[valid], pos[valid]
 
 
 def sigmoid(logits: object) -> np.ndarray:

@@ -47,8 +47,22 @@ def top_k(scores: np.ndarray, k: int, candidates: np.ndarray | None = None) -> t
     rows whose k-th and (k+1)-th scores tie -- where the top set itself depends on tie-breaking -- fall back
     to a full sort of that row. So the result equals a full lexsort, at the cost of a partial sort.
     """
-    import torch
+    scores, ids = _score_matrix(scores, k, candidates)
+    n, m = scores.shape
+    k_eff = min(k, m)
+    if n == 0 or m == 0:
+        return np.full((n, k), -1, dtype=np.int64), np.full((n, k), -np.inf, dtype=scores.dtype)
+    vals, cols, boundary_tie = _top_columns(scores, k_eff)
+    top_ids, top_scores = _tie_broken(scores, ids, vals, cols, boundary_tie, k_eff, m)
+    top_ids = np.where(np.isneginf(top_scores), -1, top_ids)
+    if k_eff < k:
+        top_ids = np.pad(top_ids, ((0, 0), (0, k - k_eff)), constant_values=-1)
+        top_scores = np.pad(top_scores, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
+    return top_ids, top_scores
 
+
+def _score_matrix(scores: np.ndarray, k: int, candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The scores as a 2-D float array and each column's item id (the column index for full ranking)."""
     scores = np.asarray(scores)
     if scores.ndim != 2:
         raise DataError(f"top_k expects a 2-D score matrix, got shape {scores.shape}")
@@ -61,10 +75,15 @@ def top_k(scores: np.ndarray, k: int, candidates: np.ndarray | None = None) -> t
     ids = np.asarray(ids, dtype=np.int64)
     if ids.shape != scores.shape:
         raise DataError(f"candidates shape {ids.shape} differs from scores shape {scores.shape}")
-    k_eff = min(k, m)
-    if n == 0 or m == 0:
-        return np.full((n, k), -1, dtype=np.int64), np.full((n, k), -np.inf, dtype=scores.dtype)
+    return scores, ids
 
+
+def _top_columns(scores: np.ndarray, k_eff: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The top ``k_eff`` values and columns per row (``torch.topk``) and the rows whose top *set* is
+    ambiguous (the k-th and (k+1)-th values tie); NaN raises."""
+    import torch
+
+    n, m = scores.shape
     if k_eff < m:
         vals_t, cols_t = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k_eff + 1, dim=1)
         vals, cols = vals_t.numpy(), cols_t.numpy()
@@ -72,13 +91,24 @@ def top_k(scores: np.ndarray, k: int, candidates: np.ndarray | None = None) -> t
             _raise_nan(scores)
         # the top-k *set* is ambiguous only when the k-th and (k+1)-th values tie (and are rankable)
         boundary_tie = (vals[:, k_eff - 1] == vals[:, k_eff]) & (vals[:, k_eff - 1] > -np.inf)
-        vals, cols = vals[:, :k_eff], cols[:, :k_eff]
-    else:
-        if np.isnan(scores).any():
-            _raise_nan(scores)
-        cols = np.broadcast_to(np.arange(m), (n, m))
-        vals = scores
-        boundary_tie = np.zeros(n, dtype=bool)
+        return vals[:, :k_eff], cols[:, :k_eff], boundary_tie
+    if np.isnan(scores).any():
+        _raise_nan(scores)
+    return scores, np.broadcast_to(np.arange(m), (n, m)), np.zeros(n, dtype=bool)
+
+
+def _tie_broken(
+    scores: np.ndarray,
+    ids: np.ndarray,
+    vals: np.ndarray,
+    cols: np.ndarray,
+    boundary_tie: np.ndarray,
+    k_eff: int,
+    m: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and scores of the top columns in (score desc, id asc) order: rows with ties inside the top set
+    re-sorted, rows with a tie at its boundary fully sorted."""
+    n = scores.shape[0]
     top_scores = np.take_along_axis(scores, cols, axis=1)
     top_ids = np.take_along_axis(ids, cols, axis=1)
     # rows whose order inside the top set depends on ties get re-sorted by (score desc, id asc); torch
@@ -94,10 +124,6 @@ def top_k(scores: np.ndarray, k: int, candidates: np.ndarray | None = None) -> t
         full = np.lexsort((ids[rows], -scores[rows]), axis=1)[:, :k_eff]
         top_ids[rows] = np.take_along_axis(ids[rows], full, axis=1)
         top_scores[rows] = np.take_along_axis(scores[rows], full, axis=1)
-    top_ids = np.where(np.isneginf(top_scores), -1, top_ids)
-    if k_eff < k:
-        top_ids = np.pad(top_ids, ((0, 0), (0, k - k_eff)), constant_values=-1)
-        top_scores = np.pad(top_scores, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
     return top_ids, top_scores
 
 

@@ -73,7 +73,8 @@ def run_cell(cell: Cell, settings: dict[str, Any], env: dict[str, str], force: b
     """Run one cell (in whatever process the executor chose) and say how it ended; never raises for a
     failing run: the runner has written its ``failed`` record, the result carries the one-line error."""
     from benchbed.orchestration import signals
-    from benchbed.orchestration.runner import execute, one_line
+    from benchbed.orchestration.failures import one_line
+    from benchbed.orchestration.runner import execute
     from benchbed.settings import set_settings
 
     os.environ.update(env)

@@ -11,11 +11,6 @@ always says what was tried. A failure never replaces an ``ok`` record: it goes t
 from __future__ import annotations
 
 import contextlib
-import random
-import re
-import resource
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -23,8 +18,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 import benchbed
 from benchbed import locks, parallel
@@ -34,8 +27,16 @@ from benchbed.errors import BenchbedError, ConfigError
 from benchbed.methods import build_method
 from benchbed.orchestration import preflight
 from benchbed.orchestration.embeddings import RegistryEmbeddings, keep_fitted_embeddings
+from benchbed.orchestration.failures import NumericalError, numerical_error, one_line
+from benchbed.orchestration.machine import (
+    check_device_dtype,
+    cuda_present,
+    git_sha,
+    peak_memory_mb,
+    resolve_device,
+    seed_everything,
+)
 from benchbed.orchestration.preflight import check_config, check_files_for_split
-from benchbed.params import ParamError
 from benchbed.registry import TASKS
 from benchbed.results.environment import collect as collect_environment
 from benchbed.results.record import NewerSchemaError, RecordError, RunRecord, read_record
@@ -53,101 +54,6 @@ class RunOutcome:
     record: RunRecord
     path: Path
     skipped: bool  # True: an earlier successful record for this config was found and returned
-
-
-def git_sha() -> str | None:
-    """The checkout's commit, or None when benchbed is not running from a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(benchbed.__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and sha else None
-
-
-def resolve_device(device: str | None, dtype: str | None) -> tuple[str, str]:
-    """CUDA + bfloat16 when present, else CPU + float32; explicit choices win."""
-    if device is None or dtype is None:
-        try:
-            import torch
-
-            cuda = bool(torch.cuda.is_available())
-        except ImportError:  # pragma: no cover - torch is a dependency
-            cuda = False
-        device = device or ("cuda" if cuda else "cpu")
-        dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
-    return device, dtype
-
-
-DTYPES = ("float32", "bfloat16", "float16")
-DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(:\d+)?")
-
-
-def check_device_dtype(device: str | None, dtype: str | None) -> None:
-    """``--device``/``--dtype`` checked before any work: a typo or an absent GPU is a usage error."""
-    if device is not None and not DEVICE_PATTERN.fullmatch(device):
-        raise ParamError(f"--device {device!r} is invalid; expected cpu, cuda, cuda:N or mps")
-    if dtype is not None and dtype not in DTYPES:
-        raise ParamError(f"--dtype {dtype!r} is invalid; expected one of {', '.join(DTYPES)}")
-    if device is not None and device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ParamError(f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu")
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise ParamError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def one_line(exc: BaseException) -> str:
-    """The error a record keeps: BenchbedError messages as they are, others with their type."""
-    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, SIGTERM or SIGHUP: which one, when known
-        from benchbed.orchestration.signals import describe
-
-        return describe(exc)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, BenchbedError):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _cuda(device: str) -> bool:
-    """A CUDA device that exists (``--device cuda`` on a CPU-only build fails in the method, not here)."""
-    if not device.startswith("cuda"):
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def peak_memory_mb(device: str) -> float:
-    """Peak resident memory of this process (``ru_maxrss``, a lifetime peak) or, on CUDA, the larger of it
-    and the peak allocated CUDA memory since the run started."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    mb = rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-    if _cuda(device):
-        import torch
-
-        mb = max(mb, torch.cuda.max_memory_allocated() / 2**20)
-    return round(mb, 1)
 
 
 def setup(config: RunConfig) -> tuple[BaseRecommender, Task]:
@@ -217,39 +123,6 @@ def _identity(config: RunConfig, task: Task | None = None) -> SplitIdentity:
     task = task or build_task(config.task, dict(config.task_params))
     # a task may name the protocol it is defined on (generative: leave-one-out) for runs that give none
     return split_identity(config.dataset, config.split or task.default_split, dict(config.split_params))
-
-
-class NumericalError(BenchbedError):
-    """A method's arithmetic failed (singular matrix, overflow, NaN loss) for the parameters given."""
-
-
-NUMERICAL = (np.linalg.LinAlgError, FloatingPointError, OverflowError, ZeroDivisionError)
-# parameters that usually decide whether the arithmetic holds: regularisation, rates, scales
-SENSITIVE = re.compile(
-    r"(.*_)?(reg|lam|lambda(_.*)?|alpha|weight_decay|lr|learning_rate|tau|temperature|prior_strength)"
-)
-
-
-def numerical_error(config: RunConfig, method: BaseRecommender, exc: BaseException) -> NumericalError | None:
-    """``exc`` as a one-line error naming the parameter to change, when it is a numerical failure."""
-    nan_loss = isinstance(exc, (RuntimeError, ValueError)) and re.search(r"\b(nan|inf)\b", str(exc), re.I)
-    if not isinstance(exc, NUMERICAL) and not nan_loss:
-        return None
-    given = dict(config.method_params)
-    candidates = [k for k in given if SENSITIVE.fullmatch(k)] or [
-        k for k, v in given.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    ]
-    defaults = type(method).defaults
-    if candidates:
-        change = ", ".join(f"{k}={given[k]!r} (default {defaults.get(k)!r})" for k in candidates)
-    else:
-        names = [k for k in method.params if SENSITIVE.fullmatch(k)]
-        change = ", ".join(names) if names else "its parameters"
-    err = NumericalError(
-        f"method {config.method!r} failed numerically ({one_line(exc)}); change {change} and run again"
-    )
-    err.__cause__ = exc
-    return err
 
 
 def _holds_ok_record(path: Path) -> bool:
@@ -356,7 +229,31 @@ def _execute_held(
         log = lambda message: console.print(message, highlight=False)  # noqa: E731
     ctx = make_context(config, log)  # its task setup is filled in once the split is known
     seed_everything(config.seed)
-    record = RunRecord(
+    record = _new_record(config, method, task, ctx, identity)
+    predictions = None
+    try:
+        predictions = _run_stages(config, method, task, ctx, record, identity.prepared)
+        record.status = "ok"
+    except BaseException as exc:
+        numerical = _record_failure(config, method, ctx, record, path, exc)
+        if numerical is not None:
+            raise numerical from numerical.__cause__
+        raise
+    finally:
+        _remove_empty_dirs(ctx.work_dir, ctx.work_dir.parent, ctx.cache_dir / "recbole" / "work")
+    record.info["parallel"] = parallel.world().info(method.params)  # world size, launcher, effective batch
+    if parallel.world().is_main:  # one record per run, whatever the number of processes
+        write_record(path, record, predictions if config.save_predictions else None)
+        failed_path(path).unlink(missing_ok=True)  # an earlier failed re-run is superseded
+    ctx.say(f"record written to {path}")
+    return RunOutcome(record, path, skipped=False)
+
+
+def _new_record(
+    config: RunConfig, method: BaseRecommender, task: Task, ctx: RunContext, identity: SplitIdentity
+) -> RunRecord:
+    """The run's record before any work: ``failed`` until the stages finish."""
+    return RunRecord(
         run_id=uuid.uuid4().hex[:12],
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=asdict(config),
@@ -375,35 +272,32 @@ def _execute_held(
         environment=collect_environment(),
         dataset_path=identity.path,
     )
-    predictions = None
+
+
+def _record_failure(
+    config: RunConfig,
+    method: BaseRecommender,
+    ctx: RunContext,
+    record: RunRecord,
+    path: Path,
+    exc: BaseException,
+) -> NumericalError | None:
+    """Write the failure record (beside an ``ok`` one, never over it); the numerical error to raise
+    instead of ``exc`` when the arithmetic failed (a singular matrix, an overflow: it names the parameter)."""
+    numerical = numerical_error(config, method, exc)
+    if numerical is not None:
+        exc = numerical
+    record.status, record.error = "failed", one_line(exc) or "interrupted"
+    record.cost["peak_memory_mb"] = peak_memory_mb(ctx.device)
+    record.info["parallel"] = parallel.world().info(method.params)
+    target = failed_path(path) if _holds_ok_record(path) else path
     try:
-        predictions = _run_stages(config, method, task, ctx, record, identity.prepared)
-        record.status = "ok"
-    except BaseException as exc:
-        numerical = numerical_error(config, method, exc)
-        if numerical is not None:  # a singular matrix, an overflow: name the parameter to change
-            exc = numerical
-        record.status, record.error = "failed", one_line(exc) or "interrupted"
-        record.cost["peak_memory_mb"] = peak_memory_mb(ctx.device)
-        record.info["parallel"] = parallel.world().info(method.params)
-        target = failed_path(path) if _holds_ok_record(path) else path
-        try:
-            if parallel.world().is_main:
-                write_record(target, record)
-            ctx.say(f"[red]run failed[/]: {record.error} (record: {target})")
-        except OSError as write_exc:  # the original error matters more; say why nothing was written
-            ctx.say(f"[red]run failed[/]: {record.error} (no failure record: {target}: {write_exc.strerror})")
-        if numerical is not None:
-            raise numerical from numerical.__cause__
-        raise
-    finally:
-        _remove_empty_dirs(ctx.work_dir, ctx.work_dir.parent, ctx.cache_dir / "recbole" / "work")
-    record.info["parallel"] = parallel.world().info(method.params)  # world size, launcher, effective batch
-    if parallel.world().is_main:  # one record per run, whatever the number of processes
-        write_record(path, record, predictions if config.save_predictions else None)
-        failed_path(path).unlink(missing_ok=True)  # an earlier failed re-run is superseded
-    ctx.say(f"record written to {path}")
-    return RunOutcome(record, path, skipped=False)
+        if parallel.world().is_main:
+            write_record(target, record)
+        ctx.say(f"[red]run failed[/]: {record.error} (record: {target})")
+    except OSError as write_exc:  # the original error matters more; say why nothing was written
+        ctx.say(f"[red]run failed[/]: {record.error} (no failure record: {target}: {write_exc.strerror})")
+    return numerical
 
 
 def _run_stages(
@@ -416,7 +310,7 @@ def _run_stages(
 ) -> Any:
     from benchbed.data.prepare import prepare_split
 
-    if _cuda(ctx.device):
+    if cuda_present(ctx.device):
         import torch
 
         torch.cuda.reset_peak_memory_stats()
@@ -429,7 +323,7 @@ def _run_stages(
     record.dataset_hash = split.data.content_hash()
     record.split_protocol = split.protocol
     record.split_params = dict(split.params)
-    record.split_hash = split.hash or split.compute_hash()
+    record.split_hash = split.key
     record.cost["prepare_s"] = round(time.perf_counter() - start, 3)
     ctx.say(
         f"[bold]{config.method}[/] on {config.dataset} · {config.task} · {split.protocol} "

@@ -75,7 +75,8 @@ class CellStatus:
 def cell_status(cell: Cell) -> CellStatus:
     """What the results tree says of a cell: ``done`` (an ok record for the data as it is now),
     ``failed`` (its last run failed: the record or ``.failed.json`` beside it), else ``pending``."""
-    from benchbed.orchestration.runner import find_existing, one_line
+    from benchbed.orchestration.failures import one_line
+    from benchbed.orchestration.runner import find_existing
     from benchbed.results.record import RecordError, read_record
     from benchbed.results.store import failed_path
 

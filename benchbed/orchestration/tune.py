@@ -17,8 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchbed.api import TaskSetup
 from benchbed.atomic import write_json_atomic
 from benchbed.config import RunConfig, parse_value, stable_hash
+from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.results.store import TUNING_DIR
 from benchbed.settings import get_settings
@@ -93,17 +95,10 @@ def tune(
 ) -> TuneResult:
     """Run the grid and write ``<results>/tune/<method>-<dataset>-<task>-<split hash>-<grid hash>.json``."""
     from benchbed.data.prepare import prepare_split
-    from benchbed.methods import build_method
-    from benchbed.orchestration.runner import make_context, seed_everything
     from benchbed.tasks import build_task
 
     fixed = dict(fixed or {})
-    clash = sorted(set(grid) & set(fixed))
-    if clash:
-        raise ConfigError(f"--grid and --param both set {clash}")
-    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
-    for combo in combos:  # unknown parameters fail before any training
-        build_method(method, {**fixed, **combo}, task=task)
+    combos = _combos(method, task, grid, fixed)
     task_obj = build_task(task, dict(task_params or {}))
     metric = task_obj.validation_metric_key
     prepared = prepare_split(dataset, split, dict(split_params or {}))
@@ -116,56 +111,86 @@ def tune(
         dataset=dataset,
         task=task,
         split_protocol=data.protocol,
-        split_hash=data.hash or data.compute_hash(),
+        split_hash=data.key,
         metric=metric,
         seed=seed,
         grid=grid,
         fixed=fixed,
     )
     for n, combo in enumerate(combos, 1):
-        params = {**fixed, **combo}
-        model = build_method(method, params, task=task)
         trial_config = RunConfig(
             method=method,
             dataset=dataset,
             task=task,
             split=split,
             split_params=dict(split_params or {}),
-            method_params=params,
+            method_params={**fixed, **combo},
             task_params=dict(task_params or {}),
             seed=seed,
             device=device,
         )
-        # the same device, dtype, cache and work dirs as `benchbed run` would give this trial
-        ctx = make_context(trial_config, log=None, setup=setup)
-        seed_everything(seed)
-        start = time.perf_counter()
-        model.fit(data, ctx)
-        fit_s = time.perf_counter() - start
-        evaluated = task_obj.evaluate(model, data, ctx, stage="valid")
-        value = float(evaluated.metrics["all"][metric])
-        info = model.backbone_info or {}
-        trial = {
-            "params": combo,
-            "value": value,
-            "fit_s": round(fit_s, 3),
-            "epochs_run": info.get("epochs_run"),
-            "resolved_params": model.params,
-        }
-        result.trials.append(trial)
+        trial = _trial(trial_config, task_obj, data, setup)
+        result.trials.append({"params": combo, **trial})
         if log is not None:
-            log(f"[{n}/{len(combos)}] {combo}: valid {metric} = {value:.4f} ({fit_s:.1f}s)")
-    finite = [t for t in result.trials if not math.isnan(t["value"])]
-    if finite:
-        best = max(finite, key=lambda t: t["value"])
-        result.best = {
-            "params": best["params"],
-            "value": best["value"],
-            "method_params": {**fixed, **best["params"]},
-        }
-    safe_dataset = Path(dataset).name or "dataset"
-    grid_hash = stable_hash([grid, fixed, seed], 8)
-    name = f"{method.replace(':', '_')}-{safe_dataset}-{task}-{result.split_hash}-{grid_hash}.json"
-    result.path = settings.results_dir / TUNING_DIR / name
+            log(f"[{n}/{len(combos)}] {combo}: valid {metric} = {trial['value']:.4f} ({trial['fit_s']:.1f}s)")
+    result.best = _best(result.trials, fixed)
+    result.path = settings.results_dir / TUNING_DIR / _file_name(result)
     write_json_atomic(result.path, result.as_dict())
     return result
+
+
+def _file_name(result: TuneResult) -> str:
+    """``<method>-<dataset>-<task>-<split hash>-<grid hash>.json``: one file per search."""
+    safe_dataset = Path(result.dataset).name or "dataset"
+    grid_hash = stable_hash([result.grid, result.fixed, result.seed], 8)
+    return (
+        f"{result.method.replace(':', '_')}-{safe_dataset}-{result.task}-{result.split_hash}-{grid_hash}.json"
+    )
+
+
+def _combos(
+    method: str, task: str, grid: dict[str, list[Any]], fixed: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every grid point; a key in both grid and fixed parameters, or an unknown parameter, fails first."""
+    from benchbed.methods import build_method
+
+    clash = sorted(set(grid) & set(fixed))
+    if clash:
+        raise ConfigError(f"--grid and --param both set {clash}")
+    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    for combo in combos:  # unknown parameters fail before any training
+        build_method(method, {**fixed, **combo}, task=task)
+    return combos
+
+
+def _best(trials: list[dict[str, Any]], fixed: dict[str, Any]) -> dict[str, Any] | None:
+    """The trial with the highest finite validation value (None when every trial gave NaN)."""
+    finite = [t for t in trials if not math.isnan(t["value"])]
+    if not finite:
+        return None
+    best = max(finite, key=lambda t: t["value"])
+    return {"params": best["params"], "value": best["value"], "method_params": {**fixed, **best["params"]}}
+
+
+def _trial(config: RunConfig, task: Any, data: Split, setup: TaskSetup) -> dict[str, Any]:
+    """Fit one grid point and score it on validation: its value, fit time, epochs and resolved parameters."""
+    from benchbed.methods import build_method
+    from benchbed.orchestration.machine import seed_everything
+    from benchbed.orchestration.runner import make_context
+
+    model = build_method(config.method, dict(config.method_params), task=config.task)
+    # the same device, dtype, cache and work dirs as `benchbed run` would give this trial
+    ctx = make_context(config, log=None, setup=setup)
+    seed_everything(config.seed)
+    start = time.perf_counter()
+    model.fit(data, ctx)
+    fit_s = time.perf_counter() - start
+    evaluated = task.evaluate(model, data, ctx, stage="valid")
+    value = float(evaluated.metrics["all"][task.validation_metric_key])
+    info = model.backbone_info or {}
+    return {
+        "value": value,
+        "fit_s": round(fit_s, 3),
+        "epochs_run": info.get("epochs_run"),
+        "resolved_params": model.params,
+    }

@@ -2,7 +2,7 @@
 
 The plan builds the method's real ``Corpus`` over a ``VocabExtension`` whose tables live on the meta device
 (so a 20k-user vocabulary costs no memory), the real content documents (``_content_docs``: reviews or item
-metadata, capped by the budget) and the real epoch-0 batches of every stage (``_doc_batches``,
+metadata, capped by the budget) and the real epoch-0 batches of every stage (``batches().documents``,
 ``_rec_batches``: the same seeded bucketing, padding and masking a run uses). Each stage prices one epoch
 and multiplies by its epochs (later epochs draw other batches of the same documents).
 
@@ -23,6 +23,7 @@ base vocabulary (an overestimate for collaborative documents, whose head is ``n_
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -176,52 +177,32 @@ def cllm4rec_stages(
     bound = _bind(method, split, tokenizer, arch, config, seed)
     docs, eff, budget = bound["docs"], method.eff, method.budget
     n_items = split.n_items
-    shift = bool(p["code_shift"])
     per_table = extension_parameters(split.n_users, n_items, arch.hidden, 1, bound["separate"])
-    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
-    train = Trainable("none", inputs_grad=True)
-    stages: list[StagePlan] = []
-
-    def train_stage(name: str, batches: list[Any], epochs: int, tables: int, note: str) -> None:
-        if epochs <= 0 or not batches:
-            return
-        st = shaped(
-            name,
-            "train",
-            _shapes(batches),
-            _lengths(batches),
-            bs,
-            _pass_flops(batches, n_items, shift, train=True),
-            epochs=epochs,
-            grad_accum=accum,
-            kept=max(_doc_shape(b, shift)[3] if hasattr(b, "prompt_mask") else 1 for b in batches),
-            train=train,
-            trainable_outside=tables * per_table,
-            notes=[note, "epoch 0's batches x epochs"],
-        )
-        stages.append(st)
-
+    trains = _TrainStages(
+        int(p["batch_size"]), int(p["grad_accum"]), n_items, bool(p["code_shift"]), per_table
+    )
     use_c = docs is not None
     tables = 2 if use_c else 1
     if use_c:
-        train_stage(
+        trains.add(
             "cllm4rec-warmup",
-            method._doc_batches(0, 0, None, docs, reorder=False),
+            method.batches().documents(0, 0, None, docs, reorder=False),
             int(budget["warmup_epochs"]),
             1,
             f"content LLM alone on {len(docs['users']):,} content documents",
         )
-    pre = method._doc_batches(0, 1, method.train_items, docs, reorder=eff["reorder_pretrain"])
-    train_stage(
+    pre = method.batches().documents(0, 1, method.train_items, docs, reorder=eff["reorder_pretrain"])
+    trains.add(
         "cllm4rec-pretrain",
         pre,
         int(budget["pretrain_epochs"]),
         tables,
         "L-step over the collaborative documents, then C-step over the content documents",
     )
+    stages = trains.stages
     valid_users, _ = method._valid_targets(split, use_labels=p["train_positives"] == "label", budget=budget)
     if eff["finetune"]:
-        train_stage(
+        trains.add(
             "cllm4rec-finetune",
             method._rec_batches(0, docs),
             int(budget["finetune_epochs"]),
@@ -236,6 +217,37 @@ def cllm4rec_stages(
     test_users = np.asarray(sorted(split.test["user"].unique()), dtype=np.int64)
     stages.append(_score_stage(method, test_users, "test", 1, n_items))
     return stages
+
+
+@dataclass
+class _TrainStages:
+    """CLLM4Rec's training stages, each priced on its epoch 0's batches (extension tables trained only)."""
+
+    bs: int
+    accum: int
+    n_items: int
+    shift: bool
+    per_table: int
+    stages: list[StagePlan] = field(default_factory=list)
+
+    def add(self, name: str, batches: list[Any], epochs: int, tables: int, note: str) -> None:
+        if epochs <= 0 or not batches:
+            return
+        st = shaped(
+            name,
+            "train",
+            _shapes(batches),
+            _lengths(batches),
+            self.bs,
+            _pass_flops(batches, self.n_items, self.shift, train=True),
+            epochs=epochs,
+            grad_accum=self.accum,
+            kept=max(_doc_shape(b, self.shift)[3] if hasattr(b, "prompt_mask") else 1 for b in batches),
+            train=Trainable("none", inputs_grad=True),
+            trainable_outside=tables * self.per_table,
+            notes=[note, "epoch 0's batches x epochs"],
+        )
+        self.stages.append(st)
 
 
 def _score_stage(method: Any, users: np.ndarray, name: str, passes: int, n_items: int) -> ShapedStage:

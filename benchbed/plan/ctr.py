@@ -9,14 +9,15 @@ offline; otherwise with the bundled WordPiece tokenizer, and the plan says so. B
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from benchbed.data.schema import Split
+from benchbed.llm.backbone.facts import is_encoder
 from benchbed.llm.backbone.loaded import Backbone
-from benchbed.llm.backbone.loader import ENCODER_TYPES
 from benchbed.llm.budget import resolve
 from benchbed.llm.lora import LoraSpec
 from benchbed.llm.yesno.scorer import YesNoScorer, rows_from_frame
@@ -64,82 +65,113 @@ def ctr_stages(
 ) -> list[StagePlan]:
     p = method.params
     name = method.name
-    # an encoder's prompts end with [MASK] [SEP] (heads.masked_yesno): counted like the other tokens
-    encoder = getattr(config, "model_type", "") in ENCODER_TYPES
+    # an encoder's prompts end with [MASK] [SEP] (yesno.masked_head): counted like the other tokens
+    encoder = is_encoder(config)
     scorer = scorer_for(method, split, tokenizer, backbone_name, is_decoder=not encoder)
     hl = int(p["history_len"])
     stages: list[StagePlan] = []
     bs = int(p["batch_size"])
     if name != "icl":
-        budget = resolve(p, {}, on_cpu=False)
-        prep = _prepare(split, hl, budget, seed)
-        train, valid = prep
-        n_tpl = int(p["train_templates"])
-        which = np.random.default_rng([seed, 29]).integers(0, n_tpl, size=len(train))
-        epochs = int(budget["epochs"])
-        evals = epochs * int(p["evals_per_epoch"])
-        spec = LoraSpec.from_params(p)
-        lora = lora_count(config, spec)
-        targets = tuple(lora.targets)
-        accum = int(p["grad_accum"])
+        run = _Training.of(p, split, scorer, config, hl, seed)
         tuning = p.get("tuning", "default")
         if name == "tallrec" or tuning != "t3":
-            stages.append(
-                StagePlan(
-                    "lora-text",
-                    "train",
-                    _lengths(scorer, train, which, "text"),
-                    bs,
-                    epochs=epochs,
-                    grad_accum=accum,
-                    train=Trainable("lora", targets, spec.r),
-                    trainable_in_backbone=lora.trainable,
-                )
-            )
-            stages.append(
-                StagePlan(
-                    "lora-text valid", "eval", _lengths(scorer, valid, "seen", "text"), 4 * bs, passes=evals
-                )
-            )
+            stages += run.text_stages(bs)
         if name == "collm":
-            hidden = int(config.hidden_size if hasattr(config, "hidden_size") else config.n_embd)
-            d = cf_dim(p)
-            sizes = [d, int(p["mlp_ratio"]) * d, hidden]
-            mlp_n = mlp_parameters(sizes)
-            both = tuning == "t3"
-            # t1/t2 also tune the CF representation tables (collm.CIE, tune_tables)
-            tables = (split.n_users + split.n_items) * d if tuning in ("t1", "t2") else 0
-            stages.append(
-                StagePlan(
-                    f"cie-{tuning}",
-                    "train",
-                    _lengths(scorer, train, which, "cf"),
-                    bs,
-                    epochs=epochs,
-                    grad_accum=accum,
-                    train=Trainable("lora" if both else "none", targets, spec.r, inputs_grad=True),
-                    trainable_in_backbone=lora.trainable if both else 0,
-                    trainable_outside=mlp_n + tables,
-                    extra_flops_per_row=mlp_flops(sizes, 2, train=True),
-                    notes=[f"CIE MLP {' -> '.join(map(str, sizes))} ({mlp_n:,} parameters)"]
-                    + ([f"CF tables tuned ({tables:,} parameters)"] if tables else []),
-                )
-            )
-            stages.append(
-                StagePlan(
-                    f"cie-{tuning} valid",
-                    "eval",
-                    _lengths(scorer, valid, "seen", "cf"),
-                    4 * bs,
-                    passes=evals,
-                    extra_flops_per_row=mlp_flops(sizes, 2, train=False),
-                )
-            )
+            stages += run.cie_stages(p, split, config, tuning, bs)
     view = "cf" if name == "collm" else "text"
     test = rows_from_frame(test_frame, hl)
     for tpl in templates:
         stages.append(StagePlan(f"test ({tpl})", "eval", _lengths(scorer, test, tpl, view), 4 * bs))
     return stages
+
+
+@dataclass
+class _Training:
+    """The rows a trained CTR method sees (its budget's subsample, one template each) and its LoRA."""
+
+    scorer: YesNoScorer
+    train: Any
+    valid: Any
+    which: np.ndarray
+    epochs: int
+    evals: int
+    spec: LoraSpec
+    lora: Any
+    accum: int
+
+    @classmethod
+    def of(
+        cls, p: dict[str, Any], split: Split, scorer: YesNoScorer, config: Any, hl: int, seed: int
+    ) -> _Training:
+        budget = resolve(p, {}, on_cpu=False)
+        train, valid = _prepare(split, hl, budget, seed)
+        n_tpl = int(p["train_templates"])
+        which = np.random.default_rng([seed, 29]).integers(0, n_tpl, size=len(train))
+        epochs = int(budget["epochs"])
+        spec = LoraSpec.from_params(p)
+        lora = lora_count(config, spec)
+        evals = epochs * int(p["evals_per_epoch"])
+        return cls(scorer, train, valid, which, epochs, evals, spec, lora, int(p["grad_accum"]))
+
+    def text_stages(self, bs: int) -> list[StagePlan]:
+        """LoRA on the text prompts (TALLRec; CoLLM's first step) and its validation."""
+        targets = tuple(self.lora.targets)
+        return [
+            StagePlan(
+                "lora-text",
+                "train",
+                _lengths(self.scorer, self.train, self.which, "text"),
+                bs,
+                epochs=self.epochs,
+                grad_accum=self.accum,
+                train=Trainable("lora", targets, self.spec.r),
+                trainable_in_backbone=self.lora.trainable,
+            ),
+            StagePlan(
+                "lora-text valid",
+                "eval",
+                _lengths(self.scorer, self.valid, "seen", "text"),
+                4 * bs,
+                passes=self.evals,
+            ),
+        ]
+
+    def cie_stages(
+        self, p: dict[str, Any], split: Split, config: Any, tuning: str, bs: int
+    ) -> list[StagePlan]:
+        """CoLLM's CIE step: the MLP mapping CF embeddings (t3: with LoRA; t1/t2: with the CF tables)."""
+        targets = tuple(self.lora.targets)
+        hidden = int(config.hidden_size if hasattr(config, "hidden_size") else config.n_embd)
+        d = cf_dim(p)
+        sizes = [d, int(p["mlp_ratio"]) * d, hidden]
+        mlp_n = mlp_parameters(sizes)
+        both = tuning == "t3"
+        # t1/t2 also tune the CF representation tables (collm.CIE, tune_tables)
+        tables = (split.n_users + split.n_items) * d if tuning in ("t1", "t2") else 0
+        return [
+            StagePlan(
+                f"cie-{tuning}",
+                "train",
+                _lengths(self.scorer, self.train, self.which, "cf"),
+                bs,
+                epochs=self.epochs,
+                grad_accum=self.accum,
+                train=Trainable("lora" if both else "none", targets, self.spec.r, inputs_grad=True),
+                trainable_in_backbone=self.lora.trainable if both else 0,
+                trainable_outside=mlp_n + tables,
+                extra_flops_per_row=mlp_flops(sizes, 2, train=True),
+                notes=[f"CIE MLP {' -> '.join(map(str, sizes))} ({mlp_n:,} parameters)"]
+                + ([f"CF tables tuned ({tables:,} parameters)"] if tables else []),
+            ),
+            StagePlan(
+                f"cie-{tuning} valid",
+                "eval",
+                _lengths(self.scorer, self.valid, "seen", "cf"),
+                4 * bs,
+                passes=self.evals,
+                extra_flops_per_row=mlp_flops(sizes, 2, train=False),
+            ),
+        ]
 
 
 def _prepare(split: Split, hl: int, budget: dict[str, Any], seed: int) -> tuple[Any, Any]:

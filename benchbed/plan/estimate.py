@@ -14,16 +14,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchbed.api import BaseRecommender
 from benchbed.config import RunConfig
+from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.llm.backbone.facts import is_encoder
 from benchbed.llm.backbone.loaded import minilm_dir
-from benchbed.llm.backbone.loader import ENCODER_TYPES
 from benchbed.plan.configs import PRESET_CONFIGS, backbone_config, meta_model
 from benchbed.plan.flops import Arch, BatchShape, Trainable, arch_of, forward_flops, train_step_flops
 from benchbed.plan.gpus import GPU, GPUS, get_gpu
 from benchbed.plan.memory import Memory, score_memory, train_memory
 from benchbed.plan.shaped import ShapedStage
 from benchbed.plan.stages import StagePlan
+from benchbed.tasks.base import Task
 
 DEFAULT_MFU = 0.4
 RESERVE_GB = 2.0
@@ -35,7 +38,7 @@ PLAN_BACKBONE = {
     ("cllm4rec", "tiny"): "tiny-gpt2",
     ("cllm4rec", "tiny-llama"): "tiny",
     ("rarec", "minilm"): str(minilm_dir()),  # the bundled all-MiniLM-L6-v2 folder: its config and tokenizer
-    ("tallrec", "minilm"): str(minilm_dir()),  # the CTR methods on the encoder (heads.masked_yesno)
+    ("tallrec", "minilm"): str(minilm_dir()),  # the CTR methods on the encoder (yesno.masked_head)
     ("collm", "minilm"): str(minilm_dir()),
 }
 
@@ -125,33 +128,7 @@ def price(
     strict: bool,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per stage facts and per GPU totals; ``strict``: a strategy that fits no process count is an error."""
-    rows: list[dict[str, Any]] = []
-    for st in stages:
-        mem = stage_memory(arch, st, dtype, strategy, processes)
-        rows.append(
-            {
-                "stage": st.name,
-                "kind": st.kind,
-                "examples": st.examples,
-                "tokens": st.tokens,
-                "mean_tokens": round(st.tokens / max(1, st.examples), 1),
-                "max_tokens": int(st.lengths.max()) if st.examples else 0,
-                "batch_size": st.batch_size,
-                "epochs": st.epochs if st.kind == "train" else None,
-                "passes": st.passes if st.kind == "eval" else None,
-                "optimizer_steps": st.optimizer_steps,
-                "trainable_parameters": st.trainable_in_backbone + st.trainable_outside,
-                "flops": stage_flops(arch, st),
-                "memory_bytes": mem.as_dict(),
-                # evaluation: sharded over the processes under ddp, replicated under fsdp (README)
-                "speedup": (
-                    min(processes, st.grad_accum)
-                    if st.kind == "train"
-                    else (processes if strategy == "ddp" else 1)
-                ),
-                "notes": st.notes,
-            }
-        )
+    rows = [_stage_row(arch, st, dtype, strategy, processes) for st in stages]
     out = []
     for gpu in gpus:
         peak = max(r["memory_bytes"]["total"] for r in rows)
@@ -167,21 +144,54 @@ def price(
             "total_seconds": sum(seconds.values()),
         }
         if not ok:
-            same = [n for n in PROCESS_COUNTS if fits(_peak(arch, stages, dtype, strategy, n), gpu)]
-            alt = smallest_fit(arch, stages, dtype, gpu)
-            if strict and not same:
-                where = f"; {alt[0]} on {alt[1]} fits" if alt else "; nothing up to fsdp on 64 fits"
-                raise ConfigError(
-                    f"--strategy {strategy}: needs {peak / 1e9:.1f} GB per GPU, more than a {gpu.name} "
-                    f"({gpu.memory_gb:g} GB, {RESERVE_GB:g} GB kept free) holds on any process count{where}"
-                )
-            entry["fits_with"] = (
-                {"strategy": strategy, "processes": same[0]}
-                if same
-                else ({"strategy": alt[0], "processes": alt[1]} if alt else None)
-            )
+            entry["fits_with"] = _fits_with(arch, stages, dtype, strategy, gpu, peak, strict)
         out.append(entry)
     return rows, out
+
+
+def _stage_row(arch: Arch, st: StagePlan, dtype: str, strategy: str, processes: int) -> dict[str, Any]:
+    """The facts of one stage: its data, steps, FLOPs, memory per process and data-parallel speed-up."""
+    mem = stage_memory(arch, st, dtype, strategy, processes)
+    return {
+        "stage": st.name,
+        "kind": st.kind,
+        "examples": st.examples,
+        "tokens": st.tokens,
+        "mean_tokens": round(st.tokens / max(1, st.examples), 1),
+        "max_tokens": int(st.lengths.max()) if st.examples else 0,
+        "batch_size": st.batch_size,
+        "epochs": st.epochs if st.kind == "train" else None,
+        "passes": st.passes if st.kind == "eval" else None,
+        "optimizer_steps": st.optimizer_steps,
+        "trainable_parameters": st.trainable_in_backbone + st.trainable_outside,
+        "flops": stage_flops(arch, st),
+        "memory_bytes": mem.as_dict(),
+        # evaluation: sharded over the processes under ddp, replicated under fsdp (README)
+        "speedup": (
+            min(processes, st.grad_accum) if st.kind == "train" else (processes if strategy == "ddp" else 1)
+        ),
+        "notes": st.notes,
+    }
+
+
+def _fits_with(
+    arch: Arch, stages: list[StagePlan], dtype: str, strategy: str, gpu: GPU, peak: float, strict: bool
+) -> dict[str, Any] | None:
+    """The smallest process count of ``strategy`` that fits ``gpu``, else the smallest strategy that does;
+    ``strict``: none of ``strategy`` fitting is an error."""
+    same = [n for n in PROCESS_COUNTS if fits(_peak(arch, stages, dtype, strategy, n), gpu)]
+    alt = smallest_fit(arch, stages, dtype, gpu)
+    if strict and not same:
+        where = f"; {alt[0]} on {alt[1]} fits" if alt else "; nothing up to fsdp on 64 fits"
+        raise ConfigError(
+            f"--strategy {strategy}: needs {peak / 1e9:.1f} GB per GPU, more than a {gpu.name} "
+            f"({gpu.memory_gb:g} GB, {RESERVE_GB:g} GB kept free) holds on any process count{where}"
+        )
+    return (
+        {"strategy": strategy, "processes": same[0]}
+        if same
+        else ({"strategy": alt[0], "processes": alt[1]} if alt else None)
+    )
 
 
 def _peak(arch: Arch, stages: list[StagePlan], dtype: str, strategy: str, n: int) -> float:
@@ -206,15 +216,52 @@ def make_plan(
         raise ConfigError(f"--mfu {mfu}: expected a fraction in (0, 1]")
     gpus = [get_gpu(g) for g in gpu_names] if gpu_names else list(GPUS.values())
     from benchbed.data.prepare import prepare_split
-    from benchbed.orchestration.runner import setup
-    from benchbed.plan.cllm4rec import cllm4rec_stages
-    from benchbed.plan.ctr import CTR_METHODS, ctr_stages
-    from benchbed.plan.generative import GENERATIVE_METHODS, generative_stages
-    from benchbed.plan.ilm import ilm_stages
-    from benchbed.plan.item2text import ITEM2TEXT_METHODS, item2text_stages
-    from benchbed.plan.rarec import encoder_arch, rarec_stages
     from benchbed.plan.tokens import tokenizer_for
-    from benchbed.tasks.subsets import templates_for
+
+    method, task = _modelled_method(config)
+    name = str(method.params["backbone"])
+    source = PLAN_BACKBONE.get((config.method, name), name)
+    name = name if Path(source).is_absolute() else source  # shown: the preset's name, not its folder
+    hf_config = backbone_config(source)
+    arch = _arch(config, hf_config)
+    dtype = config.dtype or "bfloat16"
+    dtype = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}.get(dtype, dtype)
+    tokenizer, tok_note = tokenizer_for(source)
+    prepared = prepare_split(config.dataset, config.split or task.default_split, dict(config.split_params))
+    split = prepared.split
+    arch, stages = _stages(config, method, task, split, tokenizer, hf_config, arch, name)
+    rows, per_gpu = price(
+        arch,
+        stages,
+        dtype=dtype,
+        strategy=strategy,
+        processes=processes,
+        gpus=gpus,
+        mfu=mfu,
+        strict=bool(gpu_names),
+    )
+    notes = [tok_note] if tok_note else []
+    notes.append(f"data: {split.data.name} {split.protocol} split {split.key}")
+    return Plan(
+        config=asdict(config),
+        backbone={"name": name, **describe_arch(arch)},
+        dtype=dtype,
+        strategy=strategy,
+        processes=processes,
+        mfu=mfu,
+        mfu_source=mfu_source,
+        stages=rows,
+        gpus=per_gpu,
+        notes=notes,
+    )
+
+
+def _modelled_method(config: RunConfig) -> tuple[BaseRecommender, Task]:
+    """The method and task as ``run`` builds them; a method the planner does not model is an error."""
+    from benchbed.orchestration.runner import setup
+    from benchbed.plan.ctr import CTR_METHODS
+    from benchbed.plan.generative import GENERATIVE_METHODS
+    from benchbed.plan.item2text import ITEM2TEXT_METHODS
 
     # an alias's config is carried here, so the method need not find its weights (offline, not downloaded)
     requested = config.method_params.get("backbone")
@@ -229,66 +276,59 @@ def make_plan(
         raise ConfigError(
             f"benchbed plan: method {config.method!r} is not modelled yet (modelled: {', '.join(modelled)})"
         )
-    name = str(method.params["backbone"])
-    source = PLAN_BACKBONE.get((config.method, name), name)
-    name = name if Path(source).is_absolute() else source  # shown: the preset's name, not its folder
-    hf_config = backbone_config(source)
-    # rarec reads the bare encoder (AutoModel), the others a causal LM
-    encoder = config.method == "rarec" or getattr(hf_config, "model_type", "") in ENCODER_TYPES
-    arch = encoder_arch(hf_config)[0] if encoder else arch_of(meta_model(hf_config))
-    dtype = config.dtype or "bfloat16"
-    dtype = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}.get(dtype, dtype)
-    tokenizer, tok_note = tokenizer_for(source)
-    prepared = prepare_split(config.dataset, config.split or task.default_split, dict(config.split_params))
-    split = prepared.split
+    return method, task
+
+
+def _arch(config: RunConfig, hf_config: Any) -> Arch:
+    """The backbone's shape: rarec reads the bare encoder (AutoModel), the others a causal LM."""
+    from benchbed.plan.rarec import encoder_arch
+
+    encoder = config.method == "rarec" or is_encoder(hf_config)
+    return encoder_arch(hf_config)[0] if encoder else arch_of(meta_model(hf_config))
+
+
+def _stages(
+    config: RunConfig,
+    method: BaseRecommender,
+    task: Task,
+    split: Split,
+    tokenizer: Any,
+    hf_config: Any,
+    arch: Arch,
+    name: str,
+) -> tuple[Arch, list[StagePlan]]:
+    """The method's stages by its planner (rarec's planner also gives the arch it prices)."""
+    from benchbed.plan.cllm4rec import cllm4rec_stages
+    from benchbed.plan.ctr import ctr_stages
+    from benchbed.plan.generative import GENERATIVE_METHODS, generative_stages
+    from benchbed.plan.ilm import ilm_stages
+    from benchbed.plan.item2text import ITEM2TEXT_METHODS, item2text_stages
+    from benchbed.plan.rarec import rarec_stages
+    from benchbed.tasks.subsets import templates_for
+
+    if config.method == "cllm4rec":
+        return arch, cllm4rec_stages(method, split, tokenizer, hf_config, arch, seed=config.seed)
+    if config.method == "ilm":
+        return arch, ilm_stages(method, task, split, tokenizer, hf_config, arch, seed=config.seed)
+    if config.method in ITEM2TEXT_METHODS:
+        return arch, item2text_stages(method, task, split, tokenizer, hf_config, arch, seed=config.seed)
+    if config.method == "rarec":
+        return rarec_stages(method, task, split, tokenizer, hf_config, seed=config.seed)
+    if config.method in GENERATIVE_METHODS:
+        return arch, generative_stages(method, task, split, tokenizer, hf_config, arch, seed=config.seed)
     test = split.test
     max_rows = task.params.get("max_rows")
     if max_rows is not None:
         test = test.iloc[: int(max_rows)]
-    if config.method == "cllm4rec":
-        stages = cllm4rec_stages(method, split, tokenizer, hf_config, arch, seed=config.seed)
-    elif config.method == "ilm":
-        stages = ilm_stages(method, task, split, tokenizer, hf_config, arch, seed=config.seed)
-    elif config.method in ITEM2TEXT_METHODS:
-        stages = item2text_stages(method, task, split, tokenizer, hf_config, arch, seed=config.seed)
-    elif config.method == "rarec":
-        arch, stages = rarec_stages(method, task, split, tokenizer, hf_config, seed=config.seed)
-    elif config.method in GENERATIVE_METHODS:
-        stages = generative_stages(method, task, split, tokenizer, hf_config, arch, seed=config.seed)
-    else:
-        stages = ctr_stages(
-            method,
-            split,
-            tokenizer,
-            hf_config,
-            backbone_name=name,
-            seed=config.seed,
-            test_frame=test,
-            templates=tuple(templates_for(method, "test")),
-        )
-    rows, per_gpu = price(
-        arch,
-        stages,
-        dtype=dtype,
-        strategy=strategy,
-        processes=processes,
-        gpus=gpus,
-        mfu=mfu,
-        strict=bool(gpu_names),
-    )
-    notes = [tok_note] if tok_note else []
-    notes.append(f"data: {split.data.name} {split.protocol} split {split.hash or split.compute_hash()}")
-    return Plan(
-        config=asdict(config),
-        backbone={"name": name, **describe_arch(arch)},
-        dtype=dtype,
-        strategy=strategy,
-        processes=processes,
-        mfu=mfu,
-        mfu_source=mfu_source,
-        stages=rows,
-        gpus=per_gpu,
-        notes=notes,
+    return arch, ctr_stages(
+        method,
+        split,
+        tokenizer,
+        hf_config,
+        backbone_name=name,
+        seed=config.seed,
+        test_frame=test,
+        templates=tuple(templates_for(method, "test")),
     )
 
 

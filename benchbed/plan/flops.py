@@ -201,12 +201,3 @@ def mlp_flops(sizes: list[int], vectors: int, train: bool) -> float:
 
 def train_step_flops(arch: Arch, shape: BatchShape, train: Trainable, extra: float = 0.0) -> float:
     return forward_flops(arch, shape, train) + backward_flops(arch, shape, train) + extra
-
-
-def describe(arch: Arch) -> dict[str, Any]:
-    return {
-        "layers": arch.layers,
-        "hidden": arch.hidden,
-        "vocab": arch.vocab,
-        "parameters": arch.parameters,
-    }

@@ -26,13 +26,13 @@ GENERATIVE_METHODS = ("p5-random", "embedproj")
 
 def _bind(method: Any, task: Any, split: Split, tokenizer: Any, config: Any) -> None:
     """Give the method what ``encode_rows`` reads, as ``GenerativeLM.fit`` does (no backbone loaded)."""
-    from benchbed.llm.recipes.generative import _token_id_or
+    from benchbed.llm.backbone.facts import end_token
 
     protocol = task.method_setup(split).protocol
     method.setup, method.index = protocol.setup, protocol.index
     method.dataset = split.data.name
     method.tok = tokenizer
-    method.end_token = _token_id_or(tokenizer, SimpleNamespace(config=config))
+    method.end_token = end_token(tokenizer, SimpleNamespace(config=config))
     method.slot_cols = slot_names(method.setup.history_len)
 
 
@@ -79,52 +79,63 @@ def generative_stages(
     use_slots = bool(method.use_slots)
     extra_eval = 0.0
     if method.name == "embedproj":
-        from benchbed.methods import method_defaults
+        projection, extra_eval, kept = _embedproj_stages(method, examples, config, arch)
+        stages += projection
+    stages.extend(_eval_stages(method, task, split, arch, use_slots, kept - 1, extra_eval))
+    return stages
 
-        cf_params = dict(p.get("cf_params") or {})
-        d = int(cf_params.get("dim", method_defaults(str(p["cf_model"]), "generative").get("dim", 64)))
-        mid = int(p["proj_hidden"] or arch.hidden)
-        sizes = [d, mid, arch.hidden]
-        proj_n = 2 * mlp_parameters(sizes)
-        vectors = 1 + method.setup.history_len  # the user slot and one per history item
-        slot_lengths, kept = _encode(method, examples, use_slots=True)
+
+def _embedproj_stages(
+    method: Any, examples: list[Any], config: Any, arch: Arch
+) -> tuple[list[StagePlan], float, int]:
+    """embedproj's projector stage (and LoRA stage 2), the projectors' FLOPs per scored row and the
+    tokens kept of the slotted prompts."""
+    from benchbed.methods import method_defaults
+
+    p = method.params
+    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
+    cf_params = dict(p.get("cf_params") or {})
+    d = int(cf_params.get("dim", method_defaults(str(p["cf_model"]), "generative").get("dim", 64)))
+    mid = int(p["proj_hidden"] or arch.hidden)
+    sizes = [d, mid, arch.hidden]
+    proj_n = 2 * mlp_parameters(sizes)
+    vectors = 1 + method.setup.history_len  # the user slot and one per history item
+    slot_lengths, kept = _encode(method, examples, use_slots=True)
+    stages = [
+        StagePlan(
+            "embedproj-stage1",
+            "train",
+            slot_lengths,
+            bs,
+            int(p["stage1_epochs"]),
+            accum,
+            kept,
+            Trainable("none", inputs_grad=True),
+            0,
+            proj_n,
+            mlp_flops(sizes, vectors, train=True),
+            notes=[f"2 projectors {' -> '.join(map(str, sizes))} ({proj_n:,} parameters)"],
+        )
+    ]
+    if int(p["stage"]) == 2:
+        spec = LoraSpec.from_params(p)
+        count = lora_count(config, spec)
         stages.append(
             StagePlan(
-                "embedproj-stage1",
+                "embedproj-stage2",
                 "train",
                 slot_lengths,
                 bs,
-                int(p["stage1_epochs"]),
+                int(p["stage2_epochs"]),
                 accum,
                 kept,
-                Trainable("none", inputs_grad=True),
-                0,
+                Trainable("lora", tuple(count.targets), spec.r, inputs_grad=True),
+                count.trainable,
                 proj_n,
                 mlp_flops(sizes, vectors, train=True),
-                notes=[f"2 projectors {' -> '.join(map(str, sizes))} ({proj_n:,} parameters)"],
             )
         )
-        if int(p["stage"]) == 2:
-            spec = LoraSpec.from_params(p)
-            count = lora_count(config, spec)
-            stages.append(
-                StagePlan(
-                    "embedproj-stage2",
-                    "train",
-                    slot_lengths,
-                    bs,
-                    int(p["stage2_epochs"]),
-                    accum,
-                    kept,
-                    Trainable("lora", tuple(count.targets), spec.r, inputs_grad=True),
-                    count.trainable,
-                    proj_n,
-                    mlp_flops(sizes, vectors, train=True),
-                )
-            )
-        extra_eval = mlp_flops(sizes, vectors, train=False)
-    stages.extend(_eval_stages(method, task, split, arch, use_slots, kept - 1, extra_eval))
-    return stages
+    return stages, mlp_flops(sizes, vectors, train=False), kept
 
 
 def _eval_stages(

@@ -109,8 +109,7 @@ def ilm_stages(
         stages.append(
             StagePlan("generative-text", "train", lengths, bs, int(p["epochs"]), accum, kept, train, n)
         )
-    d_in = input_dim(p)
-    enc_n, proj_n = encoder_parameters(p, d_in, len(tokenizer), arch.hidden)
+    dims, enc_n, proj_n = _qformer(p, tokenizer, arch)
     unpriced = (
         [
             f"ilm-stage1 (Q-Former pretraining, ITC/ITM/ITG, pairs {p['stage1_pairs']}, {enc_n:,} "
@@ -120,38 +119,59 @@ def ilm_stages(
         else []
     )
     vectors = 1 + gen.setup.history_len
-    dims = {
-        "d_in": d_in,
-        "width": int(p["encoder_width"]),
-        "layers": int(p["encoder_layers"]),
-        "queries": n_q,
-        "memory": int(p["memory_tokens"]),
-        "hidden": arch.hidden,
-    }
     lengths, kept = _encode(gen, examples, use_slots=True)
-    train, in_backbone = _stage2_training(p, config, arch)
+    note = f"Q-Former ({enc_n:,}) + projector ({proj_n:,}) on {vectors} slots x {n_q} tokens per row"
+    flops = qformer_flops(entities=vectors, train=True, **dims)
     stages.append(
-        StagePlan(
-            "ilm-stage2",
-            "train",
-            lengths,
-            bs,
-            int(p["stage2_epochs"]),
-            accum,
-            kept,
-            train,
-            in_backbone,
-            enc_n + proj_n,
-            qformer_flops(entities=vectors, train=True, **dims),
-            notes=[
-                f"Q-Former ({enc_n:,}) + projector ({proj_n:,}) on {vectors} slots x {n_q} tokens per row",
-                *unpriced,
-            ],
-        )
+        _stage2("ilm-stage2", p, config, arch, lengths, kept, enc_n + proj_n, flops, [note, *unpriced])
     )
     extra = qformer_flops(entities=vectors, train=False, **dims)
     stages.extend(_eval_stages(gen, task, split, arch, True, kept - 1, extra))
     return stages
+
+
+def _qformer(p: dict[str, Any], tokenizer: Any, arch: Arch) -> tuple[dict[str, int], int, int]:
+    """The Q-Former's shapes for :func:`qformer_flops`, its parameters and the projector's."""
+    d_in = input_dim(p)
+    enc_n, proj_n = encoder_parameters(p, d_in, len(tokenizer), arch.hidden)
+    dims = {
+        "d_in": d_in,
+        "width": int(p["encoder_width"]),
+        "layers": int(p["encoder_layers"]),
+        "queries": int(p["n_queries"]),
+        "memory": int(p["memory_tokens"]),
+        "hidden": arch.hidden,
+    }
+    return dims, enc_n, proj_n
+
+
+def _stage2(
+    name: str,
+    p: dict[str, Any],
+    config: Any,
+    arch: Arch,
+    lengths: np.ndarray,
+    kept: int,
+    outside: int,
+    flops: float,
+    notes: list[str],
+) -> StagePlan:
+    """ILM's stage 2: the Q-Former and projector trained into the LLM (frozen, LoRA or full)."""
+    train, in_backbone = _stage2_training(p, config, arch)
+    return StagePlan(
+        name,
+        "train",
+        lengths,
+        int(p["batch_size"]),
+        int(p["stage2_epochs"]),
+        int(p["grad_accum"]),
+        kept,
+        train,
+        in_backbone,
+        outside,
+        flops,
+        notes=notes,
+    )
 
 
 def _stage2_training(p: dict[str, Any], config: Any, arch: Arch) -> tuple[Trainable, int]:
@@ -172,7 +192,7 @@ def _item2text_stages(
     N tokens at both item slots of every row, then the task's decoding."""
     from benchbed.item2text.examples import sample_examples
     from benchbed.item2text.prompts import SLOTS
-    from benchbed.llm.recipes.item2text import end_token
+    from benchbed.llm.backbone.facts import end_token
     from benchbed.methods.ilm.item2text import ILMItem2Text
     from benchbed.methods.p5_random import wants_warm_start
     from benchbed.plan.item2text import decode_stages
@@ -181,72 +201,42 @@ def _item2text_stages(
     p = i2t.params
     proto = task.protocol(split)
     n_q = int(p["n_queries"])
-    i2t.protocol, i2t.tok = proto, tokenizer
-    i2t.end_token = end_token(tokenizer, SimpleNamespace(config=config))
-    i2t.parts = SimpleNamespace(n_queries=n_q)
+    i2t.proto, i2t.tok, i2t.n_tokens = proto, tokenizer, n_q
+    i2t.end = end_token(tokenizer, SimpleNamespace(config=config))
     examples = sample_examples(proto.train, p["max_train_examples"], seed)
-
-    def lengths(ex: list[Any], mode: str) -> tuple[np.ndarray, int]:
-        rows = i2t._rows(ex, mode)
-        return np.asarray(rows.enc.lengths, dtype=np.int64), int(rows.answer_len.max()) + 1
-
-    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
     stages: list[StagePlan] = []
     if wants_warm_start(p):
-        text, kept = lengths(examples, "title")
+        text, kept = _i2t_lengths(i2t, examples, "title")
+        bs, epochs, accum = int(p["batch_size"]), int(p["epochs"]), int(p["grad_accum"])
+        full = Trainable("full")
         stages.append(
-            StagePlan(
-                "ilm-i2t-text",
-                "train",
-                text,
-                bs,
-                int(p["epochs"]),
-                accum,
-                kept,
-                Trainable("full"),
-                arch.parameters,
-            )  # fmt: skip
+            StagePlan("ilm-i2t-text", "train", text, bs, epochs, accum, kept, full, arch.parameters)
         )
-    d_in = input_dim(p)
-    enc_n, proj_n = encoder_parameters(p, d_in, len(tokenizer), arch.hidden)
-    dims = {
-        "d_in": d_in,
-        "width": int(p["encoder_width"]),
-        "layers": int(p["encoder_layers"]),
-        "queries": n_q,
-        "memory": int(p["memory_tokens"]),
-        "hidden": arch.hidden,
-    }
-    slot, kept = lengths(examples, "slot")
-    train, in_backbone = _stage2_training(p, config, arch)
+    dims, enc_n, proj_n = _qformer(p, tokenizer, arch)
+    slot, kept = _i2t_lengths(i2t, examples, "slot")
     note = f"Q-Former ({enc_n:,}) + projector ({proj_n:,}) on {len(SLOTS)} item slots x {n_q} tokens per row"
     unpriced = (
         "ilm-stage1 (Q-Former pretraining on item texts) runs first: not priced, left out of the totals"
     )
-    stages.append(
-        StagePlan(
-            "ilm-i2t-stage2",
-            "train",
-            slot,
-            bs,
-            int(p["stage2_epochs"]),
-            accum,
-            kept,
-            train,
-            in_backbone,
-            enc_n + proj_n,
-            qformer_flops(entities=len(SLOTS), train=True, **dims),
-            notes=[note, *([unpriced] if p["stage1"] else [])],
-        )  # fmt: skip
-    )
+    flops = qformer_flops(entities=len(SLOTS), train=True, **dims)
+    notes = [note, *([unpriced] if p["stage1"] else [])]
+    stages.append(_stage2("ilm-i2t-stage2", p, config, arch, slot, kept, enc_n + proj_n, flops, notes))
     extra = qformer_flops(entities=len(SLOTS), train=False, **dims)
 
     def test_lengths(ex: list[Any]) -> np.ndarray:
         items = np.full((len(ex), 2), -1, dtype=np.int64)
         for r, e in enumerate(ex):
             items[r, : len(e.items)] = e.items
-        enc, _ = i2t.encode_prompts([e.prompt for e in ex], items, "slot")
+        enc, _ = i2t.encode_prompts([e.prompt for e in ex], items, mode="slot")
         return np.asarray(enc.lengths, dtype=np.int64)
 
     stages.extend(decode_stages(i2t, task, proto, arch, test_lengths, extra))
     return stages
+
+
+def _i2t_lengths(i2t: Any, examples: list[Any], mode: str) -> tuple[np.ndarray, int]:
+    """Prompt lengths of the item-to-text rows in ``mode`` and the tokens kept (longest answer + 1)."""
+    items = i2t.item_matrix([e.items for e in examples])
+    refs = [e.reference for e in examples]
+    enc, answer = i2t.encode_prompts([e.prompt for e in examples], items, refs, mode=mode)
+    return np.asarray(enc.lengths, dtype=np.int64), int(answer.max()) + 1

@@ -55,7 +55,7 @@ def item2text_stages(
     method: Any, task: Any, split: Split, tokenizer: Any, config: Any, arch: Arch, *, seed: int
 ) -> list[StagePlan]:
     from benchbed.item2text.examples import sample_examples
-    from benchbed.llm.recipes.item2text import end_token
+    from benchbed.llm.backbone.facts import end_token
 
     p = method.params
     proto = task.protocol(split)
@@ -72,52 +72,50 @@ def item2text_stages(
             StagePlan("i2t-text", "train", lengths, bs, int(p["epochs"]), accum, kept, full, arch.parameters)
         )
     else:
-        sizes = mlp_sizes(p, int(method.n_tokens), arch.hidden)
-        mlp_n = mlp_parameters(sizes)
-        mlp_train = mlp_flops(sizes, ITEM_COLUMNS, train=True)
-        extra_eval = mlp_flops(sizes, ITEM_COLUMNS, train=False)
-        note = [f"ItemMLP {' -> '.join(map(str, sizes))} ({mlp_n:,} parameters)"]
-        if method.name == "i2t-elm":
-            adapter = Trainable("none", inputs_grad=True)
-            stages.append(
-                StagePlan(
-                    "i2t-elm-adapter",
-                    "train",
-                    lengths,
-                    bs,
-                    int(p["stage1_epochs"]),
-                    accum,
-                    kept,
-                    adapter,
-                    0,
-                    mlp_n,
-                    mlp_train,
-                    notes=note,
-                )  # fmt: skip
-            )
-            name, epochs = "i2t-elm-all", int(p["stage2_epochs"])
-        else:
-            name, epochs = "i2t-mlp-joint", int(p["epochs"])
-        stages.append(
-            StagePlan(
-                name,
-                "train",
-                lengths,
-                bs,
-                epochs,
-                accum,
-                kept,
-                full,
-                arch.parameters,
-                mlp_n,
-                mlp_train,
-                notes=note,
-            )  # fmt: skip
-        )
+        stages += _mlp_stages(method, arch, lengths, kept, full)
+        extra_eval = mlp_flops(mlp_sizes(p, int(method.n_tokens), arch.hidden), ITEM_COLUMNS, train=False)
     stages.extend(
         decode_stages(
             method, task, proto, arch, lambda ex: _encode(method, ex, references=False)[0], extra_eval
         )
+    )
+    return stages
+
+
+def _mlp_stages(method: Any, arch: Arch, lengths: np.ndarray, kept: int, full: Trainable) -> list[StagePlan]:
+    """The ItemMLP methods: i2t-elm's adapter stage then everything; the MLP baselines jointly at once."""
+    p = method.params
+    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
+    sizes = mlp_sizes(p, int(method.n_tokens), arch.hidden)
+    mlp_n = mlp_parameters(sizes)
+    mlp_train = mlp_flops(sizes, ITEM_COLUMNS, train=True)
+    note = [f"ItemMLP {' -> '.join(map(str, sizes))} ({mlp_n:,} parameters)"]
+    stages: list[StagePlan] = []
+    if method.name == "i2t-elm":
+        adapter = Trainable("none", inputs_grad=True)
+        epochs1 = int(p["stage1_epochs"])
+        stages.append(
+            StagePlan(
+                "i2t-elm-adapter",
+                "train",
+                lengths,
+                bs,
+                epochs1,
+                accum,
+                kept,
+                adapter,
+                0,
+                mlp_n,
+                mlp_train,
+                notes=note,
+            )
+        )
+        name, epochs = "i2t-elm-all", int(p["stage2_epochs"])
+    else:
+        name, epochs = "i2t-mlp-joint", int(p["epochs"])
+    n = arch.parameters
+    stages.append(
+        StagePlan(name, "train", lengths, bs, epochs, accum, kept, full, n, mlp_n, mlp_train, notes=note)
     )
     return stages
 

@@ -1,9 +1,9 @@
 """The stages of ``rarec`` (RA-Rec) from the method's own tuning set, prompts and soft-prompt modules.
 
-What is read from the method, not re-derived: the tuning set (``rarec_data.candidates`` + ``select`` with the
-GPU budget's share, the same fallback when an ``auto`` budget asks for more than the data has), the hard
+What is read from the method, not re-derived: the tuning set (``rarec.tuning.tuning_set`` with the GPU
+budget's share, the same fallback when an ``auto`` budget asks for more than the data has), the hard
 prompts (``Prompts.user`` / ``Prompts.item`` at the budget's ``max_tokens``), the epoch-0 batches and their
-negatives (the seeded draw of ``RARec._train_loop``, replayed here), and the trainable count: the real
+negatives (``rarec.tuning.epoch_batches``, the training's seeded draw), and the trainable count: the real
 ``SidePrompt`` pair built as ``RARec.fit`` builds it.
 
 FLOPs of one tower batch (``Towers.encode`` through ``LayerPrefix``) on a frozen encoder: the text's block
@@ -26,6 +26,7 @@ in one line. The ID model that exports the vectors (ComiRec) is not priced.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,12 +35,13 @@ import torch
 
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.llm.backbone.facts import family
 from benchbed.plan.flops import Arch, Trainable, arch_of
 from benchbed.plan.shaped import ShapedStage, shaped
 from benchbed.plan.stages import StagePlan
 
 MODELLED_VARIANTS = ("full", "no_id", "no_reparam", "no_context", "zero_shot")
-ENCODER_TYPES = ("bert",)
+MODELLED_FAMILIES = ("bert",)  # backbone families the rarec plan models (its FLOPs are BERT-shaped)
 
 
 def meta_encoder(config: Any) -> Any:
@@ -117,21 +119,11 @@ def _id_dim(params: dict[str, Any]) -> int:
 def rarec_stages(
     method: Any, task: Any, split: Split, tokenizer: Any, config: Any, *, seed: int
 ) -> tuple[Arch, list[StagePlan]]:
-    from benchbed.methods.rarec.data import candidates, select, title_words
     from benchbed.methods.rarec.towers import ID_VARIANTS, Prompts
 
     p = method.params
     variant = str(p["variant"])
-    if getattr(config, "model_type", None) not in ENCODER_TYPES:
-        raise ConfigError(
-            f"benchbed plan: rarec on a {getattr(config, 'model_type', '?')!r} backbone is not modelled yet "
-            f"(modelled: BERT-family encoders such as minilm and bert-base)"
-        )
-    if variant not in MODELLED_VARIANTS:
-        raise ConfigError(
-            f"benchbed plan: rarec variant {variant!r} is not modelled yet (modelled: "
-            f"{', '.join(MODELLED_VARIANTS)})"
-        )
+    _check_modelled(config, variant)
     arch, pooler = encoder_arch(config)
     budget = method._budget(False, SimpleNamespace(budget={}))
     titles = method._titles(split)
@@ -146,37 +138,110 @@ def rarec_stages(
     stages: list[StagePlan] = []
     seqs = split.train_sequences()
     if variant != "zero_shot":
-        chosen = _tuning_set(method, split, budget, seqs, titles, seed, candidates, select, title_words)
+        tuning = _Tuning(method, split, budget, seqs, titles, prompts, item_len, eval_items, tower, pooler)
+        stages += tuning.stages(arch, trainable, prefix, variant in ID_VARIANTS, seed)
+    users = np.array(sorted(split.test["user"].unique()), dtype=np.int64)
+    hist = task._histories(split, "test", users)
+    stages.append(_score_stage("test", prompts, hist, int(p["history_len"]), eval_items, tower, 1))
+    return arch, stages
+
+
+def _check_modelled(config: Any, variant: str) -> None:
+    if family(config) not in MODELLED_FAMILIES:
+        raise ConfigError(
+            f"benchbed plan: rarec on a {family(config)!r} backbone is not modelled yet "
+            f"(modelled: BERT-family encoders such as minilm and bert-base)"
+        )
+    if variant not in MODELLED_VARIANTS:
+        raise ConfigError(
+            f"benchbed plan: rarec variant {variant!r} is not modelled yet (modelled: "
+            f"{', '.join(MODELLED_VARIANTS)})"
+        )
+
+
+@dataclass
+class _Tuning:
+    """What the tuning stages of a trained variant read: the method, its data and the tower's cost."""
+
+    method: Any
+    split: Split
+    budget: dict[str, Any]
+    seqs: Any
+    titles: list[str]
+    prompts: Any
+    item_len: np.ndarray
+    eval_items: list[tuple[int, int]]
+    tower: Any
+    pooler: bool
+
+    def stages(self, arch: Arch, trainable: int, prefix: int, id_variant: bool, seed: int) -> list[StagePlan]:
+        """The InfoNCE targets (with alignment), the alignment training and the per-epoch validation."""
+        from benchbed.methods.rarec.tuning import tuning_set
+
+        p, split, budget, seqs = self.method.params, self.split, self.budget, self.seqs
+        chosen, _ = tuning_set(p, split, budget, seqs, self.titles, seed)  # RARec._train's selection
         hl = int(p["history_len"])
         user_len = np.asarray(
             [
-                len(prompts.user(seqs[int(u)][max(0, int(k) - hl) : int(k)]))
+                len(self.prompts.user(seqs[int(u)][max(0, int(k) - hl) : int(k)]))
                 for u, k in zip(chosen.users, chosen.positions, strict=True)
             ],
             dtype=np.int64,
         )
         steps = _epoch0(chosen, seqs, split.n_items, int(p["batch_size"]), seed)
-        align = float(p["lam"]) > 0 and variant in ID_VARIANTS
+        align = float(p["lam"]) > 0 and id_variant
+        out: list[StagePlan] = []
         if align:  # text-only passes: every item once, every sample's user prompt in epoch 0 (cached)
-            targets = [*eval_items, *((len(u), int(user_len[u].max())) for u, _ in steps)]
-
-            def target_flops(a: Arch) -> float:
-                return sum(
-                    tower_flops(a, r, n, prefix=0, id_dim=0, id_maps=0, pooler=pooler, train=False)
-                    for r, n in targets
-                )
-
-            stages.append(
-                shaped(
-                    "rarec-align-targets",
-                    "eval",
-                    targets,
-                    np.concatenate([item_len, user_len]),
-                    256,
-                    target_flops,
-                    notes=["InfoNCE targets: text-only states of every item and every sample's user prompt"],
+            out.append(self._targets_stage(user_len, steps))
+        out.append(self._align_stage(arch, chosen, user_len, steps, align, trainable, prefix))
+        valid_users = int(budget["valid_users"])
+        if valid_users > 0:
+            users = np.array(sorted(split.valid["user"].unique()), dtype=np.int64)[:valid_users]
+            hist = [seqs.get(int(u), np.zeros(0, dtype=np.int64)) for u in users]
+            out.append(
+                _score_stage(
+                    "valid (per epoch)",
+                    self.prompts,
+                    hist,
+                    hl,
+                    self.eval_items,
+                    self.tower,
+                    int(budget["epochs"]),
                 )
             )
+        return out
+
+    def _targets_stage(self, user_len: np.ndarray, steps: list[tuple[np.ndarray, np.ndarray]]) -> ShapedStage:
+        targets = [*self.eval_items, *((len(u), int(user_len[u].max())) for u, _ in steps)]
+        pooler = self.pooler
+
+        def target_flops(a: Arch) -> float:
+            return sum(
+                tower_flops(a, r, n, prefix=0, id_dim=0, id_maps=0, pooler=pooler, train=False)
+                for r, n in targets
+            )
+
+        return shaped(
+            "rarec-align-targets",
+            "eval",
+            targets,
+            np.concatenate([self.item_len, user_len]),
+            256,
+            target_flops,
+            notes=["InfoNCE targets: text-only states of every item and every sample's user prompt"],
+        )
+
+    def _align_stage(
+        self,
+        arch: Arch,
+        chosen: Any,
+        user_len: np.ndarray,
+        steps: list[tuple[np.ndarray, np.ndarray]],
+        align: bool,
+        trainable: int,
+        prefix: int,
+    ) -> ShapedStage:
+        p, item_len, tower = self.method.params, self.item_len, self.tower
 
         def step_flops(a: Arch) -> float:
             total = 0.0
@@ -188,90 +253,35 @@ def rarec_stages(
             return total
 
         shapes = [_step_shape(user_len[u], item_len[i]) for u, i in steps]
-        stages.append(
-            shaped(
-                "rarec-align",
-                "train",
-                shapes,
-                np.concatenate([user_len, item_len[np.concatenate([i for _, i in steps])]]),
-                int(p["batch_size"]),
-                step_flops,
-                epochs=int(budget["epochs"]),
-                grad_accum=int(p["grad_accum"]),
-                kept=0,
-                train=Trainable("none", inputs_grad=True),
-                trainable_outside=trainable,
-                notes=[
-                    f"{len(chosen.users):,} tuning samples ({p['selection']}), 1 negative each; "
-                    f"prefix {prefix} x {arch.layers} layers",
-                    "epoch 0's batches x epochs",
-                ],
-            )
+        return shaped(
+            "rarec-align",
+            "train",
+            shapes,
+            np.concatenate([user_len, item_len[np.concatenate([i for _, i in steps])]]),
+            int(p["batch_size"]),
+            step_flops,
+            epochs=int(self.budget["epochs"]),
+            grad_accum=int(p["grad_accum"]),
+            kept=0,
+            train=Trainable("none", inputs_grad=True),
+            trainable_outside=trainable,
+            notes=[
+                f"{len(chosen.users):,} tuning samples ({p['selection']}), 1 negative each; "
+                f"prefix {prefix} x {arch.layers} layers",
+                "epoch 0's batches x epochs",
+            ],
         )
-        valid_users = int(budget["valid_users"])
-        if valid_users > 0:
-            users = np.array(sorted(split.valid["user"].unique()), dtype=np.int64)[:valid_users]
-            hist = [seqs.get(int(u), np.zeros(0, dtype=np.int64)) for u in users]
-            stages.append(
-                _score_stage("valid (per epoch)", prompts, hist, hl, eval_items, tower, int(budget["epochs"]))
-            )
-    users = np.array(sorted(split.test["user"].unique()), dtype=np.int64)
-    hist = task._histories(split, "test", users)
-    stages.append(_score_stage("test", prompts, hist, int(p["history_len"]), eval_items, tower, 1))
-    return arch, stages
-
-
-def _tuning_set(
-    method: Any, split: Split, budget: dict[str, Any], seqs: Any, titles: list[str], seed: int, *fns: Any
-) -> Any:
-    """``RARec._train``'s selection: the GPU share of the candidates, all of them when ``auto`` asks for
-    more than the data holds."""
-    candidates, select, title_words = fns
-    p = method.params
-    pool = candidates(seqs)
-    size = budget["train_samples"]
-    if p["selection"] == "all":
-        size = None
-    elif isinstance(size, float):
-        size = max(1, round(size * len(pool)))
-    pick = functools.partial(
-        select,
-        p["selection"],
-        pool,
-        seqs=seqs,
-        words=[title_words(t) for t in titles],
-        popularity=np.bincount(split.train["item"].to_numpy(), minlength=split.n_items),
-        history_len=int(p["history_len"]),
-        seed=seed,
-    )
-    try:
-        chosen, _ = pick(size=size)
-    except ConfigError:
-        if not budget["train_samples_auto"]:
-            raise
-        chosen, _ = pick(size=None)
-    return chosen
 
 
 def _epoch0(chosen: Any, seqs: Any, n_items: int, bs: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(sample rows, positive + negative items) of every batch of epoch 0: ``RARec._train_loop``'s draw."""
-    rng = np.random.default_rng([seed, 0x7A11, 0])
-    n = len(chosen.users)
-    order = rng.permutation(n)
+    """(sample rows, positive + negative items) of every batch of epoch 0: the alignment training's draw."""
+    from benchbed.methods.rarec.tuning import epoch_batches
+
     seen = {u: set(s.tolist()) for u, s in seqs.items()}
-    out = []
-    for start in range(0, n, bs):
-        rows = order[start : start + bs]
-        neg = np.empty(len(rows), dtype=np.int64)
-        for j, r in enumerate(rows):
-            mine = seen[int(chosen.users[r])]
-            while True:
-                cand = int(rng.integers(n_items))
-                if cand not in mine:
-                    break
-            neg[j] = cand
-        out.append((rows, np.concatenate([chosen.targets[rows], neg])))
-    return out
+    return [
+        (rows, np.concatenate([chosen.targets[rows], neg]))
+        for rows, neg in epoch_batches(chosen, seen, n_items, bs, seed, 0)
+    ]
 
 
 def _step_shape(user_len: np.ndarray, item_len: np.ndarray) -> tuple[int, int]:

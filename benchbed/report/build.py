@@ -22,7 +22,7 @@ from benchbed.report.tables import board_table
 from benchbed.results.leaderboard import COST_SUBSET, PRIMARY_COLUMNS, Board, build_leaderboard
 from benchbed.results.record import RunRecord
 from benchbed.results.reference import ReferenceRow
-from benchbed.results.render import paper_pairings
+from benchbed.results.vs_paper import paper_pairings
 
 Defaults = Callable[[str, str, str], tuple[dict[str, Any], dict[str, Any]]]
 MAIN_FALLBACK = ("all/sc", "all/recall_min@20", "all/recall@20", "all/ndcg@20")

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchbed.results.leaderboard import COST_SUBSET, Board, Cell, Row, metric_direction
-from benchbed.results.render import BACKBONE_DIFFERS, _footnotes, paper_pairings
+from benchbed.results.render import _footnotes
+from benchbed.results.vs_paper import BACKBONE_DIFFERS, paper_pairings
 
 COST_UNITS = {"train_s": "s", "eval_s": "s", "peak_memory_mb": "MB", "trainable_params": ""}
 

@@ -57,7 +57,7 @@ def _static() -> dict[str, Any]:
     return env
 
 
-def _git(*args: str) -> str | None:
+def git_output(*args: str) -> str | None:
     """One git command in the package's own checkout; None where benchbed is not a git checkout (a wheel) or
     git is missing."""
     try:
@@ -84,10 +84,10 @@ def code_identity() -> dict[str, Any]:
     it is not tracked yet (a new module is code too); records and caches written elsewhere in the checkout are
     not code. (Until issue 22's review it looked at ``benchbed/results/`` only, so edits elsewhere in the
     package went unnoticed.)"""
-    sha = _git("rev-parse", "HEAD")
+    sha = git_output("rev-parse", "HEAD")
     if sha is None:
         return {"git_sha": None, "dirty": None}
-    status = _git("status", "--porcelain", "--untracked-files=all", "--", str(PACKAGE_DIR))
+    status = git_output("status", "--porcelain", "--untracked-files=all", "--", str(PACKAGE_DIR))
     if status is None:
         return {"git_sha": sha.strip(), "dirty": None}
     changed = [

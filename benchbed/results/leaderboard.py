@@ -226,57 +226,19 @@ def build_leaderboard(
     ``defaults(dataset, task, protocol) -> (split defaults, task defaults)`` shortens board titles (the CLI
     passes :func:`registry_defaults`); records always keep the full parameters.
     """
-    groups: dict[tuple[str, str, str, str, str], list[RunRecord]] = {}
-    for rec in records:
-        if rec.status != "ok":
-            continue
-        if (dataset and rec.dataset != dataset) or (task and rec.task != task):
-            continue
-        groups.setdefault(_record_group(rec), []).append(rec)
-
+    groups = _groups(records, dataset, task)
     refs = [r for r in references if (not dataset or dataset in r.datasets) and (not task or task in r.tasks)]
     boards: list[Board] = []
     used: set[int] = set()
 
-    def order(key: tuple[str, str, str, str, str]) -> tuple[str, ...]:
+    def order(key: GroupKey) -> tuple[str, ...]:
         first = groups[key][0]  # boards in a readable order: by name, then by their parameters
         return (*key[:3], json.dumps(first.split_params, sort_keys=True, default=str), key[4])
 
     for key in sorted(groups, key=order):
-        recs = groups[key]
-        first = recs[0]
-        board = Board(
-            first.dataset, first.task, key[2], dict(first.split_params), dict(first.task_params), []
-        )
-        if defaults is not None:  # known here so that paper rows join only boards at the paper's split
-            board.split_defaults, board.task_defaults = defaults(board.dataset, board.task, board.protocol)
-        matched = [
-            (i, r)
-            for i, r in enumerate(refs)
-            if r.matches(
-                board.dataset,
-                board.task,
-                board.protocol,
-                board.task_params,
-                split_params=board.split_params,
-                split_defaults=board.split_defaults,
-            )
-        ]
-        used.update(i for i, _ in matched)
-        _fill(board, recs, [r for _, r in matched])
-        boards.append(board)
-
+        boards.append(_record_board(key, groups[key], refs, used, defaults))
     if include_reference_only:
-        leftover: dict[tuple[str, str, str, str], list[ReferenceRow]] = {}
-        for i, ref in enumerate(refs):
-            if i not in used:
-                sub = json.dumps(ref.task_params, sort_keys=True)  # sequential / straightforward apart
-                leftover.setdefault((ref.datasets[0], ref.tasks[0], ref.protocols[0], sub), []).append(ref)
-        for (ds, tk, proto, sub), rows in sorted(leftover.items()):
-            board = Board(ds, tk, proto, {}, json.loads(sub), [])
-            _fill(board, [], rows)
-            boards.append(board)
-
+        boards += _reference_only_boards(refs, used)
     if defaults is not None:
         for board in boards:
             board.split_defaults, board.task_defaults = defaults(board.dataset, board.task, board.protocol)
@@ -284,6 +246,67 @@ def build_leaderboard(
         resolve_column(boards[0], sort)  # raises with the list of columns
     for board in boards:
         sort_board(board, sort if sort and _has_column(board, sort) else None)
+    return boards
+
+
+GroupKey = tuple[str, str, str, str, str]
+
+
+def _groups(
+    records: Iterable[RunRecord], dataset: str | None, task: str | None
+) -> dict[GroupKey, list[RunRecord]]:
+    """Successful records by (dataset, task, protocol, split parameters, task parameters)."""
+    groups: dict[GroupKey, list[RunRecord]] = {}
+    for rec in records:
+        if rec.status != "ok":
+            continue
+        if (dataset and rec.dataset != dataset) or (task and rec.task != task):
+            continue
+        groups.setdefault(_record_group(rec), []).append(rec)
+    return groups
+
+
+def _record_board(
+    key: GroupKey,
+    recs: list[RunRecord],
+    refs: list[ReferenceRow],
+    used: set[int],
+    defaults: Callable[[str, str, str], tuple[dict[str, Any], dict[str, Any]]] | None,
+) -> Board:
+    """The board of one group of records with the paper rows that match it (their indices go to ``used``)."""
+    first = recs[0]
+    board = Board(first.dataset, first.task, key[2], dict(first.split_params), dict(first.task_params), [])
+    if defaults is not None:  # known here so that paper rows join only boards at the paper's split
+        board.split_defaults, board.task_defaults = defaults(board.dataset, board.task, board.protocol)
+    matched = [
+        (i, r)
+        for i, r in enumerate(refs)
+        if r.matches(
+            board.dataset,
+            board.task,
+            board.protocol,
+            board.task_params,
+            split_params=board.split_params,
+            split_defaults=board.split_defaults,
+        )
+    ]
+    used.update(i for i, _ in matched)
+    _fill(board, recs, [r for _, r in matched])
+    return board
+
+
+def _reference_only_boards(refs: list[ReferenceRow], used: set[int]) -> list[Board]:
+    """Boards of the paper rows no record's board took (``include_reference_only``)."""
+    leftover: dict[tuple[str, str, str, str], list[ReferenceRow]] = {}
+    for i, ref in enumerate(refs):
+        if i not in used:
+            sub = json.dumps(ref.task_params, sort_keys=True)  # sequential / straightforward apart
+            leftover.setdefault((ref.datasets[0], ref.tasks[0], ref.protocols[0], sub), []).append(ref)
+    boards = []
+    for (ds, tk, proto, sub), rows in sorted(leftover.items()):
+        board = Board(ds, tk, proto, {}, json.loads(sub), [])
+        _fill(board, [], rows)
+        boards.append(board)
     return boards
 
 

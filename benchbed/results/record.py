@@ -17,6 +17,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union
@@ -103,11 +104,9 @@ class RunRecord:
             raise RecordError(
                 f"{source}: unknown schema_version {version!r} (this benchbed reads {SCHEMA_VERSION})"
             )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
+        unknown, missing = unknown_and_missing(raw, {f.name for f in fields(cls)}, _REQUIRED)
         if unknown:
             raise RecordError(f"{source}: unknown field(s) {unknown}")
-        missing = [name for name in _REQUIRED if name not in raw]
         if missing:
             raise RecordError(f"{source}: missing field(s) {missing}")
         if raw.get("status", "ok") not in STATUSES:
@@ -126,6 +125,13 @@ class RunRecord:
                     f"got {raw[f.name]!r:.60}"
                 )
         return cls(**raw)
+
+
+def unknown_and_missing(
+    given: Mapping[str, Any], known: Collection[str], required: Iterable[str]
+) -> tuple[list[str], list[str]]:
+    """The keys of ``given`` that are not ``known`` (sorted) and the ``required`` keys it lacks (in order)."""
+    return sorted(set(given) - set(known)), [k for k in required if k not in given]
 
 
 _REQUIRED = (

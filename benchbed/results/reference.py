@@ -14,6 +14,7 @@ from typing import Any
 
 from benchbed.config import load_yaml
 from benchbed.errors import ConfigError
+from benchbed.results.record import unknown_and_missing
 
 DEFAULT_REFERENCE_FILE = Path(__file__).with_name("reference.yaml")
 BLOCK_KEYS = {"paper", "table", "dataset", "task", "protocol", "subsets", "backbone", "note"}
@@ -109,60 +110,71 @@ def load_references(path: Path | None = None) -> list[ReferenceRow]:
     papers = raw.get("papers") or {}
     rows: list[ReferenceRow] = []
     for i, block in enumerate(raw["blocks"]):
-        where = f"{path} blocks[{i}]"
-        if not isinstance(block, dict):
-            raise ConfigError(f"{where}: expected a mapping")
-        unknown = sorted(set(block) - BLOCK_KEYS)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(BLOCK_KEYS)}")
-        missing = [k for k in REQUIRED_BLOCK_KEYS if k not in block]
-        if missing:
-            raise ConfigError(f"{where}: missing key(s) {missing}")
-        paper_key = block["paper"]
-        if paper_key not in papers:
-            raise ConfigError(f"{where}: paper {paper_key!r} is not listed under 'papers'")
-        cite = papers[paper_key].get("cite", paper_key) if isinstance(papers[paper_key], dict) else paper_key
-        subsets = _as_list(block.get("subsets", ["all"]), where, "subsets")
-        method_ids = block.get("methods") or {}
-        method_params = block.get("params") or {}
-        task_params = block.get("task_params") or {}
-        if not isinstance(task_params, dict):
-            raise ConfigError(f"{where}: 'task_params' must be a mapping, e.g. {{sub_task: sequential}}")
-        split_params = block.get("split_params") or {}
-        if not isinstance(split_params, dict):
-            raise ConfigError(f"{where}: 'split_params' must be a mapping, e.g. {{tie_break: file}}")
-        if not isinstance(block["rows"], dict):
-            raise ConfigError(f"{where}: 'rows' must map a method label to {{metric: value}}")
-        for label, values in block["rows"].items():
-            if not isinstance(values, dict):
-                raise ConfigError(f"{where} rows[{label!r}]: expected {{metric: value}}")
-            metrics: dict[str, dict[str, float]] = {}
-            for key, value in values.items():
-                if not isinstance(value, int | float):
-                    raise ConfigError(f"{where} rows[{label!r}][{key!r}]: expected a number, got {value!r}")
-                if "/" in key:
-                    subset, _, metric = key.rpartition("/")
-                    metrics.setdefault(subset, {})[metric] = float(value)
-                else:
-                    for subset in subsets:
-                        metrics.setdefault(subset, {})[key] = float(value)
-            rows.append(
-                ReferenceRow(
-                    paper=str(cite),
-                    table=str(block["table"]),
-                    method=str(label),
-                    datasets=_as_list(block["dataset"], where, "dataset"),
-                    tasks=_as_list(block["task"], where, "task"),
-                    protocols=_as_list(block.get("protocol"), where, "protocol"),
-                    metrics=metrics,
-                    method_id=method_ids.get(label),
-                    params=dict(method_params.get(label, {})),
-                    backbone=block.get("backbone"),
-                    note=block.get("note"),
-                    task_params=dict(task_params),
-                    split_params=dict(split_params),
-                    awaiting=None if block.get("awaiting") is None else str(block["awaiting"]),
-                    block=i,
-                )
-            )
+        rows += _block_rows(block, i, f"{path} blocks[{i}]", papers)
     return rows
+
+
+def _block_rows(block: Any, i: int, where: str, papers: dict[str, Any]) -> list[ReferenceRow]:
+    """The rows of one block (one paper table), checked key by key."""
+    if not isinstance(block, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    unknown, missing = unknown_and_missing(block, BLOCK_KEYS, REQUIRED_BLOCK_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(BLOCK_KEYS)}")
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+    paper_key = block["paper"]
+    if paper_key not in papers:
+        raise ConfigError(f"{where}: paper {paper_key!r} is not listed under 'papers'")
+    cite = papers[paper_key].get("cite", paper_key) if isinstance(papers[paper_key], dict) else paper_key
+    subsets = _as_list(block.get("subsets", ["all"]), where, "subsets")
+    method_ids = block.get("methods") or {}
+    method_params = block.get("params") or {}
+    task_params = block.get("task_params") or {}
+    if not isinstance(task_params, dict):
+        raise ConfigError(f"{where}: 'task_params' must be a mapping, e.g. {{sub_task: sequential}}")
+    split_params = block.get("split_params") or {}
+    if not isinstance(split_params, dict):
+        raise ConfigError(f"{where}: 'split_params' must be a mapping, e.g. {{tie_break: file}}")
+    if not isinstance(block["rows"], dict):
+        raise ConfigError(f"{where}: 'rows' must map a method label to {{metric: value}}")
+    rows = []
+    for label, values in block["rows"].items():
+        metrics = _row_metrics(values, f"{where} rows[{label!r}]", subsets)  # checked before the row's lists
+        rows.append(
+            ReferenceRow(
+                paper=str(cite),
+                table=str(block["table"]),
+                method=str(label),
+                datasets=_as_list(block["dataset"], where, "dataset"),
+                tasks=_as_list(block["task"], where, "task"),
+                protocols=_as_list(block.get("protocol"), where, "protocol"),
+                metrics=metrics,
+                method_id=method_ids.get(label),
+                params=dict(method_params.get(label, {})),
+                backbone=block.get("backbone"),
+                note=block.get("note"),
+                task_params=dict(task_params),
+                split_params=dict(split_params),
+                awaiting=None if block.get("awaiting") is None else str(block["awaiting"]),
+                block=i,
+            )
+        )
+    return rows
+
+
+def _row_metrics(values: Any, where: str, subsets: list[str]) -> dict[str, dict[str, float]]:
+    """``{metric: value}`` of one paper row by subset: ``subset/metric`` keys, or every block subset."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected {{metric: value}}")
+    metrics: dict[str, dict[str, float]] = {}
+    for key, value in values.items():
+        if not isinstance(value, int | float):
+            raise ConfigError(f"{where}[{key!r}]: expected a number, got {value!r}")
+        if "/" in key:
+            subset, _, metric = key.rpartition("/")
+            metrics.setdefault(subset, {})[metric] = float(value)
+        else:
+            for subset in subsets:
+                metrics.setdefault(subset, {})[key] = float(value)
+    return metrics

@@ -187,7 +187,6 @@ def annotate_boards(
 ) -> None:
     """Mark every row of every board against the board's best testable row (see the module docstring)."""
     from benchbed.stats.multiple import adjust
-    from benchbed.stats.power import minimum_detectable_difference
 
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha: expected a level in (0, 1), got {alpha}")
@@ -200,34 +199,13 @@ def annotate_boards(
             row.mark, row.mark_note = MARK_NONE, "paper-reported" if row.is_reference else ""
         if column is None:
             continue
-        units: dict[int, Units] = {}
-        for i, row in enumerate(board.rows):
-            if row.is_reference:
-                continue
-            cell = row.cells.get(column)
-            if cell is None or cell.mean is None:
-                row.mark_note = "no value"
-                continue
-            found, why = _row_units(row, index.get(board_row_key(board, row), {}), column)
-            if found is None:
-                row.mark_note = why
-            else:
-                units[i] = found
+        units = _board_units(board, index, column)
         if not units:
             continue
         higher = metric_direction(column)
         best = max(units, key=lambda i: units[i].mean if higher else -units[i].mean)
         board.rows[best].mark = MARK_BEST
-        tested: list[tuple[int, PairedResult, float]] = []
-        for i, u in units.items():
-            if i == best:
-                continue
-            try:
-                result = paired_test(u, units[best], draws=draws, seed=seed)
-            except DataError as exc:
-                board.rows[i].mark_note = str(exc)
-                continue
-            tested.append((i, result, difference_se(u, units[best], result)))
+        tested = _tests_against_best(board, units, best, draws, seed)
         if not tested:
             continue
         adjusted = adjust([r.p_value for _, r, _ in tested], correction)
@@ -237,14 +215,57 @@ def annotate_boards(
             row.p_value, row.p_raw, row.test = float(p), result.p_value, result.test
             row.diff, row.diff_ci95 = result.difference, (result.ci_low, result.ci_high)
         board.rows[best].test = tested[0][1].test
-        mdds = [minimum_detectable_difference(se, alpha) for _, _, se in tested if math.isfinite(se)]
-        unit = units[best]
-        n_text = f"{unit.keys.size} {unit.kind}"
-        if mdds:
-            lo, mid, hi = float(np.min(mdds)), float(np.median(mdds)), float(np.max(mdds))
-            spread = f" (rows: {lo:.4f}-{hi:.4f})" if len(mdds) > 1 else ""
-            board.power_notes.append(
-                f"{column}: {tested[0][1].test} test on {n_text}; the smallest difference from the best it "
-                f"detects at 80% power (alpha {alpha:g}) is {mid:.4f}{spread}: gaps below that can read "
-                "n.s. for want of data"
-            )
+        _power_note(board, column, units[best], tested, alpha)
+
+
+def _board_units(board: Board, index: RecordIndex, column: str) -> dict[int, Units]:
+    """Per-unit values of each testable row (by row index); the others get a note saying why not."""
+    units: dict[int, Units] = {}
+    for i, row in enumerate(board.rows):
+        if row.is_reference:
+            continue
+        cell = row.cells.get(column)
+        if cell is None or cell.mean is None:
+            row.mark_note = "no value"
+            continue
+        found, why = _row_units(row, index.get(board_row_key(board, row), {}), column)
+        if found is None:
+            row.mark_note = why
+        else:
+            units[i] = found
+    return units
+
+
+def _tests_against_best(
+    board: Board, units: dict[int, Units], best: int, draws: int, seed: int
+) -> list[tuple[int, PairedResult, float]]:
+    """The paired test of every other testable row against the best, with the difference's s.e."""
+    tested: list[tuple[int, PairedResult, float]] = []
+    for i, u in units.items():
+        if i == best:
+            continue
+        try:
+            result = paired_test(u, units[best], draws=draws, seed=seed)
+        except DataError as exc:
+            board.rows[i].mark_note = str(exc)
+            continue
+        tested.append((i, result, difference_se(u, units[best], result)))
+    return tested
+
+
+def _power_note(
+    board: Board, column: str, unit: Units, tested: list[tuple[int, PairedResult, float]], alpha: float
+) -> None:
+    """What the tests could detect: the minimum detectable difference at 80% power, middle and range."""
+    from benchbed.stats.power import minimum_detectable_difference
+
+    mdds = [minimum_detectable_difference(se, alpha) for _, _, se in tested if math.isfinite(se)]
+    n_text = f"{unit.keys.size} {unit.kind}"
+    if mdds:
+        lo, mid, hi = float(np.min(mdds)), float(np.median(mdds)), float(np.max(mdds))
+        spread = f" (rows: {lo:.4f}-{hi:.4f})" if len(mdds) > 1 else ""
+        board.power_notes.append(
+            f"{column}: {tested[0][1].test} test on {n_text}; the smallest difference from the best it "
+            f"detects at 80% power (alpha {alpha:g}) is {mid:.4f}{spread}: gaps below that can read "
+            "n.s. for want of data"
+        )

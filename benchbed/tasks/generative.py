@@ -135,38 +135,7 @@ class GenerativeTask(Task):
             parts.append(self._predictions(users, targets, warm, ranked, "seen"))
             decode_info["seen"] = {"mode": "full ranking", "exclude": p["id_exclude"]}
         for template in templates_for(method, stage) if _generates(method) else []:
-            ranked = np.full((n, int(p["beams"])), -1, dtype=np.int64)
-            stats: dict[str, float] = {}
-
-            def generate(sl: slice, template: str = template) -> tuple[np.ndarray, dict[str, Any], int]:
-                req = RankRequests(
-                    users=users[sl],
-                    histories=histories[sl],
-                    k=int(p["beams"]),
-                    exclude=[np.asarray(h, dtype=np.int64) for h in earlier[sl]]
-                    if earlier is not None
-                    else None,
-                    template=template,
-                )
-                out = method.rank(req)
-                return np.asarray(out.items, dtype=np.int64), dict(out.info or {}), len(req)
-
-            # with N processes each batch is decoded by one of them and gathered once (benchbed.parallel)
-            slices = batches(n, int(p["batch_size"]), ctx, f"generative {stage} ({template})")
-            for sl, (got, out_info, n_req) in map_batches(slices, generate):
-                if got.shape[0] != n_req:
-                    raise DataError(
-                        f"method {method.name!r} returned {got.shape[0]} rankings for {n_req} users"
-                    )
-                width = min(got.shape[1], ranked.shape[1])
-                ranked[sl, :width] = got[:, :width]
-                for key, value in out_info.items():
-                    if (
-                        isinstance(value, int | float)
-                        and not isinstance(value, bool)
-                        and not key.endswith("_share")
-                    ):
-                        stats[key] = stats.get(key, 0.0) + float(value)
+            ranked, stats = self._decode(method, ctx, stage, template, users, histories, earlier)
             decode_info[template] = _summarise(stats)
             parts.append(self._predictions(users, targets, warm, ranked, template))
         predictions = pd.concat(parts, ignore_index=True)
@@ -182,6 +151,50 @@ class GenerativeTask(Task):
             "filter_history": bool(p["filter_history"]),
         }
         return TaskResult(metrics, counts, predictions, info=info)
+
+    def _decode(
+        self,
+        method: BaseRecommender,
+        ctx: RunContext,
+        stage: str,
+        template: str,
+        users: np.ndarray,
+        histories: list[Any],
+        earlier: list[Any] | None,
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """A generative method's beams for every user with one template, and its decoding counters summed
+        over the batches (numbers only; ``*_share`` values are not summable)."""
+        p = self.params
+        n = len(users)
+        ranked = np.full((n, int(p["beams"])), -1, dtype=np.int64)
+        stats: dict[str, float] = {}
+
+        def generate(sl: slice) -> tuple[np.ndarray, dict[str, Any], int]:
+            req = RankRequests(
+                users=users[sl],
+                histories=histories[sl],
+                k=int(p["beams"]),
+                exclude=[np.asarray(h, dtype=np.int64) for h in earlier[sl]] if earlier is not None else None,
+                template=template,
+            )
+            out = method.rank(req)
+            return np.asarray(out.items, dtype=np.int64), dict(out.info or {}), len(req)
+
+        # with N processes each batch is decoded by one of them and gathered once (benchbed.parallel)
+        slices = batches(n, int(p["batch_size"]), ctx, f"generative {stage} ({template})")
+        for sl, (got, out_info, n_req) in map_batches(slices, generate):
+            if got.shape[0] != n_req:
+                raise DataError(f"method {method.name!r} returned {got.shape[0]} rankings for {n_req} users")
+            width = min(got.shape[1], ranked.shape[1])
+            ranked[sl, :width] = got[:, :width]
+            for key, value in out_info.items():
+                if (
+                    isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and not key.endswith("_share")
+                ):
+                    stats[key] = stats.get(key, 0.0) + float(value)
+        return ranked, stats
 
     def _rank_ids(
         self, method: BaseRecommender, split: Split, stage: str, users: np.ndarray, ctx: RunContext
@@ -257,23 +270,32 @@ class GenerativeTask(Task):
         """Metrics and counts per subset from the predictions frame alone (``benchbed rescore``)."""
         metrics: dict[str, dict[str, float]] = {}
         counts: dict[str, dict[str, int]] = {}
-        templates = predictions["template"].unique().tolist()
+        with_unseen = "unseen" in set(predictions["template"])
         for template, part in predictions.groupby("template", sort=False):
-            warm_col = part["warm"]
-            warm = None if warm_col.isna().any() else warm_col.to_numpy(dtype=bool)
-            ranked = np.asarray(part["ranked"].tolist(), dtype=np.int64).reshape(len(part), -1)
-            targets = part["item"].to_numpy(dtype=np.int64)
-            for subset, mask in subset_masks(warm, len(part)).items():
-                if mask.any():
-                    values = generative_metrics(ranked[mask], targets[mask], self.params["ks"])
-                else:
-                    values = {f"{m}@{k}": float("nan") for k in self.params["ks"] for m in ("hr", "ndcg")}
-                count = {"rows": int(mask.sum()), "users": int(part["user"][mask].nunique())}
+            for subset, values, count in self._template_metrics(part):
                 name = subset_name(str(template), subset)
                 metrics[name], counts[name] = values, count
-                if template == "seen" and subset == "all" and "unseen" in templates:
+                if template == "seen" and subset == "all" and with_unseen:
                     metrics["seen"], counts["seen"] = dict(values), dict(count)
         return metrics, counts
+
+    def _template_metrics(self, part: pd.DataFrame) -> list[tuple[str, dict[str, float], dict[str, int]]]:
+        """HR@k and NDCG@k of one template's rows per subset (NaN for an empty subset), with its counts."""
+        ks = self.params["ks"]
+        warm_col = part["warm"]
+        warm = None if warm_col.isna().any() else warm_col.to_numpy(dtype=bool)
+        ranked = np.asarray(part["ranked"].tolist(), dtype=np.int64).reshape(len(part), -1)
+        targets = part["item"].to_numpy(dtype=np.int64)
+        out = []
+        for subset, mask in subset_masks(warm, len(part)).items():
+            if mask.any():
+                values = generative_metrics(ranked[mask], targets[mask], ks)
+            else:
+                values = {f"{m}@{k}": float("nan") for k in ks for m in ("hr", "ndcg")}
+            out.append(
+                (subset, values, {"rows": int(mask.sum()), "users": int(part["user"][mask].nunique())})
+            )
+        return out
 
 
 def _summarise(stats: dict[str, float]) -> dict[str, float]:

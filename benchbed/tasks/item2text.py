@@ -80,7 +80,7 @@ class Item2TextTask(Task):
         self._protocol: tuple[str, Item2TextProtocol] | None = None
 
     def protocol(self, split: Split) -> Item2TextProtocol:
-        key = split.hash or split.compute_hash()
+        key = split.key
         if self._protocol is None or self._protocol[0] != key:
             self._protocol = (key, Item2TextProtocol.build(split, self.setup))
         return self._protocol[1]

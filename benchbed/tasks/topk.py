@@ -23,6 +23,7 @@ candidates, because scoring every pair with an LLM takes days.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -226,37 +227,68 @@ class TopKTask(Task):
     ) -> np.ndarray:
         """Ranked item ids (n_users, depth), -1 padded."""
         out = np.full((len(users), depth), -1, dtype=np.int64)
-        bs = int(self.params["batch_size"])
         if cands is None:
-            pointwise = not (overrides(method, "score_all") or overrides(method, "rank"))
-            n_items = split.n_items
-
-            def rank_users(sl: slice) -> np.ndarray:
-                ex = exclude[sl] if exclude is not None else None
-                if pointwise:
-                    # all items as candidates through `score`, then the masked items are dropped
-                    extra = max((len(e) for e in ex), default=0) if ex is not None else 0
-                    grid = np.broadcast_to(np.arange(n_items, dtype=np.int64), (len(users[sl]), n_items))
-                    req = RankRequests(
-                        users[sl], histories[sl], depth + extra, np.ascontiguousarray(grid), None, template
-                    )
-                    ranked = np.asarray(method.rank(req).items, dtype=np.int64)
-                    if ex is not None:
-                        ranked = drop_items(ranked, list(ex))
-                else:
-                    req = RankRequests(users[sl], histories[sl], depth, None, ex, template)
-                    ranked = np.asarray(method.rank(req).items, dtype=np.int64)
-                    if ex is not None and overrides(method, "rank"):  # its own `rank` may ignore `exclude`
-                        ranked = drop_items(ranked, list(ex))
-                return ranked
-
+            rank_users = self._full_ranker(method, split, users, histories, depth, exclude, template)
             # with N processes each batch is ranked by one of them and gathered once (benchbed.parallel)
-            slices = batches(len(users), bs, ctx, f"topk {stage} ({template})")
+            slices = batches(len(users), int(self.params["batch_size"]), ctx, f"topk {stage} ({template})")
             for sl, ranked in map_batches(slices, rank_users):
                 width = min(depth, ranked.shape[1])
                 out[sl, :width] = ranked[:, :width]
             return out
-        # sampled candidates: group users by list length so each `rank` call gets a rectangular array
+        self._rank_sampled(method, ctx, users, histories, depth, cands, template, stage, out)
+        return out
+
+    @staticmethod
+    def _full_ranker(
+        method: BaseRecommender,
+        split: Split,
+        users: np.ndarray,
+        histories: list[list[int]],
+        depth: int,
+        exclude: list[np.ndarray] | None,
+        template: str,
+    ) -> Callable[[slice], np.ndarray]:
+        """Ranks a batch of users over all items: a pointwise method scores every item (then the excluded
+        ones are dropped), a ranking method gets the exclusions with the request."""
+        pointwise = not (overrides(method, "score_all") or overrides(method, "rank"))
+        n_items = split.n_items
+
+        def rank_users(sl: slice) -> np.ndarray:
+            ex = exclude[sl] if exclude is not None else None
+            if pointwise:
+                # all items as candidates through `score`, then the masked items are dropped
+                extra = max((len(e) for e in ex), default=0) if ex is not None else 0
+                grid = np.broadcast_to(np.arange(n_items, dtype=np.int64), (len(users[sl]), n_items))
+                req = RankRequests(
+                    users[sl], histories[sl], depth + extra, np.ascontiguousarray(grid), None, template
+                )
+                ranked = np.asarray(method.rank(req).items, dtype=np.int64)
+                if ex is not None:
+                    ranked = drop_items(ranked, list(ex))
+            else:
+                req = RankRequests(users[sl], histories[sl], depth, None, ex, template)
+                ranked = np.asarray(method.rank(req).items, dtype=np.int64)
+                if ex is not None and overrides(method, "rank"):  # its own `rank` may ignore `exclude`
+                    ranked = drop_items(ranked, list(ex))
+            return ranked
+
+        return rank_users
+
+    def _rank_sampled(
+        self,
+        method: BaseRecommender,
+        ctx: RunContext,
+        users: np.ndarray,
+        histories: list[list[int]],
+        depth: int,
+        cands: list[np.ndarray],
+        template: str,
+        stage: str,
+        out: np.ndarray,
+    ) -> None:
+        """Sampled candidates into ``out``: users grouped by list length so each ``rank`` call gets a
+        rectangular array."""
+        bs = int(self.params["batch_size"])
         widths = np.array([len(c) for c in cands])
         for width in np.unique(widths):
             idx = np.flatnonzero(widths == width)
@@ -273,12 +305,11 @@ class TopKTask(Task):
             for sl, ranked in map_batches(slices, rank_candidates):
                 w = min(depth, ranked.shape[1])
                 out[idx[sl], :w] = ranked[:, :w]
-        return out
 
     # --- sampled candidates ---------------------------------------------------------------------------
     def candidates_key(self, split: Split, stage: str, seed: int) -> str:
         p = self.params
-        return f"{split.hash or split.compute_hash()}-{stage}-n{p['candidates']}-{p['positives']}-s{seed}"
+        return f"{split.key}-{stage}-n{p['candidates']}-{p['positives']}-s{seed}"
 
     def sampled_candidates(
         self, split: Split, stage: str, ctx: RunContext, users: np.ndarray, positives: list[np.ndarray]
@@ -311,7 +342,7 @@ class TopKTask(Task):
         n_neg = int(self.params["candidates"])
         everything = pd.concat([split.train, split.valid, split.test], ignore_index=True)
         seen = everything.groupby("user", sort=False)["item"].unique().to_dict()
-        rng = np.random.default_rng([int(seed), int((split.hash or split.compute_hash())[:8], 16)])
+        rng = np.random.default_rng([int(seed), int(split.key[:8], 16)])
         negatives = []
         for u, pos in zip(users, positives, strict=True):
             interacted = np.unique(np.asarray(seen.get(int(u), []), dtype=np.int64))

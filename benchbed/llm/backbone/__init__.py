@@ -1,5 +1,5 @@
-"""Backbones: loading by preset/alias/id/path (``loader``), the loaded handle (``loaded``), the tiny presets,
-and the model facts every part reads.
+"""Backbones: loading by preset/alias/id/path (``loader``), the loaded handle (``loaded``), the tiny presets
+(``tiny_gpt2``, ``tiny_init``), and the model facts every part reads (``facts``).
 
 The public kit: ``load_backbone`` and ``Backbone``.
 """

@@ -19,6 +19,7 @@ import torch
 
 from benchbed import parallel, sharding
 from benchbed.errors import ConfigError
+from benchbed.llm.backbone.facts import PADDING_SIDE
 
 OFFLINE_HINT = "use --backbone tiny or a local path"
 
@@ -145,7 +146,7 @@ def load_tokenizer(path_or_id: str | Path, **kwargs: Any) -> Any:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(path_or_id), **kwargs)
-    tok.padding_side = "left"  # explicit: the answer position is the last one of every row
+    tok.padding_side = PADDING_SIDE  # explicit: the answer position is the last one of every row
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
     return tok

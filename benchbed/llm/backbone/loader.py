@@ -26,6 +26,7 @@ import torch
 
 from benchbed.compat.hf_progress import quiet_weight_loading
 from benchbed.errors import ConfigError
+from benchbed.llm.backbone.facts import ENCODER_TYPES, is_encoder
 from benchbed.llm.backbone.loaded import (
     OFFLINE_HINT,
     RANDOM_INIT_PRESETS,
@@ -44,6 +45,7 @@ from benchbed.llm.backbone.tiny_init import init_tiny_weights, weights_digest
 # re-exported: callers import the handle's names from here, where backbones are loaded
 __all__ = [
     "ALIASES",
+    "ENCODER_TYPES",
     "OFFLINE_HINT",
     "PRESETS",
     "RANDOM_INIT_PRESETS",
@@ -134,15 +136,6 @@ def _dir_revision(path: Path) -> str:
             if f.suffix == ".json" and f.stat().st_size < 1_000_000:
                 h.update(f.read_bytes())
     return "local:" + h.hexdigest()[:12]
-
-
-ENCODER_TYPES = frozenset(
-    {"bert", "roberta", "distilbert", "xlm-roberta", "deberta", "deberta-v2", "electra", "mpnet", "albert"}
-)
-
-
-def _is_encoder_only(config: Any) -> bool:
-    return getattr(config, "model_type", "") in ENCODER_TYPES
 
 
 def load_backbone(
@@ -246,7 +239,7 @@ def _load_hf(
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
         tok = load_tokenizer(source, **kwargs)
-        encoder = _is_encoder_only(config)
+        encoder = is_encoder(config)
         loader = AutoModel if encoder else AutoModelForCausalLM
         model = loader.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except (OSError, ValueError) as exc:

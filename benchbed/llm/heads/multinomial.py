@@ -9,9 +9,9 @@ no item can be hallucinated and every item is a candidate. For backbones whose L
 input embeddings (T5, LLaMA) the paper uses a separate, randomly initialised item matrix [paper App. B.3.1]:
 the head then owns it (``MultinomialHead(n_items=..., hidden_size=...)``).
 
-The hidden state comes from the backbone body (``pooled.backbone_body``), never through the vocabulary LM
-head; the last real position is read from the text mask, so left and right padding give the same logits
-(the authors' ``attention_mask.sum(1) - 1`` assumes right padding).
+The hidden state comes from the backbone body (``backbone.facts.backbone_body``), never through the
+vocabulary LM head; the last real position is read from the text mask, so left and right padding give the
+same logits (the authors' ``attention_mask.sum(1) - 1`` assumes right padding).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from benchbed.errors import ConfigError
+from benchbed.llm.backbone import facts
 from benchbed.llm.heads.pooled import hidden_states, pool, text_mask
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.prompts import Batch
@@ -131,9 +132,9 @@ class MultinomialHead(torch.nn.Module):
 
     def check(self, model: Any, method: str, backbone: str) -> None:
         """One-line ``ConfigError`` when the item matrix is not as wide as the backbone's hidden states."""
-        target = model.get_base_model() if hasattr(model, "get_base_model") else model
+        target = facts.unwrap_peft(model)
         hidden = int(target.get_input_embeddings().weight.shape[1])
-        family = getattr(getattr(target, "config", None), "model_type", "?")
+        family = facts.family(target)
         self._context = f"method {method!r}: the multinomial head"
         self._check_matrix(
             self.matrix(), hidden, f" does not fit backbone {backbone!r} ({family}, hidden {hidden})"

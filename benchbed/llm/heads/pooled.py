@@ -12,8 +12,9 @@ prefix's columns first while the hidden states hold the text positions alone, so
 ``text_offset``. Positions come from the mask, not from the padding side, so left padding, right padding and
 multi-token slots (rows longer than ``Batch.input_ids``) all pool the same real tokens.
 
-The helpers (``backbone_body``, ``hidden_states``, ``last_positions``...) are shared with the multinomial
-head.
+The helpers (``hidden_states``, ``last_positions``...) are shared with the multinomial head; the body
+unwrap (``backbone_body``) and the encoder list are the backbone facts' (``benchbed.llm.backbone.facts``);
+``backbone_body`` stays importable from here.
 """
 
 from __future__ import annotations
@@ -23,21 +24,11 @@ from typing import Any
 import torch
 
 from benchbed.errors import ConfigError
+from benchbed.llm.backbone.facts import backbone_body, is_encoder
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.prompts import Batch
 
 POOLINGS = ("mean", "cls", "last")
-ENCODER_FAMILIES = frozenset({"bert", "roberta", "distilbert", "xlm-roberta", "mpnet", "electra", "deberta"})
-
-
-def backbone_body(model: Any) -> Any:
-    """The transformer without its LM head (LlamaModel, GPT2Model, BertModel itself), LoRA layers kept.
-
-    Heads that need hidden states call this instead of the causal LM, so no vocabulary-wide projection is
-    computed (30k-150k columns: most of the cost of a small model's forward)."""
-    if hasattr(model, "get_base_model"):  # a peft model: its LoRA layers live inside the wrapped model
-        model = model.get_base_model()
-    return getattr(model, "base_model", model)
 
 
 def text_mask(inputs: ModelInputs) -> torch.Tensor:
@@ -97,9 +88,7 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str = "mean") -> tor
 def default_pooling(model: Any) -> str:
     """The protocol's default per family: ``mean`` for encoders (SentenceBERT, MiniLM), ``last`` for
     decoders (GPT-2, OPT; rarec.md §3b)."""
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    family = getattr(getattr(target, "config", None), "model_type", "")
-    return "mean" if family in ENCODER_FAMILIES else "last"
+    return "mean" if is_encoder(model) else "last"
 
 
 class PooledHead:

@@ -8,7 +8,7 @@ prefix is never re-run. Greedy decoding gives the same tokens as ``model.generat
 (tested).
 
 Beam search ranks beams by their exact sequence log-probability (the sum over generated tokens, the end token
-included), and a finished beam keeps competing with live ones on that score, the rule ``llm/constrained.py``
+included), and a finished beam keeps competing with live ones on that score, the rule ``heads/constrained.py``
 uses for item ids. That is exact beam search on the sum: once a row's ``num_beams`` best are all finished no
 live beam can overtake them (log-probabilities only fall), so the row is done. There is no length penalty
 (``generate``'s default ``length_penalty=1.0`` divides by the length, which breaks that monotonicity).
@@ -33,6 +33,7 @@ import torch
 from benchbed import parallel
 from benchbed.compat.hf_cache import cache_kwarg, output_cache
 from benchbed.errors import ConfigError
+from benchbed.llm.backbone import facts
 from benchbed.llm.heads.pooled import text_mask
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.prompts import Batch
@@ -102,11 +103,66 @@ def _ids(value: int | Sequence[int] | None) -> list[int]:
     return [int(value)] if isinstance(value, int) else [int(v) for v in value]
 
 
+@dataclass
+class _Decoding:
+    """The beams being decoded, flat (row * width + beam; width is 1 until the first beam step): their
+    sequence log-probabilities, whether each has ended, how many of its tokens are real, and the tokens."""
+
+    scores: torch.Tensor
+    finished: torch.Tensor
+    lengths: torch.Tensor
+    seq: torch.Tensor
+    width: int = 1
+
+    @classmethod
+    def start(cls, n: int, device: torch.device) -> _Decoding:
+        return cls(
+            scores=torch.zeros(n, device=device),
+            finished=torch.zeros(n, dtype=torch.bool, device=device),
+            lengths=torch.zeros(n, dtype=torch.long, device=device),
+            seq=torch.empty((n, 0), dtype=torch.long, device=device),
+        )
+
+
+def _prefill(lm: Any, inputs: ModelInputs) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+    """The prompt through the model once: the next-token logits, the KV cache, the mask, the last
+    positions."""
+    kwargs = inputs.kwargs(use_cache=True)
+    if _takes(type(lm).forward, "logits_to_keep"):
+        kwargs["logits_to_keep"] = 1
+    out = lm(**kwargs)
+    assert inputs.position_ids is not None
+    return (
+        out.logits[:, -1].float(),
+        output_cache(out),
+        inputs.attention_mask.long(),
+        inputs.position_ids[:, -1].long(),
+    )
+
+
+def _feed(
+    lm: Any, cache: Any, mask: torch.Tensor, last: torch.Tensor, tok: torch.Tensor
+) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+    """One new token per beam against the cache: the next logits, the cache, the mask, the positions."""
+    mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=mask.dtype, device=mask.device)], dim=1)
+    last = last + 1
+    step_kwargs: dict[str, Any] = {
+        "input_ids": tok.unsqueeze(1),
+        "attention_mask": mask,
+        "position_ids": last.unsqueeze(1),
+        cache_kwarg(): cache,
+        "use_cache": True,
+    }
+    out = lm(**step_kwargs)
+    return out.logits[:, -1].float(), output_cache(out), mask, last
+
+
 class TextGenerationHead:
     """``head(model, inputs, batch) -> Generation``: greedy (``num_beams=1``) or beam decoding.
 
-    ``eos_token_id`` (one id or several) ends a beam; by default the model's generation config's, else the
-    tokenizer's; with none, every beam runs ``max_new_tokens``. ``pad_token_id`` fills finished beams."""
+    ``eos_token_id`` (one id or several) ends a beam; by default the backbone's end token
+    (``backbone.facts.end_token``); with none, every beam runs ``max_new_tokens``. ``pad_token_id`` fills
+    finished beams."""
 
     def __init__(
         self,
@@ -134,9 +190,9 @@ class TextGenerationHead:
 
     def check(self, model: Any, method: str, backbone: str) -> None:
         """Generation needs a causal LM head."""
-        target = model.get_base_model() if hasattr(model, "get_base_model") else model
+        target = facts.unwrap_peft(model)
         if not hasattr(target, "get_output_embeddings") or target.get_output_embeddings() is None:
-            family = getattr(getattr(target, "config", None), "model_type", "?")
+            family = facts.family(target)
             raise ConfigError(
                 f"method {method!r}: backbone {backbone!r} ({family}, {type(target).__name__}) has no LM "
                 f"head; the text head expected a causal decoder"
@@ -145,15 +201,10 @@ class TextGenerationHead:
     def _eos(self, model: Any) -> list[int]:
         if self.eos_token_id is not None:
             return _ids(self.eos_token_id)
-        for source in (
-            getattr(model, "generation_config", None),
-            getattr(model, "config", None),
-            self.tokenizer,
-        ):
-            ids = _ids(getattr(source, "eos_token_id", None))
-            if ids:
-                return ids
-        return []
+        try:  # the kit's one end token (what the recipes close their answers with)
+            return [facts.end_token(self.tokenizer, model)]
+        except ConfigError:
+            return []
 
     def _pad(self, model: Any, eos: list[int]) -> int:
         if self.pad_token_id is not None:
@@ -184,7 +235,7 @@ class TextGenerationHead:
             else self._positive("max_new_tokens", max_new_tokens, 0)
         )
         beams = self.num_beams if num_beams is None else self._positive("num_beams", num_beams, 1)
-        lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+        lm = facts.unwrap_peft(model)
         eos = self._eos(lm)
         pad = self._pad(lm, eos)
         inputs = left_align(inputs)
@@ -193,63 +244,52 @@ class TextGenerationHead:
         if steps == 0:
             empty = torch.zeros((n, 1, 0), dtype=torch.long, device=device)
             return self._result(empty, torch.zeros((n, 1), dtype=torch.long), torch.zeros((n, 1)))
-        kwargs = inputs.kwargs(use_cache=True)
-        if _takes(type(lm).forward, "logits_to_keep"):
-            kwargs["logits_to_keep"] = 1
-        out = lm(**kwargs)
-        logits = out.logits[:, -1].float()
-        cache = output_cache(out)
-        mask = inputs.attention_mask.long()
-        assert inputs.position_ids is not None
-        last = inputs.position_ids[:, -1].long()
+        logits, cache, mask, last = _prefill(lm, inputs)
         eos_t = torch.tensor(eos, dtype=torch.long, device=device)
-
-        width = 1
-        scores = torch.zeros(n, device=device)  # flat: row * width + beam
-        finished = torch.zeros(n, dtype=torch.bool, device=device)
-        lengths = torch.zeros(n, dtype=torch.long, device=device)
-        seq = torch.empty((n, 0), dtype=torch.long, device=device)
+        state = _Decoding.start(n, device)
         for step in range(steps):
-            logp = torch.log_softmax(logits, dim=-1)
-            if beams == 1:
-                src = torch.arange(n, device=device)
-                tok = logits.argmax(dim=-1)  # argmax of the logits, as generate's greedy search
-                gain = logp.gather(1, tok.unsqueeze(1)).squeeze(1)
-                carried = finished
-                tok = torch.where(carried, pad, tok)
-                scores = scores + torch.where(carried, 0.0, gain)
-            else:
-                src, tok, carried, scores = self._beam_step(logp, scores, finished, n, width, beams, pad)
-                width = beams
-            ended = carried | torch.isin(tok, eos_t) | ~torch.isfinite(scores)
-            finished = ended
-            lengths = lengths[src] + (~carried).long()
-            seq = torch.cat([seq[src], tok.unsqueeze(1)], dim=1)
-            done = step == steps - 1 or bool(finished.all())
+            src, tok = self._extend(state, logits, n, beams, pad, eos_t)
+            done = step == steps - 1 or bool(state.finished.all())
             keep_in_step = functools.partial(lm, input_ids=tok[:1].unsqueeze(1), use_cache=False)
             if parallel.finished_everywhere(done, keep_in_step):
                 break
             if beams > 1:
                 cache.reorder_cache(src)  # the first step also expands each prompt's cache to its beams
                 mask, last = mask[src], last[src]
-            mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=mask.dtype, device=device)], dim=1)
-            last = last + 1
-            step_kwargs: dict[str, Any] = {
-                "input_ids": tok.unsqueeze(1),
-                "attention_mask": mask,
-                "position_ids": last.unsqueeze(1),
-                cache_kwarg(): cache,
-                "use_cache": True,
-            }
-            out = lm(**step_kwargs)
-            logits = out.logits[:, -1].float()
-            cache = output_cache(out)
-        k = width
-        tokens = seq.view(n, k, -1)
-        score_2d = scores.view(n, k)
+            logits, cache, mask, last = _feed(lm, cache, mask, last, tok)
+        return self._ranked(state, n)
+
+    def _extend(
+        self, state: _Decoding, logits: torch.Tensor, n: int, beams: int, pad: int, eos_t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token for every beam (greedy: the argmax; beam: the best continuations), in place on
+        ``state``; the source beam of each new beam and its token."""
+        logp = torch.log_softmax(logits, dim=-1)
+        if beams == 1:
+            src = torch.arange(n, device=state.seq.device)
+            tok = logits.argmax(dim=-1)  # argmax of the logits, as generate's greedy search
+            gain = logp.gather(1, tok.unsqueeze(1)).squeeze(1)
+            carried = state.finished
+            tok = torch.where(carried, pad, tok)
+            state.scores = state.scores + torch.where(carried, 0.0, gain)
+        else:
+            src, tok, carried, state.scores = self._beam_step(
+                logp, state.scores, state.finished, n, state.width, beams, pad
+            )
+            state.width = beams
+        state.finished = carried | torch.isin(tok, eos_t) | ~torch.isfinite(state.scores)
+        state.lengths = state.lengths[src] + (~carried).long()
+        state.seq = torch.cat([state.seq[src], tok.unsqueeze(1)], dim=1)
+        return src, tok
+
+    def _ranked(self, state: _Decoding, n: int) -> Generation:
+        """Each prompt's beams, best first."""
+        k = state.width
+        tokens = state.seq.view(n, k, -1)
+        score_2d = state.scores.view(n, k)
         order = torch.argsort(score_2d, dim=1, descending=True, stable=True)  # best first
         tokens = tokens.gather(1, order.unsqueeze(-1).expand_as(tokens))
-        return self._result(tokens, lengths.view(n, k).gather(1, order), score_2d.gather(1, order))
+        return self._result(tokens, state.lengths.view(n, k).gather(1, order), score_2d.gather(1, order))
 
     @staticmethod
     def _beam_step(

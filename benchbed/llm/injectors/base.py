@@ -9,6 +9,7 @@ import torch
 
 from benchbed.compat.hf_cache import cache_kwarg
 from benchbed.errors import ConfigError
+from benchbed.llm.backbone import facts
 from benchbed.llm.injectors.prompts import Batch
 
 
@@ -53,7 +54,7 @@ class Injector(torch.nn.Module):
 
     def check(self, model: Any, method: str, backbone: str) -> None:
         """One-line ``ConfigError`` naming the method, backbone and what was expected."""
-        family = getattr(getattr(model, "config", None), "model_type", "?")
+        family = facts.family(model)
         if self.families and family not in self.families:
             raise ConfigError(
                 f"method {method!r}: the {self.kind} injector does not support backbone {backbone!r} "

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 
 from benchbed.errors import ConfigError
+from benchbed.llm.backbone import facts
+from benchbed.llm.backbone.facts import backbone_body
 from benchbed.llm.injectors.base import Injector, ModelInputs
 from benchbed.llm.injectors.prompts import Batch
 from benchbed.sharding import call_whole as whole
@@ -43,17 +45,6 @@ FAMILIES = frozenset({"llama", "gpt2", "bert"})
 ROTARY_FAMILIES = frozenset({"llama"})
 
 PrefixInput = torch.Tensor | Sequence[torch.Tensor]
-
-
-def backbone_core(model: Any) -> Any:
-    """The bare transformer (``LlamaModel``, ``GPT2Model``, ``BertModel``) under task heads and peft."""
-    if hasattr(model, "get_base_model"):  # peft PeftModel
-        model = model.get_base_model()
-    return getattr(model, "base_model", model)
-
-
-def model_family(model: Any) -> str:
-    return str(getattr(getattr(model, "config", None), "model_type", "?"))
 
 
 def _split_heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
@@ -151,18 +142,18 @@ def prefix_kv(
     model: Any, prefix: list[torch.Tensor], *, pre_norm: bool = True
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer, the prefix keys/values (B, heads, P, head_dim) through that layer's own K/V projections."""
-    family = model_family(model)
+    family = facts.family(model)
     if family not in _KV_BUILDERS:
         raise ConfigError(
             f"the layer-prefix injector does not support model_type {family!r}; "
             f"expected one of {sorted(FAMILIES)}"
         )
-    return _KV_BUILDERS[family](backbone_core(model), prefix, pre_norm)
+    return _KV_BUILDERS[family](backbone_body(model), prefix, pre_norm)
 
 
 def _checkpointing(model: Any) -> bool:
     return bool(model.training) and any(
-        getattr(m, "gradient_checkpointing", False) for m in backbone_core(model).modules()
+        getattr(m, "gradient_checkpointing", False) for m in backbone_body(model).modules()
     )
 
 
@@ -209,7 +200,7 @@ class LayerPrefix(Injector):
     ) -> ModelInputs:
         if signal:
             raise TypeError(f"LayerPrefix.inputs got unexpected signal {sorted(signal)}")
-        family = model_family(model)
+        family = facts.family(model)
         if family not in self.families:
             raise ConfigError(
                 f"the {self.kind} injector does not support model_type {family!r}; expected one of "

@@ -90,15 +90,7 @@ class VocabExtension(Injector):
         where = f"method {method!r}, backbone {backbone!r}: vocabulary extension"
         pairs = list(types.items()) if isinstance(types, Mapping) else [(str(n), int(c)) for n, c in types]
         names = [n for n, _ in pairs]
-        _check_names(where, "token type", names)
-        _check_names(where, "table", list(tables))
-        for name, count in pairs:
-            if int(count) < 1:
-                raise ConfigError(f"{where}: token type {name!r} has {count} tokens; expected at least 1")
-        if pattern.count("{type}") != 1 or pattern.count("{i}") != 1:
-            raise ConfigError(f"{where}: token pattern {pattern!r} must contain {{type}} and {{i}} once each")
-        if head not in HEAD_KINDS:
-            raise ConfigError(f"{where}: head {head!r}; expected one of {HEAD_KINDS}")
+        _check_spec(where, pairs, tables, pattern, head)
         self.base_vocab = int(base_vocab)
         self.hidden = int(hidden)
         self.types: tuple[str, ...] = tuple(names)
@@ -112,8 +104,16 @@ class VocabExtension(Injector):
         self.pattern = pattern
         self.head = head
         self._regex = _token_regex(pattern, names)
+        self._check_distinct_tokens(where)
+        self.rows = nn.ParameterDict()
+        self.out = nn.ParameterDict()  # separate output matrices ("separate" head only)
+        self.out_bias = nn.ParameterDict()
+        self._init_tables(init_std, bias)
+
+    def _check_distinct_tokens(self, where: str) -> None:
+        """A separator-free pattern such as ``{type}{i}`` lets two types write one string: refused."""
         seen: dict[str, str] = {}
-        for name in names:  # a separator-free pattern such as ``{type}{i}`` lets two types write one string
+        for name in self.types:
             for i in range(self.counts[name]):
                 tok = self.token(name, i)
                 if seen.setdefault(tok, name) != name:
@@ -121,15 +121,16 @@ class VocabExtension(Injector):
                         f"{where}: token types {seen[tok]!r} and {name!r} both write {tok!r}; expected a "
                         "token pattern that separates the type name from the index"
                     )
-        self.rows = nn.ParameterDict()
-        self.out = nn.ParameterDict()  # separate output matrices ("separate" head only)
-        self.out_bias = nn.ParameterDict()
+
+    def _init_tables(self, init_std: float, bias: bool) -> None:
+        """N(0, init_std^2) rows per (table, type), drawn in table then type order (and the separate head's
+        matrix right after its rows), so the global torch RNG gives every instance of a spec the same rows."""
         for table in self.table_names:
-            for name in names:
+            for name in self.types:
                 key = _key(table, name)
                 n = self.counts[name]
                 self.rows[key] = nn.Parameter(torch.randn(n, self.hidden) * init_std)
-                if head == "separate":
+                if self.head == "separate":
                     self.out[key] = nn.Parameter(torch.randn(n, self.hidden) * init_std)
                 if bias:
                     self.out_bias[key] = nn.Parameter(torch.zeros(n))
@@ -390,6 +391,21 @@ def final_hidden(model: Any, inputs: ModelInputs) -> torch.Tensor:
 
 def _key(table: str, token_type: str) -> str:
     return f"{table}__{token_type}"
+
+
+def _check_spec(
+    where: str, pairs: list[tuple[str, int]], tables: Sequence[str], pattern: str, head: str
+) -> None:
+    """One-line ``ConfigError`` for a bad type/table name, an empty type, a pattern or a head kind."""
+    _check_names(where, "token type", [n for n, _ in pairs])
+    _check_names(where, "table", list(tables))
+    for name, count in pairs:
+        if int(count) < 1:
+            raise ConfigError(f"{where}: token type {name!r} has {count} tokens; expected at least 1")
+    if pattern.count("{type}") != 1 or pattern.count("{i}") != 1:
+        raise ConfigError(f"{where}: token pattern {pattern!r} must contain {{type}} and {{i}} once each")
+    if head not in HEAD_KINDS:
+        raise ConfigError(f"{where}: head {head!r}; expected one of {HEAD_KINDS}")
 
 
 def _check_names(where: str, what: str, names: list[str]) -> None:

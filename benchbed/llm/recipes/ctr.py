@@ -21,12 +21,21 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm import stages
 from benchbed.llm.backbone.loader import Backbone, check_backbone_name, load_backbone
-from benchbed.llm.budget import BUDGET_KEYS, resolve, seconds_cap, time_capped
+from benchbed.llm.budget import (
+    BUDGET_KEYS,
+    CTR_BUDGETS,
+    BudgetProfiles,
+    device_profile,
+    seconds_cap,
+    time_capped,
+)
 from benchbed.llm.lora import LoraSpec, add_lora, load_lora_state, lora_state
+from benchbed.llm.stages import StageChain, StageSpec
 from benchbed.llm.train import TrainConfig, TrainResult, train
 from benchbed.llm.yesno.head import SCORE_MODES, bce_loss
 from benchbed.llm.yesno.masked_head import HEAD_INFO, HEAD_NAME
 from benchbed.llm.yesno.scorer import SCORE_BATCHING, Rows, VectorFn, YesNoScorer, rows_from_frame
+from benchbed.params import Param
 from benchbed.prompts import load_bank
 
 PROMPT_DEFAULTS: dict[str, Any] = {
@@ -61,6 +70,15 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "max_train_rows": "auto",  # 0 = all
     "max_valid_rows": "auto",  # 0 = all
     "max_seconds": "auto",  # per training stage; 0 = no cap (the default: budgets are in data terms)
+}
+# the prompt CTR methods' (tallrec, icl, collm) parameters that no naming convention covers
+CTR_PARAM_SPECS: dict[str, Param] = {
+    "score": Param(
+        kind="str", choices=SCORE_MODES, help="yes: the Yes logit (CoLLM code); yes-no: P(Yes|Yes,No)"
+    ),
+    "score_batching": Param(kind="str", choices=SCORE_BATCHING),
+    # titles are cut to this many characters (not nullable like other max_* caps: the prompt code needs one)
+    "max_title_chars": Param(kind="int", min=1, help="characters of a title kept in the prompt"),
 }
 # the parameters that determine the text-only LoRA stage (shared by tallrec and collm step 1)
 TEXT_STAGE_KEYS = (
@@ -113,22 +131,15 @@ class PromptCTRMethod(BaseRecommender):
     score_kind: ClassVar[str] = "logit"  # scores are logits: sigmoid gives P(Yes)
     # how test rows are batched for scoring, and whether the unseen template is scored too
     evaluation_only: ClassVar[frozenset[str]] = frozenset({"score_batching", "eval_unseen"})
+    param_specs: ClassVar[dict[str, Param]] = CTR_PARAM_SPECS
+    budgets: ClassVar[BudgetProfiles] = CTR_BUDGETS  # cpu / gpu / cpu-encoder (benchbed.llm.budget)
     view: ClassVar[str] = "text"
     needs_decoder: ClassVar[bool] = True
     # slots whose vector depends on the user only, so prefix reuse may share them within a (user, history)
     shared_slots: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        if self.params.get("score", "yes") not in SCORE_MODES:
-            raise ConfigError(
-                f"method {self.name!r}: score={self.params['score']!r}; expected one of {SCORE_MODES}"
-            )
-        if self.params.get("score_batching", "rows") not in SCORE_BATCHING:
-            raise ConfigError(
-                f"method {self.name!r}: score_batching={self.params['score_batching']!r}; expected one of "
-                f"{', '.join(SCORE_BATCHING)}"
-            )
+        super().__init__(**params)  # checks every parameter against param_specs (CTR_PARAM_SPECS)
         # fail before a run starts: bad backbone names and templates without their placeholders
         check_backbone_name(str(self.params["backbone"]))
         if self.needs_decoder and self.params["backbone"] == "minilm":
@@ -194,7 +205,7 @@ class PromptCTRMethod(BaseRecommender):
         """``auto`` budget values from the device profile (``benchbed.llm.budget``)."""
         on_cpu = self.backbone is None or self.backbone.device == "cpu"
         encoder = self.backbone is not None and not self.backbone.is_decoder
-        self.budget = resolve(self.params, ctx.budget, on_cpu, encoder=encoder)
+        self.budget = self.budgets.resolve(self.params, ctx.budget, device_profile(on_cpu, encoder=encoder))
         return self.budget
 
     def prepare_rows(self, split: Split, seed: int) -> Prepared:
@@ -235,26 +246,32 @@ class PromptCTRMethod(BaseRecommender):
     def lora_spec(self) -> LoraSpec:
         return LoraSpec.from_params(self.params)
 
-    def identity(self, split: Split, ctx: RunContext, keys: tuple[str, ...], **extra: Any) -> dict[str, Any]:
+    def stage_chain(self, split: Split, ctx: RunContext) -> StageChain:
+        """The fit's stages, with what all of them read: the split, the backbone, the seed, the budget (and,
+        for encoders only, the head that reads the answer: decoder keys stay as they were)."""
         assert self.backbone is not None
-        return {
-            "split": split.hash or split.compute_hash(),
-            "backbone": {k: self.backbone.info[k] for k in ("id", "revision", "dtype")},
-            "params": {k: self.params[k] for k in keys if k not in BUDGET_KEYS},
-            "budget": {k: self.budget[k] for k in BUDGET_KEYS},
-            "seed": ctx.seed,
-            "version": 1,
-            # encoders only (decoder identities stay as they were): the head that reads the answer
-            **({} if self.backbone.is_decoder else {"head": HEAD_NAME}),
-            **extra,
-        }
+        head = {} if self.backbone.is_decoder else {"head": HEAD_NAME}
+        budget = {k: self.budget[k] for k in BUDGET_KEYS}
+        context = stages.run_context(
+            split.key, self.backbone.info, ctx.seed, budget=budget, version=1, **head
+        )
+        return StageChain(ctx.cache_dir, context)
+
+    def stage_params(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        """The ``params`` a stage reads (its training settings; the budget is in the chain's context)."""
+        return {k: self.params[k] for k in keys if k not in BUDGET_KEYS}
 
     # --- the text-only LoRA stage ---------------------------------------------------------------------------
-    def text_stage(self, split: Split, ctx: RunContext, prep: Prepared) -> dict[str, Any]:
+    def text_stage(self, chain: StageChain, ctx: RunContext, prep: Prepared) -> dict[str, Any]:
         """TALLRec's tuning = CoLLM's step 1: LoRA on text-only prompts; loaded when already on disk."""
         assert self.scorer is not None and self.backbone is not None
-        ident = self.identity(split, ctx, TEXT_STAGE_KEYS, stage="lora-text", bank=self.bank.hash("text"))
-        st = stages.stage(ctx.cache_dir, "lora-text", ident)
+        reads = {
+            "params": self.stage_params(TEXT_STAGE_KEYS),
+            "stage": "lora-text",
+            "bank": self.bank.hash("text"),
+        }
+        spec = StageSpec("lora-text", reads)
+        st = chain.stage(spec)
         torch.manual_seed(ctx.seed)
         self.model, lora_info = add_lora(self.backbone.model, self.lora_spec())
         self.backbone_info["lora_targets"] = lora_info.targets
@@ -267,10 +284,10 @@ class PromptCTRMethod(BaseRecommender):
             meta = {"stage": "lora-text", "key": st.key, "train": result.as_dict(), "lora": lora_info.spec}
             return {"lora": lora_state(self.model)}, meta
 
-        outcome = stages.run_or_load(st, train_fn, lambda blob: load_lora_state(self.model, blob["lora"]))
-        if outcome.loaded:
+        run = chain.run(spec, train_fn, lambda blob: load_lora_state(self.model, blob["lora"]))
+        if run.loaded:
             ctx.say(f"{self.name}: stage 1 (LoRA on text prompts) loaded from {st.dir}")
-        info = outcome.info()
+        info = run.outcome.info()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.eval()

@@ -9,7 +9,6 @@ examples, tokenization, the item trie, batching, the loss on the answer tokens, 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,6 +22,7 @@ from benchbed.generative.examples import Example, eval_rows, training_examples
 from benchbed.generative.indexing import ItemIndex
 from benchbed.generative.setup import GenerativeProtocol, GenerativeSetup
 from benchbed.generative.templates import render_answer, render_pieces, slot_names
+from benchbed.llm.backbone.facts import end_token
 from benchbed.llm.backbone.loader import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
 from benchbed.llm.heads.constrained import ConstrainedHead, ItemTrie, build_item_trie
@@ -30,7 +30,6 @@ from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.prompts import (
     IGNORE,
     Batch,
-    EncodedPrompts,
     answer_labels,
     append_answers,
     bucket_batches,
@@ -39,68 +38,13 @@ from benchbed.llm.injectors.prompts import (
 )
 from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.llm.lora import named_trainable
-from benchbed.llm.stages import param_loader, run_or_load
-from benchbed.llm.stages import stage as make_stage
+from benchbed.llm.recipes.beams import add_beam_counts, drop_excluded, with_beam_shares
+from benchbed.llm.recipes.generative_rows import EncodedRows, TrainBatch
+from benchbed.llm.recipes.lm_stage import LMStage
+from benchbed.llm.stages import StageChain, StageRun, StageSpec, param_loader
 from benchbed.llm.train import TrainConfig, epoch_rng, train
 from benchbed.metrics.generative import generative_metrics
-
-
-@dataclass
-class TrainBatch:
-    """A left-padded batch of prompt+answer rows; ``labels`` (B, A) hold the answer tokens at the end."""
-
-    batch: Batch
-    labels: torch.Tensor
-    users: torch.Tensor
-    hist: torch.Tensor  # (B, L) history item ids, -1 padded
-
-    def __len__(self) -> int:
-        return len(self.batch)
-
-    @property
-    def n_tokens(self) -> int:
-        return self.batch.n_tokens
-
-
-@dataclass
-class EncodedRows:
-    enc: EncodedPrompts
-    answer_len: np.ndarray  # 0 for prompts without answers (decoding)
-    users: np.ndarray
-    hist: np.ndarray
-
-
-@dataclass
-class StageSpec:
-    """One training stage: its name, what identifies its result, the modules it trains, how long."""
-
-    name: str
-    identity: dict[str, Any]
-    modules: dict[str, torch.nn.Module]  # name -> module whose requires_grad params are trained
-    use_slots: bool
-    lr: float
-    epochs: int
-    # None keeps the recipe's defaults (cosine decay; the ``valid_users`` parameter with one evaluation per
-    # epoch and patience 2); a method that sets them names them in ``identity`` (ILM stage 2: linear decay and
-    # the best dev NDCG@10 checkpoint, §4.4 / T8)
-    schedule: str | None = None
-    valid_users: int | None = None
-    evals_per_epoch: int | None = None
-    patience: int | None = None
-
-
-def _token_id_or(tokenizer: Any, model: Any) -> int:
-    for tid in (
-        getattr(tokenizer, "eos_token_id", None),
-        getattr(model.config, "eos_token_id", None),
-        getattr(tokenizer, "sep_token_id", None),
-    ):
-        if isinstance(tid, int):
-            return tid
-        if isinstance(tid, list) and tid:
-            return int(tid[0])
-    raise ConfigError("generative methods need an end-of-sequence token; the backbone's tokenizer has none")
-
+from benchbed.params import Param
 
 # the training settings that name a stage's cache (with the recipes' own extra keys); stable_hash sorts keys
 TRAIN_IDENTITY_KEYS = (
@@ -139,6 +83,16 @@ class GenerativeLM(BaseRecommender):
         "max_length": None,  # prompt tokens (oldest history cut first); None = no cap
         "exclude_extra_beams": 20,  # with the task's filter_history: beams = k + min(earlier items, this)
     }
+    param_specs: ClassVar[dict[str, Param]] = {
+        "train_sub_tasks": Param(
+            kind="str", choices=("both", "eval"), help="both sub-tasks, or the evaluated one"
+        )
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.stage_log: list[dict[str, Any]] = []  # the last fit's stages (the record's info)
+        self._examples: list[Example] = []  # the last fit's training examples
 
     # --- hooks ----------------------------------------------------------------------------------------
     def prepare(self, split: Split, ctx: RunContext) -> None:
@@ -154,8 +108,6 @@ class GenerativeLM(BaseRecommender):
     # --- fit ------------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:
         p = self.params
-        if p["train_sub_tasks"] not in ("both", "eval"):
-            raise ConfigError(f"method {self.name!r}: train_sub_tasks must be 'both' or 'eval'")
         self.ctx = ctx
         # the task's settings and item index (a direct call without the task gets the task's defaults)
         protocol = ctx.setup.protocol
@@ -164,23 +116,24 @@ class GenerativeLM(BaseRecommender):
         self.setup: GenerativeSetup = protocol.setup
         self.index: ItemIndex = protocol.index
         self.dataset = split.data.name
-        self.split_hash = split.hash or split.compute_hash()
+        self.split_hash = split.key
         torch.manual_seed(ctx.seed)
         self.bb: Backbone = load_backbone(str(p["backbone"]), device=ctx.device, dtype=ctx.dtype)
         self.bb.require_decoder(self.name)
         self.model = self.bb.model
         self.tok = self.bb.tokenizer
-        self.end_token = _token_id_or(self.tok, self.model)
+        self.end_token = end_token(self.tok, self.model, who=f"method {self.name!r}")
         self.vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self.trie = self._build_trie()
         self.injector = SlotVectors()  # text-only methods leave the slots out of their prompts
         self.head = ConstrainedHead(self.trie)
         self.slot_cols = slot_names(self.setup.history_len)
-        self.stage_log: list[dict[str, Any]] = []
+        self.stage_log = []
         self.template_info = self.setup.template_info()
         self._examples = self._training_examples(split, ctx)
         self._valid_split = split
         self.prepare(split, ctx)
+        self.chain = StageChain(ctx.cache_dir, self.base_identity())
         self.train_stages(split, ctx)
         self.model.eval()
         self.backbone_info = {
@@ -302,23 +255,19 @@ class GenerativeLM(BaseRecommender):
         )
 
     # --- stages ---------------------------------------------------------------------------------------
-    def run_stage(self, spec: StageSpec) -> None:
+    def run_stage(self, spec: LMStage) -> StageRun:
         """Train ``spec``'s trainable parameters, or load them when the same stage already finished."""
         params = named_trainable(**spec.modules)
-        identity = {**self.base_identity(), **spec.identity, "lr": spec.lr, "epochs": spec.epochs}
-        stage = make_stage(self.ctx.cache_dir, spec.name, identity)
-
-        load_fn = param_loader(params, stage)
-
-        outcome = run_or_load(stage, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
-        if outcome.loaded:
-            self.ctx.say(f"{self.name}: stage {spec.name} loaded from cache ({stage.dir.name})")
-            self.stage_log.append({"stage": spec.name, "key": stage.key, "cached": True, **stage.meta()})
-        else:
-            self.stage_log.append({"key": stage.key, "cached": False, **outcome.meta})
+        declared = StageSpec(spec.name, {**spec.reads, "lr": spec.lr, "epochs": spec.epochs})
+        load_fn = param_loader(params, self.chain.stage(declared))
+        run = self.chain.run(declared, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
+        if run.loaded:
+            self.ctx.say(f"{self.name}: stage {spec.name} loaded from cache ({run.stage.dir.name})")
+        self.stage_log.append(run.log_entry())
+        return run
 
     def _train_stage(
-        self, spec: StageSpec, params: dict[str, torch.nn.Parameter], ckpt: Any
+        self, spec: LMStage, params: dict[str, torch.nn.Parameter], ckpt: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Next-token training on the answers of the templated examples; returns (blob, meta) to save."""
         p = self.params
@@ -341,17 +290,7 @@ class GenerativeLM(BaseRecommender):
             for idx in bucket_batches(lengths, bs, rng=epoch_rng(self.ctx.seed, epoch))[skip:]:
                 yield self._train_batch(rows, idx)
 
-        cfg = TrainConfig(
-            lr=spec.lr,
-            weight_decay=float(p["weight_decay"]),
-            epochs=spec.epochs,
-            warmup_ratio=float(p["warmup_ratio"]),
-            grad_accum=int(p["grad_accum"]),
-            max_seconds=seconds_cap(p["max_seconds"]),
-            evals_per_epoch=1 if spec.evals_per_epoch is None else spec.evals_per_epoch,
-            patience=2 if spec.patience is None else spec.patience,
-            schedule="cosine" if spec.schedule is None else spec.schedule,
-        )
+        cfg = self._train_config(spec)
         n_valid = int(p["valid_users"]) if spec.valid_users is None else spec.valid_users
         eval_fn = (lambda: self._valid_metric(spec.use_slots, n_valid)) if n_valid > 0 else None
         self.ctx.say(
@@ -381,6 +320,21 @@ class GenerativeLM(BaseRecommender):
             meta["valid_history"] = [{k: h[k] for k in keep} for h in result.history]
         return {"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta
 
+    def _train_config(self, spec: LMStage) -> TrainConfig:
+        """The stage's training settings: the method's parameters, with the stage's own where it sets them."""
+        p = self.params
+        return TrainConfig(
+            lr=spec.lr,
+            weight_decay=float(p["weight_decay"]),
+            epochs=spec.epochs,
+            warmup_ratio=float(p["warmup_ratio"]),
+            grad_accum=int(p["grad_accum"]),
+            max_seconds=seconds_cap(p["max_seconds"]),
+            evals_per_epoch=1 if spec.evals_per_epoch is None else spec.evals_per_epoch,
+            patience=2 if spec.patience is None else spec.patience,
+            schedule="cosine" if spec.schedule is None else spec.schedule,
+        )
+
     def _valid_metric(self, use_slots: bool, n_users: int) -> float:
         """NDCG@10 of the seen template on the valid rows (each user's second-to-last item, history = the
         training items) of the first ``n_users`` users: the test items are never read."""
@@ -392,9 +346,9 @@ class GenerativeLM(BaseRecommender):
     def record_info(self) -> dict[str, Any]:
         """Budget and stages for the run record (the runner stores it under ``info.method``)."""
         p = self.params
-        stage_log: list[dict[str, Any]] = getattr(self, "stage_log", [])
+        stage_log = self.stage_log
         info: dict[str, Any] = {
-            "train_examples": len(getattr(self, "_examples", [])),
+            "train_examples": len(self._examples),
             "budget": {k: p[k] for k in ("epochs", "max_train_examples", "max_seconds", "train_sub_tasks")},
             "stages": stage_log,
         }
@@ -403,7 +357,7 @@ class GenerativeLM(BaseRecommender):
         return info
 
     def trainable_parameters(self) -> int:
-        return int(sum(s.get("trainable", 0) for s in getattr(self, "stage_log", [])))
+        return int(sum(s.get("trainable", 0) for s in self.stage_log))
 
     # --- ranking --------------------------------------------------------------------------------------
     def rank(self, requests: RankRequests) -> Rankings:
@@ -418,14 +372,7 @@ class GenerativeLM(BaseRecommender):
         )
         items, scores = out.items, out.scores
         if requests.exclude is not None:
-            keep_items = np.full((len(items), k), -1, dtype=np.int64)
-            keep_scores = np.full((len(items), k), -np.inf)
-            for r, ex in enumerate(requests.exclude):
-                ok = ~np.isin(items[r], ex) & (items[r] >= 0)
-                sel = np.flatnonzero(ok)[:k]
-                keep_items[r, : len(sel)] = items[r, sel]
-                keep_scores[r, : len(sel)] = scores[r, sel]
-            items, scores = keep_items, keep_scores
+            items, scores = drop_excluded(items, scores, requests.exclude, k)
         return Rankings(items=items[:, :k], scores=scores[:, :k], info=dict(out.stats))
 
     @torch.no_grad()
@@ -464,11 +411,5 @@ class GenerativeLM(BaseRecommender):
             )
             out = self.head.rank(self.model, inputs, num_beams=beams)
             items[sl], scores[sl], flags[sl] = out.items, out.scores, out.constrained
-            for name, value in out.stats.items():
-                if not name.endswith("_share"):
-                    stats[name] = stats.get(name, 0.0) + value
-        if stats.get("valid_beams"):
-            stats["constrained_beam_share"] = stats.get("constrained_beams", 0.0) / stats["valid_beams"]
-        if stats.get("decisions"):
-            stats["constrained_step_share"] = stats.get("overrides", 0.0) / stats["decisions"]
-        return BeamOutput(items=items, scores=scores, constrained=flags, stats=stats)
+            add_beam_counts(stats, out.stats)
+        return BeamOutput(items=items, scores=scores, constrained=flags, stats=with_beam_shares(stats))

@@ -3,7 +3,7 @@ on the reference, cached stages, batched greedy/beam decoding through ``TextGene
 
 A subclass decides (1) how items enter the prompt (``prompt_mode``: ``slot`` = vectors at the markers,
 ``title`` = the title text, ``title+slot``), (2) the vectors (``item_vectors``: (B, S, N, H) for the item ids
-(B, S), -1 = no item; N = ``n_tokens``) and (3) its stages (``train_stages``, each a ``StageSpec`` of modules
+(B, S), -1 = no item; N = ``n_tokens``) and (3) its stages (``train_stages``, each a ``LMStage`` of modules
 to train). The item's ID vector reaches the LM only through the slot positions (``MultiTokenSlots``), so on
 held-out items everything a vector-only method knows about an item comes from its embedding.
 """
@@ -11,7 +11,6 @@ held-out items everything a vector-only method knows about an item comes from it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,9 +21,10 @@ import torch.nn.functional as F
 from benchbed.api import BaseRecommender, GenerateRequests, RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.item2text.examples import sample_examples
+from benchbed.item2text.examples import Example, sample_examples
 from benchbed.item2text.prompts import SLOTS, to_pieces
 from benchbed.item2text.setup import Item2TextProtocol
+from benchbed.llm.backbone.facts import end_token
 from benchbed.llm.backbone.loader import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
 from benchbed.llm.heads.text import TextGenerationHead
@@ -41,21 +41,9 @@ from benchbed.llm.injectors.prompts import (
 )
 from benchbed.llm.injectors.slots import MultiTokenSlots
 from benchbed.llm.lora import named_trainable
-from benchbed.llm.stages import param_loader, run_or_load
-from benchbed.llm.stages import stage as make_stage
+from benchbed.llm.recipes.lm_stage import LMStage
+from benchbed.llm.stages import StageChain, StageRun, StageSpec, param_loader
 from benchbed.llm.train import TrainConfig, epoch_rng, train
-
-
-@dataclass
-class StageSpec:
-    name: str
-    identity: dict[str, Any]
-    modules: dict[str, torch.nn.Module]
-    lr: float
-    epochs: int
-    before: Callable[[], None] | None = (
-        None  # e.g. freeze or unfreeze the LLM before the stage's params are read
-    )
 
 
 @dataclass
@@ -70,19 +58,6 @@ class TrainBatch:
     @property
     def n_tokens(self) -> int:
         return self.batch.n_tokens
-
-
-def end_token(tokenizer: Any, model: Any) -> int:
-    for tid in (
-        getattr(tokenizer, "eos_token_id", None),
-        getattr(model.config, "eos_token_id", None),
-        getattr(tokenizer, "sep_token_id", None),
-    ):
-        if isinstance(tid, int):
-            return tid
-        if isinstance(tid, list) and tid:
-            return int(tid[0])
-    raise ConfigError("item2text methods need an end-of-sequence token; the backbone's tokenizer has none")
 
 
 class Item2TextLM(BaseRecommender):
@@ -105,8 +80,16 @@ class Item2TextLM(BaseRecommender):
         "max_seconds": None,  # wall-clock cap per stage (off by default)
     }
 
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.stage_log: list[dict[str, Any]] = []  # the last fit's stages (the record's info)
+        self._examples: list[Example] = []  # the last fit's training examples
+
     # --- hooks ----------------------------------------------------------------------------------------
     n_tokens: int = 1
+    # every stage trains with the whole LLM in train mode (dropout on, even when it is frozen); False leaves
+    # the modes to the trainer, which switches the trained modules only (ILM: a frozen LLM stays in eval)
+    whole_llm_trains: ClassVar[bool] = True
 
     def prepare(self, split: Split, ctx: RunContext) -> None:
         """Build the method's modules (projectors) after the backbone is loaded."""
@@ -115,7 +98,7 @@ class Item2TextLM(BaseRecommender):
         """(B, S, N, H) vectors for item ids (B, S) (-1: none, any vector), or None (text only)."""
         return None
 
-    def train_stages(self) -> list[StageSpec]:
+    def train_stages(self) -> list[LMStage]:
         raise NotImplementedError
 
     def companions(self) -> list[tuple[str, dict[str, Any]]]:
@@ -129,37 +112,55 @@ class Item2TextLM(BaseRecommender):
         if not isinstance(proto, Item2TextProtocol):
             proto = Item2TextProtocol.default(split)
         self.ctx, self.proto = ctx, proto
-        self.split_hash = split.hash or split.compute_hash()
+        self.split_hash = split.key
         torch.manual_seed(ctx.seed)
         self.bb: Backbone = load_backbone(str(self.params["backbone"]), device=ctx.device, dtype=ctx.dtype)
         self.bb.require_decoder(self.name)
         self.model, self.tok = self.bb.model, self.bb.tokenizer
-        self.end = end_token(self.tok, self.model)
+        self.end = end_token(self.tok, self.model, who=f"method {self.name!r}")
         self.injector = MultiTokenSlots(self.n_tokens)
         self.head = TextGenerationHead(
             self.tok, max_new_tokens=proto.decoding.max_new_tokens, num_beams=proto.decoding.num_beams,
             eos_token_id=self.end, method=self.name,
         )  # fmt: skip
         self.template_info = proto.template_info()
-        self.stage_log: list[dict[str, Any]] = []
+        self.stage_log = []
         self._examples = sample_examples(proto.train, self.params["max_train_examples"], ctx.seed)
         self.prepare(split, ctx)
-        after: str | None = None
-        for spec in self.train_stages():
-            after = self.run_stage(spec, after)
+        self.chain = StageChain(ctx.cache_dir, self.base_identity())
+        self.run_stages(split, ctx)
         self.model.eval()
         self.backbone_info = {**self.bb.info, "stages": self.stage_log}
 
+    def run_stages(self, split: Split, ctx: RunContext) -> None:
+        """Train (or load) ``train_stages`` in order, each building on the one before."""
+        after: str | None = None
+        for spec in self.train_stages():
+            self.run_stage(spec, after)
+            after = spec.name
+
     # --- encoding -------------------------------------------------------------------------------------
-    def pieces(self, prompt: str, items: Any) -> list[Any]:
-        return to_pieces(prompt, list(items), mode=self.prompt_mode, titles=self.proto.facts.title)
+    @property
+    def mode(self) -> str:
+        """How items enter the prompts at evaluation (and in every stage that names no other mode)."""
+        return self.prompt_mode
+
+    def pieces(self, prompt: str, items: Any, mode: str | None = None) -> list[Any]:
+        return to_pieces(prompt, list(items), mode=mode or self.mode, titles=self.proto.facts.title)
 
     def encode_prompts(
-        self, prompts: list[str], items: np.ndarray, references: list[str] | None = None
+        self,
+        prompts: list[str],
+        items: np.ndarray,
+        references: list[str] | None = None,
+        *,
+        mode: str | None = None,
     ) -> tuple[EncodedPrompts, np.ndarray]:
         """Token ids (+ reference and end token when training) and the answer lengths."""
-        pieces = [self.pieces(p, row) for p, row in zip(prompts, items, strict=True)]
-        enc = encode(self.tok, pieces, SLOTS, slot_width=self.n_tokens)
+        pieces = [self.pieces(p, row, mode) for p, row in zip(prompts, items, strict=True)]
+        # ILM declares a prompt cap (``max_length``); the baselines have none
+        cap = self.params.get("max_length")
+        enc = encode(self.tok, pieces, SLOTS, max_length=cap, slot_width=self.n_tokens)
         answer = np.zeros(len(pieces), dtype=np.int64)
         if references is not None:
             ids = self.tok(references, add_special_tokens=False)["input_ids"]
@@ -173,13 +174,13 @@ class Item2TextLM(BaseRecommender):
             out[r, : len(row)] = list(row)[:2]
         return out
 
-    def model_inputs(self, batch: Batch, items: torch.Tensor) -> ModelInputs:
-        vectors = self.item_vectors(items) if self.prompt_mode != "title" else None
+    def model_inputs(self, batch: Batch, items: torch.Tensor, mode: str | None = None) -> ModelInputs:
+        vectors = self.item_vectors(items) if (mode or self.mode) != "title" else None
         return self.injector.inputs(self.model, batch, vectors=vectors)
 
-    def loss(self, tb: TrainBatch) -> torch.Tensor:
+    def loss(self, tb: TrainBatch, mode: str | None = None) -> torch.Tensor:
         """Mean next-token cross-entropy over the reference tokens (and the end token) only."""
-        inputs = self.model_inputs(tb.batch, tb.items)
+        inputs = self.model_inputs(tb.batch, tb.items, mode)
         width = tb.labels.shape[1]
         logits = self.model(**inputs.kwargs(), logits_to_keep=width + 1).logits[:, :-1, :].float()
         return F.cross_entropy(
@@ -207,37 +208,35 @@ class Item2TextLM(BaseRecommender):
             },
         }
 
-    def run_stage(self, spec: StageSpec, after: str | None = None) -> str:
-        """Train (or load) one stage and return its key. A stage that builds on an earlier one names that
-        stage's key (``after``), so whatever changed the earlier stage changes this one's key too."""
+    def run_stage(self, spec: LMStage, after: str | None = None) -> StageRun:
+        """Train (or load) one stage. A stage that builds on an earlier one names it (``after``), so whatever
+        changed the earlier stage changes this one's key too."""
         if spec.before is not None:
             spec.before()
         params = named_trainable(**spec.modules)
         if not params:
             raise ConfigError(f"method {self.name!r}: stage {spec.name} has no trainable parameters")
-        identity = {**self.base_identity(), **spec.identity, "lr": spec.lr, "epochs": spec.epochs}
-        if after is not None:
-            identity["after"] = after
-        st = make_stage(self.ctx.cache_dir, spec.name, identity)
-
-        load_fn = param_loader(params, st)
-
-        outcome = run_or_load(st, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
-        if outcome.loaded:
-            self.ctx.say(f"{self.name}: stage {spec.name} loaded from cache ({st.dir.name})")
-            self.stage_log.append({"stage": spec.name, "key": st.key, "cached": True, **st.meta()})
-        else:
-            self.stage_log.append({"key": st.key, "cached": False, **outcome.meta})
-        return st.key
+        declared = StageSpec(
+            spec.name,
+            {**spec.reads, "lr": spec.lr, "epochs": spec.epochs},
+            after={} if after is None else {"after": after},
+        )
+        load_fn = param_loader(params, self.chain.stage(declared))
+        run = self.chain.run(declared, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
+        if run.loaded:
+            self.ctx.say(f"{self.name}: stage {spec.name} loaded from cache ({run.stage.dir.name})")
+        self.stage_log.append(run.log_entry())
+        return run
 
     def _train_stage(
-        self, spec: StageSpec, params: dict[str, torch.nn.Parameter], ckpt: Any
+        self, spec: LMStage, params: dict[str, torch.nn.Parameter], ckpt: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         p = self.params
         start = time.perf_counter()
         ex = self._examples
         items = self.item_matrix([e.items for e in ex])
-        enc, answer = self.encode_prompts([e.prompt for e in ex], items, [e.reference for e in ex])
+        refs = [e.reference for e in ex]
+        enc, answer = self.encode_prompts([e.prompt for e in ex], items, refs, mode=spec.prompt_mode)
         bs = int(p["batch_size"])
         device = self.bb.device
         pad = self.tok.pad_token_id or 0
@@ -261,18 +260,20 @@ class Item2TextLM(BaseRecommender):
             warmup_ratio=float(p["warmup_ratio"]),
             grad_accum=int(p["grad_accum"]),
             max_seconds=seconds_cap(p["max_seconds"]),
+            schedule="cosine" if spec.schedule is None else spec.schedule,
         )
         n_trainable = sum(x.numel() for x in params.values())
         self.ctx.say(
             f"{self.name}: stage {spec.name}: {len(ex)} examples, {spec.epochs} epoch(s), "
             f"{n_trainable} params"
         )
-        self.model.train()
+        if self.whole_llm_trains:
+            self.model.train()
         result = train(
             params,
             batches_for_epoch,
             (len(ex) + bs - 1) // bs,
-            self.loss,
+            lambda tb: self.loss(tb, spec.prompt_mode),
             cfg,
             checkpoint_dir=ckpt,
             log=self.ctx.say,
@@ -289,10 +290,10 @@ class Item2TextLM(BaseRecommender):
         return {"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta
 
     def record_info(self) -> dict[str, Any]:
-        stage_log: list[dict[str, Any]] = getattr(self, "stage_log", [])
+        stage_log = self.stage_log
         p = self.params
         info: dict[str, Any] = {
-            "train_examples": len(getattr(self, "_examples", [])),
+            "train_examples": len(self._examples),
             "budget": {k: p[k] for k in ("epochs", "max_train_examples", "max_seconds")},
             "stages": stage_log,
             "prompt_mode": self.prompt_mode,
@@ -303,7 +304,7 @@ class Item2TextLM(BaseRecommender):
         return info
 
     def trainable_parameters(self) -> int:
-        return int(max((s.get("trainable", 0) for s in getattr(self, "stage_log", [])), default=0))
+        return int(max((s.get("trainable", 0) for s in self.stage_log), default=0))
 
     # --- generation -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -313,7 +314,7 @@ class Item2TextLM(BaseRecommender):
             raise ConfigError(f"method {self.name!r}: item2text requests need the items array")
         items = self.item_matrix(np.asarray(requests.items, dtype=np.int64))
         beams = int(requests.num_beams)  # the task's decoding setting travels with the requests
-        enc, _ = self.encode_prompts(list(requests.prompts), items)
+        enc, _ = self.encode_prompts(list(requests.prompts), items, mode=self.mode)
         out: list[str] = []
         size = int(self.params["eval_batch_size"])
         pad = self.tok.pad_token_id or 0

@@ -1,4 +1,5 @@
-"""Faster Yes/No scoring, same scores: token-budget batches, a two-row answer head, shared-prefix reuse.
+"""Faster Yes/No scoring, same scores: token-budget batches and a two-row answer head (here), shared-prefix
+reuse (``benchbed.llm.yesno.prefix_reuse``).
 
 Where the time goes (``benchmarks/perf_llm_scoring.py``, tiny preset, 2 CPU cores; figures in its report):
 - The LM head. ``logits_to_keep=1`` still multiplies the last hidden state by the whole output embedding
@@ -14,31 +15,30 @@ Where the time goes (``benchmarks/perf_llm_scoring.py``, tiny preset, 2 CPU core
   oversized ones (on CPU, batches past a few thousand tokens fall out of cache and get slower).
 - The shared prefix. The rows of one user's candidates (top-K over sampled items; CTR test rows of one
   user with the same history) share the prompt up to the target title, ~90 of ~110 tokens.
-  ``plan_prefixes`` finds each group's common prefix; ``score_planned`` encodes many groups' prefixes per
-  forward and scores the suffixes of several groups per batch over the prefixes' key/values, read as one
-  gather (or an ``expand`` view for one group), where the pre-kit scorer (kept as the reference in
-  ``benchmarks/perf_llm_scoring.py``) deep-copied and repeated the cache for every batch of one user and ran
-  the full LM head.
+  ``prefix_reuse.plan_prefixes`` finds each group's common prefix; ``prefix_reuse.score_yesno_planned``
+  encodes many groups' prefixes per forward and scores the suffixes of several groups per batch over the
+  prefixes' key/values, read as one gather (or an ``expand`` view for one group), where the pre-kit scorer
+  (kept as the reference in ``benchmarks/perf_llm_scoring.py``) deep-copied and repeated the cache for every
+  batch of one user and ran the full LM head.
 
-Every function here gives the scores of the full, unpadded prompt through the model's own forward and head
-(to float rounding, ~1e-7 in fp32: batch composition changes summation order), which
-``tests/test_llm_batching.py`` checks on the tiny Llama, a tiny GPT-2 and a LoRA-wrapped model.
+Every function here and in ``prefix_reuse`` gives the scores of the full, unpadded prompt through the
+model's own forward and head (to float rounding, ~1e-7 in fp32: batch composition changes summation order),
+which ``tests/test_llm_batching.py`` checks on the tiny Llama, a tiny GPT-2 and a LoRA-wrapped model.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbed.compat.hf_cache import cache_kwarg
+from benchbed.llm.backbone import facts
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, collate, splice
+from benchbed.llm.yesno.head import answer_logits_full_head, to_score
 
 # Padded tokens per forward. 2048 = ~19 CTR prompts of ~110 tokens. On the tiny preset (2 CPU cores, shared)
 # 2048-4096 scored fastest, 1.3-1.5x the rows/s of the fixed 64-row batches (~7,000 tokens) the scorer used:
@@ -52,12 +52,9 @@ DEFAULT_MAX_KV_TOKENS = 8192
 # soft-capping after the decoder), so two rows of the head give the full head's logits.
 # Each is checked against the full head in tests/test_llm_batching.py; other families take the full head.
 FAST_HEAD_FAMILIES = frozenset({"llama", "gpt2", "mistral", "qwen2"})
-# Families checked to give the full-prompt scores from a prefix cache plus explicit position ids (rotary or
-# learned absolute positions); Mistral's sliding-window layers are left out.
-PREFIX_FAMILIES = frozenset({"llama", "gpt2", "qwen2"})
 _LOGIT_POSTPROCESS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
-# vectors for a batch: {slot column: (B, H)} or None (text-only); as ``yesno.VectorFn``
+# vectors for a batch: {slot column: (B, H)} or None (text-only): what a scorer's ``vector_fn`` returns
 VectorFn = Callable[[Batch], "dict[int, torch.Tensor] | None"]
 
 
@@ -91,13 +88,9 @@ def token_budget_batches(
 
 
 # --- the two-row answer head ----------------------------------------------------------------------------
-def _family(model: Any) -> str:
-    return str(getattr(getattr(model, "config", None), "model_type", ""))
-
-
 def fast_head_supported(model: Any) -> bool:
     """True when ``answer_logits_fast`` can skip the full LM head for ``model`` (a peft wrapper included)."""
-    if _family(model) not in FAST_HEAD_FAMILIES:
+    if facts.family(model) not in FAST_HEAD_FAMILIES:
         return False
     config = model.config
     if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_POSTPROCESS):
@@ -110,22 +103,15 @@ def answer_logits_fast(
     model: Any, inputs: ModelInputs, token_ids: Sequence[int], *, last_pos: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Logits of ``token_ids`` at each row's answer position, (B, len(token_ids)) float32: what
-    ``heads.yesno.YesNoHead.logits`` returns, without multiplying by the rest of the vocabulary.
+    ``yesno.head.YesNoHead.logits`` returns, without multiplying by the rest of the vocabulary.
 
     ``last_pos`` (B,): each row's answer column (right padding); default the last column (left padding).
-    Where ``fast_head_supported`` is False the model's own forward runs (``logits_to_keep``), same numbers.
+    Where ``fast_head_supported`` is False the model's own head runs (``yesno.head.answer_logits_full_head``).
     """
+    if not fast_head_supported(model):
+        return answer_logits_full_head(model, inputs, token_ids, last_pos)
     ids = list(token_ids)
-    kwargs = inputs.kwargs()
-    fast = fast_head_supported(model)
-    runner = model.get_decoder() if fast else model
-    if not fast:
-        if last_pos is None:
-            return model(**kwargs, logits_to_keep=1).logits[:, -1, ids].float()
-        width = inputs.inputs_embeds.shape[1]
-        logits = model(**kwargs, logits_to_keep=width - int(last_pos.min())).logits
-        return logits[torch.arange(len(last_pos)), last_pos - width][:, ids].float()
-    hidden = runner(**kwargs).last_hidden_state
+    hidden = model.get_decoder()(**inputs.kwargs()).last_hidden_state
     h = hidden[:, -1] if last_pos is None else hidden[torch.arange(len(last_pos)), last_pos]
     head = model.get_output_embeddings()
     bias = None if head.bias is None else head.bias[ids]
@@ -140,10 +126,7 @@ def answer_logits_batch(
     return answer_logits_fast(model, inputs, token_ids, last_pos=last)
 
 
-def _scores(logits: torch.Tensor, mode: str) -> np.ndarray:
-    # imported here: heads.yesno may import this module for ``answer_logits_fast``
-    from benchbed.llm.yesno.head import to_score
-
+def _yesno_scores(logits: torch.Tensor, mode: str) -> np.ndarray:
     return to_score(logits, mode).double().cpu().numpy()
 
 
@@ -163,7 +146,7 @@ def _inputs(model: Any, batch: Batch, vector_fn: VectorFn | None) -> ModelInputs
 
 
 @torch.no_grad()
-def score_rows(
+def score_yesno_rows(
     model: Any,
     enc: EncodedPrompts,
     token_ids: Sequence[int],
@@ -175,348 +158,12 @@ def score_rows(
     rows: np.ndarray | None = None,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """``YesNoScorer.score`` with token-budget batches and the two-row head: scores of ``rows`` (default all)
-    in that order."""
+    """``YesNoScorer.score`` with token-budget batches and the two-row head: Yes/No scores of ``rows``
+    (default all) in that order."""
     idx = np.arange(len(enc)) if rows is None else np.asarray(rows, dtype=np.int64)
     out = np.empty(len(idx), dtype=np.float64)
     for part in token_budget_batches(enc.lengths[idx], max_tokens):
         batch = collate(enc, idx[part], pad_id, device)
         logits = answer_logits_batch(model, _inputs(model, batch, vector_fn), batch, token_ids)
-        out[part] = _scores(logits, mode)
+        out[part] = _yesno_scores(logits, mode)
     return out
-
-
-def _kv_budget_batches(q_len: np.ndarray, p_len: np.ndarray, budget: int) -> list[np.ndarray]:
-    """Consecutive runs of rows whose rows x (longest prefix + longest suffix) fits ``budget``: the key/value
-    positions a suffix batch attends, which is what its memory traffic scales with."""
-    out: list[np.ndarray] = []
-    n, start = len(q_len), 0
-    while start < n:
-        end, q, p = start + 1, int(q_len[start]), int(p_len[start])
-        while end < n:
-            q2, p2 = max(q, int(q_len[end])), max(p, int(p_len[end]))
-            if (end - start + 1) * (q2 + p2) > budget:
-                break
-            end, q, p = end + 1, q2, p2
-        out.append(np.arange(start, end))
-        start = end
-    return out
-
-
-# --- shared-prefix reuse --------------------------------------------------------------------------------
-@dataclass
-class PrefixPlan:
-    """Rows grouped by a shared prompt prefix.
-
-    Row ``r`` with ``group[r] = g >= 0`` is the first ``prefix_len[g]`` tokens of
-    ``enc.ids[representative[g]]`` followed by its own suffix; ``group[r] = -1``: the row is scored whole
-    (alone in its key, or a prefix too short to pay).
-    """
-
-    group: np.ndarray  # (n_rows,) int64
-    prefix_len: np.ndarray  # (n_groups,) int64
-    representative: np.ndarray  # (n_groups,) int64 row indices
-
-    @property
-    def n_groups(self) -> int:
-        return len(self.prefix_len)
-
-    def shared_tokens(self, lengths: np.ndarray) -> float:
-        """Share of all prompt tokens that prefix reuse does not recompute."""
-        counts = np.bincount(self.group[self.group >= 0], minlength=self.n_groups)
-        saved = int(((counts - 1) * self.prefix_len).sum())
-        return saved / max(int(lengths.sum()), 1)
-
-
-def _common_prefix(a: np.ndarray, b: np.ndarray, limit: int) -> int:
-    m = min(limit, len(b))
-    diff = np.flatnonzero(a[:m] != b[:m])
-    return int(diff[0]) if len(diff) else m
-
-
-def plan_prefixes(
-    enc: EncodedPrompts,
-    keys: Sequence[Hashable],
-    *,
-    shared_slots: Sequence[str] = (),
-    min_group: int = 2,
-    min_prefix: int = 8,
-) -> PrefixPlan:
-    """Group rows by ``keys`` (e.g. (user, history, template)) and find each group's common token prefix.
-
-    Equal token ids do not make equal inputs where a slot vector differs, so the prefix stops before the first
-    slot not named in ``shared_slots`` (slots whose vector depends on the key only, e.g. ``user_emb`` when the
-    key holds the user). Every row keeps at least its last token in the suffix (the answer position).
-    """
-    if len(keys) != len(enc):
-        raise ValueError(f"{len(keys)} keys for {len(enc)} encoded rows")
-    unknown = set(shared_slots) - set(enc.slot_names)
-    if unknown:
-        raise ValueError(f"shared slots {sorted(unknown)} are not among the prompt slots {enc.slot_names}")
-    members: dict[Hashable, list[int]] = {}
-    for r, key in enumerate(keys):
-        members.setdefault(key, []).append(r)
-    private = [j for j, name in enumerate(enc.slot_names) if name not in set(shared_slots)]
-    group = np.full(len(enc), -1, dtype=np.int64)
-    prefix_len: list[int] = []
-    reps: list[int] = []
-    for rows in members.values():
-        if len(rows) < min_group:
-            continue
-        first = enc.ids[rows[0]]
-        p = min(len(enc.ids[r]) for r in rows) - 1
-        for r in rows[1:]:
-            p = _common_prefix(first, enc.ids[r], p)
-        if private:
-            slots = enc.slot_pos[np.asarray(rows)][:, private]
-            present = slots[slots >= 0]
-            if len(present):
-                p = min(p, int(present.min()))
-        if p < min_prefix:
-            continue
-        group[rows] = len(prefix_len)
-        prefix_len.append(p)
-        reps.append(rows[0])
-    return PrefixPlan(
-        group=group,
-        prefix_len=np.asarray(prefix_len, dtype=np.int64),
-        representative=np.asarray(reps, dtype=np.int64),
-    )
-
-
-def prefix_supported(model: Any) -> bool:
-    """Prefix reuse needs a decoder family whose attention takes a prefix cache and explicit positions."""
-    return _family(model) in PREFIX_FAMILIES
-
-
-def _layer_kv(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    if hasattr(cache, "layers"):  # transformers >= 4.56
-        return [(layer.keys, layer.values) for layer in cache.layers]
-    return list(zip(cache.key_cache, cache.value_cache, strict=True))  # pragma: no cover - older transformers
-
-
-def _prefix_cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Any:
-    """A DynamicCache holding ``kv`` as its past, whose layers concatenate the new keys/values onto the
-    past once per forward (``kv`` may be ``expand`` views: they are read, never copied into the cache)."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    if not hasattr(cache, "layers"):  # pragma: no cover - older transformers: copy in through update()
-        for i, (k, v) in enumerate(kv):
-            cache.update(k.contiguous(), v.contiguous(), i)
-        return cache
-    from transformers.cache_utils import DynamicLayer
-
-    layers: list[Any] = []
-    for k, v in kv:
-        layer = DynamicLayer()
-        layer.lazy_initialization(k, v)
-        layer.keys, layer.values = k, v
-        layers.append(layer)
-    cache.layers = layers
-    return cache
-
-
-@dataclass
-class _PrefixChunk:
-    groups: np.ndarray  # global group ids, prefix-length order
-    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (G, heads, W, head_dim), prefixes right-aligned
-    mask: torch.Tensor  # (G, W) long
-
-
-def _encode_prefixes(
-    model: Any,
-    enc: EncodedPrompts,
-    plan: PrefixPlan,
-    groups: np.ndarray,
-    *,
-    pad_id: int,
-    vector_fn: VectorFn | None,
-    device: str | torch.device,
-) -> _PrefixChunk:
-    reps = plan.representative[groups]
-    plen = plan.prefix_len[groups]
-    slots = enc.slot_pos[reps]
-    pref = EncodedPrompts(
-        ids=[enc.ids[r][:p] for r, p in zip(reps, plen, strict=True)],
-        slot_names=enc.slot_names,
-        slot_pos=np.where(slots < plen[:, None], slots, -1),
-    )
-    batch = collate(pref, np.arange(len(groups)), pad_id, device)
-    batch = dataclasses.replace(batch, rows=reps)  # vector_fn looks rows up by their index in the Rows
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    fast = fast_head_supported(model)
-    decoder = model.get_decoder() if fast else model
-    decoder(
-        inputs_embeds=_embed(model, batch, vector_fn),
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        use_cache=True,
-        **{cache_kwarg(): cache},
-        **({} if fast else {"logits_to_keep": 1}),
-    )
-    return _PrefixChunk(groups=groups, kv=_layer_kv(cache), mask=batch.attention_mask)
-
-
-def _score_suffixes(
-    model: Any,
-    enc: EncodedPrompts,
-    plan: PrefixPlan,
-    chunk: _PrefixChunk,
-    rows: np.ndarray,
-    token_ids: Sequence[int],
-    *,
-    pad_id: int,
-    vector_fn: VectorFn | None,
-    mode: str,
-    device: str | torch.device,
-) -> np.ndarray:
-    """Scores of ``rows`` (all in ``chunk``'s groups) continuing from the chunk's prefix key/values."""
-    local = np.empty(int(chunk.groups.max()) + 1, dtype=np.int64)
-    local[chunk.groups] = np.arange(len(chunk.groups))
-    g = local[plan.group[rows]]  # row -> position in the chunk
-    plen = plan.prefix_len[plan.group[rows]]
-    slots = enc.slot_pos[rows]
-    suf = EncodedPrompts(
-        ids=[enc.ids[r][p:] for r, p in zip(rows, plen, strict=True)],
-        slot_names=enc.slot_names,
-        slot_pos=np.where(slots >= plen[:, None], slots - plen[:, None], -1),
-    )
-    batch = collate(suf, np.arange(len(rows)), pad_id, device)
-    batch = dataclasses.replace(batch, rows=rows)
-    width = int(plen.max())  # prefixes are right-aligned in the chunk: the last `width` columns hold them all
-    if (g == g[0]).all():  # one group: expand views, no copy until the forward concatenates
-        sel = slice(int(g[0]), int(g[0]) + 1)
-        kv = [
-            (
-                k[sel, :, -width:].expand(len(rows), -1, -1, -1),
-                v[sel, :, -width:].expand(len(rows), -1, -1, -1),
-            )
-            for k, v in chunk.kv
-        ]
-        pmask = chunk.mask[sel, -width:].expand(len(rows), -1)
-    else:
-        gi = torch.as_tensor(g, device=chunk.mask.device)
-        kv = [
-            (k[:, :, -width:].index_select(0, gi), v[:, :, -width:].index_select(0, gi)) for k, v in chunk.kv
-        ]
-        pmask = chunk.mask[:, -width:].index_select(0, gi)
-    mask = torch.cat([pmask, batch.attention_mask], dim=1)
-    offset = torch.as_tensor(plen, device=batch.position_ids.device)[:, None]
-    inputs = ModelInputs(
-        inputs_embeds=_embed(model, batch, vector_fn),
-        attention_mask=mask,
-        position_ids=batch.position_ids + offset,
-        past_key_values=_prefix_cache(kv),
-    )
-    logits = answer_logits_fast(model, inputs, token_ids)
-    return _scores(logits, mode)
-
-
-@torch.no_grad()
-def score_planned(
-    model: Any,
-    enc: EncodedPrompts,
-    plan: PrefixPlan,
-    token_ids: Sequence[int],
-    *,
-    pad_id: int,
-    vector_fn: VectorFn | None = None,
-    mode: str = "yes",
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    max_prefix_tokens: int = DEFAULT_MAX_TOKENS,
-    max_kv_tokens: int = DEFAULT_MAX_KV_TOKENS,
-    device: str | torch.device = "cpu",
-) -> np.ndarray:
-    """Scores of every row of ``enc`` in row order, encoding each planned prefix once.
-
-    Groups are taken in prefix-length order, as many per prefix forward as fit ``max_prefix_tokens`` padded
-    tokens (which also bounds the key/values held at once); their suffixes are then scored in batches of
-    at most ``max_kv_tokens`` attended positions (rows x (longest prefix + longest suffix)). Rows outside any
-    group go through ``score_rows``. A model outside ``PREFIX_FAMILIES`` is scored whole (same scores).
-    """
-    out = np.empty(len(enc), dtype=np.float64)
-    grouped = plan.group >= 0
-    if not prefix_supported(model):
-        grouped[:] = False
-    plain = np.flatnonzero(~grouped)
-    if len(plain):
-        out[plain] = score_rows(
-            model,
-            enc,
-            token_ids,
-            pad_id=pad_id,
-            vector_fn=vector_fn,
-            mode=mode,
-            max_tokens=max_tokens,
-            rows=plain,
-            device=device,
-        )
-    if not grouped.any():
-        return out
-    rows_by_group = np.argsort(plan.group, kind="stable")[np.count_nonzero(~grouped) :]
-    bounds = np.searchsorted(plan.group[rows_by_group], np.arange(plan.n_groups + 1))
-    lengths = enc.lengths
-    for chunk_groups in token_budget_batches(plan.prefix_len, max_prefix_tokens):
-        chunk = _encode_prefixes(
-            model, enc, plan, chunk_groups, pad_id=pad_id, vector_fn=vector_fn, device=device
-        )
-        rows = np.concatenate([rows_by_group[bounds[g] : bounds[g + 1]] for g in chunk_groups])
-        plen = plan.prefix_len[plan.group[rows]]
-        suffix_len = lengths[rows] - plen
-        # (suffix length, group) order: least suffix padding. Group-major order (batches of one group read
-        # its key/values as expand views, no gather) measured slower: more suffix padding, more forwards.
-        perm = np.lexsort((plan.group[rows], suffix_len))
-        rows, suffix_len, plen = rows[perm], suffix_len[perm], plen[perm]
-        for part in _kv_budget_batches(suffix_len, plen, max_kv_tokens):
-            out[rows[part]] = _score_suffixes(
-                model,
-                enc,
-                plan,
-                chunk,
-                rows[part],
-                token_ids,
-                pad_id=pad_id,
-                vector_fn=vector_fn,
-                mode=mode,
-                device=device,
-            )
-    return out
-
-
-@torch.no_grad()
-def score_prefix_candidates(
-    model: Any,
-    prefix_ids: np.ndarray,
-    suffix_ids: Sequence[np.ndarray],
-    token_ids: Sequence[int],
-    *,
-    pad_id: int = 0,
-    mode: str = "yes",
-    max_kv_tokens: int = DEFAULT_MAX_KV_TOKENS,
-    device: str | torch.device = "cpu",
-) -> np.ndarray:
-    """The scores of prefix + each suffix (one user's candidates), the prefix encoded once. For many users
-    at once, build one ``EncodedPrompts`` and use ``plan_prefixes`` + ``score_planned`` (prefixes of
-    several users share forwards)."""
-    if any(len(s) == 0 for s in suffix_ids):
-        raise ValueError("every candidate needs at least one suffix token (the answer position)")
-    if not len(suffix_ids):
-        return np.empty(0, dtype=np.float64)
-    prefix = np.asarray(prefix_ids, dtype=np.int64)
-    enc = EncodedPrompts(
-        ids=[np.concatenate([prefix, np.asarray(s, dtype=np.int64)]) for s in suffix_ids],
-        slot_names=(),
-        slot_pos=np.zeros((len(suffix_ids), 0), dtype=np.int64),
-    )
-    n = len(enc)
-    plan = PrefixPlan(
-        group=np.zeros(n, dtype=np.int64) if len(prefix) else np.full(n, -1, dtype=np.int64),
-        prefix_len=np.asarray([len(prefix)] if len(prefix) else [], dtype=np.int64),
-        representative=np.asarray([0] if len(prefix) else [], dtype=np.int64),
-    )
-    return score_planned(
-        model, enc, plan, token_ids, pad_id=pad_id, mode=mode, max_kv_tokens=max_kv_tokens, device=device
-    )

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from benchbed.compat.hf_cache import cache_kwarg
 from benchbed.errors import ConfigError
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.prompts import Batch
@@ -43,19 +42,36 @@ def answer_token_ids(
     return ids[0], ids[1]
 
 
+def check_score_mode(mode: str) -> str:
+    """``mode`` when it is one of ``SCORE_MODES``; a one-line error otherwise."""
+    if mode not in SCORE_MODES:
+        raise ConfigError(f"score mode {mode!r}: expected one of {', '.join(SCORE_MODES)}")
+    return mode
+
+
+def answer_logits_full_head(
+    model, inputs: ModelInputs, token_ids: Sequence[int], last_pos: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B, len(token_ids)) float32 logits of the answer tokens through the model's own LM head.
+
+    ``last_pos`` None: at the last column (left padding; only it goes through the head, ``logits_to_keep=1``).
+    Else each row's own column (right padding): the batch's distinct answer columns go through the head and
+    each row takes its own."""
+    ids = list(token_ids)
+    if last_pos is None:
+        return model(**inputs.kwargs(), logits_to_keep=1).logits[:, -1, ids].float()
+    keep, which = torch.unique(last_pos, return_inverse=True)
+    out = model(**inputs.kwargs(), logits_to_keep=keep)
+    rows = torch.arange(len(last_pos), device=last_pos.device)
+    return out.logits[rows, which][:, ids].float()
+
+
 def answer_logits(
     model, inputs_embeds: torch.Tensor, batch: Batch, token_ids: Sequence[int], past_key_values=None
 ) -> torch.Tensor:
-    """Logits of ``token_ids`` at the last position, (B, len(token_ids)), in float32."""
-    out = model(
-        inputs_embeds=inputs_embeds,
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        **({cache_kwarg(): past_key_values} if past_key_values is not None else {}),
-        use_cache=past_key_values is not None,
-        logits_to_keep=1,
-    )
-    return out.logits[:, -1, list(token_ids)].float()
+    """Logits of ``token_ids`` at the last position, (B, len(token_ids)), in float32 (left padding)."""
+    inputs = ModelInputs(inputs_embeds, batch.attention_mask, batch.position_ids, past_key_values)
+    return answer_logits_full_head(model, inputs, token_ids)
 
 
 class YesNoHead:
@@ -65,36 +81,27 @@ class YesNoHead:
     right padding the distinct last positions of the batch go through it and each row takes its own."""
 
     def __init__(self, token_ids: Sequence[int], mode: str = "yes") -> None:
-        if mode not in SCORE_MODES:
-            raise ConfigError(f"score mode {mode!r}: expected one of {', '.join(SCORE_MODES)}")
         self.token_ids = list(token_ids)
-        self.mode = mode
+        self.mode = check_score_mode(mode)
 
     def logits(self, model, inputs: ModelInputs, batch: Batch) -> torch.Tensor:
         """(B, len(token_ids)) float32 logits at each row's last real token, through the model's own head.
 
         (``benchbed.llm.yesno.fast_scoring.answer_logits_batch`` multiplies only the answer rows of the head:
-        faster,
-        but with LoRA it rounds differently, by ~1e-6 in AUC; the opt-in ``score_batching`` modes use it.)"""
-        if batch.side == "left":
-            out = model(**inputs.kwargs(), logits_to_keep=1)
-            return out.logits[:, -1, self.token_ids].float()
-        last = batch.last_pos
-        keep, which = torch.unique(last, return_inverse=True)
-        out = model(**inputs.kwargs(), logits_to_keep=keep)
-        rows = torch.arange(len(batch), device=last.device)
-        return out.logits[rows, which][:, self.token_ids].float()
+        faster, but with LoRA it rounds differently, by ~1e-6 in AUC; the opt-in ``score_batching`` modes
+        use it.)"""
+        last = None if batch.side == "left" else batch.last_pos
+        return answer_logits_full_head(model, inputs, self.token_ids, last)
 
     def scores(self, model, inputs: ModelInputs, batch: Batch) -> torch.Tensor:
         return to_score(self.logits(model, inputs, batch), self.mode)
 
 
 def to_score(logits: torch.Tensor, mode: str) -> torch.Tensor:
-    if mode == "yes":
+    """One score per row from the (Yes, No) logits: logit(Yes), or logit(Yes) - logit(No)."""
+    if check_score_mode(mode) == "yes":
         return logits[:, 0]
-    if mode == "yes-no":
-        return logits[:, 0] - logits[:, 1]
-    raise ConfigError(f"score mode {mode!r}: expected one of {', '.join(SCORE_MODES)}")
+    return logits[:, 0] - logits[:, 1]
 
 
 def bce_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The Yes/No head for encoder backbones: the answer read at a masked position, as a masked LM would fill it.
 
-A decoder reads "Yes"/"No" from the next-token logits after ``#Answer:`` (``heads.yesno``). An encoder has no
+A decoder reads "Yes"/"No" from the next-token logits after ``#Answer:`` (``yesno.head``). An encoder has no
 next token, so the prompt ends with ``#Answer: [MASK] [SEP]`` and the answer is read at the ``[MASK]``
 position, as BERT-class recommenders score a cloze prompt (RecBench, NeurIPS'25, treats such encoders as
 LLM recommenders for CTR).
@@ -24,7 +24,7 @@ import torch
 from benchbed.errors import ConfigError
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.prompts import Batch, EncodedPrompts
-from benchbed.llm.yesno.head import SCORE_MODES, to_score
+from benchbed.llm.yesno.head import check_score_mode, to_score
 
 HEAD_NAME = "masked-tied"
 HEAD_INFO: dict[str, Any] = {
@@ -60,10 +60,8 @@ class MaskedYesNoHead:
     ``offset`` = how many tokens follow ``[MASK]`` (1 for ``[SEP]``). Same interface as ``YesNoHead``."""
 
     def __init__(self, token_ids: Sequence[int], mode: str = "yes", offset: int = 1) -> None:
-        if mode not in SCORE_MODES:
-            raise ConfigError(f"score mode {mode!r}: expected one of {', '.join(SCORE_MODES)}")
         self.token_ids = list(token_ids)
-        self.mode = mode
+        self.mode = check_score_mode(mode)
         self.offset = int(offset)
 
     def logits(self, model: Any, inputs: ModelInputs, batch: Batch) -> torch.Tensor:

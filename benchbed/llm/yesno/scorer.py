@@ -7,7 +7,7 @@ iterator; methods own what is trainable and what goes into the slots.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,14 +17,13 @@ from benchbed.errors import ConfigError
 from benchbed.llm.backbone.loader import Backbone
 from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, bucket_batches, collate, encode
 from benchbed.llm.injectors.slots import SlotVectors
+from benchbed.llm.yesno.fast_scoring import VectorFn, score_yesno_rows
 from benchbed.llm.yesno.head import YesNoHead, answer_token_ids
 from benchbed.llm.yesno.masked_head import MaskedYesNoHead, append_mask, mask_suffix
+from benchbed.llm.yesno.prefix_reuse import plan_prefixes, score_yesno_planned
 from benchbed.prompts import Piece, PromptBank
 
 SCORE_BATCHING = ("rows", "tokens", "prefix")
-
-# vectors for a batch: {slot column: (B, H)} or None (text-only)
-VectorFn = Callable[[Batch], "dict[int, torch.Tensor] | None"]
 
 
 @dataclass
@@ -93,7 +92,7 @@ class YesNoScorer:
             answer.get("negative", "No"),
             backbone=backbone.name,
         )
-        # encoders read the answer at a [MASK] appended to every prompt (heads.masked_yesno)
+        # encoders read the answer at a [MASK] appended to every prompt (yesno.masked_head)
         self.mask_suffix: list[int] = (
             [] if backbone.is_decoder else mask_suffix(backbone.tokenizer, backbone.name)
         )
@@ -167,21 +166,20 @@ class YesNoScorer:
         """Scores of every encoded row, returned in row order.
 
         ``rows`` (default): fixed-size batches of length-sorted rows, as the committed records were scored.
-        ``tokens``: batches cut to a token budget (``batching.token_budget_batches``). ``prefix``: rows with
-        the same ``keys`` (user, history) share their prompt up to the target, encoded once
-        (``batching.score_planned``). Both are faster on CPU and differ from ``rows`` by ~1e-7 (batch shape).
+        ``tokens``: batches cut to a token budget (``fast_scoring.token_budget_batches``). ``prefix``: rows
+        with the same ``keys`` (user, history) share their prompt up to the target, encoded once
+        (``prefix_reuse.score_yesno_planned``). Both are faster on CPU and differ from ``rows`` by ~1e-7
+        (batch shape).
         """
-        from benchbed.llm.yesno import fast_scoring as batching
-
         dev = self.backbone.device
         mode, ids = self.score_mode, self.answer_ids
         if self.batching == "prefix" and keys is not None:
-            plan = batching.plan_prefixes(enc, keys, shared_slots=self.shared_slots)
-            return batching.score_planned(
+            plan = plan_prefixes(enc, keys, shared_slots=self.shared_slots)
+            return score_yesno_planned(
                 model, enc, plan, ids, pad_id=self.pad_id, vector_fn=vector_fn, mode=mode, device=dev
             )
         if self.batching in ("tokens", "prefix"):
-            return batching.score_rows(
+            return score_yesno_rows(
                 model, enc, ids, pad_id=self.pad_id, vector_fn=vector_fn, mode=mode, device=dev
             )
         out = np.empty(len(enc), dtype=np.float64)

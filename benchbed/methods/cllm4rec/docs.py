@@ -21,14 +21,17 @@ global RNGs, so a resumed stage replays the same documents.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from benchbed.data.schema import Split
+from benchbed.errors import ConfigError
 from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, collate, special_prefix
 from benchbed.llm.injectors.vocab import VocabExtension
 
@@ -238,3 +241,63 @@ def item_metadata_texts(items: pd.DataFrame) -> list[str]:
                 parts.append(f"{c}: {s}")
         out.append(". ".join(parts))
     return out
+
+
+# --- content documents -------------------------------------------------------------------------------------
+def content_texts(split: Split, rows: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[str], str]:
+    """The training interactions that have a text under ``mode`` (reviews, else the item's metadata), their
+    texts and where they came from (the record's ``content_source``)."""
+    col = review_column(rows)
+    if mode == "reviews" and col is None:
+        raise ConfigError(
+            f"method 'cllm4rec': content=reviews but dataset {split.data.name!r} has no review column "
+            "(expected one of review, review_text, reviewText, text); use content=item-metadata"
+        )
+    if col is not None and mode in ("auto", "reviews"):
+        keep = rows[rows[col].astype(str).str.strip() != ""]
+        return keep, keep[col].astype(str).tolist(), f"reviews ({col})"
+    meta = item_metadata_texts(split.data.items)
+    keep = rows[[bool(meta[i]) for i in rows["item"].to_numpy()]]
+    texts = [meta[i] for i in keep["item"].to_numpy()]
+    return keep, texts, "item-metadata (no reviews: title and metadata fields per training interaction)"
+
+
+def content_documents(
+    split: Split,
+    rows: pd.DataFrame,
+    corpus: Corpus,
+    *,
+    mode: str,
+    shuffle: bool,
+    seed: int,
+    budget: dict[str, Any],
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any] | None, str, dict[str, int]]:
+    """(user, item, text ids) per training interaction, a fixed seeded sample of ``max_content_docs``
+    tokenized to ``max_content_tokens``, with a digest of them (stage identities read it); the source; the
+    counts the record states. None when ``mode`` is ``none`` or the dataset has no text (then LLM-CF).
+    ``shuffle``: the negative control, texts no longer belong to their items."""
+    if mode == "none":
+        return None, "none", {}
+    keep, texts, source = content_texts(split, rows, mode)
+    counts = {"content_docs_total": len(keep)}
+    if not texts:
+        say(
+            f"cllm4rec: dataset {split.data.name!r} has no review or item text for content documents: "
+            "running as LLM-CF (no content LLM, no mutual regularisation)"
+        )
+        return None, "none (no text in the dataset: ran as LLM-CF)", counts
+    users = keep["user"].to_numpy(dtype=np.int64)
+    items = keep["item"].to_numpy(dtype=np.int64)
+    rng = np.random.default_rng([int(seed), 31])
+    cap = int(budget["max_content_docs"])
+    idx = np.sort(rng.permutation(len(texts))[:cap]) if 0 < cap < len(texts) else np.arange(len(texts))
+    if shuffle:
+        texts = [texts[i] for i in rng.permutation(len(texts))]
+    ids = corpus.tokenize_texts([texts[i] for i in idx], int(budget["max_content_tokens"]))
+    digest = hashlib.sha256()
+    for a in (users[idx], items[idx], *ids):
+        digest.update(np.ascontiguousarray(a).tobytes())
+        digest.update(b"|")
+    docs = {"users": users[idx], "items": items[idx], "texts": ids, "digest": digest.hexdigest()[:16]}
+    return docs, source, {**counts, "content_docs": len(idx)}

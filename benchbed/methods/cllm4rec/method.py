@@ -3,14 +3,14 @@
 Zhu et al., "Collaborative Large Language Model for Recommender Systems", WWW 2024; code
 yaochenzhu/LLM4Rec. Facts and every code-vs-paper difference: ``../shared/protocols/cllm4rec.md``.
 
-Composition (kit parts): a frozen causal LM (``tiny`` = the tiny GPT-2 of
-``benchbed.llm.backbone.tiny_gpt2``, tied
+Composition (kit parts): a frozen causal LM (``tiny`` = the tiny GPT-2 of ``llm.backbone.tiny_gpt2``, tied
 head; ``gpt2`` = the paper's GPT-2; any HF causal LM), ``VocabExtension`` with one token per user and item
 and two tables (``collab``, ``content``; only those rows train), and ``MultinomialHead`` tied to the item
-collaborative table (a separate matrix on backbones whose LM head is untied). Losses:
-``benchbed.methods.cllm4rec.model``; documents: ``benchbed.methods.cllm4rec.docs``.
+collaborative table (a separate matrix on backbones whose LM head is untied). The package's modules: losses
+``model``, documents ``docs``, batches per epoch ``batches``, the stages' specs ``schedule``, how a stage
+trains ``training``, model selection ``evaluation``.
 
-Stages (each a ``benchbed.llm.stages`` entry trained by ``benchbed.llm.train.train``: cached, resumable):
+Stages (the kit's ``StageChain`` entries trained by ``benchbed.llm.train.train``: cached, resumable):
 0. ``warmup``: content LLM alone on the content documents (no MR) [paper App. B.2; code: 10 epochs].
 1. ``pretrain``: per epoch a full L-step pass over the collaborative documents, then a full C-step pass over
    the content documents, the other side detached [paper Eqs. 7-8; code: alternation per epoch].
@@ -33,34 +33,26 @@ numbers test the pipeline, not the paper's claim.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
-from benchbed import sharding
 from benchbed.api import BaseRecommender, RunContext
+from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.llm import stages
 from benchbed.llm.backbone.loader import Backbone, check_backbone_name, load_backbone
 from benchbed.llm.backbone.tiny_gpt2 import TINY_GPT2_NAME, load_tiny_gpt2
+from benchbed.llm.budget import BudgetProfiles, device_profile
 from benchbed.llm.injectors.vocab import VocabExtension
-from benchbed.llm.train import TrainConfig, train
-from benchbed.methods.cllm4rec.docs import (
-    Corpus,
-    item_metadata_texts,
-    positives,
-    review_column,
-    user_items,
-)
+from benchbed.llm.stages import StageChain
+from benchbed.methods.cllm4rec.batches import Batches
+from benchbed.methods.cllm4rec.docs import Corpus, content_documents, positives, user_items
+from benchbed.methods.cllm4rec.evaluation import METRIC_KEYS, board_metrics, valid_targets
 from benchbed.methods.cllm4rec.model import COLLAB, CONTENT, MR_FORMS, CLLM4RecCore
-from benchbed.metrics import hits_from_rankings, resolve
-from benchbed.metrics.ranking import top_k
+from benchbed.methods.cllm4rec.schedule import run_schedule, stage_context
 from benchbed.params import Param
 
 VARIANTS = ("cllm4rec", "llm-cf", "llm-scratch", "llm-ftall", "llm-fixord", "llm-prerec")
@@ -86,18 +78,31 @@ CPU_BUDGET: dict[str, Any] = {
     "max_content_tokens": 48,
     "max_valid_users": 0,
 }
-BUDGET_KEYS = tuple(PAPER_BUDGET)
-METRIC_KEYS = ("recall_min@20", "recall_min@40", "ndcg@100")  # the board's, as src/libs/util.py
-STAGE_VERSION = 2  # 2: constant lr as the authors' code (was the kit's cosine decay)
+BUDGETS = BudgetProfiles(
+    {"cpu": CPU_BUDGET, "gpu": PAPER_BUDGET}, labels={"gpu": "gpu (paper schedule)"}, as_int=True
+)
+BUDGET_KEYS = BUDGETS.keys
 
 
 class CLLM4Rec(BaseRecommender):
     """CLLM4Rec and its Table-1 variants; full ranking of all items in one forward pass per user."""
 
     name: ClassVar[str] = "cllm4rec"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="CLLM4Rec (Zhu et al., WWW 2024; seed 001)",
+        role="llm",
+        injection="vocab",
+        head="multinomial",
+        tasks=frozenset({"topk"}),
+        backbone="decoder",
+        variants=tuple(f"variant={v}" for v in VARIANTS[1:]),
+        code="yaochenzhu/LLM4Rec",
+    )
     tasks: ClassVar[frozenset[str]] = frozenset({"topk"})
     score_kind: ClassVar[str] = "score"
     evaluation_only: ClassVar[frozenset[str]] = frozenset({"eval_batch_size"})  # users per scoring batch
+    # cpu / gpu (the paper schedule), beside the defaults they resolve
+    budgets: ClassVar[BudgetProfiles] = BUDGETS
     defaults: ClassVar[dict[str, Any]] = {
         "backbone": "tiny",  # tiny GPT-2 (tied head) on CPU; "gpt2" = the paper's GPT-2 (124M)
         "variant": "cllm4rec",  # or llm-cf | llm-scratch | llm-ftall | llm-fixord | llm-prerec (Table 1)
@@ -153,7 +158,7 @@ class CLLM4Rec(BaseRecommender):
         self.corpus: Corpus | None = None
         self.budget: dict[str, Any] = {}
         self.fit_info: dict[str, Any] = {}
-        self.eff: dict[str, Any] = {}
+        self.eff: dict[str, Any] = self.effective()
         self.train_items: list[np.ndarray] = []
         self._order_seed = 0
         self._trainable = 0
@@ -188,12 +193,7 @@ class CLLM4Rec(BaseRecommender):
         return bb
 
     def resolve_budget(self, ctx: RunContext, on_cpu: bool) -> dict[str, Any]:
-        profile = CPU_BUDGET if on_cpu else PAPER_BUDGET
-        out: dict[str, Any] = {"profile": "cpu" if on_cpu else "gpu (paper schedule)"}
-        for key in BUDGET_KEYS:
-            value = self.params[key]
-            out[key] = int(ctx.budget.get(key, profile[key]) if value == "auto" else value)
-        return out
+        return self.budgets.resolve(self.params, ctx.budget, device_profile(on_cpu))
 
     # --- fit -----------------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:
@@ -201,22 +201,15 @@ class CLLM4Rec(BaseRecommender):
         self.eff = eff = self.effective()
         bb = self.backbone = self._load_backbone(ctx)
         self.backbone_info = bb.record_info()
-        self.budget = budget = self.resolve_budget(ctx, bb.device == "cpu")
+        self.budget = self.resolve_budget(ctx, bb.device == "cpu")
         use_labels = p["train_positives"] == "label" or (
             p["train_positives"] == "auto" and ctx.feedback == "labels"
         )
         rows = positives(split, use_labels)
         self.train_items = user_items(rows, split.n_users)
         self._order_seed = int(ctx.seed)
-        model = bb.model
-        if eff["scratch"]:
-            model = bb.model = _reinitialised(model, ctx.seed)
-        ext = _extension(model, bb, split, ctx.seed)
-        self.core = core = CLLM4RecCore(model, ext, code_shift=bool(p["code_shift"]), mr_form=p["mr_form"])
-        core.rec_head.check(model, self.name, str(p["backbone"]))
-        for prm in model.parameters():
-            prm.requires_grad_(eff["train_backbone"])
-        n_pos = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+        ext = self._build_core(bb, split, ctx.seed)
+        n_pos = getattr(bb.model.config, "n_positions", None) or bb.model.config.max_position_embeddings
         max_length = min(int(p["max_length"]), int(n_pos))
         pad = bb.tokenizer.pad_token_id
         self.corpus = corpus = Corpus(
@@ -224,9 +217,41 @@ class CLLM4Rec(BaseRecommender):
         )
         self.fit_info = {}
         docs, source = self._content_docs(split, rows, corpus, ctx) if eff["use_content"] else (None, "none")
+        self.fit_info = self._facts(rows, ext, docs, source, max_length, ctx)
+        valid = self._valid_targets(split, use_labels, self.budget)
+        ctx.say(self._banner(split, docs, source, len(valid[0])))
+        chain = StageChain(ctx.cache_dir, stage_context(self, split, ctx, source, docs))
+        run_schedule(self, ctx, chain, docs, valid)
+        self._freeze()
+
+    def _build_core(self, bb: Backbone, split: Split, seed: int) -> VocabExtension:
+        """The backbone (re-initialised for LLM-Scratch), its extension and the core; only the variant's
+        parts require gradients."""
+        p, eff = self.params, self.eff
+        model = bb.model
+        if eff["scratch"]:
+            model = bb.model = _reinitialised(model, seed)
+        ext = _extension(model, bb, split, seed)
+        self.core = core = CLLM4RecCore(model, ext, code_shift=bool(p["code_shift"]), mr_form=p["mr_form"])
+        core.rec_head.check(model, self.name, str(p["backbone"]))
+        for prm in model.parameters():
+            prm.requires_grad_(eff["train_backbone"])
+        return ext
+
+    def _facts(
+        self,
+        rows: pd.DataFrame,
+        ext: VocabExtension,
+        docs: dict[str, Any] | None,
+        source: str,
+        max_length: int,
+        ctx: RunContext,
+    ) -> dict[str, Any]:
+        """What the record says about the fit's data (after the content counts already in ``fit_info``)."""
+        eff = self.eff
         info: dict[str, Any] = {
             **self.fit_info,
-            "variant": p["variant"],
+            "variant": self.params["variant"],
             "effective": eff,
             "content_source": source,
             "training_positives": int(len(rows)),
@@ -242,86 +267,34 @@ class CLLM4Rec(BaseRecommender):
                 f"cllm4rec: {info['users_without_train_items']} user(s) without training items: their prompt "
                 "holds no item (their scores come from the user token alone)"
             )
-        self.fit_info = info
-        valid_users, valid_pos = self._valid_targets(split, use_labels, budget)
-        ctx.say(
+        return info
+
+    def _banner(self, split: Split, docs: dict[str, Any] | None, source: str, n_valid: int) -> str:
+        assert self.backbone is not None and self.core is not None
+        p, bb, budget = self.params, self.backbone, self.budget
+        return (
             f"cllm4rec ({p['variant']}): backbone {bb.info['id']} ({bb.info['revision']}, "
-            f"{ext.head} item head); "
+            f"{self.core.ext.head} item head); "
             f"{split.n_users} user + {split.n_items} item tokens x 2 tables; budget ({budget['profile']}) "
             f"warm-up {budget['warmup_epochs']} / pretrain {budget['pretrain_epochs']} / fine-tune "
             f"{budget['finetune_epochs']} epochs, content docs "
-            f"{0 if docs is None else len(docs['users'])} of {info.get('content_docs_total', 0)} ({source}), "
-            f"valid users {len(valid_users)}, batch {p['batch_size']}"
+            f"{0 if docs is None else len(docs['users'])} of {self.fit_info.get('content_docs_total', 0)} "
+            f"({source}), valid users {n_valid}, batch {p['batch_size']}"
         )
-        base_id = self._identity(split, ctx, source, docs)
-        key = "none"
-        lam = float(eff["lambda_c"])
-        use_c = docs is not None
-        if use_c:
-            key = self._stage(
-                ctx,
-                "cllm4rec-warmup",
-                # code_shift changes every LM loss, this one too; named only when on, so that the default
-                # key (and the stage-key-seeded dropout) keeps its value
-                {**base_id, "epochs": budget["warmup_epochs"], "lr": p["lr_pretrain"], **_code_shift(p)},
-                budget["warmup_epochs"],
-                float(p["lr_pretrain"]),
-                self._tables(CONTENT),
-                lambda e: self._doc_batches(e, 0, None, docs, reorder=False),
-                {"content": 0.0},
-            )
-        key = self._stage(
-            ctx,
-            "cllm4rec-pretrain",
-            {
-                **base_id,
-                "after": key,
-                "epochs": budget["pretrain_epochs"],
-                "lr": p["lr_pretrain"],
-                "lambda_c": lam if use_c else 0.0,
-                "mr_form": p["mr_form"],
-                "reorder": eff["reorder_pretrain"],
-                "code_shift": bool(p["code_shift"]),
-            },
-            budget["pretrain_epochs"],
-            float(p["lr_pretrain"]),
-            self._tables(COLLAB, CONTENT if use_c else None),
-            lambda e: self._doc_batches(e, 1, self.train_items, docs, reorder=eff["reorder_pretrain"]),
-            {"collab": lam if use_c else 0.0, "content": lam},
-        )
-        if eff["finetune"]:
-            self._stage(
-                ctx,
-                "cllm4rec-finetune",
-                {
-                    **base_id,
-                    "after": key,
-                    "epochs": budget["finetune_epochs"],
-                    "lr": p["lr_finetune"],
-                    "lambda_c": lam if use_c else 0.0,
-                    "mr_form": p["mr_form"],
-                    "reorder": eff["reorder_finetune"],
-                    "rec_target": p["rec_target"],
-                    "mask_ratio": float(p["mask_ratio"]),
-                    "max_valid_users": budget["max_valid_users"],
-                    # mask_train changes the validation metric that picks the epoch (named only when off)
-                    **({} if p["mask_train"] else {"mask_train": False}),
-                },
-                budget["finetune_epochs"],
-                float(p["lr_finetune"]),
-                self._tables(COLLAB, CONTENT if use_c else None),
-                lambda e: self._rec_batches(e, docs),
-                {"rec": lam if use_c else 0.0, "content": lam},
-                eval_fn=lambda: self._valid_metric(valid_users, valid_pos),
-            )
+
+    def _freeze(self) -> None:
+        """After the last stage: nothing requires gradients; count what trained."""
+        assert self.core is not None
+        core = self.core
         for prm in core.parameters():
             prm.requires_grad_(False)
         core.eval()
-        self._trainable = sum(t.numel() for t in ext.parameters()) + (
-            sum(t.numel() for t in model.parameters()) if eff["train_backbone"] else 0
+        self._trainable = sum(t.numel() for t in core.ext.parameters()) + (
+            sum(t.numel() for t in core.model.parameters()) if self.eff["train_backbone"] else 0
         )
 
     def _tables(self, *tables: str | None) -> dict[str, torch.nn.Parameter]:
+        """The trainable tensors of a stage: the named tables' rows, and the backbone when it trains."""
         assert self.core is not None
         ext = self.core.ext
         out = {f"ext.{t}.{i}": prm for t in tables if t for i, prm in enumerate(ext.table_parameters(t))}
@@ -329,214 +302,47 @@ class CLLM4Rec(BaseRecommender):
             out.update({f"backbone.{n}": prm for n, prm in self.core.model.named_parameters()})
         return out
 
-    def _identity(self, split: Split, ctx: RunContext, source: str, docs: dict[str, Any] | None) -> dict:
-        assert self.backbone is not None
-        p = self.params
-        return {
-            "split": split.hash or split.compute_hash(),
-            "backbone": {k: self.backbone.info[k] for k in ("id", "revision", "dtype")},
-            "train_backbone": self.eff["train_backbone"],
-            "scratch": self.eff["scratch"],
-            "content": source,
-            "content_digest": docs["digest"] if docs is not None else None,
-            "positives": self.fit_info["training_positives"],
-            "batch_size": int(p["batch_size"]),
-            **stages.accumulation_identity(p["grad_accum"]),
-            "max_length": self.fit_info["max_length"],
-            "seed": int(ctx.seed),
-            "version": STAGE_VERSION,
-        }
-
-    # --- one stage -----------------------------------------------------------------------------------------
-    def _stage(
-        self,
-        ctx: RunContext,
-        name: str,
-        identity: dict[str, Any],
-        epochs: int,
-        lr: float,
-        params: dict[str, torch.nn.Parameter],
-        batches: Callable[[int], list[Any]],
-        lams: dict[str, float],
-        eval_fn: Callable[[], float] | None = None,
-    ) -> str:
-        """Train (or load) one stage; returns its key. ``lams``: MR weight per batch kind."""
-        assert self.core is not None
-        core = self.core
-        st = stages.stage(ctx.cache_dir, name, identity)
-        if epochs <= 0:
-            self.fit_info[name] = {"skipped": "0 epochs", "key": st.key}
-            return st.key
-
-        def loss_fn(b: Any) -> torch.Tensor:
-            if b.kind == "rec":
-                return core.rec_loss(b, lams["rec"])
-            return core.doc_loss(b, COLLAB if b.kind == "collab" else CONTENT, lams[b.kind])
-
-        def train_fn(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-            ctx.say(f"cllm4rec: stage {name} training ({epochs} epochs) -> {ckpt}")
-            before = frozen_digest(core.model) if not self.eff["train_backbone"] else None
-            torch.manual_seed(int(st.key[:8], 16))  # dropout draws: the same whether earlier stages loaded
-            n_batches = len(batches(0))
-            cfg = TrainConfig(
-                lr=lr,
-                weight_decay=0.0,  # the code's Adam has none
-                epochs=epochs,
-                warmup_ratio=0.0,
-                schedule="constant",  # plain Adam, no scheduler [code; protocols/cllm4rec.md optimiser row]
-                patience=epochs + 1,  # the code trains every epoch and keeps the best
-                max_grad_norm=None,  # no clipping in the code
-                grad_accum=int(self.params["grad_accum"]),
-            )
-            result = train(
-                params,
-                batches,
-                n_batches,
-                loss_fn,
-                cfg,
-                eval_fn=eval_fn,
-                checkpoint_dir=ckpt,
-                log=ctx.say,
-                modules=[core.model],  # train mode: dropout 0.1 active as in the code
-            )
-            after = frozen_digest(core.model) if not self.eff["train_backbone"] else None
-            meta = {"stage": name, "key": st.key, "train": result.as_dict(), "frozen_sha256": [before, after]}
-            return self._blob(), meta
-
-        outcome = stages.run_or_load(st, train_fn, self._load_blob)
-        if outcome.loaded:
-            ctx.say(f"cllm4rec: stage {name} loaded from {st.dir}")
-        self.fit_info[name] = outcome.info()
-        return st.key
-
-    def _blob(self) -> dict[str, Any]:
-        assert self.core is not None
-        blob: dict[str, Any] = {
-            "ext": {k: v.detach().cpu().clone() for k, v in self.core.ext.state_dict().items()}
-        }
-        if self.eff["train_backbone"]:
-            blob["backbone"] = {k: v.detach().cpu().clone() for k, v in self.core.model.state_dict().items()}
-        return blob
-
-    def _load_blob(self, blob: dict[str, Any]) -> None:
-        assert self.core is not None
-        self.core.ext.load_state_dict(blob["ext"])
-        if "backbone" in blob:
-            sharding.load_full_state(self.core.model, blob["backbone"])
-
-    # --- documents per epoch -------------------------------------------------------------------------------
-    def _doc_batches(
-        self,
-        epoch: int,
-        stage_code: int,
-        collab: list[np.ndarray] | None,
-        docs: dict[str, Any] | None,
-        *,
-        reorder: bool,
-    ) -> list[Any]:
-        """L-step batches (every user with items) then C-step batches, in a per-epoch seeded order."""
+    # --- batches and documents (benchbed.methods.cllm4rec.batches / docs) ----------------------------------
+    def batches(self) -> Batches:
+        """The batch builder of this fit (its corpus, batch size and seed)."""
         assert self.corpus is not None
-        rng = np.random.default_rng([self._order_seed, stage_code, epoch])
-        bs = int(self.params["batch_size"])
-        out: list[Any] = []
-        if collab is not None:
-            users = rng.permutation([u for u, it in enumerate(collab) if len(it)])
-            for chunk in _bucketed(users, [len(collab[u]) for u in users], bs, rng):
-                items = [rng.permutation(collab[u]) if reorder else collab[u] for u in chunk]
-                out.append(self.corpus.collab_batch(chunk, items))
-        if docs is not None:
-            out += self._content_batches(rng, docs)
-        return out
-
-    def _content_batches(self, rng: np.random.Generator, docs: dict[str, Any]) -> list[Any]:
-        assert self.corpus is not None
-        bs = int(self.params["batch_size"])
-        order = rng.permutation(len(docs["users"]))
-        return [
-            self.corpus.content_batch(docs["users"][idx], docs["items"][idx], [docs["texts"][i] for i in idx])
-            for idx in (order[s : s + bs] for s in range(0, len(order), bs))
-        ]
+        return Batches(self.corpus, int(self.params["batch_size"]), self._order_seed)
 
     def _rec_batches(self, epoch: int, docs: dict[str, Any] | None) -> list[Any]:
-        """Masked recommendation prompts (a fresh mask each epoch), then C-step batches."""
-        assert self.corpus is not None
         p = self.params
-        rng = np.random.default_rng([self._order_seed, 2, epoch])
-        bs, ratio = int(p["batch_size"]), float(p["mask_ratio"])
-        reorder = self.eff["reorder_finetune"]
-        users = rng.permutation([u for u, it in enumerate(self.train_items) if len(it)])
-        out: list[Any] = []
-        for chunk in _bucketed(users, [len(self.train_items[u]) for u in users], bs, rng):
-            prompts, targets = [], []
-            for u in chunk:
-                items = self.train_items[u]
-                n_mask = max(1, int(ratio * len(items)))  # the code: max(1, int(0.2 n))
-                masked = np.zeros(len(items), dtype=bool)
-                masked[rng.choice(len(items), size=n_mask, replace=False)] = True
-                kept = items[~masked]
-                prompts.append(rng.permutation(kept) if reorder else kept)
-                targets.append(items if p["rec_target"] == "all" else items[masked])
-            out.append(self.corpus.rec_batch(chunk, prompts, targets))
-        if docs is not None:
-            out += self._content_batches(rng, docs)
-        return out
+        return self.batches().recommendations(
+            epoch,
+            self.train_items,
+            docs,
+            mask_ratio=float(p["mask_ratio"]),
+            reorder=self.eff["reorder_finetune"],
+            all_targets=p["rec_target"] == "all",
+        )
 
     def _content_docs(
-        self, split: Split, rows: pd.DataFrame, corpus: Corpus, ctx: RunContext
+        self, split: Split, rows: pd.DataFrame, corpus: Corpus, ctx: Any
     ) -> tuple[dict[str, Any] | None, str]:
-        """(user, item, text ids) per training interaction, a fixed seeded sample under the budget."""
-        mode = self.params["content"]
-        col = review_column(rows)
-        if mode == "reviews" and col is None:
-            raise ConfigError(
-                f"method 'cllm4rec': content=reviews but dataset {split.data.name!r} has no review column "
-                "(expected one of review, review_text, reviewText, text); use content=item-metadata"
-            )
-        if mode == "none":
-            return None, "none"
-        if col is not None and mode in ("auto", "reviews"):
-            keep = rows[rows[col].astype(str).str.strip() != ""]
-            texts = keep[col].astype(str).tolist()
-            source = f"reviews ({col})"
-        else:
-            meta = item_metadata_texts(split.data.items)
-            keep = rows[[bool(meta[i]) for i in rows["item"].to_numpy()]]
-            texts = [meta[i] for i in keep["item"].to_numpy()]
-            source = "item-metadata (no reviews: title and metadata fields per training interaction)"
-        self.fit_info["content_docs_total"] = len(keep)
-        if not texts:
-            ctx.say(
-                f"cllm4rec: dataset {split.data.name!r} has no review or item text for content documents: "
-                "running as LLM-CF (no content LLM, no mutual regularisation)"
-            )
-            return None, "none (no text in the dataset: ran as LLM-CF)"
-        users = keep["user"].to_numpy(dtype=np.int64)
-        items = keep["item"].to_numpy(dtype=np.int64)
-        rng = np.random.default_rng([int(ctx.seed), 31])
-        cap = int(self.budget["max_content_docs"])
-        idx = np.sort(rng.permutation(len(texts))[:cap]) if 0 < cap < len(texts) else np.arange(len(texts))
-        if self.params["shuffle_content"]:  # negative control: texts no longer belong to their items
-            texts = [texts[i] for i in rng.permutation(len(texts))]
-        ids = corpus.tokenize_texts([texts[i] for i in idx], int(self.budget["max_content_tokens"]))
-        digest = hashlib.sha256()
-        for a in (users[idx], items[idx], *ids):
-            digest.update(np.ascontiguousarray(a).tobytes())
-            digest.update(b"|")
-        docs = {"users": users[idx], "items": items[idx], "texts": ids, "digest": digest.hexdigest()[:16]}
-        self.fit_info["content_docs"] = len(idx)
+        """The fit's content documents (:func:`content_documents`); their counts go to ``fit_info``."""
+        p = self.params
+        docs, source, counts = content_documents(
+            split,
+            rows,
+            corpus,
+            mode=p["content"],
+            shuffle=bool(p["shuffle_content"]),
+            seed=int(ctx.seed),
+            budget=self.budget,
+            say=ctx.say,
+        )
+        self.fit_info.update(counts)
         return docs, source
 
     # --- validation and scoring ----------------------------------------------------------------------------
     def _valid_targets(
         self, split: Split, use_labels: bool, budget: dict[str, Any]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        rows = split.valid if not use_labels else split.valid[split.valid["label"] == 1]
-        groups = {int(u): g["item"].unique() for u, g in rows.groupby("user", sort=True)}
-        users = np.array(sorted(u for u in groups if len(self.train_items[u])), dtype=np.int64)
         cap = int(budget["max_valid_users"])
-        if 0 < cap < len(users):
-            users = np.sort(np.random.default_rng([self._order_seed, 41]).permutation(users)[:cap])
-        return users, [np.asarray(groups[int(u)], dtype=np.int64) for u in users]
+        return valid_targets(split, use_labels, self.train_items, cap, self._order_seed)
 
     def _valid_metric(self, users: np.ndarray, pos: list[np.ndarray]) -> float:
         """Recall@20 + Recall@40 + NDCG@100 on validation users (model selection, src/finetuning.py)."""
@@ -547,21 +353,13 @@ class CLLM4Rec(BaseRecommender):
         """The board's metrics for ``users`` against ``pos`` (training items masked)."""
         if len(users) == 0:
             return dict.fromkeys(METRIC_KEYS, 0.0)
-        scores = self.score_all(users, [self.train_items[int(u)].tolist() for u in users])
-        ranked, _ = top_k(scores, 100)
-        hits = hits_from_rankings(ranked, pos)
-        n_pos = np.array([len(x) for x in pos], dtype=np.int64)
-        out = {}
-        for key in METRIC_KEYS:
-            rm = resolve(key)
-            out[key] = float(rm.fn(hits, n_pos, rm.k).value)
-        return out
+        return board_metrics(self.score_all(users, [self.train_items[int(u)].tolist() for u in users]), pos)
 
     def prompt_items(self, u: int, history: list[int] | None = None) -> np.ndarray:
         """The items of a user's prediction prompt: all training items, in a fixed seeded permutation when
         reordering is on (paper §3.5; the code shuffles), in item-id order when it is off."""
         items = self.train_items[u] if history is None else np.asarray(history, dtype=np.int64)
-        if self.eff.get("reorder_finetune", True):
+        if self.eff["reorder_finetune"]:
             return np.random.default_rng([self._order_seed, 53, int(u)]).permutation(items)
         return np.sort(items) if history is None else items
 
@@ -607,22 +405,6 @@ class CLLM4Rec(BaseRecommender):
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
-BUCKET_WINDOW = 16  # batches per length-sorting window
-
-
-def _bucketed(order: np.ndarray, lengths: list[int], bs: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Batches of ``order`` with similar lengths (sorted within windows of 16 batches), in random order:
-    the same documents per epoch as plain chunking, far less padding (histories of 16 to 600 items)."""
-    lengths_arr = np.asarray(lengths)
-    batches: list[np.ndarray] = []
-    window = bs * BUCKET_WINDOW
-    for s in range(0, len(order), window):
-        part = order[s : s + window]
-        part = part[np.argsort(lengths_arr[s : s + window], kind="stable")]
-        batches += [part[i : i + bs] for i in range(0, len(part), bs)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 def _extension(model: Any, bb: Backbone, split: Split, seed: int) -> VocabExtension:
     """Two tables (collab, content) of one token per user and item, N(0, 0.02^2) rows (code: model.py)."""
     with torch.random.fork_rng(devices=[]):
@@ -646,23 +428,7 @@ def _reinitialised(model: Any, seed: int) -> Any:
     return fresh.to(device=model.device, dtype=next(model.parameters()).dtype)
 
 
-def frozen_digest(model: Any) -> str:
-    """SHA-256 of every backbone tensor: equal before and after a stage when the backbone is frozen."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        t = sharding.local_part(t)  # FSDP: this rank's shard (the check is per rank)
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def _bytes_per_10k(ext: VocabExtension) -> int:
     """Memory of the new rows per 10k items: tables x (input rows + separate head rows) x width x 4 bytes."""
     per_table = 1 + (1 if ext.head == "separate" else 0)
     return int(10_000 * ext.hidden * 4 * per_table * len(ext.table_names))
-
-
-def _code_shift(params: dict[str, Any]) -> dict[str, Any]:
-    """The warm-up stage's ``code_shift`` key: present only when on (issue 22: it was missing, so a
-    ``code_shift=true`` fit loaded the warm-up a ``false`` fit had trained on a shared cache)."""
-    return {"code_shift": True} if params["code_shift"] else {}

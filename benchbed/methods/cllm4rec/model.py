@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from benchbed.compat.hf_cache import output_cache
+from benchbed.llm.backbone.facts import backbone_body
 from benchbed.llm.heads.multinomial import MultinomialHead, multi_hot
-from benchbed.llm.heads.pooled import backbone_body
 from benchbed.llm.injectors.base import ModelInputs
 from benchbed.llm.injectors.prompts import Batch
 from benchbed.llm.injectors.vocab import IGNORE_INDEX, VocabExtension

@@ -26,14 +26,12 @@ from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.injectors.slots import MultiTokenSlots
-from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.llm.recipes.generative import GenerativeLM, StageSpec
+from benchbed.llm.recipes.generative import GenerativeLM, LMStage
+from benchbed.llm.stages import StageChain
 from benchbed.methods.ilm.inputs import item_texts
-from benchbed.methods.ilm.parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts
-from benchbed.methods.p5_random import text_stage, wants_warm_start, warm_start_companion
+from benchbed.methods.ilm.parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts, stage2_llm
+from benchbed.methods.p5_random import generative_warm_start, warm_start_companion
 from benchbed.params import Param
-
-TUNINGS = ("full", "lora")
 
 
 class ILMGenerative(GenerativeLM):
@@ -43,7 +41,7 @@ class ILMGenerative(GenerativeLM):
 
     name: ClassVar[str] = "ilm"
     use_slots: ClassVar[bool] = True
-    param_specs: ClassVar[dict[str, Param]] = ILM_PARAM_SPECS
+    param_specs: ClassVar[dict[str, Param]] = {**GenerativeLM.param_specs, **ILM_PARAM_SPECS}
     defaults: ClassVar[dict[str, Any]] = {
         **GenerativeLM.common_defaults,
         **ILM_DEFAULTS,
@@ -61,11 +59,7 @@ class ILMGenerative(GenerativeLM):
     }
 
     def prepare(self, split: Split, ctx: RunContext) -> None:
-        p = self.params
-        if p["warm_start"] not in ("auto", "text", "none"):
-            raise ConfigError(f"method 'ilm': warm_start must be auto, text or none, got {p['warm_start']!r}")
-        if p["tuning"] not in TUNINGS:
-            raise ConfigError(f"method 'ilm': tuning must be one of {list(TUNINGS)}, got {p['tuning']!r}")
+        p = self.params  # warm_start and tuning are declared (checked when the method is built)
         dtype = self.model.get_input_embeddings().weight.dtype
         self.parts = ILMParts(p, split, ctx, tokenizer=self.tok, hidden=self.bb.hidden_size, dtype=dtype)
         if self.parts.kind == "none":
@@ -84,48 +78,36 @@ class ILMGenerative(GenerativeLM):
 
     def train_stages(self, split: Split, ctx: RunContext) -> None:
         p = self.params
-        lora = LoraSpec.from_params(p)
-        chain: list[str] = []
-        if wants_warm_start(p):
-            self.run_stage(text_stage(self, str(p["tuning"]), LoraSpec()))
-            chain.append(self.stage_log[-1]["key"])
+        after = generative_warm_start(self)
         texts = item_texts(split, _fields(p["stage1_text_fields"]))
         items = np.asarray([i for i, t in enumerate(texts) if t], dtype=np.int64)
-        info = self.parts.stage1(
+        # stage 1 reads the backbone's tokenizer only: a chain of its own, shared across backbones
+        context = {"split": split.key, "tokenizer": self.bb.info.get("id"), "seed": ctx.seed}
+        stage1 = self.parts.stage1(
             split,
             ctx,
             items,
             [texts[i] for i in items],
-            identity={"split": self.split_hash, "tokenizer": self.bb.info.get("id"), "task": "generative"},
+            chain=StageChain(ctx.cache_dir, context),
+            reads={"task": "generative"},
             log=ctx.say,
         )
-        if info is not None:
-            self.stage_log.append(info)
-            chain.append(info["key"])
-        frozen = bool(p["freeze_llm"])
-        set_trainable(self.model, lambda _n: False)
-        if not frozen:
-            if p["tuning"] == "lora":
-                self.model, _ = add_lora(self.model, lora)
-                self.bb.model = self.model
-            else:
-                set_trainable(self.model, lambda _n: True)
-        modules = {**({} if frozen else {"model": self.model}), **self.parts.modules()}
+        if stage1 is not None:
+            self.stage_log.append(stage1.log_entry())
+            after.append(stage1.key)
+        llm, trained_llm = stage2_llm(self)
         epochs = int(p["stage2_epochs"])
         selection = stage2_selection(p)
         self.run_stage(
-            StageSpec(
+            LMStage(
                 name="ilm-stage2",
-                identity={
-                    "after": list(chain),
-                    "ilm": self.parts.identity(),
-                    "freeze_llm": frozen,
-                    "tuning": p["tuning"],
-                    "lora": lora.as_dict() if p["tuning"] == "lora" and not frozen else None,
+                reads={
+                    "after": after,
+                    **llm,
                     "schedule": str(p["stage2_schedule"]),
                     "select": selection,
                 },
-                modules=modules,
+                modules={**trained_llm, **self.parts.modules()},
                 use_slots=True,
                 lr=float(p["stage2_lr"]),
                 epochs=epochs,

@@ -2,92 +2,53 @@
 item's N ILM tokens (the title is *not* in the prompt: ELM replaces the movie title by its embedding, §4.1),
 next-token loss on the reference text only (Eq. 6), greedy or beam decoding with the kit's text head.
 
-Stages: (0) on a randomly initialised backbone a text-only warm start on the same examples with the titles
-in the prompt (protocols/ilm.md §1h: the tiny LM is "briefly pretrained on the template corpus"; the paper's
-PaLM 2-S is pretrained); (1) the ILM encoder on item-text pairs = the training examples' prompt with the title
-filled in + the reference (§4.3: "title(s) and task specific information + the target"; single-item
-examples, since how two items enter stage 1 is not stated), no LLM; test and valid items never appear, and the
-valid items' texts give the held-out ITG loss of Table 5; (2) co-training of encoder + projector + LLM (§4.3;
-``freeze_llm`` = ILM-F).
+The item-to-text recipe (``benchbed.llm.recipes.item2text``) does the prompts, batches, loss, stage runs and
+decoding; this path adds the ILM parts and its stages. Stages: (0) on a randomly initialised backbone a
+text-only warm start on the same examples with the titles in the prompt (protocols/ilm.md §1h: the tiny LM is
+"briefly pretrained on the template corpus"; the paper's PaLM 2-S is pretrained); (1) the ILM encoder on
+item-text pairs = the training examples' prompt with the title filled in + the reference (§4.3: "title(s)
+and task specific information + the target"; single-item examples, since how two items enter stage 1 is not
+stated), no LLM; test and valid items never appear, and the valid items' texts give the held-out ITG loss of
+Table 5; (2) co-training of encoder + projector + LLM (§4.3; ``freeze_llm`` = ILM-F). The LM stages decay the
+learning rate linearly (T7, protocols/ilm.md §1i.5).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from benchbed.api import BaseRecommender, GenerateRequests, RunContext
+from benchbed.api import RunContext
 from benchbed.config import stable_hash
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.item2text.examples import sample_examples
-from benchbed.llm.backbone.loader import Backbone, load_backbone
-from benchbed.llm.budget import seconds_cap, time_capped
-from benchbed.llm.heads.text import TextGenerationHead
-from benchbed.llm.injectors.prompts import (
-    IGNORE,
-    Batch,
-    EncodedPrompts,
-    answer_labels,
-    append_answers,
-    bucket_batches,
-    collate,
-    encode,
-)
+from benchbed.item2text.prompts import to_pieces
+from benchbed.item2text.setup import Item2TextProtocol
+from benchbed.llm.budget import time_capped
 from benchbed.llm.injectors.slots import MultiTokenSlots
-from benchbed.llm.lora import LoraSpec, add_lora, named_trainable, set_trainable
+from benchbed.llm.lora import set_trainable
 from benchbed.llm.recipes.generative import TRAIN_IDENTITY_KEYS
-from benchbed.llm.stages import param_loader, run_or_load
-from benchbed.llm.stages import stage as make_stage
-from benchbed.llm.train import TrainConfig, epoch_rng, train
-from benchbed.methods.ilm.parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts
-from benchbed.methods.p5_random import wants_warm_start
+from benchbed.llm.recipes.item2text import Item2TextLM, LMStage
+from benchbed.llm.recipes.warm_start import warm_start
+from benchbed.methods.ilm.parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts, stage2_llm
 from benchbed.params import Param
+
+LM_SCHEDULE = "linear"  # T7: stage-2 linear decay (protocols/ilm.md §1i.5); the warm start too
 
 
 def is_item2text(protocol: Any) -> bool:
     """True when the task handed over the item-to-text protocol (``benchbed.item2text.setup``)."""
-    try:
-        from benchbed.item2text.setup import Item2TextProtocol
-    except ImportError:  # pragma: no cover - the task package is part of benchbed
-        return False
     return isinstance(protocol, Item2TextProtocol)
 
 
-@dataclass
-class TrainRows:
-    enc: EncodedPrompts
-    answer_len: np.ndarray
-    items: np.ndarray  # (n, 2) item ids, -1 where the prompt has no second item
-
-
-@dataclass
-class TrainBatch:
-    batch: Batch
-    labels: torch.Tensor
-    items: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.batch)
-
-    @property
-    def n_tokens(self) -> int:
-        return self.batch.n_tokens
-
-
-class ILMItem2Text(BaseRecommender):
+class ILMItem2Text(Item2TextLM):
     """The item-to-text path of ``ilm`` (built by ``benchbed.methods.ilm.method.ILM`` for the
     item2text task).
     """
 
     name: ClassVar[str] = "ilm"
-    tasks: ClassVar[frozenset[str]] = frozenset({"item2text"})
-    uses_templates: ClassVar[bool] = True
     param_specs: ClassVar[dict[str, Param]] = ILM_PARAM_SPECS
     defaults: ClassVar[dict[str, Any]] = {
         "backbone": "tiny",
@@ -109,116 +70,90 @@ class ILMItem2Text(BaseRecommender):
         "lora_dropout": 0.05,
         "lora_targets": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
     }
+    whole_llm_trains: ClassVar[bool] = False  # the trainer switches the trained modules (ILM-F: LLM in eval)
 
-    # --- fit ------------------------------------------------------------------------------------------
-    def fit(self, split: Split, ctx: RunContext) -> None:
-        from benchbed.item2text.setup import Item2TextProtocol
-
-        p = self.params
-        if p["tuning"] not in ("full", "lora"):
-            raise ConfigError(f"method 'ilm': tuning must be full or lora, got {p['tuning']!r}")
-        if p["warm_start"] not in ("auto", "text", "none"):
-            raise ConfigError(f"method 'ilm': warm_start must be auto, text or none, got {p['warm_start']!r}")
-        protocol = ctx.setup.protocol
-        if not is_item2text(protocol):
-            protocol = Item2TextProtocol.default(split)
-        self.protocol = protocol
-        self.ctx = ctx
-        self.split_hash = split.hash or split.compute_hash()
-        torch.manual_seed(ctx.seed)
-        self.bb: Backbone = load_backbone(str(p["backbone"]), device=ctx.device, dtype=ctx.dtype)
-        self.bb.require_decoder(self.name)
-        self.model = self.bb.model
-        self.tok = self.bb.tokenizer
-        self.end_token = _end_token(self.tok, self.model)
-        dtype = self.model.get_input_embeddings().weight.dtype
-        self.parts = ILMParts(p, split, ctx, tokenizer=self.tok, hidden=self.bb.hidden_size, dtype=dtype)
-        self.injector = MultiTokenSlots(self.parts.n_queries)
-        self.mode = "title" if self.parts.kind == "none" else "slot"  # text only: titles, no tokens
-        self.head = TextGenerationHead(
-            self.tok,
-            max_new_tokens=int(protocol.decoding.max_new_tokens),
-            num_beams=int(protocol.decoding.num_beams),
-            eos_token_id=self.end_token,
-            method=self.name,
-        )
-        self.template_info = protocol.template_info()
-        self.stage_log: list[dict[str, Any]] = []
-        self._examples = sample_examples(protocol.train, self.params["max_train_examples"], ctx.seed)
+    # --- the recipe's hooks ---------------------------------------------------------------------------
+    def prepare(self, split: Split, ctx: RunContext) -> None:
         if not self._examples:
             raise ConfigError("method 'ilm': the item2text task gave no training examples")
-        self._train_stages(split, ctx)
-        self.model.eval()
-        self.backbone_info = {**self.bb.info, "stages": self.stage_log}
+        dtype = self.model.get_input_embeddings().weight.dtype
+        self.parts = ILMParts(
+            self.params, split, ctx, tokenizer=self.tok, hidden=self.bb.hidden_size, dtype=dtype
+        )
+        self.n_tokens = self.parts.n_queries
+        self.injector = MultiTokenSlots(self.n_tokens)
 
-    def _base_identity(self) -> dict[str, Any]:
-        p = self.params
-        return {
-            "split": self.split_hash,
-            "items": self.protocol.items.hash,
-            "setup": self.protocol.setup.as_dict(),
-            "bank": self.protocol.bank_hash,
-            "backbone": {k: self.bb.info.get(k) for k in ("id", "revision", "dtype")},
-            "seed": self.ctx.seed,
-            "examples": len(self._examples),
-            "sample": "shared",  # item2text.examples.sample_examples (before: a stream of ILM's own)
-            "train": {k: p[k] for k in TRAIN_IDENTITY_KEYS},
-        }
+    @property
+    def mode(self) -> str:
+        return "title" if self.parts.kind == "none" else "slot"  # text only: titles, no tokens
 
-    def _train_stages(self, split: Split, ctx: RunContext) -> None:
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor | None:
+        return self.parts.item_tokens(items)  # (B, 2, N, H); -1 columns are skipped
+
+    def base_identity(self) -> dict[str, Any]:
+        """The recipe's context as ILM's stages have always named it: no method name, the whole setup
+        (decoding included), the shared example sample, and the generative recipe's training keys."""
+        base = {k: v for k, v in super().base_identity().items() if k != "method"}
+        train = {k: self.params[k] for k in TRAIN_IDENTITY_KEYS}
+        return {**base, "setup": self.proto.setup.as_dict(), "sample": "shared", "train": train}
+
+    def run_stages(self, split: Split, ctx: RunContext) -> None:
+        """Warm start, stage 1, stage 2; stage 2 names the keys of the stages before it (``after``)."""
         p = self.params
-        chain: list[str] = []
-        if wants_warm_start(self.params):
-            set_trainable(self.model, lambda _n: True)
-            self._run_lm_stage(
-                "ilm-i2t-text", {"model": self.model}, "title", float(p["lr"]), int(p["epochs"]), {}
-            )
-            chain.append(self.stage_log[-1]["key"])
+        text_only = self.parts.kind == "none"
+        if text_only and p["freeze_llm"]:
+            raise ConfigError("method 'ilm': item_encoder none with freeze_llm leaves nothing to train")
+        after = warm_start(p, lambda: self.run_stage(self._warm_start_stage()))
         items, texts = self._stage1_texts(self._examples)
-        held = self._stage1_texts(list(self.protocol.valid))
-        info = self.parts.stage1(
+        held = self._stage1_texts(list(self.proto.valid))
+        stage1 = self.parts.stage1(
             split,
             ctx,
             items,
             texts,
-            identity={**self._base_identity(), "task": "item2text"},
+            chain=self.chain,
+            reads={"task": "item2text"},
             held_out=held if len(held[0]) else None,
             log=ctx.say,
         )
-        if info is not None:
-            self.stage_log.append(info)
-            chain.append(info["key"])
-        frozen = bool(p["freeze_llm"])
-        set_trainable(self.model, lambda _n: False)
-        lora = LoraSpec.from_params(p)
-        if not frozen:
-            if p["tuning"] == "lora":
-                self.model, _ = add_lora(self.model, lora)
-                self.bb.model = self.model
-            else:
-                set_trainable(self.model, lambda _n: True)
-        text_only = self.parts.kind == "none"
-        if text_only and frozen:
-            raise ConfigError("method 'ilm': item_encoder none with freeze_llm leaves nothing to train")
-        modules = {**({} if frozen else {"model": self.model}), **({} if text_only else self.parts.modules())}
-        identity = {
-            "after": chain,
-            "ilm": self.parts.identity(),
-            "freeze_llm": frozen,
-            "tuning": p["tuning"],
-            "lora": lora.as_dict() if p["tuning"] == "lora" and not frozen else None,
-        }
-        self._run_lm_stage(
-            "ilm-i2t-stage2", modules, self.mode, float(p["stage2_lr"]), int(p["stage2_epochs"]), identity
+        if stage1 is not None:
+            self.stage_log.append(stage1.log_entry())
+            after.append(stage1.key)
+        llm, trained_llm = stage2_llm(self)
+        modules = {**trained_llm, **({} if text_only else self.parts.modules())}
+        stage2 = LMStage(
+            "ilm-i2t-stage2",
+            {"after": after, **llm, "mode": self.mode},
+            modules,
+            float(p["stage2_lr"]),
+            int(p["stage2_epochs"]),
+            prompt_mode=self.mode,
+            schedule=LM_SCHEDULE,
         )
+        self.run_stage(stage2)
         self.parts.encoder.eval()
         self.parts.proj.eval()
 
+    def _warm_start_stage(self) -> LMStage:
+        """The whole LLM on the training examples with the titles in the prompt (protocols/ilm.md §1h)."""
+        p = self.params
+        return LMStage(
+            "ilm-i2t-text",
+            {"mode": "title"},
+            {"model": self.model},
+            float(p["lr"]),
+            int(p["epochs"]),
+            before=self._unfreeze_llm,
+            prompt_mode="title",
+            schedule=LM_SCHEDULE,
+        )
+
+    def _unfreeze_llm(self) -> None:
+        set_trainable(self.model, lambda _n: True)
+
     def _stage1_texts(self, examples: list[Any]) -> tuple[np.ndarray, list[str]]:
         """Single-item examples as (item, prompt with the title filled in + reference)."""
-        from benchbed.item2text.prompts import to_pieces
-
-        titles = self.protocol.facts.title
+        titles = self.proto.facts.title
         items, texts = [], []
         for ex in examples:
             if len(ex.items) != 1:
@@ -228,140 +163,7 @@ class ILMItem2Text(BaseRecommender):
             texts.append(f"{prompt} {ex.reference}")
         return np.asarray(items, dtype=np.int64), texts
 
-    # --- encoding -------------------------------------------------------------------------------------
-    def encode_prompts(
-        self, prompts: list[str], items: np.ndarray, mode: str
-    ) -> tuple[EncodedPrompts, np.ndarray]:
-        from benchbed.item2text.prompts import SLOTS, to_pieces
-
-        titles = self.protocol.facts.title
-        width = self.parts.n_queries if "slot" in mode else 1
-        pieces = [
-            to_pieces(pr, [int(i) for i in row if int(i) >= 0], mode=mode, titles=titles)
-            for pr, row in zip(prompts, items, strict=True)
-        ]
-        enc = encode(self.tok, pieces, SLOTS, max_length=self.params["max_length"], slot_width=width)
-        full = np.full((len(prompts), len(SLOTS)), -1, dtype=np.int64)
-        full[:, : items.shape[1]] = items[:, : len(SLOTS)]
-        return enc, full
-
-    def _rows(self, examples: list[Any], mode: str) -> TrainRows:
-        items = np.full((len(examples), 2), -1, dtype=np.int64)
-        for r, ex in enumerate(examples):
-            items[r, : len(ex.items)] = ex.items
-        enc, items = self.encode_prompts([ex.prompt for ex in examples], items, mode)
-        answers = self.tok([ex.reference for ex in examples], add_special_tokens=False)["input_ids"]
-        answer_len = append_answers(enc, answers, self.end_token)
-        return TrainRows(enc=enc, answer_len=answer_len, items=items)
-
-    def _batch(self, rows: TrainRows, idx: np.ndarray) -> TrainBatch:
-        device = self.bb.device
-        batch = collate(rows.enc, idx, self.tok.pad_token_id or 0, device)
-        labels = answer_labels(rows.enc, rows.answer_len, idx)
-        return TrainBatch(
-            batch, torch.from_numpy(labels).to(device), torch.from_numpy(rows.items[idx]).to(device)
-        )
-
-    def _inputs(self, batch: Batch, items: torch.Tensor, slots: bool) -> Any:
-        vectors = self.parts.item_tokens(items) if slots else None  # (B, 2, N, H); -1 columns are skipped
-        return self.injector.inputs(self.model, batch, vectors=vectors)
-
-    def _loss(self, tb: TrainBatch, slots: bool) -> torch.Tensor:
-        inputs = self._inputs(tb.batch, tb.items, slots)
-        width = tb.labels.shape[1]
-        out = self.model(**inputs.kwargs(), logits_to_keep=width + 1)
-        logits = out.logits[:, :-1, :].float()
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), tb.labels.reshape(-1), ignore_index=IGNORE
-        )
-
-    # --- stages ---------------------------------------------------------------------------------------
-    def _run_lm_stage(
-        self,
-        name: str,
-        modules: dict[str, torch.nn.Module],
-        mode: str,
-        lr: float,
-        epochs: int,
-        identity: dict[str, Any],
-    ) -> None:
-        p = self.params
-        params = named_trainable(**modules)
-        st = make_stage(
-            self.ctx.cache_dir,
-            name,
-            {**self._base_identity(), **identity, "mode": mode, "lr": lr, "epochs": epochs},
-        )
-        slots = mode == "slot"
-
-        load_fn = param_loader(params, st)
-
-        def train_fn(ckpt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-            start = time.perf_counter()
-            rows = self._rows(self._examples, mode)
-            bs = int(p["batch_size"])
-            n_batches = -(-len(self._examples) // bs)
-
-            def batches(epoch: int, skip: int = 0) -> Any:
-                for idx in bucket_batches(rows.enc.lengths, bs, rng=epoch_rng(self.ctx.seed, epoch))[skip:]:
-                    yield self._batch(rows, idx)
-
-            cfg = TrainConfig(
-                lr=lr,
-                weight_decay=float(p["weight_decay"]),
-                epochs=epochs,
-                warmup_ratio=float(p["warmup_ratio"]),
-                grad_accum=int(p["grad_accum"]),
-                max_seconds=seconds_cap(p["max_seconds"]),
-                schedule="linear",  # T7: stage-2 linear decay (protocols/ilm.md §1i.5)
-            )
-            self.ctx.say(f"ilm: stage {name}: {len(self._examples)} examples, {epochs} epoch(s)")
-            result = train(
-                params,
-                batches,
-                n_batches,
-                lambda tb: self._loss(tb, slots),
-                cfg,
-                checkpoint_dir=ckpt,
-                log=self.ctx.say,
-                modules=list(modules.values()),
-            )
-            meta = {
-                "stage": name,
-                "examples": len(self._examples),
-                "trainable": sum(x.numel() for x in params.values()),
-                "seconds": round(time.perf_counter() - start, 2),
-                **{k: v for k, v in result.as_dict().items() if k != "history"},
-            }
-            return {"params": {k: t.detach().cpu().clone() for k, t in params.items()}}, meta
-
-        outcome = run_or_load(st, train_fn, load_fn)
-        self.stage_log.append({"key": st.key, "cached": outcome.loaded, **outcome.meta})
-
-    # --- evaluation -----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate(self, requests: GenerateRequests) -> list[str]:
-        items = np.asarray(
-            requests.items if requests.items is not None else np.zeros((len(requests.prompts), 0)),
-            dtype=np.int64,
-        )
-        if items.ndim == 1:
-            items = items[:, None]
-        self.model.eval()
-        beams = int(requests.num_beams)  # the task's decoding setting travels with the requests
-        out: list[str] = []
-        size = int(self.params["eval_batch_size"])
-        for start in range(0, len(requests.prompts), size):
-            sl = slice(start, start + size)
-            enc, full = self.encode_prompts(list(requests.prompts[sl]), items[sl], self.mode)
-            batch = collate(enc, np.arange(len(enc)), self.tok.pad_token_id or 0, self.bb.device)
-            inputs = self._inputs(batch, torch.from_numpy(full).to(self.bb.device), self.mode == "slot")
-            gen = self.head(
-                self.model, inputs, batch, max_new_tokens=int(requests.max_new_tokens), num_beams=beams
-            )
-            out.extend(t.strip() for t in gen.best_texts)
-        return out
-
+    # --- the record -----------------------------------------------------------------------------------
     def record_info(self) -> dict[str, Any]:
         log: list[dict[str, Any]] = getattr(self, "stage_log", [])
         info: dict[str, Any] = {
@@ -373,17 +175,3 @@ class ILMItem2Text(BaseRecommender):
         if time_capped(log):
             info["time_capped"] = True
         return info
-
-    def trainable_parameters(self) -> int:
-        return int(max((s.get("trainable", 0) for s in getattr(self, "stage_log", [])), default=0))
-
-
-def _end_token(tokenizer: Any, model: Any) -> int:
-    for tid in (
-        getattr(tokenizer, "eos_token_id", None),
-        getattr(model.config, "eos_token_id", None),
-        getattr(tokenizer, "sep_token_id", None),
-    ):
-        if isinstance(tid, int):
-            return tid
-    raise ConfigError("method 'ilm': the backbone's tokenizer has no end-of-sequence token")

@@ -3,8 +3,8 @@ item-item and user-item contrastive objectives, then co-trained with the LLM, ea
 N query tokens through one linear projector (protocols/ilm.md).
 
 One registered method for two protocols, each with its own recipe:
-- ``generative`` (OpenP5, §4.4): ``ilm_generative.ILMGenerative`` on the ``GenerativeLM`` recipe;
-- ``item2text`` (the ELM-style tasks, §4.3): ``ilm_item2text.ILMItem2Text`` on the item-to-text recipe.
+- ``generative`` (OpenP5, §4.4): ``generative.ILMGenerative`` on the ``GenerativeLM`` recipe;
+- ``item2text`` (the ELM-style tasks, §4.3): ``item2text.ILMItem2Text`` on the ``Item2TextLM`` recipe.
 ``fit`` picks the recipe from the protocol object the task hands over (``ctx.setup.protocol``), never from a
 task name; each recipe receives only its own parameters.
 
@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from benchbed.api import BaseRecommender, GenerateRequests, Rankings, RankRequests, RunContext
+from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
 from benchbed.methods.ilm.generative import ILMGenerative
 from benchbed.methods.ilm.item2text import ILMItem2Text, is_item2text
@@ -31,6 +32,15 @@ class ILM(BaseRecommender):
     """Dispatches to the generative or the item-to-text recipe by the protocol the task hands ``fit``."""
 
     name: ClassVar[str] = "ilm"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="ILM (Yang et al.; seed 000; no public code)",
+        role="llm",
+        injection="multi-slot",
+        head=("constrained-beams", "text"),
+        tasks=frozenset({"generative", "item2text"}),
+        backbone="decoder",
+        variants=("stage1_pairs=none|ii|ui", "freeze_llm", "input=semantic|combined", "shuffle_input"),
+    )
     tasks: ClassVar[frozenset[str]] = frozenset({"generative", "item2text"})
     uses_templates: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {**ILMGenerative.defaults, **ILMItem2Text.defaults}

@@ -1,8 +1,9 @@
 """What both task paths of ``ilm`` share: parameters, the encoder + projector, the item tokens, stage 1.
 
 ``ILMParts`` is built after the backbone is loaded (the text tower uses the backbone's tokenizer): it holds
-the input tables (``ilm_inputs``), the Q-Former (``ilm_encoder``) and the linear projector of §3.3 that maps
-each of the N query outputs into the LLM token space, and runs stage 1 (``ilm_pretrain``).
+the input tables (``inputs``), the Q-Former (``encoder``) and the linear projector of §3.3 that maps
+each of the N query outputs into the LLM token space, and runs stage 1 (``pretrain``). ``stage2_llm`` readies
+the LLM for stage 2 on either task path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from torch import nn
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
+from benchbed.llm.stages import StageChain, StageRun
 from benchbed.llm.train import SCHEDULES
 from benchbed.methods.ilm.encoder import EncoderConfig, ILMEncoder
 from benchbed.methods.ilm.inputs import build_inputs
@@ -146,7 +149,6 @@ class ILMParts:
                 nn.Linear(d, 10 * d), nn.GELU(), nn.Linear(10 * d, self.cfg.n_queries * hidden)
             ).to(device=ctx.device, dtype=dtype)
         self.dtype = dtype
-        self.stage1_info: dict[str, Any] | None = None
 
     @property
     def n_queries(self) -> int:
@@ -181,11 +183,13 @@ class ILMParts:
         items: np.ndarray,
         texts: list[str],
         *,
-        identity: dict[str, Any],
+        chain: StageChain,
+        reads: dict[str, Any],
         held_out: tuple[np.ndarray, list[str]] | None = None,
         log: Callable[[str], None] | None = None,
-    ) -> dict[str, Any] | None:
-        """Train (or load) stage 1 on ``(items, texts)`` and the configured pairs; None when it is off."""
+    ) -> StageRun | None:
+        """Train (or load) stage 1 on ``(items, texts)`` and the configured pairs, in ``chain`` (its context
+        carries the seed) under ``reads`` + the encoder's identity; None when it is off."""
         p = self.params
         pairs_on = parse_pairs(str(p["stage1_pairs"]))
         losses = parse_text_losses(str(p["stage1_text_losses"]))
@@ -215,19 +219,39 @@ class ILMParts:
         held = None
         if held_out is not None:
             held = tokenize_texts(self.tokenizer, held_out[0], held_out[1], self.cfg.max_text_len)
-        outcome = run_stage1(
+        return run_stage1(
             self.encoder,
             self.tables,
             text,
             pairs,
             settings,
-            cache_dir=ctx.cache_dir,
-            identity={**identity, **self.identity(), "text": text_digest(text)},
+            chain=chain,
+            reads={**reads, **self.identity(), "text": text_digest(text)},
             seed=ctx.seed,
             device=ctx.device,
             log=log,
             held_out=held,
         )
-        key = outcome.dir.name.rsplit("-", 1)[-1]
-        self.stage1_info = {"stage": "ilm-stage1", "key": key, "cached": outcome.loaded, **outcome.meta}
-        return self.stage1_info
+
+
+def stage2_llm(method: Any) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+    """Ready ``method``'s LLM for stage 2 (§4.3: trained with the encoder, fully or by LoRA; ``freeze_llm``
+    = ILM-F, §5.2) and say so: the stage identity's LLM entries, and the LLM as a module to train unless it
+    is frozen. ``method`` is either task path (``model``, ``bb``, ``params``, ``parts``)."""
+    p = method.params
+    frozen = bool(p["freeze_llm"])
+    lora = LoraSpec.from_params(p)
+    set_trainable(method.model, lambda _n: False)
+    if not frozen:
+        if p["tuning"] == "lora":
+            method.model, _ = add_lora(method.model, lora)
+            method.bb.model = method.model
+        else:
+            set_trainable(method.model, lambda _n: True)
+    reads = {
+        "ilm": method.parts.identity(),
+        "freeze_llm": frozen,
+        "tuning": p["tuning"],
+        "lora": lora.as_dict() if p["tuning"] == "lora" and not frozen else None,
+    }
+    return reads, ({} if frozen else {"model": method.model})

@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.budget import seconds_cap
-from benchbed.llm.stages import StageOutcome, accumulation_identity, param_loader, run_or_load
-from benchbed.llm.stages import stage as make_stage
+from benchbed.llm.stages import StageChain, StageRun, StageSpec, accumulation_identity, param_loader
 from benchbed.llm.train import TrainConfig, epoch_rng, train
 from benchbed.methods.ilm.encoder import ILMEncoder
 from benchbed.methods.ilm.inputs import InputTables
@@ -38,6 +37,7 @@ from benchbed.methods.ilm.inputs import InputTables
 PAIR_KINDS = ("ii", "ui")
 PAIRS = ("none", "ii", "ui", "ii+ui")  # Table 16: ILM-IT, ILM-IT-II, ILM (IT + UI); both together
 TEXT_LOSSES = ("itc", "itm", "itg")
+STAGE1 = "ilm-stage1"
 
 
 def parse_pairs(value: str) -> tuple[str, ...]:
@@ -334,6 +334,17 @@ class Stage1Settings:
         }
         return {**out, **accumulation_identity(self.grad_accum)}
 
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            epochs=self.epochs,
+            warmup_ratio=self.warmup_ratio,
+            schedule="cosine",  # T7/T8: stage-1 cosine decay
+            grad_accum=self.grad_accum,
+            max_seconds=seconds_cap(self.max_seconds),
+        )
+
 
 def sample_pairs(pairs: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
     if cap is None or len(pairs) <= cap:
@@ -349,44 +360,34 @@ def run_stage1(
     pairs: dict[str, np.ndarray],
     settings: Stage1Settings,
     *,
-    cache_dir: Path,
-    identity: dict[str, Any],
+    chain: StageChain,
+    reads: dict[str, Any],
     seed: int,
     device: str,
     log: Callable[[str], None] | None = None,
     held_out: TextPairs | None = None,
-) -> StageOutcome:
-    """Train (or load) stage 1: cached under ``identity`` + the settings, resumable mid-stage."""
+) -> StageRun:
+    """Train (or load) stage 1 in ``chain``, resumable mid-stage. Its identity: the chain's context (which
+    carries the seed), ``reads`` (the encoder, its inputs and texts) and the settings."""
     params = {f"encoder.{n}": p for n, p in encoder.named_parameters() if p.requires_grad}
     schedule = Schedule(text, pairs, settings.batch_size, settings.pair_ratio, seed, device)
     loss = Stage1Loss(encoder, tables, settings.text_losses, settings.symmetric)
-    st = make_stage(cache_dir, "ilm-stage1", {**identity, "settings": settings.identity(), "seed": seed})
-
-    load_fn = param_loader(params, st)
+    spec = StageSpec(STAGE1, {**reads, "settings": settings.identity()})
 
     def train_fn(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         start = time.perf_counter()
-        cfg = TrainConfig(
-            lr=settings.lr,
-            weight_decay=settings.weight_decay,
-            epochs=settings.epochs,
-            warmup_ratio=settings.warmup_ratio,
-            schedule="cosine",  # T7/T8: stage-1 cosine decay
-            grad_accum=settings.grad_accum,
-            max_seconds=seconds_cap(settings.max_seconds),
-        )
         result = train(
             params,
             schedule.batches,
             len(schedule),
             loss,
-            cfg,
+            settings.train_config(),
             checkpoint_dir=ckpt,
             log=log,
             modules=[encoder],
         )
         meta = {
-            "stage": "ilm-stage1",
+            "stage": STAGE1,
             "text_pairs": len(text),
             "pairs": {k: int(len(v)) for k, v in pairs.items()},
             "batches_per_epoch": {"it": schedule.n_text, "pairs": schedule.n_pair},
@@ -399,6 +400,6 @@ def run_stage1(
             meta["itg_eval"] = round(generation_loss(encoder, tables, held_out, device), 4)
         return {"params": {n: p.detach().cpu().clone() for n, p in params.items()}}, meta
 
-    outcome = run_or_load(st, train_fn, load_fn)
+    run = chain.run(spec, train_fn, param_loader(params, chain.stage(spec)))
     encoder.eval()
-    return outcome
+    return run

@@ -7,7 +7,8 @@ becomes ``p^l = W^l x + b^l`` and, after 2 learned contextual vectors ``c^l``, j
 values (queries from the text only) [Eqs. 3-11]; the pooled outputs score by dot product [Eq. 12]. Only the
 alignment module trains, with BPR + lambda * (user + item InfoNCE between ``p^l`` and the text-only hidden
 state of the same entity) [Eqs. 13-16] on a small tuning set chosen by word-overlap denoising and bucketed
-diversity sampling [§3.4] (``rarec_data``). Variants for Table 4 and the text-only tower: ``rarec_towers``.
+diversity sampling [§3.4] (``rarec.data``; the training loop and loss: ``rarec.tuning``; the ID vectors:
+``rarec.ids``). Variants for Table 4 and the text-only tower: ``rarec.towers``.
 
 What is not the paper's (and why) is listed in the defaults' comments; shared/protocols/rarec.md is the
 source of every recommended choice. ID user vectors come from the ID model's export (for ComiRec: the
@@ -27,7 +28,7 @@ the entity's text-only state, and the planted text is identical across the twins
 
 from __future__ import annotations
 
-import functools
+import re
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, cast
@@ -36,16 +37,19 @@ import numpy as np
 import torch
 
 from benchbed.api import BaseRecommender, RunContext
+from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
 from benchbed.embeddings.store import EXPORTABLE
 from benchbed.errors import ConfigError, DataError
 from benchbed.llm import stages
-from benchbed.llm.backbone.loader import load_backbone
+from benchbed.llm.backbone.loader import Backbone, load_backbone
+from benchbed.llm.budget import BudgetProfiles, device_profile
 from benchbed.llm.heads.pooled import POOLINGS, default_pooling
 from benchbed.llm.injectors.prefix import LayerPrefix, n_layers
 from benchbed.llm.injectors.prompts import special_prefix
-from benchbed.llm.train import TrainConfig, train
-from benchbed.methods.rarec.data import SELECTIONS, candidates, select, title_words
+from benchbed.llm.stages import StageChain, StageSpec
+from benchbed.methods.rarec.data import SELECTIONS
+from benchbed.methods.rarec.ids import ID_HISTORY, id_vectors
 from benchbed.methods.rarec.towers import (
     ID_VARIANTS,
     INPUT_VARIANTS,
@@ -53,9 +57,10 @@ from benchbed.methods.rarec.towers import (
     VARIANTS,
     Prompts,
     SidePrompt,
+    TowerParts,
     Towers,
-    info_nce,
 )
+from benchbed.methods.rarec.tuning import train_alignment, tuning_set
 from benchbed.params import COUNT, Param
 
 # Budgets in data terms. CPU: a seeded sample of 600 tuning samples, 1 epoch, prompts cut to 64 tokens
@@ -63,29 +68,37 @@ from benchbed.params import COUNT, Param
 # 2 cores. GPU: the paper's scale, ~6% of the candidates (Table 5: 20w of 330w), 512-token prompts.
 CPU_BUDGET: dict[str, Any] = {"train_samples": 600, "epochs": 1, "max_tokens": 64, "valid_users": 0}
 GPU_BUDGET: dict[str, Any] = {"train_samples": 0.06, "epochs": 3, "max_tokens": 512, "valid_users": 2000}
-BUDGET_KEYS = tuple(CPU_BUDGET)
+BUDGETS = BudgetProfiles({"cpu": CPU_BUDGET, "gpu": GPU_BUDGET}, flag_auto=True)
+BUDGET_KEYS = BUDGETS.keys
 MISSING_TITLES = ("error", "id")
 USER_IDS = ("export", "history")
 ID_NORMS = ("none", "standardize")
-ID_HISTORY = 20  # ComiRec's maxlen (authors' src/train.py): the window of the "history" user vector
-
-
-def standardize(x: np.ndarray) -> np.ndarray:
-    """Per column zero mean, unit variance (columns without variance are only centred)."""
-    centred = x - x.mean(axis=0, keepdims=True)
-    std = centred.std(axis=0, keepdims=True)
-    return (centred / np.where(std > 0, std, 1.0)).astype(np.float32)
+ID_MODEL = Param(
+    kind="str",
+    pattern="|".join(re.escape(m) for m in EXPORTABLE) + r"|recbole:\w+",
+    help=f"a method that exports ID embeddings: {', '.join(EXPORTABLE)} or recbole:<model>",
+)
 
 
 class RARec(BaseRecommender):
     """RA-Rec: ID-vector layer prefixes in a frozen LM, two towers, BPR + InfoNCE alignment."""
 
     name: ClassVar[str] = "rarec"
+    card: ClassVar[MethodCard] = MethodCard(
+        paper="RA-Rec (Yu et al.; seed 004; no public code)",
+        role="llm",
+        injection="prefix",
+        head="pooled",
+        tasks=frozenset({"topk"}),
+        backbone="encoder",
+        variants=tuple(f"variant={v}" for v in VARIANTS[1:]),
+    )
     tasks: ClassVar[frozenset[str]] = frozenset({"topk"})
     score_kind: ClassVar[str] = "score"
+    budgets: ClassVar[BudgetProfiles] = BUDGETS  # cpu / gpu, beside the defaults they resolve
     defaults: ClassVar[dict[str, Any]] = {
         "backbone": "minilm",  # CPU stand-in for SentenceBERT (§4.1.4); any HF encoder/decoder id or path
-        "variant": "full",  # Table 4 ablations and the text towers: see rarec_towers.VARIANTS
+        "variant": "full",  # Table 4 ablations and the text towers: see rarec.towers.VARIANTS
         "id_model": "comirec",  # §4.1.4: ComiRec with 1 interest; any exporting baseline (sasrec, als, ...)
         "id_params": None,  # parameters of the ID model (None: its defaults)
         "permute_ids": False,  # negative control: ID rows permuted across users and across items
@@ -127,6 +140,7 @@ class RARec(BaseRecommender):
 
     param_specs: ClassVar[dict[str, Param]] = {
         "variant": Param(kind="str", choices=VARIANTS),
+        "id_model": ID_MODEL,
         "id_params": Param(kind="dict", nullable=True, help="parameters of id_model (checked by it)"),
         "user_prompt": Param(kind="str", pattern=r"(?s).*\S.*", help="the hard prompt text"),
         "selection": Param(kind="str", choices=SELECTIONS),
@@ -141,14 +155,16 @@ class RARec(BaseRecommender):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)  # types, ranges and choices: param_specs (benchbed.params)
-        p = self.params
-        if p["id_model"] not in EXPORTABLE and not str(p["id_model"]).startswith("recbole:"):
-            raise ConfigError(
-                f"method 'rarec': id_model {p['id_model']!r} exports no ID embeddings; expected one of "
-                f"{', '.join(EXPORTABLE)}"
-            )
         self.info: dict[str, Any] = {}
-        self._items: torch.Tensor | None = None
+        self.budget: dict[str, Any] = {}
+        self.model: Any = None  # the frozen language model both towers share
+        self.device = "cpu"
+        self.user_ids: torch.Tensor | None = None  # ID vectors (None for the text towers)
+        self.item_ids: torch.Tensor | None = None
+        self.fitted: TowerParts | None = None  # prompts, towers and soft prompts: what fit builds
+        self.soft = 0  # soft input tokens of the input-token variants (0 for layer prefixes)
+        self.seqs: dict[int, np.ndarray] = {}  # training sequences: histories of the tuning samples
+        self._items: torch.Tensor | None = None  # the item tower's output, cached per trained state
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def companions(self) -> list[tuple[str, dict[str, Any]]]:
@@ -165,30 +181,24 @@ class RARec(BaseRecommender):
         return dict(self.info)
 
     def trainable_parameters(self) -> int:
-        sides = getattr(self, "sides", None)
-        return 0 if sides is None else int(sum(p.numel() for p in sides.parameters() if p.requires_grad))
+        if self.fitted is None:
+            return 0
+        return int(sum(p.numel() for p in self.sides.parameters() if p.requires_grad))
 
     def parameter_breakdown(self) -> dict[str, int]:
         """Trainable parameters by part, both towers summed: ``context`` = the learned prefixes ``c^l``,
         ``reparam`` = ``W^l`` and ``b^l``. RA-Rec's Table 6 reports 18,432 = 12 x 2 x 768, the size of one
         tower's 2-token context prefix on a 12-layer 768-wide model: a count without the ``W^l`` matrices
         (12 x 768 x d) and without the second tower (protocols/rarec.md §3b)."""
-        sides = getattr(self, "sides", None)
         out = {"context": 0, "reparam": 0}
-        for name, q in [] if sides is None else sides.named_parameters():
+        for name, q in [] if self.fitted is None else self.sides.named_parameters():
             if q.requires_grad:
                 out["context" if name.endswith("context") else "reparam"] += int(q.numel())
         return out
 
     # --- fit ----------------------------------------------------------------------------------------------
     def _budget(self, on_cpu: bool, ctx: RunContext) -> dict[str, Any]:
-        profile = CPU_BUDGET if on_cpu else GPU_BUDGET
-        out: dict[str, Any] = {"profile": "cpu" if on_cpu else "gpu"}
-        for key in BUDGET_KEYS:
-            value = self.params[key]
-            out[key] = ctx.budget.get(key, profile[key]) if value == "auto" else value
-            out[f"{key}_auto"] = value == "auto"
-        return out
+        return self.budgets.resolve(self.params, ctx.budget, device_profile(on_cpu))
 
     def _titles(self, split: Split) -> list[str]:
         items = split.data.items
@@ -211,71 +221,16 @@ class RARec(BaseRecommender):
         titles = self._titles(split)
         budget = self._budget(not str(ctx.device).startswith("cuda"), ctx)
         self.budget = budget
-        # the backbone first: an unsupported one fails before the ID model trains
-        bb = load_backbone(p["backbone"], device=ctx.device, dtype=ctx.dtype)
-        model = bb.model
-        for param in model.parameters():
-            param.requires_grad_(False)
-        model.eval()  # frozen: no dropout either
-        if variant in ("full", "no_id", "no_reparam", "no_context"):
-            LayerPrefix().check(model, self.name, p["backbone"])
-        # ID vectors (the text towers need none)
+        bb = self._frozen_backbone(ctx)  # first: an unsupported backbone fails before the ID model trains
         self.user_ids = self.item_ids = None
         id_info: dict[str, Any] | None = None
-        if variant in ID_VARIANTS:
-            emb = ctx.embedding_source(self.name).get(
-                split, p["id_model"], params=p["id_params"], seed=ctx.seed, feedback="interactions"
-            )
-            user, item = np.asarray(emb.user, np.float32), np.asarray(emb.item, np.float32)
-            if (
-                user.shape[0] != split.n_users
-                or item.shape[0] != split.n_items
-                or user.shape[1] != item.shape[1]
-            ):
-                raise ConfigError(
-                    f"method 'rarec': ID model {p['id_model']!r} exported {user.shape} users / {item.shape} "
-                    f"items; expected ({split.n_users}, d) / ({split.n_items}, d)"
-                )
-            if p["id_norm"] == "standardize":
-                user, item = standardize(user), standardize(item)
-            if p["permute_ids"]:
-                rng = np.random.default_rng([ctx.seed, 0x9E57])
-                user, item = user[rng.permutation(len(user))], item[rng.permutation(len(item))]
-            untrained = np.bincount(split.train["item"].to_numpy(), minlength=split.n_items) == 0
-            if p["cold_ids"] == "zero":
-                item = item.copy()
-                item[untrained] = 0.0  # no ID representation: its prefix is b^l alone, the title decides
+        if variant in ID_VARIANTS:  # the text towers need none
+            user, item, id_info = id_vectors(split, ctx, p, self.name)
             self.user_ids, self.item_ids = torch.from_numpy(user), torch.from_numpy(item)
-            id_info = {
-                "model": p["id_model"],
-                "params": emb.manifest.get("params"),
-                "params_hash": emb.manifest.get("params_hash"),
-                "artifact": str(emb.path) if emb.path else None,
-                "cache_hit": emb.cache_hit,
-                "dim": int(user.shape[1]),
-                "permuted": bool(p["permute_ids"]),
-                "items_without_training": int(untrained.sum()),
-                "cold_ids": p["cold_ids"],
-            }
         self.device = bb.device
-        self.model = model
+        self.model = bb.model
         self.backbone_info = dict(bb.info)
-        self.prompts = Prompts(bb.tokenizer, titles, int(budget["max_tokens"]), p["user_prompt"])
-        pooling = default_pooling(model) if p["pooling"] == "auto" else p["pooling"]
-        lead = len(special_prefix(bb.tokenizer))
-        self.towers = Towers(model, int(bb.tokenizer.pad_token_id), bb.device, pooling, lead)
-        n_l, hidden = n_layers(model), int(model.config.hidden_size)
-        id_dim = 0 if self.user_ids is None else int(self.user_ids.shape[1])
-        vocab = model.get_input_embeddings().weight if variant == "project_inputs" else None
-        devices = [torch.cuda.current_device()] if str(bb.device).startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(ctx.seed)
-            self.sides = torch.nn.ModuleDict(
-                {s: SidePrompt(variant, n_l, hidden, id_dim, vocab) for s in ("user", "item")}
-            ).to(bb.device)
-        self.user_side = cast(SidePrompt, self.sides["user"])
-        self.item_side = cast(SidePrompt, self.sides["item"])
-        self.soft: int = self.user_side.length if variant in INPUT_VARIANTS else 0
+        pooling = self._build_towers(bb, titles, ctx.seed)
         self._items = None
         self.seqs = split.train_sequences()
         ctx.say(
@@ -298,169 +253,106 @@ class RARec(BaseRecommender):
             return
         self._train(split, ctx, budget, titles)
 
-    def _train(self, split: Split, ctx: RunContext, budget: dict[str, Any], titles: list[str]) -> None:
+    def _frozen_backbone(self, ctx: RunContext) -> Backbone:
+        """The language model, frozen (no gradients, no dropout); one without layer prefixes fails here."""
         p = self.params
-        pool = candidates(self.seqs)
-        if len(pool) == 0:
-            raise DataError(f"split of {split.data.name!r}: no user has 2 training interactions to tune on")
-        size = budget["train_samples"]
-        if p["selection"] == "all":
-            size = None
-        elif isinstance(size, float):  # the GPU profile's share of the candidates
-            size = max(1, round(size * len(pool)))
-        auto = budget["train_samples_auto"]
-        words = [title_words(t) for t in titles]
-        popularity = np.bincount(split.train["item"].to_numpy(), minlength=split.n_items)
-        pick = functools.partial(
-            select,
-            p["selection"],
-            pool,
-            seqs=self.seqs,
-            words=words,
-            popularity=popularity,
-            history_len=int(p["history_len"]),
-            seed=ctx.seed,
-        )
-        try:
-            chosen, sel_info = pick(size=size)
-        except ConfigError:
-            if not auto:
-                raise
-            chosen, sel_info = pick(size=None)  # an auto budget is a cap: keep what the data has
+        bb = load_backbone(p["backbone"], device=ctx.device, dtype=ctx.dtype)
+        for param in bb.model.parameters():
+            param.requires_grad_(False)
+        bb.model.eval()
+        if p["variant"] in ("full", "no_id", "no_reparam", "no_context"):
+            LayerPrefix().check(bb.model, self.name, p["backbone"])
+        return bb
+
+    def _build_towers(self, bb: Backbone, titles: list[str], seed: int) -> str:
+        """The hard prompts, the two towers and their soft prompts (seeded init); returns the pooling."""
+        p, model, variant = self.params, bb.model, self.params["variant"]
+        prompts = Prompts(bb.tokenizer, titles, int(self.budget["max_tokens"]), p["user_prompt"])
+        pooling = default_pooling(model) if p["pooling"] == "auto" else p["pooling"]
+        lead = len(special_prefix(bb.tokenizer))
+        towers = Towers(model, int(bb.tokenizer.pad_token_id), bb.device, pooling, lead)
+        n_l, hidden = n_layers(model), int(model.config.hidden_size)
+        id_dim = 0 if self.user_ids is None else int(self.user_ids.shape[1])
+        vocab = model.get_input_embeddings().weight if variant == "project_inputs" else None
+        devices = [torch.cuda.current_device()] if str(bb.device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            sides = torch.nn.ModuleDict(
+                {s: SidePrompt(variant, n_l, hidden, id_dim, vocab) for s in ("user", "item")}
+            ).to(bb.device)
+        self.fitted = TowerParts(prompts, towers, sides)
+        self.soft = self.user_side.length if variant in INPUT_VARIANTS else 0
+        return pooling
+
+    def _train(self, split: Split, ctx: RunContext, budget: dict[str, Any], titles: list[str]) -> None:
+        """The alignment stage: trained on the tuning set (``rarec.tuning``), or loaded from the cache."""
+        p = self.params
+        chosen, sel_info = tuning_set(p, split, budget, self.seqs, titles, ctx.seed)
         ctx.say(
             f"rarec: {sel_info['kept']} tuning samples ({p['selection']}) of {sel_info['candidates']} "
             f"candidates"
             + (f", {sel_info['after_denoising']} after denoising" if "after_denoising" in sel_info else "")
         )
         self.info["data"] = sel_info
-        identity = {
-            "split": split.hash or split.compute_hash(),
-            "backbone": {k: self.backbone_info.get(k) for k in ("id", "revision", "dtype")},
-            "id_model": {
-                k: (self.info["id_model"] or {}).get(k) for k in ("model", "params_hash", "permuted")
-            },
-            "params": {k: v for k, v in p.items() if k not in ("valid_users", "grad_accum")},
-            **stages.accumulation_identity(p["grad_accum"]),
-            "budget": {k: budget[k] for k in BUDGET_KEYS},
-            "kept": sel_info["kept"],
-            "seed": ctx.seed,
-            "schedule": "linear",
-        }
-        if self.soft:  # input-token variants: targets = mean token embeddings of the text alone (issue 22)
-            identity["text_targets"] = "token-embeddings-without-placeholders"
-        st = stages.stage(ctx.cache_dir, "rarec-align", identity)
+        chain = StageChain(ctx.cache_dir, stages.run_context(split.key, self.backbone_info, ctx.seed))
+        spec = StageSpec("rarec-align", self._stage_reads(budget, sel_info["kept"]))
         named = {n: q for n, q in self.sides.named_parameters() if q.requires_grad}
 
         def load(blob: dict[str, Any]) -> None:
             self.sides.load_state_dict(blob["sides"])
 
         def train_fn(stage_dir: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-            result = self._train_loop(split, ctx, chosen, budget, named, stage_dir)
+            result = train_alignment(self, split, ctx, chosen, budget, named, stage_dir)
             return {"sides": self.sides.state_dict()}, {"train": result}
 
         start = time.perf_counter()
-        outcome = stages.run_or_load(st, train_fn, load)
-        self.info["training"] = {**outcome.info(), "seconds": round(time.perf_counter() - start, 3)}
+        run = chain.run(spec, train_fn, load)
+        self.info["training"] = {**run.outcome.info(), "seconds": round(time.perf_counter() - start, 3)}
 
-    def _train_loop(
-        self,
-        split: Split,
-        ctx: RunContext,
-        chosen: Any,
-        budget: dict[str, Any],
-        named: dict[str, torch.nn.Parameter],
-        stage_dir: Any,
-    ) -> dict[str, Any]:
+    def _stage_reads(self, budget: dict[str, Any], kept: int) -> dict[str, Any]:
+        """What the alignment stage reads beyond the run context: the ID model, every parameter but the
+        evaluation's, the budget and the tuning set's size."""
         p = self.params
-        n, bs = len(chosen), int(p["batch_size"])
-        hl = int(p["history_len"])
-        sample_hist = [
-            self.seqs[int(u)][max(0, int(k) - hl) : int(k)]
-            for u, k in zip(chosen.users, chosen.positions, strict=True)
-        ]
-        user_rows = [self.prompts.user(h, self.soft) for h in sample_hist]
-        seen = {u: set(s.tolist()) for u, s in self.seqs.items()}
-        n_items = split.n_items
-        variant = p["variant"]
-        align = float(p["lam"]) > 0 and variant in ID_VARIANTS
-        item_states = self._item_text_states() if align else None
-        user_states: dict[int, torch.Tensor] = {}
+        reads = {
+            "id_model": {
+                k: (self.info["id_model"] or {}).get(k) for k in ("model", "params_hash", "permuted")
+            },
+            "params": {k: v for k, v in p.items() if k not in ("valid_users", "grad_accum")},
+            **stages.accumulation_identity(p["grad_accum"]),
+            "budget": {k: budget[k] for k in BUDGET_KEYS},
+            "kept": kept,
+            "schedule": "linear",
+        }
+        if self.soft:  # input-token variants: targets = mean token embeddings of the text alone (issue 22)
+            reads["text_targets"] = "token-embeddings-without-placeholders"
+        return reads
 
-        def batches(epoch: int) -> list[np.ndarray]:
-            rng = np.random.default_rng([ctx.seed, 0x7A11, epoch])
-            order = rng.permutation(n)
-            out = []
-            for start in range(0, n, bs):
-                rows = order[start : start + bs]
-                neg = np.empty(len(rows), dtype=np.int64)
-                for j, r in enumerate(rows):  # one uniform negative the user never interacted with (§3.3)
-                    mine = seen[int(chosen.users[r])]
-                    while True:
-                        cand = int(rng.integers(n_items))
-                        if cand not in mine:
-                            break
-                    neg[j] = cand
-                out.append(np.stack([rows, neg], axis=1))
-            return out
+    # --- the fitted parts ---------------------------------------------------------------------------------
+    def _parts(self) -> TowerParts:
+        if self.fitted is None:
+            raise ConfigError("method 'rarec' must be fitted before it can score")
+        return self.fitted
 
-        def loss_fn(batch: np.ndarray) -> torch.Tensor:
-            rows, neg = batch[:, 0], batch[:, 1]
-            users = chosen.users[rows]
-            pos = chosen.targets[rows]
-            u_ids = self._uid(users, [sample_hist[r] for r in rows])
-            u_vec, u_al = self.towers.encode(self.user_side, [user_rows[r] for r in rows], u_ids)
-            both = np.concatenate([pos, neg])
-            i_vec, i_al = self.towers.encode(
-                self.item_side, [self.prompts.item(int(i), self.soft) for i in both], self._iid(both)
-            )
-            b = len(rows)
-            s_pos = (u_vec * i_vec[:b]).sum(-1)
-            s_neg = (u_vec * i_vec[b:]).sum(-1)
-            loss = -torch.nn.functional.logsigmoid(s_pos - s_neg).mean()  # BPR, Eq. 13
-            if align:
-                assert u_al is not None and i_al is not None and item_states is not None
-                missing = [int(r) for r in rows if int(r) not in user_states]
-                if missing:
-                    texts = [self.prompts.text_only(user_rows[r], self.soft) for r in missing]
-                    states = self._text_targets(texts)
-                    user_states.update(zip(missing, states.cpu(), strict=True))
-                h_u = torch.stack([user_states[int(r)] for r in rows]).to(u_al.device)
-                h_i = item_states[torch.as_tensor(pos)].to(i_al.device)
-                l_ua = info_nce(u_al, h_u, torch.as_tensor(users, device=u_al.device), float(p["tau"]))
-                l_ia = info_nce(i_al[:b], h_i, torch.as_tensor(pos, device=i_al.device), float(p["tau"]))
-                loss = loss + float(p["lam"]) * (l_ua + l_ia)  # Eq. 16
-            if float(p["reg"]) > 0:
-                loss = loss + float(p["reg"]) * sum((q**2).sum() for q in named.values())
-            return loss
+    @property
+    def prompts(self) -> Prompts:
+        return self._parts().prompts
 
-        valid_users = int(budget["valid_users"])
-        eval_fn = (lambda: self._valid_ndcg(split, valid_users, ctx.seed)) if valid_users > 0 else None
-        cfg = TrainConfig(
-            lr=float(p["lr"]),
-            weight_decay=0.0,  # lambda_Theta is the L2 term of Eq. 13 (in the loss)
-            epochs=int(budget["epochs"]),
-            warmup_ratio=0.0,  # §4.1.4 names no warmup
-            schedule="linear",  # §4.1.4: AdamW with linear decay
-            grad_accum=int(p["grad_accum"]),
-            evals_per_epoch=1,
-            patience=2,
-        )
-        n_batches = -(-n // bs)
-        result = train(
-            named,
-            batches,
-            n_batches,
-            loss_fn,
-            cfg,
-            eval_fn=eval_fn,
-            checkpoint_dir=stage_dir,
-            log=ctx.log,
-            modules=[self.sides],
-        )
-        self.model.eval()
-        out = result.as_dict()
-        out["samples_per_s"] = out.pop("rows_per_s")
-        return out
+    @property
+    def towers(self) -> Towers:
+        return self._parts().towers
+
+    @property
+    def sides(self) -> torch.nn.ModuleDict:
+        """The alignment module (both sides' soft prompts): the only part that trains."""
+        return self._parts().sides
+
+    @property
+    def user_side(self) -> SidePrompt:
+        return cast(SidePrompt, self.sides["user"])
+
+    @property
+    def item_side(self) -> SidePrompt:
+        return cast(SidePrompt, self.sides["item"])
 
     # --- helpers ------------------------------------------------------------------------------------------
     def _uid(self, users: np.ndarray, histories: Sequence[Any]) -> torch.Tensor | None:
@@ -527,8 +419,7 @@ class RARec(BaseRecommender):
         return torch.cat(parts) if parts else torch.zeros(0, self.item_matrix().shape[1])
 
     def score_all(self, users: np.ndarray, histories: list[list[int]]) -> np.ndarray:
-        if getattr(self, "sides", None) is None:
-            raise ConfigError("method 'rarec' must be fitted before it can score")
+        self._parts()  # one line when not fitted
         u = self.user_matrix(np.asarray(users, dtype=np.int64), histories)
         return (u @ self.item_matrix().T).cpu().numpy().astype(np.float64)
 

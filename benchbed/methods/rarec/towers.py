@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from benchbed.llm.heads.pooled import PooledHead, backbone_body, pool
+from benchbed.llm.backbone.facts import backbone_body
+from benchbed.llm.heads.pooled import PooledHead, pool
 from benchbed.llm.injectors.base import ModelInputs, plain_inputs
 from benchbed.llm.injectors.prefix import LayerPrefix, PrefixEncoder
 from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, collate, special_prefix
@@ -249,3 +251,13 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, keys: torch.Tensor, tau: float) -
     logits = logits.masked_fill(same.unsqueeze(0), -1e9)
     target = torch.arange(n, device=a.device).expand(logits.shape[0], n)
     return nn.functional.cross_entropy(logits.reshape(-1, n), target.reshape(-1))
+
+
+@dataclass
+class TowerParts:
+    """What a fitted RA-Rec builds on its backbone: the hard prompts, the two towers over the frozen LM and
+    their soft prompts (``sides``: the alignment module, the only part that trains)."""
+
+    prompts: Prompts
+    towers: Towers
+    sides: nn.ModuleDict
