@@ -60,11 +60,10 @@ def readme_table() -> str:
     """README's method table, from the cards of the built-in methods (plugins left out) that have one
     (README is checked against it by tests/conformance/test_cards.py)."""
     from benchbed.cards import card_of, markdown_table
-    from benchbed.methods import get_method_class
-    from benchbed.registry import METHODS
+    from benchbed.methods import BUILTIN_METHODS, get_method_class
 
-    names = [n for n in METHODS.names() if not METHODS.meta(n).get("plugin")]
-    rows = [(n, card_of(get_method_class(n))) for n in names]
+    # the built-ins only: plugins (and methods a test registers) are not the package's table
+    rows = [(n, card_of(get_method_class(n))) for n in sorted(BUILTIN_METHODS)]
     return markdown_table([(n, c) for n, c in rows if c is not None])
 
 

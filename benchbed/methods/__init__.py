@@ -38,6 +38,7 @@ _BUILTIN = {
     "i2t-const": "benchbed.methods.item2text_baselines:I2TConst",
     "ilm": "benchbed.methods.ilm.method:ILM",
 }
+BUILTIN_METHODS: frozenset[str] = frozenset(_BUILTIN)  # the package's own methods (not plugins)
 for _name, _target in _BUILTIN.items():
     if _name not in METHODS:
         METHODS.register(_name, _target)
