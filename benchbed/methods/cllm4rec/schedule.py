@@ -13,9 +13,7 @@ its name and value, and fields named only when off their default (``code_shift``
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,31 +21,38 @@ import torch
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.llm import stages
+from benchbed.llm.backbone.loaded import Backbone
 from benchbed.llm.stages import StageChain, StageSpec
-from benchbed.methods.cllm4rec.model import COLLAB, CONTENT
-from benchbed.methods.cllm4rec.training import run_stage
-
-if TYPE_CHECKING:
-    from benchbed.methods.cllm4rec.method import CLLM4Rec
+from benchbed.methods.cllm4rec.batches import Batches
+from benchbed.methods.cllm4rec.model import COLLAB, CONTENT, CLLM4RecCore
+from benchbed.methods.cllm4rec.training import StageWork, run_stage
 
 STAGE_VERSION = 2  # 2: constant lr as the authors' code (was the kit's cosine decay)
 
 
-@dataclass
-class StageWork:
-    """What one stage trains: ``epochs`` at ``lr``, the tensors ``params``, the batches of an epoch, the MR
-    weight per batch kind (``lams``) and the validation metric that keeps the best epoch (fine-tuning)."""
+class ScheduledMethod(Protocol):
+    """What the schedule reads of the method's fit state (``CLLM4Rec`` has it), so that this module needs no
+    import of the method's module."""
 
-    epochs: int
-    lr: float
-    params: dict[str, torch.nn.Parameter]
-    batches: Callable[[int], list[Any]]
-    lams: dict[str, float]
-    eval_fn: Callable[[], float] | None = None
+    params: dict[str, Any]
+    budget: dict[str, Any]
+    eff: dict[str, Any]
+    fit_info: dict[str, Any]
+    backbone: Backbone | None
+    core: CLLM4RecCore | None
+    train_items: list[np.ndarray]
+
+    def batches(self) -> Batches: ...
+
+    def _tables(self, *tables: str | None) -> dict[str, torch.nn.Parameter]: ...
+
+    def _rec_batches(self, epoch: int, docs: dict[str, Any] | None) -> list[Any]: ...
+
+    def _valid_metric(self, users: np.ndarray, pos: list[np.ndarray]) -> float: ...
 
 
 def stage_context(
-    method: CLLM4Rec, split: Split, ctx: RunContext, source: str, docs: dict[str, Any] | None
+    method: ScheduledMethod, split: Split, ctx: RunContext, source: str, docs: dict[str, Any] | None
 ) -> dict[str, Any]:
     """What every stage of the fit reads: the split, backbone, variant settings, documents, batch shape."""
     assert method.backbone is not None
@@ -120,7 +125,7 @@ def stage_specs(
 
 
 def run_schedule(
-    method: CLLM4Rec,
+    method: ScheduledMethod,
     ctx: RunContext,
     chain: StageChain,
     docs: dict[str, Any] | None,

@@ -8,8 +8,9 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
@@ -19,12 +20,32 @@ from benchbed.llm.stages import Stage, StageChain, StageSpec, stage_seed
 from benchbed.llm.train import TrainConfig, train
 from benchbed.methods.cllm4rec.model import COLLAB, CONTENT, CLLM4RecCore
 
-if TYPE_CHECKING:
-    from benchbed.methods.cllm4rec.method import CLLM4Rec
-    from benchbed.methods.cllm4rec.schedule import StageWork
+
+class StageHost(Protocol):
+    """What one stage reads and writes of the method (``CLLM4Rec``): no import of the method's module."""
+
+    params: dict[str, Any]
+    eff: dict[str, Any]
+    fit_info: dict[str, Any]
+    core: CLLM4RecCore | None
 
 
-def run_stage(method: CLLM4Rec, ctx: RunContext, chain: StageChain, spec: StageSpec, work: StageWork) -> None:
+@dataclass
+class StageWork:
+    """What one stage trains: ``epochs`` at ``lr``, the tensors ``params``, the batches of an epoch, the MR
+    weight per batch kind (``lams``) and the validation metric that keeps the best epoch (fine-tuning)."""
+
+    epochs: int
+    lr: float
+    params: dict[str, torch.nn.Parameter]
+    batches: Callable[[int], list[Any]]
+    lams: dict[str, float]
+    eval_fn: Callable[[], float] | None = None
+
+
+def run_stage(
+    method: StageHost, ctx: RunContext, chain: StageChain, spec: StageSpec, work: StageWork
+) -> None:
     """Train (or load) one stage of ``chain``; what the record says of it lands in ``method.fit_info``."""
     assert method.core is not None
     name = spec.name

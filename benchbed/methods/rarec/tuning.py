@@ -5,8 +5,9 @@ the training loop (AdamW with linear decay, §4.1.4). The selection rules themse
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -16,10 +17,41 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
 from benchbed.llm.train import TrainConfig, train
 from benchbed.methods.rarec.data import Samples, candidates, select, title_words
-from benchbed.methods.rarec.towers import ID_VARIANTS, info_nce
+from benchbed.methods.rarec.towers import ID_VARIANTS, Prompts, SidePrompt, Towers, info_nce
 
-if TYPE_CHECKING:
-    from benchbed.methods.rarec.method import RARec
+
+class AlignedMethod(Protocol):
+    """What tuning reads of the method (``RARec`` has it), so that this module needs no import of it."""
+
+    params: dict[str, Any]
+    soft: int
+    seqs: dict[int, np.ndarray]
+    model: Any
+
+    @property
+    def prompts(self) -> Prompts: ...
+
+    @property
+    def towers(self) -> Towers: ...
+
+    @property
+    def sides(self) -> torch.nn.ModuleDict: ...
+
+    @property
+    def user_side(self) -> SidePrompt: ...
+
+    @property
+    def item_side(self) -> SidePrompt: ...
+
+    def _uid(self, users: np.ndarray, histories: Sequence[Any]) -> torch.Tensor | None: ...
+
+    def _iid(self, items: np.ndarray) -> torch.Tensor | None: ...
+
+    def _text_targets(self, rows: list[np.ndarray]) -> torch.Tensor: ...
+
+    def _item_text_states(self) -> torch.Tensor: ...
+
+    def _valid_ndcg(self, split: Split, max_users: int, seed: int) -> float: ...
 
 
 def tuning_set(
@@ -87,7 +119,7 @@ class AlignmentLoss:
     on the trainable tensors. ``item_states``: the items' text-only targets (None without alignment); users'
     targets are computed once per tuning sample, when its first batch comes."""
 
-    rarec: RARec
+    rarec: AlignedMethod
     chosen: Samples
     histories: list[np.ndarray]
     user_rows: list[np.ndarray]
@@ -136,7 +168,7 @@ class AlignmentLoss:
 
 
 def train_alignment(
-    rarec: RARec,
+    rarec: AlignedMethod,
     split: Split,
     ctx: RunContext,
     chosen: Samples,
