@@ -40,8 +40,8 @@ from benchbed.llm.injectors.slots import SlotVectors
 from benchbed.llm.lora import named_trainable
 from benchbed.llm.recipes.beams import add_beam_counts, drop_excluded, with_beam_shares
 from benchbed.llm.recipes.generative_rows import EncodedRows, TrainBatch
-from benchbed.llm.recipes.lm_stage import LMStage
-from benchbed.llm.stages import StageChain, StageRun, StageSpec, param_loader
+from benchbed.llm.recipes.lm_stage import LMStage, run_lm_stage
+from benchbed.llm.stages import StageChain, StageRun
 from benchbed.llm.train import TrainConfig, epoch_rng, train
 from benchbed.metrics.generative import generative_metrics
 from benchbed.params import Param
@@ -258,11 +258,7 @@ class GenerativeLM(BaseRecommender):
     def run_stage(self, spec: LMStage) -> StageRun:
         """Train ``spec``'s trainable parameters, or load them when the same stage already finished."""
         params = named_trainable(**spec.modules)
-        declared = StageSpec(spec.name, {**spec.reads, "lr": spec.lr, "epochs": spec.epochs})
-        load_fn = param_loader(params, self.chain.stage(declared))
-        run = self.chain.run(declared, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
-        if run.loaded:
-            self.ctx.say(f"{self.name}: stage {spec.name} loaded from cache ({run.stage.dir.name})")
+        run = run_lm_stage(self.chain, spec, params, self._train_stage, self.ctx.say, self.name)
         self.stage_log.append(run.log_entry())
         return run
 

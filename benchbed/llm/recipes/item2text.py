@@ -41,8 +41,8 @@ from benchbed.llm.injectors.prompts import (
 )
 from benchbed.llm.injectors.slots import MultiTokenSlots
 from benchbed.llm.lora import named_trainable
-from benchbed.llm.recipes.lm_stage import LMStage
-from benchbed.llm.stages import StageChain, StageRun, StageSpec, param_loader
+from benchbed.llm.recipes.lm_stage import LMStage, run_lm_stage
+from benchbed.llm.stages import StageChain, StageRun
 from benchbed.llm.train import TrainConfig, epoch_rng, train
 
 
@@ -216,15 +216,7 @@ class Item2TextLM(BaseRecommender):
         params = named_trainable(**spec.modules)
         if not params:
             raise ConfigError(f"method {self.name!r}: stage {spec.name} has no trainable parameters")
-        declared = StageSpec(
-            spec.name,
-            {**spec.reads, "lr": spec.lr, "epochs": spec.epochs},
-            after={} if after is None else {"after": after},
-        )
-        load_fn = param_loader(params, self.chain.stage(declared))
-        run = self.chain.run(declared, lambda ckpt: self._train_stage(spec, params, ckpt), load_fn)
-        if run.loaded:
-            self.ctx.say(f"{self.name}: stage {spec.name} loaded from cache ({run.stage.dir.name})")
+        run = run_lm_stage(self.chain, spec, params, self._train_stage, self.ctx.say, self.name, after)
         self.stage_log.append(run.log_entry())
         return run
 

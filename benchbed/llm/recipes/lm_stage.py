@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from benchbed.llm.stages import StageChain, StageRun, StageSpec, param_loader
+
 
 @dataclass
 class LMStage:
@@ -37,3 +39,30 @@ class LMStage:
     valid_users: int | None = None
     evals_per_epoch: int | None = None
     patience: int | None = None
+
+
+StageTrainer = Callable[[LMStage, dict[str, torch.nn.Parameter], Any], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def run_lm_stage(
+    chain: StageChain,
+    spec: LMStage,
+    params: dict[str, torch.nn.Parameter],
+    trainer: StageTrainer,
+    say: Callable[[str], None],
+    who: str,
+    after: str | None = None,
+) -> StageRun:
+    """Run ``spec`` as a stage of ``chain``: declared by its reads, lr and epochs (and the earlier stage it
+    builds on, ``after``), loaded into ``params`` when it finished before, else ``trainer(spec, params,
+    checkpoint_dir) -> (blob, meta)``."""
+    declared = StageSpec(
+        spec.name,
+        {**spec.reads, "lr": spec.lr, "epochs": spec.epochs},
+        after={} if after is None else {"after": after},
+    )
+    load_fn = param_loader(params, chain.stage(declared))
+    run = chain.run(declared, lambda ckpt: trainer(spec, params, ckpt), load_fn)
+    if run.loaded:
+        say(f"{who}: stage {spec.name} loaded from cache ({run.stage.dir.name})")
+    return run
