@@ -49,7 +49,7 @@ def test_record_names_its_commit_and_a_board_of_mixed_commits_says_so(cli) -> No
 
 def test_outside_a_git_checkout_the_commit_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     environment.code_identity.cache_clear()
-    monkeypatch.setattr(environment, "_git", lambda *args: None)
+    monkeypatch.setattr(environment, "git_output", lambda *args: None)
     try:
         assert environment.code_identity() == {"git_sha": None, "dirty": None}
     finally:
