@@ -22,6 +22,8 @@ import numpy as np
 
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.param_sets import ParamSet
+from benchbed.param_sets import declare as declare_params
 from benchbed.params import Param
 from benchbed.params import resolve as resolve_params
 
@@ -161,6 +163,11 @@ class BaseRecommender:
 
     name: ClassVar[str] = "base"
     tasks: ClassVar[frozenset[str]] = frozenset()
+    # The parameters: a frozen dataclass of fields with defaults (benchbed.param_sets), read as ``self.p``;
+    # ``defaults`` and ``param_specs`` are derived from it when the class is made. A plugin may still give
+    # ``defaults`` (and ``param_specs``) as dicts: its ``self.p`` is then an untyped view of them.
+    Params: ClassVar[type[ParamSet]] = ParamSet
+    p: ParamSet
     defaults: ClassVar[dict[str, Any]] = {}
     # types/ranges beyond what benchbed.params infers from a default and the project's naming conventions
     param_specs: ClassVar[dict[str, Param]] = {}
@@ -182,11 +189,17 @@ class BaseRecommender:
     # what the runner writes as the record's ``templates`` (prompt methods set it in ``__init__``/``fit``)
     template_info: dict[str, Any] | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare_params(cls)  # defaults/param_specs from Params (or an untyped Params from a defaults dict)
+
     def __init__(self, **params: Any) -> None:
         # one checking mechanism for every method (benchbed.params): unknown keys, types and ranges
         self.params: dict[str, Any] = resolve_params(
             f"method {self.name!r}", self.defaults, params, self.param_specs
         )
+        # the typed view the method reads; ``self.params`` (the same values) is what identities hash
+        self.p = self.Params.view(self.params)
         self.backbone_info = {}
 
     # --- what a method implements -------------------------------------------------------------------

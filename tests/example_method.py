@@ -8,12 +8,13 @@ per ID, not a paper's method: ``role="example"`` on its card).
 
 What it composes: the CTR recipe (``PromptCTRMethod``: backbone, bank, rows, Yes/No scorer, training loop),
 the slot injection (``vectors_for`` returns slot vectors), one stage declared with ``StageSpec`` and run by
-the recipe's ``StageChain``, its budget from its own ``BudgetProfiles``, and parameters declared in
-``defaults`` + ``param_specs`` (checked before any work).
+the recipe's ``StageChain``, its budget from its own ``BudgetProfiles``, and parameters declared as a
+``Params`` dataclass (checked before any work, read as ``self.p``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -24,14 +25,29 @@ from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
 from benchbed.llm.budget import CPU_BUDGET, GPU_BUDGET, BudgetProfiles, device_profile
 from benchbed.llm.injectors.prompts import Batch
-from benchbed.llm.recipes.ctr import PROMPT_DEFAULTS, PromptCTRMethod
+from benchbed.llm.recipes.ctr import PromptCTRMethod, PromptTrainParams
 from benchbed.llm.stages import StageSpec
-from benchbed.llm.yesno.head import SCORE_MODES
-from benchbed.llm.yesno.scorer import SCORE_BATCHING, Rows
+from benchbed.llm.yesno.scorer import Rows
+from benchbed.param_sets import AutoCap, AutoInt, AutoNumber, ParamSet, param
 from benchbed.params import Param
 
 BUDGETS = BudgetProfiles({"cpu": CPU_BUDGET, "gpu": GPU_BUDGET})  # the recipe's profiles, declared here
 TRAINING = ("score", "train_templates", "lr", "weight_decay", "warmup_ratio", "grad_accum", "patience")
+
+
+@dataclass(frozen=True)
+class IDTokensParams(PromptTrainParams):
+    """The recipe's prompt and training settings, the tables' scale, and this method's budget."""
+
+    train_templates: int = 1
+    lr: float = 1e-2  # only two small tables train
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    init_std: float = param(0.02, Param(kind="float", min=0, exclusive_min=True))  # the backbone's init scale
+    epochs: AutoInt = "auto"  # the budget (BUDGETS): "auto" takes the device profile's value
+    max_train_rows: AutoCap = "auto"
+    max_valid_rows: AutoCap = "auto"
+    max_seconds: AutoNumber = "auto"
 
 
 class IDTokens(PromptCTRMethod):
@@ -48,25 +64,8 @@ class IDTokens(PromptCTRMethod):
         tasks=frozenset({"ctr"}),
         backbone="decoder",
     )
-    defaults: ClassVar[dict[str, Any]] = {
-        **PROMPT_DEFAULTS,
-        "score": "yes",  # the raw Yes logit, as the recipe's other methods
-        "train_templates": 1,
-        "lr": 1e-2,  # only two small tables train
-        "weight_decay": 0.0,
-        "warmup_ratio": 0.0,
-        "grad_accum": 1,
-        "patience": 20,
-        "evals_per_epoch": 1,
-        "init_std": 0.02,  # the tables' initial scale (the backbone's own embedding init)
-        **dict.fromkeys(BUDGETS.keys, "auto"),
-    }
-    param_specs: ClassVar[dict[str, Param]] = {
-        "score": Param(kind="str", choices=SCORE_MODES),
-        "score_batching": Param(kind="str", choices=SCORE_BATCHING),
-        "max_title_chars": Param(kind="int", min=1),
-        "init_std": Param(kind="float", min=0, exclusive_min=True),
-    }
+    Params: ClassVar[type[ParamSet]] = IDTokensParams
+    p: IDTokensParams
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -86,7 +85,7 @@ class IDTokens(PromptCTRMethod):
         for p in self.model.parameters():
             p.requires_grad_(False)
         torch.manual_seed(ctx.seed)
-        d, std = self.backbone.hidden_size, float(self.params["init_std"])
+        d, std = self.backbone.hidden_size, self.p.init_std
         self.tables = nn.ModuleDict(
             {"user": nn.Embedding(split.n_users, d), "item": nn.Embedding(split.n_items, d)}
         )

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,15 +31,10 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.injectors.prompts import Batch
 from benchbed.llm.lora import add_lora, count_trainable, load_lora_state, lora_state
-from benchbed.llm.recipes.ctr import (
-    CTR_PARAM_SPECS,
-    TEXT_STAGE_KEYS,
-    TRAIN_DEFAULTS,
-    Prepared,
-    PromptCTRMethod,
-)
+from benchbed.llm.recipes.ctr import TEXT_STAGE_KEYS, LoraPromptParams, Prepared, PromptCTRMethod
 from benchbed.llm.stages import StageChain, StageSpec
 from benchbed.llm.yesno.scorer import Rows
+from benchbed.param_sets import ParamSet, param
 from benchbed.params import Param
 
 TUNINGS = ("default", "t1", "t2", "t3")
@@ -87,6 +83,32 @@ class CIE(nn.Module):
         return self.mlp(u), self.mlp(self.item(items))
 
 
+@dataclass(frozen=True)
+class CoLLMParams(LoraPromptParams):
+    """TALLRec's training settings (step 1) plus the CF model and the mapping (step 2)."""
+
+    # mf | lightgcn | sasrec | din (a companion run), or a .npz file with user/item arrays (opened and checked
+    # before any work: preflight)
+    cf: str = param(
+        "mf",
+        Param(
+            kind="str",
+            pattern=rf"(?:{'|'.join(CF_MODELS)})|.+\.npz",
+            help="mf | lightgcn | sasrec | din | a .npz file",
+        ),
+    )
+    # passed to the CF model (e.g. {"embedding_size": 256})
+    cf_params: dict[str, Any] = param(
+        {}, Param(kind="dict", help="parameters of the cf model (checked by it before any work)")
+    )
+    tuning: str = param("default", Param(kind="str", choices=TUNINGS))  # default (two-step) | t1 | t2 | t3
+    lr_cie: float = 1e-2  # step-2 lr (CoLLM code: Amazon-Book with MF/LightGCN/DIN 1e-2; ML-1M 1e-3)
+    mlp_ratio: int = 10  # hidden layer = 10 x input size (paper)
+    # negative control: CF rows permuted across users and across items (seeded), so the vectors keep
+    # their distribution but no longer belong to their ids; the step-2 stage is keyed by their content
+    permute_cf: bool = False
+
+
 class CoLLM(PromptCTRMethod):
     """CoLLM: a CF model's user/item embeddings mapped by an MLP into the prompt; LoRA from tallrec."""
 
@@ -104,28 +126,8 @@ class CoLLM(PromptCTRMethod):
     view: ClassVar[str] = "cf"
     shared_slots: ClassVar[tuple[str, ...]] = ("user_emb",)  # the user vector is CIE(user id) only
     needs_decoder: ClassVar[bool] = False  # an encoder reads the answer at [MASK] (yesno.masked_head)
-    defaults: ClassVar[dict[str, Any]] = {
-        **TRAIN_DEFAULTS,
-        "cf": "mf",  # mf | lightgcn | sasrec | din, or a .npz file with user/item arrays
-        "cf_params": {},  # passed to the CF model (e.g. {"embedding_size": 256})
-        "tuning": "default",  # default (two-step) | t1 | t2 | t3
-        "lr_cie": 1e-2,  # step-2 lr (CoLLM code: Amazon-Book with MF/LightGCN/DIN 1e-2; ML-1M 1e-3)
-        "mlp_ratio": 10,  # hidden layer = 10 x input size (paper)
-        # negative control: CF rows permuted across users and across items (seeded), so the vectors keep
-        # their distribution but no longer belong to their ids; the step-2 stage is keyed by their content
-        "permute_cf": False,
-    }
-    param_specs: ClassVar[dict[str, Param]] = {
-        **CTR_PARAM_SPECS,
-        # a CF model run as a companion, or a file (opened and checked before any work: preflight)
-        "cf": Param(
-            kind="str",
-            pattern=rf"(?:{'|'.join(CF_MODELS)})|.+\.npz",
-            help="mf | lightgcn | sasrec | din | a .npz file",
-        ),
-        "cf_params": Param(kind="dict", help="parameters of the cf model (checked by it before any work)"),
-        "tuning": Param(kind="str", choices=TUNINGS),
-    }
+    Params: ClassVar[type[ParamSet]] = CoLLMParams
+    p: CoLLMParams
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)  # tuning, cf and cf_params are declared in param_specs
@@ -138,9 +140,9 @@ class CoLLM(PromptCTRMethod):
         from benchbed.methods.tallrec import TALLRec
 
         out: list[tuple[str, dict[str, Any]]] = []
-        cf = str(self.params["cf"])
+        cf = self.p.cf
         if cf in CF_MODELS:
-            out.append((cf, dict(self.params["cf_params"])))
+            out.append((cf, dict(self.p.cf_params)))
         keys = (*TEXT_STAGE_KEYS, "eval_unseen")
         shared = {k: self.params[k] for k in keys if self.params[k] != TALLRec.defaults[k]}
         out.append(("tallrec", shared))
@@ -153,7 +155,7 @@ class CoLLM(PromptCTRMethod):
         user, item, manifest = self.cf_embeddings(split, ctx)
         prep = self.prepare_rows(split, ctx.seed)
         self.announce_budget(prep, ctx)
-        tuning = self.params["tuning"]
+        tuning = self.p.tuning
         info: dict[str, Any] = {"cf": manifest}
         chain = self.stage_chain(split, ctx)
         if tuning == "t3":
@@ -173,7 +175,7 @@ class CoLLM(PromptCTRMethod):
         """CoLLM's step 2: the mapping (CIE) tuned on prompts whose slots hold the mapped CF vectors, with
         the step-1 LoRA frozen (t3: both tuned together from scratch; t1/t2: the CF tables too)."""
         assert self.cie is not None
-        tuning = self.params["tuning"]
+        tuning = self.p.tuning
         reads = {
             "params": self.stage_params((*TEXT_STAGE_KEYS, "tuning", "lr_cie", "mlp_ratio")),
             "stage": "cie",
@@ -200,7 +202,7 @@ class CoLLM(PromptCTRMethod):
                 ckpt=ckpt,
                 modules=modules,
                 extra_params=extra,
-                lr=self.params["lr"] if tuning == "t3" else self.params["lr_cie"],
+                lr=self.p.lr if tuning == "t3" else self.p.lr_cie,
             )
             meta = {"stage": f"cie-{tuning}", "key": st.key, "train": result.as_dict()}
             blob = {"cie": {k: v.detach().cpu() for k, v in cie.state_dict().items()}}
@@ -230,7 +232,7 @@ class CoLLM(PromptCTRMethod):
         self._trainable = (
             lora_n
             + sum(p.numel() for p in self.cie.mlp.parameters())
-            + (tables if self.params["tuning"] in ("t1", "t2") else 0)
+            + (tables if self.p.tuning in ("t1", "t2") else 0)
         )
 
     def _step2_text(self) -> str:
@@ -239,17 +241,17 @@ class CoLLM(PromptCTRMethod):
             "t1": "MLP + CF representations from pretrained; LoRA frozen",
             "t2": "MLP + CF representations from scratch; LoRA frozen",
             "t3": "one step: LoRA + MLP; CF frozen",
-        }[self.params["tuning"]]
+        }[self.p.tuning]
 
     def _build_cie(self, user: np.ndarray, item: np.ndarray, seed: int) -> CIE:
         assert self.backbone is not None
-        tuning = self.params["tuning"]
+        tuning = self.p.tuning
         torch.manual_seed(seed + 1)
         cie = CIE(
             user,
             item,
             self.backbone.hidden_size,
-            int(self.params["mlp_ratio"]),
+            self.p.mlp_ratio,
             tune_tables=tuning in ("t1", "t2"),
             scratch=tuning == "t2",
         )
@@ -264,7 +266,7 @@ class CoLLM(PromptCTRMethod):
 
     def cf_embeddings(self, split: Split, ctx: RunContext) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """User and item representation matrices aligned with the split's dense ids (checked)."""
-        cf = str(self.params["cf"])
+        cf = self.p.cf
         if cf.endswith(".npz"):
             path = Path(cf)
             if not path.is_file():
@@ -276,7 +278,7 @@ class CoLLM(PromptCTRMethod):
             manifest: dict[str, Any] = {"model": "file", "path": str(path.resolve())}
         else:
             emb = ctx.embedding_source(self.name).get(
-                split, cf, params=dict(self.params["cf_params"]) or None, seed=ctx.seed, feedback=ctx.feedback
+                split, cf, params=dict(self.p.cf_params) or None, seed=ctx.seed, feedback=ctx.feedback
             )
             # for sequence models (SASRec, DIN) the export's user rows are already their sequence
             # representation of the user's training history, as CoLLM feeds it to the LLM
@@ -284,7 +286,7 @@ class CoLLM(PromptCTRMethod):
             manifest = {k: v for k, v in (emb.manifest or {}).items() if k in MANIFEST_KEYS}
             manifest.setdefault("model", cf)
         check_alignment(cf, user, item, split)
-        if self.params["permute_cf"]:
+        if self.p.permute_cf:
             rng = np.random.default_rng([ctx.seed, 41])
             user, item = user[rng.permutation(len(user))], item[rng.permutation(len(item))]
             manifest["permuted"] = True

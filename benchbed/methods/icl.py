@@ -6,13 +6,21 @@ answers (TALLRec's zero-shot scoring); ``score=yes`` gives the raw Yes logit ins
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 from benchbed.api import RunContext
 from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
-from benchbed.llm.recipes.ctr import CTR_PARAM_SPECS, PROMPT_DEFAULTS, PromptCTRMethod
-from benchbed.params import Param
+from benchbed.llm.recipes.ctr import SCORE_SPEC, PromptCTRMethod, PromptParams
+from benchbed.param_sets import ParamSet, param
+
+
+@dataclass(frozen=True)
+class ICLParams(PromptParams):
+    """The prompt settings; zero-shot scoring renormalised over Yes/No (TALLRec's zero-shot)."""
+
+    score: str = param("yes-no", SCORE_SPEC)
 
 
 class ICL(PromptCTRMethod):
@@ -29,8 +37,8 @@ class ICL(PromptCTRMethod):
         variants=("score=yes",),
     )
     view: ClassVar[str] = "text"
-    defaults: ClassVar[dict[str, Any]] = {**PROMPT_DEFAULTS, "score": "yes-no", "batch_size": 16}
-    param_specs: ClassVar[dict[str, Param]] = CTR_PARAM_SPECS
+    Params: ClassVar[type[ParamSet]] = ICLParams
+    p: ICLParams
     zero_shot: ClassVar[bool] = True  # trains nothing by design (benchbed.orchestration.preflight)
 
     def fit(self, split: Split, ctx: RunContext) -> None:

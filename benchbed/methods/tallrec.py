@@ -8,13 +8,13 @@ P(Yes | Yes or No) is ``score=yes-no``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from benchbed.api import RunContext
 from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
-from benchbed.llm.recipes.ctr import CTR_PARAM_SPECS, TRAIN_DEFAULTS, PromptCTRMethod
-from benchbed.params import Param
+from benchbed.llm.recipes.ctr import LoraPromptParams, PromptCTRMethod
+from benchbed.param_sets import ParamSet
 
 
 class TALLRec(PromptCTRMethod):
@@ -33,8 +33,8 @@ class TALLRec(PromptCTRMethod):
     )
     view: ClassVar[str] = "text"
     needs_decoder: ClassVar[bool] = False  # an encoder reads the answer at [MASK] (yesno.masked_head)
-    defaults: ClassVar[dict[str, Any]] = dict(TRAIN_DEFAULTS)
-    param_specs: ClassVar[dict[str, Param]] = CTR_PARAM_SPECS
+    Params: ClassVar[type[ParamSet]] = LoraPromptParams
+    p: LoraPromptParams
 
     def fit(self, split: Split, ctx: RunContext) -> None:
         self.setup(split, ctx)

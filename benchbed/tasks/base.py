@@ -10,6 +10,8 @@ import pandas as pd
 from benchbed.api import BaseRecommender, RunContext, TaskSetup
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.param_sets import ParamSet
+from benchbed.param_sets import declare as declare_params
 from benchbed.params import Param
 from benchbed.params import resolve as resolve_params
 
@@ -29,6 +31,9 @@ class Task:
     """Every hook the runner and CLI call on a task, declared here with its default."""
 
     name: ClassVar[str] = "task"
+    # parameters as for methods (benchbed.param_sets): ``Params`` declares, ``self.p`` reads
+    Params: ClassVar[type[ParamSet]] = ParamSet
+    p: ParamSet
     defaults: ClassVar[dict[str, Any]] = {}
     param_specs: ClassVar[dict[str, Param]] = {}  # beyond what benchbed.params infers
     # metric name that early stopping / `tune` maximises on the validation set
@@ -43,6 +48,11 @@ class Task:
         self.params: dict[str, Any] = resolve_params(
             f"task {self.name!r}", self.defaults, params, self.param_specs
         )
+        self.p = self.Params.view(self.params)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare_params(cls)
 
     @property
     def validation_metric_key(self) -> str:

@@ -35,51 +35,69 @@ from benchbed.llm.train import TrainConfig, TrainResult, train
 from benchbed.llm.yesno.head import SCORE_MODES, bce_loss
 from benchbed.llm.yesno.masked_head import HEAD_INFO, HEAD_NAME
 from benchbed.llm.yesno.scorer import SCORE_BATCHING, Rows, VectorFn, YesNoScorer, rows_from_frame
+from benchbed.param_sets import AutoCap, AutoInt, AutoNumber, ParamSet, param
 from benchbed.params import Param
 from benchbed.prompts import load_bank
 
-PROMPT_DEFAULTS: dict[str, Any] = {
-    "backbone": "tiny",  # preset, alias (vicuna-7b, qwen2-1.5b, ...), hub id or local path
-    "bank": "ctr",  # prompt bank name or YAML path
-    "history_len": 10,  # TALLRec/CoLLM: last 10 history items
-    "max_title_chars": 100,
-    "max_length": 512,  # tokens; oldest history is cut first
-    "batch_size": 16,  # CoLLM ML-1M: 16 (Amazon: 8)
+# the prompt CTR methods' (tallrec, icl, collm) specs that no naming convention covers
+SCORE_SPEC = Param(
+    kind="str", choices=SCORE_MODES, help="yes: the Yes logit (CoLLM code); yes-no: P(Yes|Yes,No)"
+)
+
+
+@dataclass(frozen=True)
+class PromptParams(ParamSet):
+    """What every Yes/No prompt method reads (icl, tallrec, collm): backbone, prompt and scoring."""
+
+    backbone: str = "tiny"  # preset, alias (vicuna-7b, qwen2-1.5b, ...), hub id or local path
+    bank: str = "ctr"  # prompt bank name or YAML path
+    history_len: int = 10  # TALLRec/CoLLM: last 10 history items
+    # titles are cut to this many characters (not nullable like other max_* caps: the prompt code needs one)
+    max_title_chars: int = param(
+        100, Param(kind="int", min=1, help="characters of a title kept in the prompt")
+    )
+    max_length: int = 512  # tokens; oldest history is cut first
+    batch_size: int = 16  # CoLLM ML-1M: 16 (Amazon: 8)
     # scoring batches: rows (as the committed records) | tokens (token budget) | prefix (rows of one user and
     # history share the prompt prefix, encoded once; 2.3x on CPU, scores within ~1e-7;
     # benchbed.llm.yesno.fast_scoring)
-    "score_batching": "rows",
+    score_batching: str = param("rows", Param(kind="str", choices=SCORE_BATCHING))
     # test also scores the held-out unseen template (false halves test scoring: the encoder CPU runs)
-    "eval_unseen": True,
-}
-TRAIN_DEFAULTS: dict[str, Any] = {
-    **PROMPT_DEFAULTS,
-    "score": "yes",  # CoLLM code: raw logit of "Yes"; "yes-no" = TALLRec's P(Yes | Yes or No)
-    "train_templates": 10,  # seen paraphrases sampled per training row (1 = template 0 only, as the papers)
-    "lr": 1e-3,  # CoLLM ML-1M: 1e-3 (TALLRec: 1e-4)
-    "weight_decay": 1e-3,  # CoLLM: 1e-3 for LLM-based methods
-    "warmup_ratio": 0.05,
-    "grad_accum": 1,
-    "patience": 20,  # CoLLM: early stop after 20 evaluations without valid-AUC improvement
-    "evals_per_epoch": 1,
-    "lora_r": 8,  # TALLRec/CoLLM LoRA: r=8, alpha=16, dropout=0.05 on q_proj,v_proj
-    "lora_alpha": 16,
-    "lora_dropout": 0.05,
-    "lora_targets": "q_proj,v_proj",
-    "epochs": "auto",
-    "max_train_rows": "auto",  # 0 = all
-    "max_valid_rows": "auto",  # 0 = all
-    "max_seconds": "auto",  # per training stage; 0 = no cap (the default: budgets are in data terms)
-}
-# the prompt CTR methods' (tallrec, icl, collm) parameters that no naming convention covers
-CTR_PARAM_SPECS: dict[str, Param] = {
-    "score": Param(
-        kind="str", choices=SCORE_MODES, help="yes: the Yes logit (CoLLM code); yes-no: P(Yes|Yes,No)"
-    ),
-    "score_batching": Param(kind="str", choices=SCORE_BATCHING),
-    # titles are cut to this many characters (not nullable like other max_* caps: the prompt code needs one)
-    "max_title_chars": Param(kind="int", min=1, help="characters of a title kept in the prompt"),
-}
+    eval_unseen: bool = True
+    # CoLLM code: raw logit of "Yes"; "yes-no" = TALLRec's P(Yes | Yes or No)
+    score: str = param("yes", SCORE_SPEC)
+
+
+@dataclass(frozen=True)
+class PromptTrainParams(PromptParams):
+    """The recipe's training loop (``train_prompts``): CoLLM's settings for LLM-based methods."""
+
+    # seen paraphrases sampled per training row (1 = template 0 only, as the papers)
+    train_templates: int = 10
+    lr: float = 1e-3  # CoLLM ML-1M: 1e-3 (TALLRec: 1e-4)
+    weight_decay: float = 1e-3  # CoLLM: 1e-3 for LLM-based methods
+    warmup_ratio: float = 0.05
+    grad_accum: int = 1
+    patience: int = 20  # CoLLM: early stop after 20 evaluations without valid-AUC improvement
+    evals_per_epoch: int = 1
+
+
+@dataclass(frozen=True)
+class LoraPromptParams(PromptTrainParams):
+    """A prompt method that LoRA-tunes the backbone (tallrec, collm): the LoRA and the budget."""
+
+    lora_r: int = 8  # TALLRec/CoLLM LoRA: r=8, alpha=16, dropout=0.05 on q_proj,v_proj
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: str = "q_proj,v_proj"
+    epochs: AutoInt = "auto"
+    max_train_rows: AutoCap = "auto"  # 0 = all
+    max_valid_rows: AutoCap = "auto"  # 0 = all
+    max_seconds: AutoNumber = (
+        "auto"  # per training stage; 0 = no cap (the default: budgets are in data terms)
+    )
+
+
 # the parameters that determine the text-only LoRA stage (shared by tallrec and collm step 1)
 TEXT_STAGE_KEYS = (
     "backbone",
@@ -131,7 +149,8 @@ class PromptCTRMethod(BaseRecommender):
     score_kind: ClassVar[str] = "logit"  # scores are logits: sigmoid gives P(Yes)
     # how test rows are batched for scoring, and whether the unseen template is scored too
     evaluation_only: ClassVar[frozenset[str]] = frozenset({"score_batching", "eval_unseen"})
-    param_specs: ClassVar[dict[str, Param]] = CTR_PARAM_SPECS
+    Params: ClassVar[type[ParamSet]] = PromptParams
+    p: PromptParams
     budgets: ClassVar[BudgetProfiles] = CTR_BUDGETS  # cpu / gpu / cpu-encoder (benchbed.llm.budget)
     view: ClassVar[str] = "text"
     needs_decoder: ClassVar[bool] = True
@@ -139,19 +158,19 @@ class PromptCTRMethod(BaseRecommender):
     shared_slots: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)  # checks every parameter against param_specs (CTR_PARAM_SPECS)
+        super().__init__(**params)  # checks every parameter against the specs of Params
         # fail before a run starts: bad backbone names and templates without their placeholders
-        check_backbone_name(str(self.params["backbone"]))
-        if self.needs_decoder and self.params["backbone"] == "minilm":
+        check_backbone_name(self.p.backbone)
+        if self.needs_decoder and self.p.backbone == "minilm":
             raise ConfigError(
                 f"backbone 'minilm' is encoder-only (BertModel); method {self.name!r} needs a causal "
                 f"decoder (it reads an untrained answer head zero-shot): use --backbone tiny or a local path "
                 f"to a causal LM, or tallrec/collm, which train a masked-answer head on an encoder"
             )
         # the test also scores the unseen template unless eval_unseen is false (benchbed.tasks.subsets)
-        self.eval_unseen = bool(self.params.get("eval_unseen", True))
-        self.bank = load_bank(self.params["bank"])
-        train_templates = int(self.params.get("train_templates", 1))
+        self.eval_unseen = self.p.eval_unseen
+        self.bank = load_bank(self.p.bank)
+        train_templates = self.p.train_templates if isinstance(self.p, PromptTrainParams) else 1
         if not 1 <= train_templates <= len(self.bank.seen):
             raise ConfigError(
                 f"method {self.name!r}: train_templates={train_templates}; the bank "
@@ -173,9 +192,7 @@ class PromptCTRMethod(BaseRecommender):
             raise ConfigError(
                 f"method {self.name!r} needs a labeled split (CTR labels); {split.data.name!r} has none"
             )
-        self.backbone = load_backbone(
-            self.params["backbone"], device=ctx.device or None, dtype=ctx.dtype or None
-        )
+        self.backbone = load_backbone(self.p.backbone, device=ctx.device or None, dtype=ctx.dtype or None)
         if self.needs_decoder:
             self.backbone.require_decoder(self.name)
         self.backbone_info = self.backbone.record_info()
@@ -186,12 +203,12 @@ class PromptCTRMethod(BaseRecommender):
             self.bank,
             titles=split.data.item_titles(),
             domain=split.data.domain,
-            history_len=int(self.params["history_len"]),
-            max_title_chars=int(self.params["max_title_chars"]),
-            max_length=int(self.params["max_length"]),
-            batch_size=int(self.params["batch_size"]),
-            score_mode=str(self.params.get("score", "yes-no")),
-            batching=str(self.params.get("score_batching", "rows")),
+            history_len=self.p.history_len,
+            max_title_chars=self.p.max_title_chars,
+            max_length=self.p.max_length,
+            batch_size=self.p.batch_size,
+            score_mode=self.p.score,
+            batching=self.p.score_batching,
             shared_slots=self.shared_slots,
         )
         self.model = self.backbone.model
@@ -209,7 +226,7 @@ class PromptCTRMethod(BaseRecommender):
         return self.budget
 
     def prepare_rows(self, split: Split, seed: int) -> Prepared:
-        hl = int(self.params["history_len"])
+        hl = self.p.history_len
         train, valid = rows_from_frame(split.train, hl), rows_from_frame(split.valid, hl)
         rng = np.random.default_rng([seed, 17])
         n_tr, n_va = int(self.budget["max_train_rows"] or 0), int(self.budget["max_valid_rows"] or 0)
@@ -230,16 +247,23 @@ class PromptCTRMethod(BaseRecommender):
             f"valid rows={len(prep.valid)} of {prep.n_valid_total}, {secs}"
         )
 
+    @property
+    def trained_p(self) -> PromptTrainParams:
+        """The training settings: declared by the methods that train (tallrec, collm), not by icl."""
+        if not isinstance(self.p, PromptTrainParams):
+            raise TypeError(f"method {self.name!r} declares no training parameters")
+        return self.p
+
     def train_config(self, lr: float | None = None) -> TrainConfig:
-        p = self.params
+        p = self.trained_p
         return TrainConfig(
-            lr=float(lr if lr is not None else p["lr"]),
-            weight_decay=float(p["weight_decay"]),
+            lr=float(lr if lr is not None else p.lr),
+            weight_decay=float(p.weight_decay),
             epochs=int(self.budget["epochs"]),
-            warmup_ratio=float(p["warmup_ratio"]),
-            grad_accum=int(p["grad_accum"]),
-            patience=int(p["patience"]),
-            evals_per_epoch=int(p["evals_per_epoch"]),
+            warmup_ratio=float(p.warmup_ratio),
+            grad_accum=p.grad_accum,
+            patience=p.patience,
+            evals_per_epoch=p.evals_per_epoch,
             max_seconds=seconds_cap(self.budget["max_seconds"]),
         )
 
@@ -311,7 +335,7 @@ class PromptCTRMethod(BaseRecommender):
         valid AUC of template 0. ``vector_fn(rows, batch)`` gives slot vectors (None for text prompts)."""
         assert self.scorer is not None
         scorer = self.scorer
-        n_tpl = int(self.params["train_templates"])
+        n_tpl = self.trained_p.train_templates
         rng = np.random.default_rng([ctx.seed, 29])
         which = rng.integers(0, n_tpl, size=len(prep.train))
         enc_train = scorer.encode(prep.train, which, view)
