@@ -3,7 +3,8 @@
 A ``MethodCard`` names the paper a method reproduces, how the collaborative (ID) signal enters the model
 (the injection), what reads the answer (the head), the tasks it serves, its variants and what backbone it
 needs. ``benchbed methods`` prints it, README's method table is generated from the cards
-(``benchbed methods --markdown``; a test keeps the two equal) and the conformance suite
+(``benchbed methods --markdown``; a test keeps the two equal), every leaderboard says in a footnote what each
+of its methods is (``benchbed.results.render``), and the conformance suite
 (``tests/conformance/``) checks that every registered method has one that agrees with its class.
 Only facts go here: no defaults, no behaviour.
 """
@@ -93,6 +94,12 @@ class MethodCard:
         }
 
 
+    def summary(self) -> str:
+        """One phrase for a board's footnote: the paper and how the ID signal enters and is read."""
+        heads = "/".join(self.head)
+        return f"{self.paper}; injection {self.injection}, head {heads}"
+
+
 def id_baseline(paper: str, tasks: Iterable[str], code: str = "", variants: Iterable[str] = ()) -> MethodCard:
     """The card of an ID baseline: an ID model scoring with its own embeddings, no language model."""
     return MethodCard(
@@ -103,6 +110,15 @@ def id_baseline(paper: str, tasks: Iterable[str], code: str = "", variants: Iter
 def reference_row(paper: str, tasks: Iterable[str], head: str = "rule") -> MethodCard:
     """The card of a reference row (a floor, a control, a fixed rule): no ID signal, no language model."""
     return MethodCard(paper, "reference", "none", head, frozenset(tasks))
+
+
+def topk_llm(
+    paper: str, injection: str, head: str, backbone: str, variants: Iterable[str], code: str = ""
+) -> MethodCard:
+    """The card of an LLM method that ranks all items (top-K) and names its paper's variants with one
+    ``variant`` parameter: ``variants`` are its values beyond the method itself (cllm4rec, rarec)."""
+    named = tuple(f"variant={v}" for v in variants)
+    return MethodCard(paper, "llm", injection, head, frozenset({"topk"}), backbone, named, code)
 
 
 def card_of(cls: Any) -> MethodCard | None:

@@ -68,7 +68,24 @@ def _footnotes(board: Board) -> list[str]:
         notes.append(TIME_CAP_NOTE)
     if any(r.random_init for r in board.rows):
         notes.append(RANDOM_INIT_NOTE)
-    return notes + significance_notes(board) + list(board.notes)
+    return notes + significance_notes(board) + list(board.notes) + method_notes(board)
+
+
+def method_notes(board: Board) -> list[str]:
+    """What each method of the board is, from its card (benchbed.cards): ``methods: collm = CoLLM (...);
+    injection slot, head yes-no; ...``. A method without a card (a plugin, ``recbole:<Model>``) is left out."""
+    from benchbed.cards import card_of
+    from benchbed.methods import get_method_class
+
+    parts = []
+    for method in dict.fromkeys(row.method for row in board.rows):
+        try:
+            card = card_of(get_method_class(method))
+        except Exception:  # a method no longer registered, or a plugin that fails to import: no description
+            card = None
+        if card is not None:
+            parts.append(f"{method} = {card.summary()}")
+    return ["methods: " + " | ".join(parts)] if parts else []
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -35,3 +35,21 @@ def test_methods_prints_the_card_and_the_markdown_table(cli) -> None:
 def test_a_card_outside_the_vocabulary_is_refused_in_one_line() -> None:
     with pytest.raises(ConfigError, match="injection='soft'; expected one of none, id-model"):
         MethodCard(paper="x", role="llm", injection="soft", head="yes-no", tasks=frozenset({"ctr"}))
+
+
+def test_every_board_says_in_a_footnote_what_its_methods_are() -> None:
+    from benchbed.methods.collm import CoLLM
+    from benchbed.results.leaderboard import Board, Row
+    from benchbed.results.render import _footnotes
+
+    def row(method: str) -> Row:
+        return Row(method=method, label=method, params={}, params_hash="", seeds=[0], cells={})
+
+    board = Board("ml-100k", "ctr", "collm", {}, {}, ["all/auc"], rows=[row("collm"), row("mf"), row("collm")])
+    board.rows.append(row("not-a-method"))  # no card: left out, not an error
+    notes = [n for n in _footnotes(board) if n.startswith("methods: ")]
+    assert len(notes) == 1
+    parts = notes[0].removeprefix("methods: ").split(" | ")
+    assert parts[0] == f"collm = {CoLLM.card.paper}; injection slot, head yes-no"
+    assert parts[1].startswith("mf = ") and "injection id-model, head id-scores" in parts[1]
+    assert len(parts) == 2  # collm once, mf once, the unknown method not at all
