@@ -13,6 +13,7 @@ stay what the user wrote).
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Mapping
@@ -304,7 +305,8 @@ def resolve(
     specs = specs_for(defaults, explicit)
     for key, value in given.items():
         check_value(owner, key, value, specs[key])
-    return {**defaults, **given}
+    # a copy of the defaults: an owner that changes a default list or dict in place changes its own only
+    return {**copy.deepcopy(dict(defaults)), **given}
 
 
 def describe(defaults: Mapping[str, Any], explicit: Mapping[str, Param] | None = None) -> dict[str, str]:

@@ -54,6 +54,7 @@ def test_values_are_checked_against_the_declared_and_conventional_specs() -> Non
 def test_a_mutable_default_is_not_shared_between_views() -> None:
     a, b = Typed(), Typed()
     a.p.weights["y"] = 2
+    assert a.params["weights"] is a.p.weights  # one value, two ways to read it
     assert b.p.weights == {"x": 1} and Typed.defaults["weights"] == {"x": 1}
 
 
@@ -80,3 +81,14 @@ def test_every_built_in_method_declares_typed_parameters(name: str) -> None:
     cls = get_method_class(name)
     assert cls.Params.typed, f"{name}: declare parameters as a Params dataclass (benchbed.param_sets)"
     assert cls.defaults == cls.Params.default_values()
+
+
+def test_every_task_declares_typed_parameters_and_its_view_holds_the_normalised_values() -> None:
+    import benchbed.tasks  # noqa: F401 (registers the tasks)
+    from benchbed.registry import TASKS
+
+    for name in TASKS.names():
+        cls = TASKS.get(name)
+        assert cls.Params.typed, f"task {name}: declare parameters as a Params dataclass"
+    topk = TASKS.get("topk")(ks=[20, 5, 5])
+    assert topk.p.ks == [5, 20] == topk.params["ks"]  # sorted once, seen the same through both

@@ -12,6 +12,7 @@ Predictions (one row per evaluated row and template) hold everything the metrics
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,6 +22,7 @@ from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
 from benchbed.parallel import map_batches
+from benchbed.param_sets import ParamSet, param
 from benchbed.params import Param
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import (
@@ -38,39 +40,37 @@ CTR_METRICS = ("auc", "uauc", "gauc", "ndcg", "logloss")
 SCORE_KINDS = ("probability", "logit", "score")
 
 
-class CTRTask(Task):
-    """Pointwise CTR evaluation on the split's labeled test (or valid) rows."""
+@dataclass(frozen=True)
+class CTRParams(ParamSet):
+    """Which metrics the CTR task reports, how many rows go to one ``score`` call, an optional row cap."""
 
-    name: ClassVar[str] = "ctr"
-    defaults: ClassVar[dict[str, Any]] = {
-        "metrics": ["auc", "uauc", "ndcg", "logloss"],  # any of CTR_METRICS
-        "batch_size": 1024,  # rows per `score` call; methods may batch further inside
-        "max_rows": None,  # evaluate only the first N rows (smoke runs); None = all
-    }
-    param_specs: ClassVar[dict[str, Param]] = {
-        "metrics": Param(
+    metrics: list[str] = param(
+        ["auc", "uauc", "ndcg", "logloss"],  # any of CTR_METRICS
+        Param(
             kind="list",
             item_kind="str",
             pattern="|".join(CTR_METRICS),
             help="any of " + ", ".join(CTR_METRICS),
-        )
-    }
+        ),
+    )
+    batch_size: int = 1024  # rows per `score` call; methods may batch further inside
+    max_rows: int | None = None  # evaluate only the first N rows (smoke runs); None = all
+
+
+class CTRTask(Task):
+    """Pointwise CTR evaluation on the split's labeled test (or valid) rows."""
+
+    name: ClassVar[str] = "ctr"
+    Params: ClassVar[type[ParamSet]] = CTRParams
+    p: CTRParams
     validation_metric: ClassVar[str] = "auc"
     feedback: ClassVar[str] = "labels"  # CoLLM: pointwise rows with 0/1 labels
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        metrics = self.params["metrics"]
-        if isinstance(metrics, str):
-            metrics = [m.strip() for m in metrics.split(",") if m.strip()]
-        bad = [m for m in metrics if m not in CTR_METRICS]
-        if bad or not metrics:
-            raise ConfigError(
-                f"task 'ctr': metrics {bad or metrics} not supported; choose from {list(CTR_METRICS)}"
-            )
-        self.params["metrics"] = list(metrics)
-        if int(self.params["batch_size"]) < 1:
-            raise ConfigError("task 'ctr': batch_size must be >= 1")
+        super().__init__(**params)  # checks every parameter against the specs of CTRParams
+        # the spec admits a non-empty list or tuple of known names; the record and the view hold a list
+        self.params["metrics"] = list(self.p.metrics)
+        self.p = replace(self.p, metrics=self.params["metrics"])
 
     def check_split(self, split: Split) -> None:
         if not split.labeled:
@@ -85,8 +85,8 @@ class CTRTask(Task):
         self, method: BaseRecommender, split: Split, ctx: RunContext, *, stage: str = "test"
     ) -> TaskResult:
         frame = stage_frame(split, stage)
-        if self.params["max_rows"] is not None:
-            frame = frame.iloc[: int(self.params["max_rows"])]
+        if self.p.max_rows is not None:
+            frame = frame.iloc[: self.p.max_rows]
         kind = method.score_kind
         if kind not in SCORE_KINDS:
             raise DataError(
@@ -104,7 +104,7 @@ class CTRTask(Task):
                 return check_scores(method, method.score(req), len(req))
 
             # with N processes each batch is scored by one of them and gathered once (benchbed.parallel)
-            slices = batches(len(frame), self.params["batch_size"], ctx, f"ctr {stage} ({template})")
+            slices = batches(len(frame), self.p.batch_size, ctx, f"ctr {stage} ({template})")
             for sl, part in map_batches(slices, score):
                 scores[sl] = part
             parts.append(self._predictions(frame, template, scores, kind, method.name))
@@ -161,7 +161,7 @@ class CTRTask(Task):
                 s = rows["score"].to_numpy(dtype=np.float64)
                 p = rows["prob"].to_numpy(dtype=np.float64)
                 values: dict[str, float] = {}
-                for key in self.params["metrics"]:
+                for key in self.p.metrics:
                     if key == "logloss" and np.isnan(p).any():
                         continue  # uncalibrated scores: no LogLoss
                     if len(rows) == 0:

@@ -20,6 +20,7 @@ SASRec on the same split; ``warm_min_history`` / ``warm_min_item_count`` set oth
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +34,7 @@ from benchbed.generative.indexing import MODES
 from benchbed.generative.setup import GenerativeProtocol, GenerativeSetup
 from benchbed.metrics.generative import generative_metrics
 from benchbed.parallel import map_batches
+from benchbed.param_sets import ParamSet, param
 from benchbed.params import Param
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates_for
@@ -45,28 +47,32 @@ def _generates(method: BaseRecommender) -> bool:
     return "generative" in method.tasks
 
 
+@dataclass(frozen=True)
+class GenerativeParams(GenerativeSetup, ParamSet):
+    """The settings every method shares with the task, first (``GenerativeSetup``: sub_task, indexing,
+    index_seed, history_len, templates_per_example, bank paths; declared there, once), then the task's own."""
+
+    # redeclared only to give their choices (a redeclared field keeps its place and GenerativeSetup's default)
+    sub_task: str = param(GenerativeSetup.sub_task, Param(kind="str", choices=tuple(SUB_TASKS)))
+    indexing: str = param(GenerativeSetup.indexing, Param(kind="str", choices=tuple(MODES)))
+    ks: list[int] = param([5, 10])  # seed 003 / OpenP5 report HR and NDCG at 5 and 10
+    beams: int = 10  # OpenP5: beams = max k
+    # OpenP5 default: earlier items may be generated (and count as misses); True drops the user's train
+    # (+ valid) items from wider beams (the method decides how much wider), so a list may hold < k ids
+    filter_history: bool = False
+    warm_min_history: int | None = None  # None: the split's warm flags
+    warm_min_item_count: int | None = None
+    batch_size: int = 64  # users per `rank` call
+    max_users: int | None = None  # evaluate only the first N users by id (smoke runs); None = all
+    # ID methods: mask the user's train+valid items ("history") or "none"
+    id_exclude: str = param("history", Param(kind="str", choices=("history", "none")))
+    id_history_len: int = 50  # ID methods: history handed to `rank` (as topk)
+
+
 class GenerativeTask(Task):
     name: ClassVar[str] = "generative"
-    defaults: ClassVar[dict[str, Any]] = {
-        # sub_task, indexing, index_seed, history_len, templates_per_example, bank paths
-        **GenerativeSetup().as_dict(),
-        "ks": [5, 10],  # seed 003 / OpenP5 report HR and NDCG at 5 and 10
-        "beams": 10,  # OpenP5: beams = max k
-        # OpenP5 default: earlier items may be generated (and count as misses); True drops the user's train
-        # (+ valid) items from wider beams (the method decides how much wider), so a list may hold < k ids
-        "filter_history": False,
-        "warm_min_history": None,  # None: the split's warm flags
-        "warm_min_item_count": None,
-        "batch_size": 64,  # users per `rank` call
-        "max_users": None,  # evaluate only the first N users by id (smoke runs); None = all
-        "id_exclude": "history",  # ID methods: mask the user's train+valid items ("history") or "none"
-        "id_history_len": 50,  # ID methods: history handed to `rank` (as topk)
-    }
-    param_specs: ClassVar[dict[str, Param]] = {
-        "sub_task": Param(kind="str", choices=tuple(SUB_TASKS)),
-        "indexing": Param(kind="str", choices=tuple(MODES)),
-        "id_exclude": Param(kind="str", choices=("history", "none")),
-    }
+    Params: ClassVar[type[ParamSet]] = GenerativeParams
+    p: GenerativeParams
     validation_metric: ClassVar[str] = "ndcg@10"
     default_split: ClassVar[str] = PROTOCOL  # runs that name no --split get the OpenP5 protocol
 
@@ -81,33 +87,15 @@ class GenerativeTask(Task):
         return TaskSetup(task=self.name, feedback=self.feedback, protocol=protocol)
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        p = self.params
-        if p["sub_task"] not in SUB_TASKS:
-            raise ConfigError(
-                f"task 'generative': sub_task must be one of {list(SUB_TASKS)}, got {p['sub_task']!r}"
-            )
-        if p["indexing"] not in MODES:
-            raise ConfigError(
-                f"task 'generative': indexing must be one of {list(MODES)}, got {p['indexing']!r}"
-            )
-        ks = p["ks"]
-        if isinstance(ks, int | str):
-            ks = [int(k) for k in str(ks).split(",")]
-        if not ks or min(ks) < 1:
-            raise ConfigError(f"task 'generative': ks must be positive integers, got {p['ks']!r}")
-        p["ks"] = sorted({int(k) for k in ks})
-        if int(p["beams"]) < max(p["ks"]):
-            raise ConfigError(
-                f"task 'generative': beams ({p['beams']}) must be >= the largest k ({max(p['ks'])})"
-            )
-        if int(p["history_len"]) < 1:
+        super().__init__(**params)  # checks every parameter against the specs of GenerativeParams
+        # the spec admits any order and repeats; the record and the view hold the sorted distinct cut-offs
+        self.params["ks"] = sorted(set(self.p.ks))
+        self.p = p = replace(self.p, ks=self.params["ks"])
+        if p.beams < max(p.ks):
+            raise ConfigError(f"task 'generative': beams ({p.beams}) must be >= the largest k ({max(p.ks)})")
+        if p.history_len < 1:  # the naming convention admits 0; a prompt here needs a history
             raise ConfigError("task 'generative': history_len must be >= 1")
-        if p["id_exclude"] not in ("history", "none"):
-            raise ConfigError(
-                f"task 'generative': id_exclude must be 'history' or 'none', got {p['id_exclude']!r}"
-            )
-        self.setup = GenerativeSetup(**{k: p[k] for k in SETUP_KEYS})
+        self.setup = GenerativeSetup(**{k: self.params[k] for k in SETUP_KEYS})
 
     def check_split(self, split: Split) -> None:
         """Validate the split, the banks and the index (``method_setup`` hands them to methods)."""
@@ -121,19 +109,19 @@ class GenerativeTask(Task):
         self, method: BaseRecommender, split: Split, ctx: RunContext, *, stage: str = "test"
     ) -> TaskResult:
         self.check_split(split)
-        p = self.params
-        rows = eval_rows(split, stage, history_len=int(p["history_len"]))
-        n = len(rows.users) if p["max_users"] is None else min(len(rows.users), int(p["max_users"]))
+        p = self.p
+        rows = eval_rows(split, stage, history_len=p.history_len)
+        n = len(rows.users) if p.max_users is None else min(len(rows.users), p.max_users)
         users, histories, targets = rows.users[:n], rows.histories[:n], rows.targets[:n]
         warm = self._warm(split, rows.frame.iloc[:n])
         # all the user met before the target (train, + valid for test): what filter_history removes
-        earlier = eval_rows(split, stage, history_len=10**9).histories[:n] if p["filter_history"] else None
+        earlier = eval_rows(split, stage, history_len=10**9).histories[:n] if p.filter_history else None
         parts: list[pd.DataFrame] = []
         decode_info: dict[str, Any] = {}
         if not _generates(method):
             ranked = self._rank_ids(method, split, stage, users, ctx)
             parts.append(self._predictions(users, targets, warm, ranked, "seen"))
-            decode_info["seen"] = {"mode": "full ranking", "exclude": p["id_exclude"]}
+            decode_info["seen"] = {"mode": "full ranking", "exclude": p.id_exclude}
         for template in templates_for(method, stage) if _generates(method) else []:
             ranked, stats = self._decode(method, ctx, stage, template, users, histories, earlier)
             decode_info[template] = _summarise(stats)
@@ -148,7 +136,7 @@ class GenerativeTask(Task):
             "templates": self.setup.template_info(),
             "decoding": decode_info,
             "warm_definition": self._warm_definition(split),
-            "filter_history": bool(p["filter_history"]),
+            "filter_history": p.filter_history,
         }
         return TaskResult(metrics, counts, predictions, info=info)
 
@@ -164,16 +152,16 @@ class GenerativeTask(Task):
     ) -> tuple[np.ndarray, dict[str, float]]:
         """A generative method's beams for every user with one template, and its decoding counters summed
         over the batches (numbers only; ``*_share`` values are not summable)."""
-        p = self.params
+        p = self.p
         n = len(users)
-        ranked = np.full((n, int(p["beams"])), -1, dtype=np.int64)
+        ranked = np.full((n, p.beams), -1, dtype=np.int64)
         stats: dict[str, float] = {}
 
         def generate(sl: slice) -> tuple[np.ndarray, dict[str, Any], int]:
             req = RankRequests(
                 users=users[sl],
                 histories=histories[sl],
-                k=int(p["beams"]),
+                k=p.beams,
                 exclude=[np.asarray(h, dtype=np.int64) for h in earlier[sl]] if earlier is not None else None,
                 template=template,
             )
@@ -181,7 +169,7 @@ class GenerativeTask(Task):
             return np.asarray(out.items, dtype=np.int64), dict(out.info or {}), len(req)
 
         # with N processes each batch is decoded by one of them and gathered once (benchbed.parallel)
-        slices = batches(n, int(p["batch_size"]), ctx, f"generative {stage} ({template})")
+        slices = batches(n, p.batch_size, ctx, f"generative {stage} ({template})")
         for sl, (got, out_info, n_req) in map_batches(slices, generate):
             if got.shape[0] != n_req:
                 raise DataError(f"method {method.name!r} returned {got.shape[0]} rankings for {n_req} users")
@@ -200,8 +188,8 @@ class GenerativeTask(Task):
         self, method: BaseRecommender, split: Split, stage: str, users: np.ndarray, ctx: RunContext
     ) -> np.ndarray:
         """Top ``max(ks)`` of an ID method over all items, the user's earlier items masked."""
-        p = self.params
-        k = max(p["ks"])
+        p = self.p
+        k = max(p.ks)
         rows = eval_rows(split, stage, history_len=10**9)  # every earlier item, oldest first
         by_user = dict(zip(rows.users.tolist(), rows.histories, strict=True))
         ranked = np.full((len(users), k), -1, dtype=np.int64)
@@ -210,43 +198,41 @@ class GenerativeTask(Task):
             hist = [by_user[int(u)] for u in users[sl]]
             req = RankRequests(
                 users=users[sl],
-                histories=[h[-int(p["id_history_len"]) :] for h in hist],
+                histories=[h[-p.id_history_len :] for h in hist],
                 k=k,
-                exclude=[np.asarray(h, dtype=np.int64) for h in hist]
-                if p["id_exclude"] == "history"
-                else None,
+                exclude=[np.asarray(h, dtype=np.int64) for h in hist] if p.id_exclude == "history" else None,
             )
             return np.asarray(method.rank(req).items, dtype=np.int64)
 
-        slices = batches(len(users), int(p["batch_size"]) * 4, ctx, f"generative {stage} (full ranking)")
+        slices = batches(len(users), p.batch_size * 4, ctx, f"generative {stage} (full ranking)")
         for sl, got in map_batches(slices, rank_all):
             ranked[sl, : min(k, got.shape[1])] = got[:, :k]
         return ranked
 
     # --- subsets ------------------------------------------------------------------------------------
     def _warm(self, split: Split, frame: pd.DataFrame) -> np.ndarray | None:
-        p = self.params
-        if p["warm_min_history"] is None and p["warm_min_item_count"] is None:
+        p = self.p
+        if p.warm_min_history is None and p.warm_min_item_count is None:
             return frame["warm"].to_numpy(dtype=bool) if "warm" in frame.columns else None
         train_len = (
             split.train.groupby("user").size().reindex(frame["user"].to_numpy(), fill_value=0).to_numpy()
         )
         item_counts = split.train["item"].value_counts()
         target_counts = item_counts.reindex(frame["item"].to_numpy(), fill_value=0).to_numpy()
-        user_ok = train_len >= int(p["warm_min_history"] or 0)
-        item_ok = target_counts >= int(p["warm_min_item_count"] or 0)
+        user_ok = train_len >= (p.warm_min_history or 0)
+        item_ok = target_counts >= (p.warm_min_item_count or 0)
         return np.asarray(user_ok & item_ok, dtype=bool)
 
     def _warm_definition(self, split: Split) -> str:
-        p = self.params
-        if p["warm_min_history"] is None and p["warm_min_item_count"] is None:
+        p = self.p
+        if p.warm_min_history is None and p.warm_min_item_count is None:
             threshold = split.params.get("warm_threshold", "?")
             return (
                 f"split flags: user train history >= {threshold} and target item train count >= {threshold}"
             )
         return (
-            f"user train history >= {p['warm_min_history'] or 0} and target item train count >= "
-            f"{p['warm_min_item_count'] or 0}"
+            f"user train history >= {p.warm_min_history or 0} and target item train count >= "
+            f"{p.warm_min_item_count or 0}"
         )
 
     # --- predictions and metrics ----------------------------------------------------------------------
@@ -281,7 +267,7 @@ class GenerativeTask(Task):
 
     def _template_metrics(self, part: pd.DataFrame) -> list[tuple[str, dict[str, float], dict[str, int]]]:
         """HR@k and NDCG@k of one template's rows per subset (NaN for an empty subset), with its counts."""
-        ks = self.params["ks"]
+        ks = self.p.ks
         warm_col = part["warm"]
         warm = None if warm_col.isna().any() else warm_col.to_numpy(dtype=bool)
         ranked = np.asarray(part["ranked"].tolist(), dtype=np.int64).reshape(len(part), -1)

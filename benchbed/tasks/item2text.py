@@ -26,6 +26,7 @@ has ``sc_gap`` <= 0 whatever its ``sc``).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +39,7 @@ from benchbed.item2text.controls import constant_answers, distinct_share, mismat
 from benchbed.item2text.examples import Example
 from benchbed.item2text.setup import Item2TextProtocol, Item2TextSetup
 from benchbed.item2text.subtasks import SUB_TASKS
+from benchbed.param_sets import ParamSet, param
 from benchbed.params import Param
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates_for
@@ -45,37 +47,38 @@ from benchbed.tasks.subsets import batches, subset_masks, subset_name, templates
 SETUP_KEYS = tuple(Item2TextSetup().as_dict())
 METRIC_KEYS = ("sc", "attr_f1")
 CONTROL_KEYS = ("sc_const", "sc_floor")  # per-row SC of the two controls (predictions of newer records)
+ITEM_SHARE = Param(kind="float", min=0, max=1, exclusive_max=True, help="share of titled items")
+
+
+@dataclass(frozen=True)
+class Item2TextParams(Item2TextSetup, ParamSet):
+    """The settings every method shares with the task, first (``Item2TextSetup``: tasks, test_items,
+    valid_items, item_seed, templates_per_example, bank, num_beams, max_new_tokens; declared there, once),
+    then the task's own."""
+
+    # redeclared only to give their specs (a redeclared field keeps its place and Item2TextSetup's default)
+    tasks: str = param(
+        Item2TextSetup.tasks,
+        Param(kind="str", pattern=r"[\w\-]+(\s*,\s*[\w\-]+)*", help="'auto' or a comma list of sub-tasks"),
+    )
+    test_items: float = param(Item2TextSetup.test_items, ITEM_SHARE)
+    valid_items: float = param(Item2TextSetup.valid_items, ITEM_SHARE)
+    encoder: str = "all-minilm-l6-v2"  # MiniLM substitute for ILM's Sentence-T5-11B (offline)
+    batch_size: int = 32  # prompts per `generate` call
+    max_test_items: int | None = None  # evaluate only the first N test items by id (smoke runs); None = all
+    warm_min_item_count: int | None = None  # None: the split's warm_threshold (item train interactions)
 
 
 class Item2TextTask(Task):
     name: ClassVar[str] = "item2text"
-    defaults: ClassVar[dict[str, Any]] = {
-        # tasks, test_items, valid_items, item_seed, templates_per_example, bank, num_beams, max_new_tokens
-        **Item2TextSetup().as_dict(),
-        "encoder": "all-minilm-l6-v2",  # MiniLM substitute for ILM's Sentence-T5-11B (offline)
-        "batch_size": 32,  # prompts per `generate` call
-        "max_test_items": None,  # evaluate only the first N test items by id (smoke runs); None = all
-        "warm_min_item_count": None,  # None: the split's warm_threshold (item train interactions)
-    }
-    param_specs: ClassVar[dict[str, Param]] = {
-        "tasks": Param(
-            kind="str", pattern=r"[\w\-]+(\s*,\s*[\w\-]+)*", help="'auto' or a comma list of sub-tasks"
-        ),
-        "test_items": Param(kind="float", min=0, max=1, exclusive_max=True, help="share of titled items"),
-        "valid_items": Param(kind="float", min=0, max=1, exclusive_max=True, help="share of titled items"),
-    }
+    Params: ClassVar[type[ParamSet]] = Item2TextParams
+    p: Item2TextParams
     validation_metric: ClassVar[str] = "sc"
     default_split: ClassVar[str] = "leave-one-out"  # every interaction a positive; ILM's OpenP5 split
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        p = self.params
-        for key in ("num_beams", "max_new_tokens", "batch_size"):
-            if not isinstance(p[key], int) or p[key] < 1:
-                raise ConfigError(f"task 'item2text': {key} must be an integer >= 1, got {p[key]!r}")
-        if p["max_test_items"] is not None and int(p["max_test_items"]) < 1:
-            raise ConfigError("task 'item2text': max_test_items must be >= 1 or null")
-        self.setup = Item2TextSetup(**{k: p[k] for k in SETUP_KEYS})
+        super().__init__(**params)  # checks every parameter against the specs of Item2TextParams
+        self.setup = Item2TextSetup(**{k: self.params[k] for k in SETUP_KEYS})
         self.setup.check()
         self._protocol: tuple[str, Item2TextProtocol] | None = None
 
@@ -102,7 +105,7 @@ class Item2TextTask(Task):
     def _encoder(self) -> Any:
         from benchbed.metrics.semantic import load_encoder
 
-        return load_encoder(str(self.params["encoder"]))
+        return load_encoder(self.p.encoder)
 
     # --- evaluation -----------------------------------------------------------------------------------
     def evaluate(
@@ -113,8 +116,8 @@ class Item2TextTask(Task):
         proto = self.protocol(split)
         encoder = self._encoder()  # fails before decoding when the encoder is not installed
         items = proto.items.test if stage == "test" else proto.items.valid
-        if self.params["max_test_items"] is not None:
-            items = np.sort(items)[: int(self.params["max_test_items"])]
+        if self.p.max_test_items is not None:
+            items = np.sort(items)[: self.p.max_test_items]
         warm = self._warm_items(split)
         parts: list[pd.DataFrame] = []
         decode: dict[str, Any] = {}
@@ -158,15 +161,15 @@ class Item2TextTask(Task):
         by_task: dict[str, list[int]] = {}
         for r, ex in enumerate(examples):
             by_task.setdefault(ex.task, []).append(r)
-        max_new = int(self.params["max_new_tokens"])
+        max_new = self.p.max_new_tokens
         for task, rows in by_task.items():
-            for sl in batches(len(rows), int(self.params["batch_size"]), ctx, f"{what} {task}"):
+            for sl in batches(len(rows), self.p.batch_size, ctx, f"{what} {task}"):
                 idx = rows[sl]
                 req = GenerateRequests(
                     prompts=[examples[r].prompt for r in idx],
                     items=np.asarray([examples[r].items for r in idx], dtype=np.int64),
                     max_new_tokens=max_new,
-                    num_beams=int(self.params["num_beams"]),
+                    num_beams=self.p.num_beams,
                 )
                 got = method.generate(req)
                 if len(got) != len(idx) or not all(isinstance(t, str) for t in got):
@@ -179,8 +182,8 @@ class Item2TextTask(Task):
         return out
 
     def _threshold(self, split: Split) -> int:
-        p = self.params["warm_min_item_count"]
-        return int(p) if p is not None else int(split.params.get("warm_threshold", 3))
+        given = self.p.warm_min_item_count
+        return given if given is not None else int(split.params.get("warm_threshold", 3))
 
     def _warm_items(self, split: Split) -> np.ndarray:
         counts = np.bincount(split.train["item"].to_numpy(dtype=np.int64), minlength=split.n_items)

@@ -24,8 +24,9 @@ candidates, because scoring every pair with an LLM takes days.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ from benchbed.atomic import write_with
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
 from benchbed.parallel import map_batches
+from benchbed.param_sets import ParamSet, param
 from benchbed.params import Param
 from benchbed.tasks.base import Task, TaskResult
 from benchbed.tasks.subsets import (
@@ -50,60 +52,65 @@ from benchbed.tasks.subsets import (
 RANK_METRICS = ("hr", "ndcg", "recall", "mrr", "precision")
 
 
-class TopKTask(Task):
-    """Top-K ranking over all items or over sampled candidates, per subset."""
+@dataclass(frozen=True)
+class TopKParams(ParamSet):
+    """The cut-offs and metrics, the candidate mode, what counts as a positive and what is masked."""
 
-    name: ClassVar[str] = "topk"
-    param_specs: ClassVar[dict[str, Param]] = {
-        "candidates": Param(kind="int", min=1, also=("full",), help="'full' or N negatives per positive"),
-        "recall_denominator": Param(kind="str", choices=("positives", "min_k")),
-        "metrics": Param(
+    ks: list[int] = param([5, 10, 20])
+    metrics: list[str] = param(
+        list(RANK_METRICS),
+        Param(
             kind="list",
             item_kind="str",
             pattern="|".join(RANK_METRICS),
             help="any of " + ", ".join(RANK_METRICS),
         ),
-        "positives": Param(kind="str", choices=("all", "label")),
-        "exclude": Param(kind="str", choices=("history", "train", "none")),
-    }
-    defaults: ClassVar[dict[str, Any]] = {
-        "ks": [5, 10, 20],
-        "metrics": list(RANK_METRICS),
-        "recall_denominator": "positives",  # "positives" (RecBole) or "min_k" (CLLM4Rec: key recall_min@k)
-        "candidates": "full",  # "full" or N negatives per positive
-        "positives": "all",  # "all" interactions of the stage, or "label" (label-1 rows only)
-        "exclude": "history",  # full ranking mask: "history" | "train" | "none"
-        "history_len": 50,  # items of the user's past handed to the method (oldest first)
-        "batch_size": 256,  # users per `rank` call
-        "max_pointwise_pairs": 2_000_000,  # full ranking through `score` is refused above this
-    }
+    )
+    # "positives" (RecBole) or "min_k" (CLLM4Rec: key recall_min@k)
+    recall_denominator: str = param("positives", Param(kind="str", choices=("positives", "min_k")))
+    # "full" or N negatives per positive
+    candidates: int | Literal["full"] = param(
+        "full", Param(kind="int", min=1, also=("full",), help="'full' or N negatives per positive")
+    )
+    # "all" interactions of the stage, or "label" (label-1 rows only)
+    positives: str = param("all", Param(kind="str", choices=("all", "label")))
+    # full ranking mask: "history" | "train" | "none"
+    exclude: str = param("history", Param(kind="str", choices=("history", "train", "none")))
+    history_len: int = 50  # items of the user's past handed to the method (oldest first)
+    batch_size: int = 256  # users per `rank` call
+    # full ranking through `score` is refused above this; None: never refused
+    max_pointwise_pairs: int | None = 2_000_000
+
+
+@dataclass(frozen=True)
+class RankInputs:
+    """What every template's ranking of one stage's users shares."""
+
+    users: np.ndarray  # the evaluated users, sorted by id
+    histories: list[list[int]]  # each user's last ``history_len`` items, oldest first
+    depth: int  # items ranked per user: max(ks) plus the most positives any user has outside a subset
+    candidates: list[np.ndarray] | None  # sampled lists (positives, then negatives); None: full ranking
+    exclude: list[np.ndarray] | None  # full ranking: the items masked per user
+
+
+class TopKTask(Task):
+    """Top-K ranking over all items or over sampled candidates, per subset."""
+
+    name: ClassVar[str] = "topk"
+    Params: ClassVar[type[ParamSet]] = TopKParams
+    p: TopKParams
     validation_metric: ClassVar[str] = "ndcg@10"
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        p = self.params
-        ks = p["ks"] if isinstance(p["ks"], list | tuple) else [p["ks"]]
-        if not ks or not all(isinstance(k, int) and k >= 1 for k in ks):
-            raise ConfigError(f"task 'topk': ks must be a list of positive integers, got {p['ks']!r}")
-        p["ks"] = sorted(set(ks))
-        bad = [m for m in p["metrics"] if m not in RANK_METRICS]
-        if bad:
-            raise ConfigError(f"task 'topk': metrics {bad} not supported; choose from {list(RANK_METRICS)}")
-        if p["recall_denominator"] not in ("positives", "min_k"):
-            raise ConfigError("task 'topk': recall_denominator must be 'positives' or 'min_k'")
-        cand = p["candidates"]
-        if not (cand == "full" or (isinstance(cand, int) and not isinstance(cand, bool) and cand >= 1)):
-            raise ConfigError(f"task 'topk': candidates must be 'full' or a positive integer, got {cand!r}")
-        if p["positives"] not in ("all", "label"):
-            raise ConfigError("task 'topk': positives must be 'all' or 'label'")
-        if p["exclude"] not in ("history", "train", "none"):
-            raise ConfigError("task 'topk': exclude must be 'history', 'train' or 'none'")
-        self._validation_key = f"ndcg@{10 if 10 in p['ks'] else p['ks'][-1]}"
-        self._candidates = {}  # candidates key (split hash, stage, N, positives, seed) -> table
+        super().__init__(**params)  # checks every parameter against the specs of TopKParams
+        # the spec admits any order and repeats; the record and the view hold the sorted distinct cut-offs
+        self.params["ks"] = sorted(set(self.p.ks))
+        self.p = replace(self.p, ks=self.params["ks"])
+        self._validation_key = f"ndcg@{10 if 10 in self.p.ks else self.p.ks[-1]}"
+        # candidates key (split hash, stage, N, positives, seed) -> table
+        self._candidates: dict[str, pd.DataFrame] = {}
 
     # --- checks ---------------------------------------------------------------------------------------
-    _candidates: dict[str, pd.DataFrame]
-
     @property
     def validation_metric_key(self) -> str:
         return self._validation_key
@@ -111,32 +118,32 @@ class TopKTask(Task):
     def check_split(self, split: Split) -> None:
         if len(split.test) == 0:
             raise DataError(f"dataset {split.data.name!r}: the {split.protocol} split has no test rows")
-        if self.params["positives"] == "label" and not split.labeled:
+        if self.p.positives == "label" and not split.labeled:
             raise ConfigError(
                 f"task 'topk': positives=label needs 0/1 labels, but dataset {split.data.name!r} is implicit"
             )
 
     def check_method(self, method: BaseRecommender, split: Split) -> None:
         """Refuse full ranking through pointwise scoring when it exceeds the budget (before any training)."""
-        if self.params["candidates"] != "full" or overrides(method, "score_all") or overrides(method, "rank"):
+        if self.p.candidates != "full" or overrides(method, "score_all") or overrides(method, "rank"):
             return
+        cap = self.p.max_pointwise_pairs
         n_users = int(split.test["user"].nunique())
         pairs = n_users * split.n_items
-        if pairs > int(self.params["max_pointwise_pairs"]):
+        if cap is not None and pairs > cap:
             raise ConfigError(
                 f"method {method.name!r} scores pointwise only: full ranking would score {n_users} users x "
-                f"{split.n_items} items = {pairs:,} pairs, over max_pointwise_pairs="
-                f"{int(self.params['max_pointwise_pairs']):,}; use sampled candidates "
-                "(--task-param candidates=100) or raise --task-param max_pointwise_pairs"
+                f"{split.n_items} items = {pairs:,} pairs, over max_pointwise_pairs={cap:,}; use sampled "
+                "candidates (--task-param candidates=100) or raise --task-param max_pointwise_pairs"
             )
 
     # --- metric keys ------------------------------------------------------------------------------------
     def metric_keys(self) -> list[str]:
         keys = []
-        for base in self.params["metrics"]:
-            if base == "recall" and self.params["recall_denominator"] == "min_k":
+        for base in self.p.metrics:
+            if base == "recall" and self.p.recall_denominator == "min_k":
                 base = "recall_min"
-            keys += [f"{base}@{k}" for k in self.params["ks"]]
+            keys += [f"{base}@{k}" for k in self.p.ks]
         return keys
 
     # --- evaluation ---------------------------------------------------------------------------------------
@@ -152,14 +159,15 @@ class TopKTask(Task):
         histories = self._histories(split, stage, users)
         # depth: enough ranked items that removing a user's other-subset positives leaves max(ks)
         extra = [len(w) - min(int(w.sum()), int((~w).sum())) if len(w) else 0 for w in pos_warm]
-        depth = max(self.params["ks"]) + max(extra, default=0)
+        depth = max(self.p.ks) + max(extra, default=0)
         cands = None
-        if self.params["candidates"] != "full":
+        if self.p.candidates != "full":
             cands = self.sampled_candidates(split, stage, ctx, users, positives)
         exclude = None if cands is not None else self._exclude(split, stage, users)
+        inputs = RankInputs(users, histories, depth, cands, exclude)
         parts = []
         for template in templates_for(method, stage):
-            ranked = self._rank(method, split, ctx, users, histories, depth, cands, exclude, template, stage)
+            ranked = self._rank(method, split, ctx, inputs, template, stage)
             parts.append(
                 pd.DataFrame(
                     {
@@ -173,12 +181,12 @@ class TopKTask(Task):
             )
         predictions = pd.concat(parts, ignore_index=True)
         metrics, counts = self.compute_metrics(predictions)
-        info = {"depth": depth, "candidates": self.params["candidates"], "stage": stage}
+        info = {"depth": depth, "candidates": self.p.candidates, "stage": stage}
         return TaskResult(metrics, counts, predictions, info=info)
 
     def _positives(self, frame: pd.DataFrame) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """user -> (distinct positive items, warm flag of each: the flag of its first row)."""
-        rows = frame if self.params["positives"] == "all" else frame[frame["label"] == 1]
+        rows = frame if self.p.positives == "all" else frame[frame["label"] == 1]
         flags = "warm" in rows.columns
         warm = rows["warm"].to_numpy(dtype=bool) if flags else np.zeros(len(rows), dtype=bool)
         df = pd.DataFrame({"user": rows["user"].to_numpy(), "item": rows["item"].to_numpy(), "warm": warm})
@@ -200,12 +208,12 @@ class TopKTask(Task):
 
     def _histories(self, split: Split, stage: str, users: np.ndarray) -> list[list[int]]:
         past = self._past(split, stage).sort_values("timestamp", kind="stable")
-        n = int(self.params["history_len"])
+        n = self.p.history_len
         seqs = past.groupby("user", sort=False)["item"].apply(lambda s: s.to_numpy()[-n:].tolist()).to_dict()
         return [list(seqs.get(int(u), [])) for u in users]
 
     def _exclude(self, split: Split, stage: str, users: np.ndarray) -> list[np.ndarray]:
-        mode = self.params["exclude"]
+        mode = self.p.exclude
         if mode == "none":
             return [np.zeros(0, dtype=np.int64) for _ in users]
         past = split.train if mode == "train" else self._past(split, stage)
@@ -217,41 +225,33 @@ class TopKTask(Task):
         method: BaseRecommender,
         split: Split,
         ctx: RunContext,
-        users: np.ndarray,
-        histories: list[list[int]],
-        depth: int,
-        cands: list[np.ndarray] | None,
-        exclude: list[np.ndarray] | None,
+        inputs: RankInputs,
         template: str,
         stage: str,
     ) -> np.ndarray:
         """Ranked item ids (n_users, depth), -1 padded."""
-        out = np.full((len(users), depth), -1, dtype=np.int64)
-        if cands is None:
-            rank_users = self._full_ranker(method, split, users, histories, depth, exclude, template)
+        depth = inputs.depth
+        out = np.full((len(inputs.users), depth), -1, dtype=np.int64)
+        if inputs.candidates is None:
+            rank_users = self._full_ranker(method, split, inputs, template)
             # with N processes each batch is ranked by one of them and gathered once (benchbed.parallel)
-            slices = batches(len(users), int(self.params["batch_size"]), ctx, f"topk {stage} ({template})")
+            slices = batches(len(inputs.users), self.p.batch_size, ctx, f"topk {stage} ({template})")
             for sl, ranked in map_batches(slices, rank_users):
                 width = min(depth, ranked.shape[1])
                 out[sl, :width] = ranked[:, :width]
             return out
-        self._rank_sampled(method, ctx, users, histories, depth, cands, template, stage, out)
+        self._rank_sampled(method, ctx, inputs, inputs.candidates, template, stage, out)
         return out
 
     @staticmethod
     def _full_ranker(
-        method: BaseRecommender,
-        split: Split,
-        users: np.ndarray,
-        histories: list[list[int]],
-        depth: int,
-        exclude: list[np.ndarray] | None,
-        template: str,
+        method: BaseRecommender, split: Split, inputs: RankInputs, template: str
     ) -> Callable[[slice], np.ndarray]:
         """Ranks a batch of users over all items: a pointwise method scores every item (then the excluded
         ones are dropped), a ranking method gets the exclusions with the request."""
         pointwise = not (overrides(method, "score_all") or overrides(method, "rank"))
         n_items = split.n_items
+        users, histories, depth, exclude = inputs.users, inputs.histories, inputs.depth, inputs.exclude
 
         def rank_users(sl: slice) -> np.ndarray:
             ex = exclude[sl] if exclude is not None else None
@@ -278,17 +278,16 @@ class TopKTask(Task):
         self,
         method: BaseRecommender,
         ctx: RunContext,
-        users: np.ndarray,
-        histories: list[list[int]],
-        depth: int,
+        inputs: RankInputs,
         cands: list[np.ndarray],
         template: str,
         stage: str,
         out: np.ndarray,
     ) -> None:
-        """Sampled candidates into ``out``: users grouped by list length so each ``rank`` call gets a
-        rectangular array."""
-        bs = int(self.params["batch_size"])
+        """Each user's sampled list (``cands``: ``inputs.candidates``) ranked into ``out``; users grouped by
+        list length so each ``rank`` call gets a rectangular array."""
+        bs = self.p.batch_size
+        users, histories, depth = inputs.users, inputs.histories, inputs.depth
         widths = np.array([len(c) for c in cands])
         for width in np.unique(widths):
             idx = np.flatnonzero(widths == width)
@@ -308,8 +307,7 @@ class TopKTask(Task):
 
     # --- sampled candidates ---------------------------------------------------------------------------
     def candidates_key(self, split: Split, stage: str, seed: int) -> str:
-        p = self.params
-        return f"{split.key}-{stage}-n{p['candidates']}-{p['positives']}-s{seed}"
+        return f"{split.key}-{stage}-n{self.p.candidates}-{self.p.positives}-s{seed}"
 
     def sampled_candidates(
         self, split: Split, stage: str, ctx: RunContext, users: np.ndarray, positives: list[np.ndarray]
@@ -339,7 +337,7 @@ class TopKTask(Task):
 
     def _draw(self, split: Split, seed: int, users: np.ndarray, positives: list[np.ndarray]) -> pd.DataFrame:
         n_items = split.n_items
-        n_neg = int(self.params["candidates"])
+        n_neg = int(self.p.candidates)  # called for sampled candidates only (an int)
         everything = pd.concat([split.train, split.valid, split.test], ignore_index=True)
         seen = everything.groupby("user", sort=False)["item"].unique().to_dict()
         rng = np.random.default_rng([int(seed), int(split.key[:8], 16)])
@@ -369,7 +367,7 @@ class TopKTask(Task):
         from benchbed.metrics import hits_from_rankings, resolve
 
         keys = self.metric_keys()
-        kmax = max(self.params["ks"])
+        kmax = max(self.p.ks)
         metrics: dict[str, dict[str, float]] = {}
         counts: dict[str, dict[str, int]] = {}
         for template, part in predictions.groupby("template", sort=False):

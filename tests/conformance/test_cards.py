@@ -45,7 +45,8 @@ def test_every_board_says_in_a_footnote_what_its_methods_are() -> None:
     def row(method: str) -> Row:
         return Row(method=method, label=method, params={}, params_hash="", seeds=[0], cells={})
 
-    board = Board("ml-100k", "ctr", "collm", {}, {}, ["all/auc"], rows=[row("collm"), row("mf"), row("collm")])
+    rows = [row("collm"), row("mf"), row("collm")]
+    board = Board("ml-100k", "ctr", "collm", {}, {}, ["all/auc"], rows=rows)
     board.rows.append(row("not-a-method"))  # no card: left out, not an error
     notes = [n for n in _footnotes(board) if n.startswith("methods: ")]
     assert len(notes) == 1
