@@ -332,3 +332,10 @@ def test_pop_ctr_rate_and_topk_counts(tmp_path: Path) -> None:
     assert pop.score_all(np.array([0]), [])[0, :4].tolist() == [2, 2, 1, 1]
     with pytest.raises(ConfigError, match="ctr_score='median' is invalid; expected one of"):
         PopRecommender(ctr_score="median")
+
+
+def test_topk_history_len_cuts_the_history_and_zero_hands_none() -> None:
+    split, users = make_split(), np.asarray([0, 1, 3])
+    assert TopKTask(history_len=1)._histories(split, "test", users) == [[2], [3], [3]]
+    assert TopKTask(history_len=5)._histories(split, "test", users) == [[0, 1, 2], [0, 2, 3], [3]]
+    assert TopKTask(history_len=0)._histories(split, "test", users) == [[], [], []]  # [-0:] is everything

@@ -120,7 +120,7 @@ def eval_rows(split: Split, stage: str, *, history_len: int) -> EvalRows:
         seq = [int(i) for i in sequences.get(user, np.zeros(0, dtype=np.int64))]
         if stage == "test" and user in valid_item:
             seq.append(valid_item[user])
-        histories.append(seq[-history_len:])
+        histories.append(seq[-history_len:] if history_len else [])  # [-0:] would be all of it
     return EvalRows(
         users=frame["user"].to_numpy(dtype=np.int64),
         histories=histories,

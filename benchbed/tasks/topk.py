@@ -209,7 +209,11 @@ class TopKTask(Task):
     def _histories(self, split: Split, stage: str, users: np.ndarray) -> list[list[int]]:
         past = self._past(split, stage).sort_values("timestamp", kind="stable")
         n = self.p.history_len
-        seqs = past.groupby("user", sort=False)["item"].apply(lambda s: s.to_numpy()[-n:].tolist()).to_dict()
+        # the last n items ([-0:] would be the whole history: history_len=0 hands the method none)
+        seqs = past.groupby("user", sort=False)["item"].apply(
+            lambda s: s.to_numpy()[-n:].tolist() if n else []
+        )
+        seqs = seqs.to_dict()
         return [list(seqs.get(int(u), [])) for u in users]
 
     def _exclude(self, split: Split, stage: str, users: np.ndarray) -> list[np.ndarray]:
