@@ -215,6 +215,7 @@ def main() -> None:
     scorer = YesNoScorer(bb, bank, titles=titles, domain=domain, batch_size=args.train_batch_size)
     model = bb.model
     ids = scorer.answer_ids
+    call = fast_scoring.YesNoCall(ids, scorer.pad_id, device=dev)
     n_params = (
         sum(p.numel() for p in model.parameters() if p.ndim >= 2)
         - model.get_input_embeddings().weight.numel()
@@ -270,9 +271,8 @@ def main() -> None:
 
     def planned() -> np.ndarray:
         return prefix_reuse.score_yesno_planned(
-            model, enc, plan, ids, pad_id=scorer.pad_id, max_tokens=args.max_tokens,
-            max_kv_tokens=args.max_kv_tokens, device=dev,
-        )  # fmt: skip
+            model, enc, plan, call, max_tokens=args.max_tokens, max_kv_tokens=args.max_kv_tokens
+        )
 
     score_t = interleaved(
         {
@@ -309,9 +309,7 @@ def main() -> None:
         "prefix_grouped_rows": int((plan.group >= 0).sum()),
         "prefix_shared_token_share": plan.shared_tokens(lengths),
         "max_abs_diff_new_bucketed": float(
-            np.abs(
-                fast_scoring.score_yesno_rows(model, enc, ids, pad_id=scorer.pad_id, device=dev) - ref
-            ).max()
+            np.abs(fast_scoring.score_yesno_rows(model, enc, call) - ref).max()
         ),
         "max_abs_diff_prefix_groups": float(np.abs(planned() - ref).max()),
     }
@@ -402,17 +400,14 @@ def main() -> None:
 
     def new_batched() -> np.ndarray:
         return prefix_reuse.score_yesno_planned(
-            peft_model, full, cand_plan, ids, pad_id=scorer.pad_id, max_tokens=args.max_tokens,
-            max_kv_tokens=args.max_kv_tokens, device=dev,
-        )  # fmt: skip
+            peft_model, full, cand_plan, call, max_tokens=args.max_tokens, max_kv_tokens=args.max_kv_tokens
+        )
 
     def old_full() -> np.ndarray:
         return scorer.score(peft_model, full, batch_size=args.batch_size)
 
     def new_full() -> np.ndarray:
-        return fast_scoring.score_yesno_rows(
-            peft_model, full, ids, pad_id=scorer.pad_id, max_tokens=args.max_tokens, device=dev
-        )
+        return fast_scoring.score_yesno_rows(peft_model, full, call, max_tokens=args.max_tokens)
 
     rank_t = interleaved(
         {

@@ -249,14 +249,11 @@ def test_score_yesno_rows_equals_plain_path(request, which, with_slots, answer_i
     vfn = _vector_fn(model, users, items) if with_slots else None
     want = _reference(model, enc, answer_ids, tok.pad_token_id, vfn, mode="yes-no")
     for budget in (1, 64, 10_000):  # one row per batch, a few rows, everything in one batch
-        got = fast_scoring.score_yesno_rows(
-            model, enc, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn, mode="yes-no", max_tokens=budget
-        )
+        call = fast_scoring.YesNoCall(answer_ids, tok.pad_token_id, vector_fn=vfn, mode="yes-no")
+        got = fast_scoring.score_yesno_rows(model, enc, call, max_tokens=budget)
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
     sub = np.asarray([5, 0, 2])
-    got = fast_scoring.score_yesno_rows(
-        model, enc, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn, rows=sub, mode="yes-no"
-    )
+    got = fast_scoring.score_yesno_rows(model, enc, call, rows=sub)
     np.testing.assert_allclose(got, want[sub], atol=ATOL, rtol=0)
 
 
@@ -312,12 +309,12 @@ def test_score_yesno_planned_equals_plain_path(request, which, answer_ids):
     plan = prefix_reuse.plan_prefixes(enc, list(users))
     assert plan.group[5] == -1 and (plan.group >= 0).sum() == len(enc) - 1
     want = _reference(model, enc, answer_ids, tok.pad_token_id)
+    call = fast_scoring.YesNoCall(answer_ids, tok.pad_token_id)
     # tiny budgets: many prefix forwards and one-row suffix batches; large: all groups in one forward
     for max_prefix, max_kv in ((1, 1), (64, 80), (10_000, 10_000)):
         got = prefix_reuse.score_yesno_planned(
-            model, enc, plan, answer_ids, pad_id=tok.pad_token_id, max_prefix_tokens=max_prefix,
-            max_kv_tokens=max_kv,
-        )  # fmt: skip
+            model, enc, plan, call, max_prefix_tokens=max_prefix, max_kv_tokens=max_kv
+        )
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
 
 
@@ -328,29 +325,24 @@ def test_score_yesno_planned_with_slot_vectors(request, which, answer_ids):
     prompts, users, items = _prompts(3, with_slots=True)
     enc = _encode(tok, prompts, with_slots=True)
     vfn = _vector_fn(model, users, items)
+    call = fast_scoring.YesNoCall(answer_ids, tok.pad_token_id, vector_fn=vfn)
     want = _reference(model, enc, answer_ids, tok.pad_token_id, vfn)
     for shared in ((), ("user_emb",)):
         plan = prefix_reuse.plan_prefixes(enc, list(users), shared_slots=shared)
         assert (plan.group >= 0).all()
-        got = prefix_reuse.score_yesno_planned(
-            model, enc, plan, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn
-        )
+        got = prefix_reuse.score_yesno_planned(model, enc, plan, call)
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
     # the item's slot before its title: equal token ids up to the title, different vectors
     prompts, users, items = _prompts(3, item_slot_first=True)
     enc = _encode(tok, prompts, with_slots=True)
     want = _reference(model, enc, answer_ids, tok.pad_token_id, vfn)
     right = prefix_reuse.plan_prefixes(enc, list(users), shared_slots=("user_emb",))
-    got = prefix_reuse.score_yesno_planned(
-        model, enc, right, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn
-    )
+    got = prefix_reuse.score_yesno_planned(model, enc, right, call)
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
     # a wrong promise (the item slot declared shared by rows of different items) shows: the check can fail
     wrong = prefix_reuse.plan_prefixes(enc, list(users), shared_slots=("user_emb", "item_emb"))
     assert (wrong.prefix_len > right.prefix_len).all()
-    got = prefix_reuse.score_yesno_planned(
-        model, enc, wrong, answer_ids, pad_id=tok.pad_token_id, vector_fn=vfn
-    )
+    got = prefix_reuse.score_yesno_planned(model, enc, wrong, call)
     assert np.abs(got - want).max() > 1e-3
 
 
@@ -406,7 +398,8 @@ def test_prefix_reuse_outside_supported_families_scores_whole(tiny, answer_ids):
     prompts, users, _ = _prompts(2)
     enc = _encode(tok, prompts)
     plan = prefix_reuse.plan_prefixes(enc, list(users))
-    got = prefix_reuse.score_yesno_planned(model, enc, plan, answer_ids, pad_id=tok.pad_token_id)
+    call = fast_scoring.YesNoCall(answer_ids, tok.pad_token_id)
+    got = prefix_reuse.score_yesno_planned(model, enc, plan, call)
     np.testing.assert_allclose(got, _reference(model, enc, answer_ids, tok.pad_token_id), atol=ATOL, rtol=0)
 
 

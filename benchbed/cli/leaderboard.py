@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from benchbed.cli.options import RecordPaths, ReferencesFile
 from benchbed.errors import ConfigError
 from benchbed.results.leaderboard import Board
 
@@ -54,9 +55,6 @@ def _split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-PathsOption = Annotated[
-    list[Path] | None, typer.Argument(help="Record files or directories [the results dir].")
-]
 DatasetOption = Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")]
 TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")]
 SortOption = Annotated[
@@ -77,9 +75,6 @@ MetricsOption = Annotated[
     ),
 ]
 SubsetsOption = Annotated[str | None, typer.Option("--subsets", help="Comma list of subsets to show.")]
-ReferencesOption = Annotated[
-    Path | None, typer.Option("--references", help="Paper numbers file [benchbed's reference.yaml].")
-]
 NoReferencesOption = Annotated[bool, typer.Option("--no-references", help="Hide paper-reported rows.")]
 AllReferencesOption = Annotated[
     bool, typer.Option("--all-references", help="Also show paper tables we have no runs for.")
@@ -107,7 +102,7 @@ NoTestsOption = Annotated[
 
 
 def leaderboard_command(
-    paths: PathsOption = None,
+    paths: RecordPaths = None,
     dataset: DatasetOption = None,
     task: TaskOption = None,
     sort: SortOption = None,
@@ -115,7 +110,7 @@ def leaderboard_command(
     output: OutputOption = None,
     metrics: MetricsOption = None,
     subsets: SubsetsOption = None,
-    references: ReferencesOption = None,
+    references: ReferencesFile = None,
     no_references: NoReferencesOption = False,
     all_references: AllReferencesOption = False,
     digits: DigitsOption = 4,

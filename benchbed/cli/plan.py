@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchbed.cli.options import ConfigFile, MethodParams, Seed, SplitParams, TaskParams
-from benchbed.cli.run import config_from_options, task_names
+from benchbed.cli.options import ConfigFile, MethodParams, Seed, SplitParams, Task, TaskParams, Tuning
+from benchbed.cli.run import config_from_options
 from benchbed.errors import ConfigError
 
 
@@ -89,7 +89,7 @@ def render(plan: Any, console: Console) -> None:
 def plan_command(
     method: Annotated[str | None, typer.Option("--method", "-m", help="Method name.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Catalog name [ml-100k].")] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", help=f"{task_names()} [ctr].")] = None,
+    task: Task = None,
     split: Annotated[str | None, typer.Option("--split", help="Split protocol.")] = None,
     seed: Seed = None,
     config: ConfigFile = None,
@@ -98,7 +98,7 @@ def plan_command(
     task_param: TaskParams = None,
     backbone: Annotated[str | None, typer.Option("--backbone", help="Preset, alias, hub id or path.")] = None,
     cf: Annotated[str | None, typer.Option("--cf", help="collm: mf | lightgcn | sasrec | din.")] = None,
-    tuning: Annotated[str | None, typer.Option("--tuning", help="collm: default | t1 | t2 | t3.")] = None,
+    tuning: Tuning = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="bfloat16 (default here) or float32.")] = None,
     launcher: Annotated[str, typer.Option("--launcher", help="none | accelerate.")] = "none",
     num_processes: Annotated[int, typer.Option("--num-processes", help="Processes (GPUs) [1].")] = 1,

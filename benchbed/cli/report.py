@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from benchbed.cli.options import RecordPaths, ReferencesFile
 from benchbed.errors import BenchbedError, ConfigError
 
 
@@ -26,9 +27,7 @@ def _check_output(output: Path) -> None:
 
 
 def report_command(
-    paths: Annotated[
-        list[Path] | None, typer.Argument(help="Record files or directories [the results dir].")
-    ] = None,
+    paths: RecordPaths = None,
     suite_files: Annotated[
         list[Path] | None,
         typer.Option("--suite", help="Only the records of this suite YAML's runs (repeatable)."),
@@ -36,9 +35,7 @@ def report_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
         "report.html"
     ),
-    references: Annotated[
-        Path | None, typer.Option("--references", help="Paper numbers file [benchbed's reference.yaml].")
-    ] = None,
+    references: ReferencesFile = None,
     no_references: Annotated[bool, typer.Option("--no-references", help="Leave out paper rows.")] = False,
     digits: Annotated[int, typer.Option("--digits", min=0, max=12, help="Decimals in the tables.")] = 4,
     marks: Annotated[

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchbed.cli.options import ConfigFile, MethodParams, Seed, SplitParams, TaskParams
+from benchbed.cli.options import ConfigFile, MethodParams, Seed, SplitParams, Task, TaskParams, Tuning
 from benchbed.config import RunConfig, load_yaml, parse_assignments
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.results.record import RunRecord
@@ -129,19 +129,10 @@ def _print_board(console: Console, record: RunRecord) -> None:
         console.print(f"[dim]{note}[/]")
 
 
-def task_names() -> str:
-    """Every registered task for help texts (from the registry, so a new task is listed without an edit)."""
-    import benchbed.tasks  # noqa: F401 - registers the built-in tasks
-    from benchbed.registry import TASKS
-
-    return " | ".join(sorted(TASKS))
-
-
 MethodOption = Annotated[str | None, typer.Option("--method", "-m", help="Method name (benchbed methods).")]
 DatasetOption = Annotated[
     str | None, typer.Option("--dataset", "-d", help="Catalog name or data dir [ml-100k].")
 ]
-TaskOption = Annotated[str | None, typer.Option("--task", "-t", help=f"{task_names()} [ctr].")]
 SplitOption = Annotated[str | None, typer.Option("--split", help="Split protocol [the dataset's default].")]
 SeedsOption = Annotated[
     str | None,
@@ -152,7 +143,6 @@ BackboneOption = Annotated[
     typer.Option("--backbone", help="LLM methods: tiny, minilm, qwen2-1.5b, ..., a hub id or a path."),
 ]
 CfOption = Annotated[str | None, typer.Option("--cf", help="collm: mf | lightgcn | sasrec | din [mf].")]
-TuningOption = Annotated[str | None, typer.Option("--tuning", help="collm: default | t1 | t2 | t3.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Re-run even if a record exists.")]
 NoWaitOption = Annotated[
     bool, typer.Option("--no-wait", help="Exit if this run is in progress elsewhere [wait for it].")
@@ -180,7 +170,7 @@ StrategyOption = Annotated[
 def run_command(
     method: MethodOption = None,
     dataset: DatasetOption = None,
-    task: TaskOption = None,
+    task: Task = None,
     split: SplitOption = None,
     seed: Seed = None,
     seeds: SeedsOption = None,
@@ -190,7 +180,7 @@ def run_command(
     task_param: TaskParams = None,
     backbone: BackboneOption = None,
     cf: CfOption = None,
-    tuning: TuningOption = None,
+    tuning: Tuning = None,
     force: ForceOption = False,
     no_wait: NoWaitOption = False,
     device: DeviceOption = None,

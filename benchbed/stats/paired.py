@@ -15,6 +15,8 @@ which never reports p = 0 for a finite number of draws.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import Literal
 
 import numpy as np
 from scipy import stats
@@ -114,41 +116,49 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def randomisation_test(
-    a: object,
-    b: object,
-    weights: object | None = None,
-    draws: int = DEFAULT_DRAWS,
-    seed: int = 0,
-    level: float = 0.95,
-) -> PairedResult:
+Outcome = tuple[float, float, float, float]  # difference, CI low, CI high, p
+
+
+def _randomisation(d: np.ndarray, w: np.ndarray, draws: int, seed: int, level: float) -> Outcome:
     """Fisher's paired randomisation test of the (weighted) mean difference, with a paired bootstrap CI
-    (``CI_DRAWS`` resamples)."""
-    x, y, w = _as_pair(a, b, weights)
-    d = x - y
+    (``CI_DRAWS`` resamples): (difference, CI low, CI high, p)."""
     lo, hi = bootstrap_ci(d, w, min(draws, CI_DRAWS), seed, level)
-    p = randomisation_p(d, w, draws, seed)
-    return PairedResult("randomisation", x.size, _wmean(x, w), _wmean(y, w), _wmean(d, w), lo, hi, p)
+    return _wmean(d, w), lo, hi, randomisation_p(d, w, draws, seed)
 
 
-def bootstrap_test(
-    a: object,
-    b: object,
-    weights: object | None = None,
-    draws: int = DEFAULT_DRAWS,
-    seed: int = 0,
-    level: float = 0.95,
-) -> PairedResult:
+def _bootstrap(d: np.ndarray, w: np.ndarray, draws: int, seed: int, level: float) -> Outcome:
     """Paired bootstrap: percentile CI, and the p of the null-centred resampled means (Efron & Tibshirani
     1993, 16.4): how often a resample strays from the observed mean by at least the observed mean."""
-    x, y, w = _as_pair(a, b, weights)
-    d = x - y
     diff = _wmean(d, w)
     means = bootstrap_means(d, w, draws, seed)
     lo, hi = np.quantile(means, [0.5 - level / 2.0, 0.5 + level / 2.0])
     tol = 1e-12 * max(1.0, float(np.abs(d).max()))
     p = 1.0 if abs(diff) <= tol else (1 + int(np.sum(np.abs(means - diff) >= abs(diff)))) / (1 + draws)
-    return PairedResult("bootstrap", x.size, _wmean(x, w), _wmean(y, w), diff, float(lo), float(hi), p)
+    return diff, float(lo), float(hi), p
+
+
+RESAMPLING_TESTS = {"randomisation": _randomisation, "bootstrap": _bootstrap}
+
+
+def resampling_test(
+    test: Literal["randomisation", "bootstrap"],
+    a: object,
+    b: object,
+    weights: object | None = None,
+    draws: int = DEFAULT_DRAWS,
+    seed: int = 0,
+    level: float = 0.95,
+) -> PairedResult:
+    """A seeded resampling test (``RESAMPLING_TESTS``) of the (weighted) mean of ``a - b``: the two take
+    the same arguments and read the same per-unit differences; they differ only in how p and the CI come."""
+    x, y, w = _as_pair(a, b, weights)
+    diff, lo, hi, p = RESAMPLING_TESTS[test](x - y, w, draws, seed, level)
+    return PairedResult(test, x.size, _wmean(x, w), _wmean(y, w), diff, lo, hi, p)
+
+
+# the public names of the two tests: ``randomisation_test(a, b, weights=None, draws=..., seed=0, level=0.95)``
+randomisation_test = partial(resampling_test, "randomisation")
+bootstrap_test = partial(resampling_test, "bootstrap")
 
 
 def _constant_difference(test: str, x: np.ndarray, y: np.ndarray, d: np.ndarray) -> PairedResult | None:

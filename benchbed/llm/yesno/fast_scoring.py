@@ -29,6 +29,7 @@ which ``tests/test_llm_batching.py`` checks on the tiny Llama, a tiny GPT-2 and 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,19 @@ _LOGIT_POSTPROCESS = ("final_logit_softcapping", "logit_scale", "logits_scaling"
 
 # vectors for a batch: {slot column: (B, H)} or None (text-only): what a scorer's ``vector_fn`` returns
 VectorFn = Callable[[Batch], "dict[int, torch.Tensor] | None"]
+
+
+@dataclass(frozen=True)
+class YesNoCall:
+    """What a Yes/No scoring pass reads besides the model, the prompts and the batching budgets: one bundle
+    that ``score_yesno_rows`` and ``prefix_reuse.score_yesno_planned`` (and its prefix and suffix steps) take
+    and hand on, so each entry point lists it once."""
+
+    token_ids: Sequence[int]  # the answer tokens whose logits make the score (Yes, No)
+    pad_id: int
+    vector_fn: VectorFn | None = None  # slot vectors per batch; None: text-only prompts
+    mode: str = "yes"  # ``yesno.head.to_score``'s mode
+    device: str | torch.device = "cpu"
 
 
 # --- batches by token budget ----------------------------------------------------------------------------
@@ -149,21 +163,17 @@ def _inputs(model: Any, batch: Batch, vector_fn: VectorFn | None) -> ModelInputs
 def score_yesno_rows(
     model: Any,
     enc: EncodedPrompts,
-    token_ids: Sequence[int],
+    call: YesNoCall,
     *,
-    pad_id: int,
-    vector_fn: VectorFn | None = None,
-    mode: str = "yes",
     max_tokens: int = DEFAULT_MAX_TOKENS,
     rows: np.ndarray | None = None,
-    device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """``YesNoScorer.score`` with token-budget batches and the two-row head: Yes/No scores of ``rows``
     (default all) in that order."""
     idx = np.arange(len(enc)) if rows is None else np.asarray(rows, dtype=np.int64)
     out = np.empty(len(idx), dtype=np.float64)
     for part in token_budget_batches(enc.lengths[idx], max_tokens):
-        batch = collate(enc, idx[part], pad_id, device)
-        logits = answer_logits_batch(model, _inputs(model, batch, vector_fn), batch, token_ids)
-        out[part] = _yesno_scores(logits, mode)
+        batch = collate(enc, idx[part], call.pad_id, call.device)
+        logits = answer_logits_batch(model, _inputs(model, batch, call.vector_fn), batch, call.token_ids)
+        out[part] = _yesno_scores(logits, call.mode)
     return out

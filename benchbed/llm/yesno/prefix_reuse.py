@@ -24,7 +24,7 @@ from benchbed.llm.injectors.prompts import EncodedPrompts, collate
 from benchbed.llm.yesno.fast_scoring import (
     DEFAULT_MAX_KV_TOKENS,
     DEFAULT_MAX_TOKENS,
-    VectorFn,
+    YesNoCall,
     _embed,
     _yesno_scores,
     answer_logits_fast,
@@ -163,10 +163,7 @@ def _encode_prefixes(
     enc: EncodedPrompts,
     plan: PrefixPlan,
     groups: np.ndarray,
-    *,
-    pad_id: int,
-    vector_fn: VectorFn | None,
-    device: str | torch.device,
+    call: YesNoCall,
 ) -> _PrefixChunk:
     reps = plan.representative[groups]
     plen = plan.prefix_len[groups]
@@ -176,7 +173,7 @@ def _encode_prefixes(
         slot_names=enc.slot_names,
         slot_pos=np.where(slots < plen[:, None], slots, -1),
     )
-    batch = collate(pref, np.arange(len(groups)), pad_id, device)
+    batch = collate(pref, np.arange(len(groups)), call.pad_id, call.device)
     batch = dataclasses.replace(batch, rows=reps)  # vector_fn looks rows up by their index in the Rows
     from transformers import DynamicCache
 
@@ -184,7 +181,7 @@ def _encode_prefixes(
     fast = fast_head_supported(model)
     decoder = model.get_decoder() if fast else model
     decoder(
-        inputs_embeds=_embed(model, batch, vector_fn),
+        inputs_embeds=_embed(model, batch, call.vector_fn),
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
         use_cache=True,
@@ -200,12 +197,7 @@ def _score_yesno_suffixes(
     plan: PrefixPlan,
     chunk: _PrefixChunk,
     rows: np.ndarray,
-    token_ids: Sequence[int],
-    *,
-    pad_id: int,
-    vector_fn: VectorFn | None,
-    mode: str,
-    device: str | torch.device,
+    call: YesNoCall,
 ) -> np.ndarray:
     """Yes/No scores of ``rows`` (all in ``chunk``'s groups) continuing from the chunk's prefix key/values."""
     local = np.empty(int(chunk.groups.max()) + 1, dtype=np.int64)
@@ -218,7 +210,7 @@ def _score_yesno_suffixes(
         slot_names=enc.slot_names,
         slot_pos=np.where(slots >= plen[:, None], slots - plen[:, None], -1),
     )
-    batch = collate(suf, np.arange(len(rows)), pad_id, device)
+    batch = collate(suf, np.arange(len(rows)), call.pad_id, call.device)
     batch = dataclasses.replace(batch, rows=rows)
     width = int(plen.max())  # prefixes are right-aligned in the chunk: the last `width` columns hold them all
     if (g == g[0]).all():  # one group: expand views, no copy until the forward concatenates
@@ -240,13 +232,13 @@ def _score_yesno_suffixes(
     mask = torch.cat([pmask, batch.attention_mask], dim=1)
     offset = torch.as_tensor(plen, device=batch.position_ids.device)[:, None]
     inputs = ModelInputs(
-        inputs_embeds=_embed(model, batch, vector_fn),
+        inputs_embeds=_embed(model, batch, call.vector_fn),
         attention_mask=mask,
         position_ids=batch.position_ids + offset,
         past_key_values=_prefix_cache(kv),
     )
-    logits = answer_logits_fast(model, inputs, token_ids)
-    return _yesno_scores(logits, mode)
+    logits = answer_logits_fast(model, inputs, call.token_ids)
+    return _yesno_scores(logits, call.mode)
 
 
 @torch.no_grad()
@@ -254,15 +246,11 @@ def score_yesno_planned(
     model: Any,
     enc: EncodedPrompts,
     plan: PrefixPlan,
-    token_ids: Sequence[int],
+    call: YesNoCall,
     *,
-    pad_id: int,
-    vector_fn: VectorFn | None = None,
-    mode: str = "yes",
     max_tokens: int = DEFAULT_MAX_TOKENS,
     max_prefix_tokens: int = DEFAULT_MAX_TOKENS,
     max_kv_tokens: int = DEFAULT_MAX_KV_TOKENS,
-    device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """Yes/No scores of every row of ``enc`` in row order, encoding each planned prefix once.
 
@@ -276,21 +264,18 @@ def score_yesno_planned(
     if not prefix_supported(model):
         grouped[:] = False
     plain = np.flatnonzero(~grouped)
-    common: dict[str, Any] = {"pad_id": pad_id, "vector_fn": vector_fn, "mode": mode, "device": device}
     if len(plain):
-        out[plain] = score_yesno_rows(model, enc, token_ids, max_tokens=max_tokens, rows=plain, **common)
+        out[plain] = score_yesno_rows(model, enc, call, max_tokens=max_tokens, rows=plain)
     if not grouped.any():
         return out
     rows_by_group = np.argsort(plan.group, kind="stable")[np.count_nonzero(~grouped) :]
     bounds = np.searchsorted(plan.group[rows_by_group], np.arange(plan.n_groups + 1))
     for chunk_groups in token_budget_batches(plan.prefix_len, max_prefix_tokens):
-        chunk = _encode_prefixes(
-            model, enc, plan, chunk_groups, pad_id=pad_id, vector_fn=vector_fn, device=device
-        )
+        chunk = _encode_prefixes(model, enc, plan, chunk_groups, call)
         rows = np.concatenate([rows_by_group[bounds[g] : bounds[g + 1]] for g in chunk_groups])
         rows, suffix_len, plen = _suffix_order(enc, plan, rows)
         for part in _kv_budget_batches(suffix_len, plen, max_kv_tokens):
-            out[rows[part]] = _score_yesno_suffixes(model, enc, plan, chunk, rows[part], token_ids, **common)
+            out[rows[part]] = _score_yesno_suffixes(model, enc, plan, chunk, rows[part], call)
     return out
 
 
@@ -337,9 +322,8 @@ def score_yesno_candidates(
         prefix_len=np.asarray([len(prefix)] if len(prefix) else [], dtype=np.int64),
         representative=np.asarray([0] if len(prefix) else [], dtype=np.int64),
     )
-    return score_yesno_planned(
-        model, enc, plan, token_ids, pad_id=pad_id, mode=mode, max_kv_tokens=max_kv_tokens, device=device
-    )
+    call = YesNoCall(token_ids, pad_id=pad_id, mode=mode, device=device)
+    return score_yesno_planned(model, enc, plan, call, max_kv_tokens=max_kv_tokens)
 
 
 def _kv_budget_batches(q_len: np.ndarray, p_len: np.ndarray, budget: int) -> list[np.ndarray]:

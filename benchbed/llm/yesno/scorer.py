@@ -17,7 +17,7 @@ from benchbed.errors import ConfigError
 from benchbed.llm.backbone.loader import Backbone
 from benchbed.llm.injectors.prompts import Batch, EncodedPrompts, bucket_batches, collate, encode
 from benchbed.llm.injectors.slots import SlotVectors
-from benchbed.llm.yesno.fast_scoring import VectorFn, score_yesno_rows
+from benchbed.llm.yesno.fast_scoring import VectorFn, YesNoCall, score_yesno_rows
 from benchbed.llm.yesno.head import YesNoHead, answer_token_ids
 from benchbed.llm.yesno.masked_head import MaskedYesNoHead, append_mask, mask_suffix
 from benchbed.llm.yesno.prefix_reuse import plan_prefixes, score_yesno_planned
@@ -171,17 +171,12 @@ class YesNoScorer:
         (``prefix_reuse.score_yesno_planned``). Both are faster on CPU and differ from ``rows`` by ~1e-7
         (batch shape).
         """
-        dev = self.backbone.device
-        mode, ids = self.score_mode, self.answer_ids
+        call = YesNoCall(self.answer_ids, self.pad_id, vector_fn, self.score_mode, self.backbone.device)
         if self.batching == "prefix" and keys is not None:
             plan = plan_prefixes(enc, keys, shared_slots=self.shared_slots)
-            return score_yesno_planned(
-                model, enc, plan, ids, pad_id=self.pad_id, vector_fn=vector_fn, mode=mode, device=dev
-            )
+            return score_yesno_planned(model, enc, plan, call)
         if self.batching in ("tokens", "prefix"):
-            return score_yesno_rows(
-                model, enc, ids, pad_id=self.pad_id, vector_fn=vector_fn, mode=mode, device=dev
-            )
+            return score_yesno_rows(model, enc, call)
         out = np.empty(len(enc), dtype=np.float64)
         for idx in bucket_batches(enc.lengths, batch_size or self.batch_size * 4):
             b = self.batch(enc, idx)
