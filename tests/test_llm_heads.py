@@ -604,3 +604,18 @@ def test_text_head_bad_input_is_a_one_line_error(minilm):
         TextGenerationHead().check(minilm.model, "ilm", "minilm")
     msg = str(err.value)
     assert "\n" not in msg and "'ilm'" in msg and "'minilm'" in msg and "causal decoder" in msg
+
+
+def test_by_default_every_stop_id_of_the_generation_config_ends_a_beam(tiny_untied):
+    """Like transformers' generate: a config listing two stop ids (Llama-3-Instruct) stops on either."""
+    model, tok = tiny_untied
+    b = _batch(tok, PROMPTS, "left")
+    free = TextGenerationHead(tok, max_new_tokens=6)(model, plain_inputs(model, b), b)
+    first, second = free.best_ids[0][2], free.best_ids[1][1]  # row 0's third token, row 1's second
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [first, second]
+    try:
+        gen = TextGenerationHead(tok, max_new_tokens=6)(model, plain_inputs(model, b), b)
+    finally:
+        model.generation_config.eos_token_id = saved
+    assert gen.best_ids[0] == free.best_ids[0][:3] and gen.best_ids[1] == free.best_ids[1][:2]

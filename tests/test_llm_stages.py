@@ -444,6 +444,9 @@ def test_a_chain_refuses_an_unrun_upstream_and_a_read_that_shadows_the_context(t
         chain.stage(stages.StageSpec("second", after={"after": "first"}))
     with pytest.raises(ConfigError, match="'seed' is both in the run context and the stage"):
         chain.stage(stages.StageSpec("s1", {"seed": 1}))
+    chain.skip(stages.StageSpec("first", {}))
+    with pytest.raises(ConfigError, match="'stage1' is both a read and an upstream stage's key"):
+        chain.stage(stages.StageSpec("second", {"stage1": "none"}, after={"stage1": "first"}))
 
 
 def test_a_skipped_stage_still_keys_the_stages_after_it_and_a_folder_prefix_names_the_cache(tmp_path: Path):

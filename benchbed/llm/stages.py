@@ -243,6 +243,9 @@ class StageChain:
         clash = sorted((set(spec.reads) | set(spec.after)) & set(self.context))
         if clash:
             raise ConfigError(f"stage {spec.name}: {clash[0]!r} is both in the run context and the stage")
+        both = sorted(set(spec.reads) & set(spec.after))
+        if both:
+            raise ConfigError(f"stage {spec.name}: {both[0]!r} is both a read and an upstream stage's key")
         after = {fld: self.runs[name].key for fld, name in spec.after.items()}
         return {**self.context, **spec.reads, **after}
 

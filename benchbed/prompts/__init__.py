@@ -2,11 +2,10 @@
 
 A bank (``benchbed/prompts/<name>.yaml`` or any YAML path) declares its text ``fields`` (filled with strings),
 its embedding ``slots`` (left as ``Slot`` markers that ``benchbed.llm.injectors.prompts`` replaces with
-vectors), and
-``views``: parallel forms of every template (for CTR: ``text`` = TALLRec-style, ``cf`` = CoLLM-style) with the
-placeholders each view requires. Every template is validated when the bank is loaded, so a template without
-a required placeholder fails before any training. ``PromptBank.hash(view)`` identifies the exact template set
-in run records.
+vectors), and ``views``: parallel forms of every template (for CTR: ``text`` = TALLRec-style, ``cf`` =
+CoLLM-style) with the placeholders each view requires. Every template is validated when the bank is loaded, so
+a template without a required placeholder fails before any training. ``PromptBank.hash(view)`` identifies the
+exact template set in run records.
 """
 
 from __future__ import annotations

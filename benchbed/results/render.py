@@ -73,7 +73,8 @@ def _footnotes(board: Board) -> list[str]:
 
 def method_notes(board: Board) -> list[str]:
     """What each method of the board is, from its card (benchbed.cards): ``methods: collm = CoLLM (...);
-    injection slot, head yes-no; ...``. A method without a card (a plugin, ``recbole:<Model>``) is left out."""
+    injection slot, head yes-no | ...``. A method without a card (a plugin, ``recbole:<Model>``) is left
+    out."""
     from benchbed.cards import card_of
     from benchbed.methods import get_method_class
 

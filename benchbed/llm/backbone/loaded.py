@@ -3,8 +3,7 @@ the tokenizer's explicit padding side, the bundled MiniLM folder, and :func:`fin
 shards it under ``--strategy fsdp`` and completes the facts a run record states.
 
 Below the loaders, which both build on it: ``benchbed.llm.backbone.loader`` (presets, aliases, hub ids and
-paths)
-and ``benchbed.llm.backbone.tiny_gpt2``.
+paths) and ``benchbed.llm.backbone.tiny_gpt2``.
 """
 
 from __future__ import annotations

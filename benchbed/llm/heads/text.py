@@ -160,8 +160,9 @@ def _feed(
 class TextGenerationHead:
     """``head(model, inputs, batch) -> Generation``: greedy (``num_beams=1``) or beam decoding.
 
-    ``eos_token_id`` (one id or several) ends a beam; by default the backbone's end token
-    (``backbone.facts.end_token``); with none, every beam runs ``max_new_tokens``. ``pad_token_id`` fills
+    ``eos_token_id`` (one id or several) ends a beam; by default every stop id of the model's generation
+    config (as transformers' ``generate``), else the backbone's end token (``backbone.facts.end_token``); with
+    none, every beam runs ``max_new_tokens``. ``pad_token_id`` fills
     finished beams."""
 
     def __init__(
@@ -201,7 +202,12 @@ class TextGenerationHead:
     def _eos(self, model: Any) -> list[int]:
         if self.eos_token_id is not None:
             return _ids(self.eos_token_id)
-        try:  # the kit's one end token (what the recipes close their answers with)
+        # every stop id the model's generation config lists (Llama-3-Instruct lists two), as transformers'
+        # generate does; else the kit's one end token (what the recipes close their answers with)
+        ids = _ids(getattr(getattr(model, "generation_config", None), "eos_token_id", None))
+        if ids:
+            return ids
+        try:
             return [facts.end_token(self.tokenizer, model)]
         except ConfigError:
             return []

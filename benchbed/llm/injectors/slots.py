@@ -2,11 +2,10 @@
 
 ``SlotVectors`` (one vector per placeholder: CoLLM's ``<UserID>``/``<TargetItemID>``, seed 003's user and
 history slots) and ``MultiTokenSlots`` (N vectors per placeholder: ILM's Q-Former query tokens, or an "MLP to
-N tokens" baseline). Positions come from ``inject.encode``: a placeholder is never a vocabulary entry, so
-tokenization of the text around it matches the plain prompt's, and every other position keeps the backbone's
-own embedding (gradients reach only the vectors' producers). Padding side does not matter: ``collate``
-shifts slot positions with the padding, and position ids count real tokens only.
-"""
+N tokens" baseline). Positions come from ``injectors.prompts.encode``: a placeholder is never a vocabulary
+entry, so tokenization of the text around it matches the plain prompt's, and every other position keeps the
+backbone's own embedding (gradients reach only the vectors' producers). Padding side does not matter:
+``collate`` shifts slot positions with the padding, and position ids count real tokens only."""
 
 from __future__ import annotations
 

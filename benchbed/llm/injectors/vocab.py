@@ -261,10 +261,11 @@ class VocabExtension(Injector):
     def encode(
         self, tokenizer: Any, texts: Sequence[str], *, add_special_tokens: bool = True
     ) -> EncodedPrompts:
-        """Texts with new tokens -> ids (one batched tokenizer call), ready for ``inject.collate``.
+        """Texts with new tokens -> ids (one batched tokenizer call), ready for ``injectors.prompts.collate``.
 
         ``add_special_tokens`` puts the tokenizer's prefix (Llama ``<s>``, the tiny preset's ``[CLS]``, none
-        for GPT-2) first, as ``inject.encode`` does; turn it off for a main text that continues a prompt.
+        for GPT-2) first, as ``injectors.prompts.encode`` does; turn it off for a main text that continues a
+        prompt.
         """
         split = [self.pieces(t) for t in texts]
         plain = [p for row in split for p in row if isinstance(p, str)]

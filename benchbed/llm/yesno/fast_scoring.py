@@ -79,7 +79,7 @@ def token_budget_batches(
     """Rows sorted by length, cut so that each batch's padded size (rows x longest row) fits ``max_tokens``.
 
     A row longer than the budget is a batch of its own. Deterministic (stable sort), for scoring; training
-    keeps ``inject.bucket_batches`` (a fixed row count keeps the optimiser's batch size fixed).
+    keeps ``injectors.prompts.bucket_batches`` (a fixed row count keeps the optimiser's batch size fixed).
     """
     n = len(lengths)
     if n == 0:
