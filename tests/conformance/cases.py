@@ -222,6 +222,8 @@ CASES: dict[str, MicroCase] = {
     "p5-random": MicroCase("p5-random", "generative", dict(GEN_MICRO), world_backbone=True),
     "embedproj": MicroCase("embedproj", "generative", {**GEN_MICRO, **ALS}, world_backbone=True),
     "ilm": MicroCase("ilm", "generative", {**GEN_MICRO, **ALS, **ILM_MICRO}, world_backbone=True),
+    # ILM's item-to-text path (ILMItem2Text subclasses the item-to-text recipe): the same checks
+    "ilm-item2text": MicroCase("ilm", "item2text", {**I2T_MICRO, **ALS, **ILM_MICRO}, world_backbone=True),
     "i2t-text": MicroCase("i2t-text", "item2text", dict(I2T_MICRO), world_backbone=True),
     "i2t-mlp1": MicroCase("i2t-mlp1", "item2text", {**I2T_MICRO, **ALS}, world_backbone=True),
     "i2t-mlpn": MicroCase("i2t-mlpn", "item2text", {**I2T_MICRO, **ALS}, world_backbone=True),
