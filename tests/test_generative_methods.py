@@ -58,7 +58,11 @@ def _run(setting, name: str, method) -> dict:
 
 def test_p5_random_trains_on_seen_templates_and_evaluates_seen_and_unseen(setting) -> None:
     method = P5Random(backbone=setting["backbone"], **TRAIN)
+    declared = set(vars(method))
+    with pytest.raises(RuntimeError, match="P5Random: no backbone before fit"):
+        method.bb.model  # noqa: B018  (the read is the test)
     metrics = _run(setting, "p5", method)
+    assert set(vars(method)) == declared  # fit sets what __init__ declared, creates nothing new
     assert {"all", "warm", "cold", "seen", "unseen", "unseen:warm", "unseen:cold"} <= set(metrics)
     assert set(metrics["all"]) == {"hr@5", "ndcg@5", "hr@10", "ndcg@10"}
     result = setting["results"]["p5"]
@@ -106,7 +110,9 @@ def test_embedproj_stage2_beats_p5_random_and_stage1(setting) -> None:
         _run(setting, "p5", P5Random(backbone=setting["backbone"], **TRAIN))
     s1 = _run(setting, "s1", EmbedProj(backbone=setting["backbone"], stage=1, **TRAIN, **STAGES))
     s2_method = EmbedProj(backbone=setting["backbone"], stage=2, **TRAIN, **STAGES)
+    declared = set(vars(s2_method))
     s2 = _run(setting, "s2", s2_method)
+    assert set(vars(s2_method)) == declared  # the projectors too: declared in __init__, built by prepare
     p5 = setting["results"]["p5"].metrics
     # stage 2 reused the text and stage-1 results from the stage cache instead of retraining them
     cached = {s["stage"]: s["cached"] for s in s2_method.stage_log}

@@ -9,22 +9,42 @@ full``, what ILM's OpenP5 experiments did with an 8-layer decoder); for a pretra
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from benchbed.api import RunContext
-from benchbed.cards import MethodCard
+from benchbed.cards import MethodCard, generative_llm
 from benchbed.data.schema import Split
 from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
 from benchbed.llm.recipes.generative import GenerativeLM, LMStage
+from benchbed.llm.recipes.generative_params import GenerativeParams
 from benchbed.llm.recipes.warm_start import RANDOM_INIT_BACKBONES, wants_warm_start, warm_start
+from benchbed.param_sets import ParamSet
 
-__all__ = ["RANDOM_INIT_BACKBONES", "P5Random", "generative_warm_start", "text_stage", "wants_warm_start"]
+__all__ = [
+    "RANDOM_INIT_BACKBONES",
+    "P5Random",
+    "P5RandomParams",
+    "generative_warm_start",
+    "text_stage",
+    "wants_warm_start",
+]
+
+
+@dataclass(frozen=True)
+class P5RandomParams(GenerativeParams):
+    """The recipe's settings and how the LLM trains: full (from scratch on ``tiny``) or LoRA."""
+
+    tuning: str = "full"  # full fine-tuning (from scratch on `tiny`); "lora" for pretrained LLMs
+    lora_r: int = 8  # LoRA settings when tuning = lora (TALLRec/CoLLM defaults)
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
 
 
 def warm_start_companion(params: dict[str, Any]) -> dict[str, Any]:
     """p5-random's parameters that give the same text stage as ``params`` (the companion run): only what
     differs from p5-random's defaults, so ``benchbed run --method p5-random`` is then the same run."""
-    keys = [*GenerativeLM.common_defaults, "tuning"]
+    keys = [*(f.name for f in fields(GenerativeParams)), "tuning"]
     return {k: params[k] for k in keys if params[k] != P5Random.defaults[k]}
 
 
@@ -42,15 +62,14 @@ def text_stage(method: GenerativeLM, tuning: str, lora: LoraSpec) -> LMStage:
         reads={"tuning": tuning, "lora": lora.as_dict() if tuning == "lora" else None},
         modules={"model": method.model},
         use_slots=False,
-        lr=float(method.params["lr"]),
-        epochs=int(method.params["epochs"]),
+        lr=float(method.p.lr),  # an int lr stays a float in the stage's identity
+        epochs=method.p.epochs,
     )
 
 
-def generative_warm_start(method: GenerativeLM) -> list[str]:
-    """embedproj's and ilm's opening on the generative task: this text stage (``tuning`` as the method's,
-    no LoRA settings of its own) when :func:`wants_warm_start`; the keys the next stages build on."""
-    tuning = str(method.params["tuning"])
+def generative_warm_start(method: GenerativeLM, tuning: str) -> list[str]:
+    """embedproj's and ilm's opening on the generative task: this text stage (``tuning``: the method's, no
+    LoRA settings of its own) when :func:`wants_warm_start`; the keys the next stages build on."""
     return warm_start(method.params, lambda: method.run_stage(text_stage(method, tuning, LoraSpec())))
 
 
@@ -58,24 +77,13 @@ class P5Random(GenerativeLM):
     """Text-only generative baseline (OpenP5-R): the LLM writes random item ids; constrained beam search."""
 
     name: ClassVar[str] = "p5-random"
-    card: ClassVar[MethodCard] = MethodCard(
-        paper="OpenP5 random indexing; seed 003's Llama-R row",
-        role="llm",
-        injection="none",
-        head="constrained-beams",
-        tasks=frozenset({"generative"}),
-        backbone="decoder",
-        variants=("tuning=lora",),
+    card: ClassVar[MethodCard] = generative_llm(
+        "OpenP5 random indexing; seed 003's Llama-R row", "none", ("tuning=lora",)
     )
-    defaults: ClassVar[dict[str, Any]] = {
-        **GenerativeLM.common_defaults,
-        "tuning": "full",  # full fine-tuning (from scratch on `tiny`); "lora" for pretrained LLMs
-        "lora_r": 8,  # LoRA settings when tuning = lora (TALLRec/CoLLM defaults)
-        "lora_alpha": 16,
-        "lora_dropout": 0.05,
-    }
+    Params: ClassVar[type[ParamSet]] = P5RandomParams
+    p: P5RandomParams
 
     def train_stages(self, split: Split, ctx: RunContext) -> None:
-        p = self.params
-        lora = LoraSpec(r=int(p["lora_r"]), alpha=int(p["lora_alpha"]), dropout=float(p["lora_dropout"]))
-        self.run_stage(text_stage(self, str(p["tuning"]), lora))
+        p = self.p
+        lora = LoraSpec(r=p.lora_r, alpha=p.lora_alpha, dropout=float(p.lora_dropout))
+        self.run_stage(text_stage(self, p.tuning, lora))

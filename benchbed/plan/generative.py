@@ -9,17 +9,20 @@ for the answer's tokens against a KV cache; priced as that prefill plus one toke
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from benchbed.data.schema import Split
 from benchbed.generative.examples import eval_rows
-from benchbed.generative.templates import slot_names
 from benchbed.llm.lora import LoraSpec
 from benchbed.plan.counts import lora_count, mlp_parameters
 from benchbed.plan.flops import Arch, BatchShape, Trainable, forward_flops, mlp_flops
 from benchbed.plan.stages import StagePlan
+
+if TYPE_CHECKING:
+    from benchbed.methods.embedproj import EmbedProjParams
+    from benchbed.methods.p5_random import P5RandomParams
 
 GENERATIVE_METHODS = ("p5-random", "embedproj")
 
@@ -29,11 +32,9 @@ def _bind(method: Any, task: Any, split: Split, tokenizer: Any, config: Any) -> 
     from benchbed.llm.backbone.facts import end_token
 
     protocol = task.method_setup(split).protocol
-    method.setup, method.index = protocol.setup, protocol.index
-    method.dataset = split.data.name
-    method.tok = tokenizer
-    method.end_token = end_token(tokenizer, SimpleNamespace(config=config))
-    method.slot_cols = slot_names(method.setup.history_len)
+    method.bind_prompts(
+        protocol, split.data.name, tokenizer, end_token(tokenizer, SimpleNamespace(config=config))
+    )
 
 
 def _encode(method: Any, examples: list[Any], use_slots: bool) -> tuple[np.ndarray, int]:
@@ -62,19 +63,19 @@ def generative_stages(
 ) -> list[StagePlan]:
     from benchbed.methods.p5_random import wants_warm_start
 
-    p = method.params
+    p: P5RandomParams | EmbedProjParams = method.p
     _bind(method, task, split, tokenizer, config)
     examples = method._training_examples(split, SimpleNamespace(seed=seed))
-    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
+    bs, accum = p.batch_size, p.grad_accum
     stages: list[StagePlan] = []
     text_lengths, kept = _encode(method, examples, use_slots=False)
-    lora = LoraSpec(r=int(p["lora_r"]), alpha=int(p["lora_alpha"]), dropout=float(p["lora_dropout"]))
-    if method.name == "p5-random" or wants_warm_start(p):
+    lora = LoraSpec(r=p.lora_r, alpha=p.lora_alpha, dropout=float(p.lora_dropout))
+    if method.name == "p5-random" or wants_warm_start(method.params):
         train, n = _text_stage(
-            p, str(p["tuning"]), lora if method.name == "p5-random" else LoraSpec(), config, arch
+            method.params, p.tuning, lora if method.name == "p5-random" else LoraSpec(), config, arch
         )
         stages.append(
-            StagePlan("generative-text", "train", text_lengths, bs, int(p["epochs"]), accum, kept, train, n)
+            StagePlan("generative-text", "train", text_lengths, bs, p.epochs, accum, kept, train, n)
         )
     use_slots = bool(method.use_slots)
     extra_eval = 0.0
@@ -92,11 +93,11 @@ def _embedproj_stages(
     tokens kept of the slotted prompts."""
     from benchbed.methods import method_defaults
 
-    p = method.params
-    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
-    cf_params = dict(p.get("cf_params") or {})
-    d = int(cf_params.get("dim", method_defaults(str(p["cf_model"]), "generative").get("dim", 64)))
-    mid = int(p["proj_hidden"] or arch.hidden)
+    p: EmbedProjParams = method.p
+    bs, accum = p.batch_size, p.grad_accum
+    cf_params = dict(p.cf_params or {})
+    d = int(cf_params.get("dim", method_defaults(p.cf_model, "generative").get("dim", 64)))
+    mid = p.proj_hidden or arch.hidden
     sizes = [d, mid, arch.hidden]
     proj_n = 2 * mlp_parameters(sizes)
     vectors = 1 + method.setup.history_len  # the user slot and one per history item
@@ -107,7 +108,7 @@ def _embedproj_stages(
             "train",
             slot_lengths,
             bs,
-            int(p["stage1_epochs"]),
+            p.stage1_epochs,
             accum,
             kept,
             Trainable("none", inputs_grad=True),
@@ -117,8 +118,8 @@ def _embedproj_stages(
             notes=[f"2 projectors {' -> '.join(map(str, sizes))} ({proj_n:,} parameters)"],
         )
     ]
-    if int(p["stage"]) == 2:
-        spec = LoraSpec.from_params(p)
+    if p.stage == 2:
+        spec = LoraSpec.from_params(method.params)
         count = lora_count(config, spec)
         stages.append(
             StagePlan(
@@ -126,7 +127,7 @@ def _embedproj_stages(
                 "train",
                 slot_lengths,
                 bs,
-                int(p["stage2_epochs"]),
+                p.stage2_epochs,
                 accum,
                 kept,
                 Trainable("lora", tuple(count.targets), spec.r, inputs_grad=True),
@@ -169,7 +170,7 @@ def _eval_stages(
             f"test ({template})",
             "eval",
             lengths,
-            int(method.params["eval_batch_size"]),
+            method.p.eval_batch_size,
             extra_flops_per_row=extra + decode / max(1, n),
             kv_rows=beams,
             kv_extra_tokens=answer,

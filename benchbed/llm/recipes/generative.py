@@ -26,7 +26,7 @@ from benchbed.llm.backbone.facts import end_token
 from benchbed.llm.backbone.loader import Backbone, load_backbone
 from benchbed.llm.budget import seconds_cap, time_capped
 from benchbed.llm.heads.constrained import ConstrainedHead, ItemTrie, build_item_trie
-from benchbed.llm.injectors.base import ModelInputs
+from benchbed.llm.injectors.base import Injector, ModelInputs
 from benchbed.llm.injectors.prompts import (
     IGNORE,
     Batch,
@@ -37,14 +37,15 @@ from benchbed.llm.injectors.prompts import (
     encode,
 )
 from benchbed.llm.injectors.slots import SlotVectors
-from benchbed.llm.lora import named_trainable
 from benchbed.llm.recipes.beams import add_beam_counts, drop_excluded, with_beam_shares
+from benchbed.llm.recipes.fitted import Fitted
+from benchbed.llm.recipes.generative_params import GenerativeParams
 from benchbed.llm.recipes.generative_rows import EncodedRows, TrainBatch
-from benchbed.llm.recipes.lm_stage import LMStage, run_lm_stage
+from benchbed.llm.recipes.lm_stage import LMStage, run_logged_stage, stage_result
 from benchbed.llm.stages import StageChain, StageRun
 from benchbed.llm.train import TrainConfig, epoch_rng, train
 from benchbed.metrics.generative import generative_metrics
-from benchbed.params import Param
+from benchbed.param_sets import ParamSet
 
 # the training settings that name a stage's cache (with the recipes' own extra keys); stable_hash sorts keys
 TRAIN_IDENTITY_KEYS = (
@@ -59,40 +60,47 @@ TRAIN_IDENTITY_KEYS = (
 
 
 class GenerativeLM(BaseRecommender):
-    """Base of ``p5-random`` and ``embedproj``: trains on templated examples, ranks by constrained beams."""
+    """Base of ``p5-random``, ``embedproj`` and ilm's generative path: trains on templated examples, ranks by
+    constrained beams."""
 
     tasks: ClassVar[frozenset[str]] = frozenset({"generative"})
     uses_templates: ClassVar[bool] = True
     use_slots: ClassVar[bool] = False
     # beam-search batching and how many extra beams are kept to fill excluded items: ranking only
     evaluation_only: ClassVar[frozenset[str]] = frozenset({"eval_batch_size", "exclude_extra_beams"})
-    slot_width: int = 1  # positions per slot (ILM: its N query tokens; set in ``prepare``)
-    common_defaults: ClassVar[dict[str, Any]] = {
-        "backbone": "tiny",  # preset, alias, hub id or local path
-        "epochs": 1,
-        "lr": 1e-3,
-        "weight_decay": 0.01,
-        "warmup_ratio": 0.05,
-        "batch_size": 32,
-        "grad_accum": 1,
-        "eval_batch_size": 32,  # users per beam-search batch
-        "max_train_examples": 20000,  # CPU budget (seeded sample of all examples); None = all (the paper)
-        "max_seconds": None,  # time budget per stage
-        "train_sub_tasks": "both",  # OpenP5 / seed 003 train one model on both sub-tasks; "eval" = only one
-        "valid_users": 0,  # >0: early stopping on valid NDCG@10 of that many users; 0: keep the last state
-        "max_length": None,  # prompt tokens (oldest history cut first); None = no cap
-        "exclude_extra_beams": 20,  # with the task's filter_history: beams = k + min(earlier items, this)
-    }
-    param_specs: ClassVar[dict[str, Param]] = {
-        "train_sub_tasks": Param(
-            kind="str", choices=("both", "eval"), help="both sub-tasks, or the evaluated one"
-        )
-    }
+    Params: ClassVar[type[ParamSet]] = GenerativeParams
+    p: GenerativeParams
+    # set by ``fit`` (reading one before is a one-line error; benchbed.llm.recipes.fitted)
+    ctx = Fitted[RunContext]("run context")
+    setup = Fitted[GenerativeSetup]("generative setup")  # the task's templates and sub-task
+    index = Fitted[ItemIndex]("item index")  # the task's item index (item -> id text)
+    bb = Fitted[Backbone]("backbone")
+    chain = Fitted[StageChain]("stage chain")  # the fit's stages, cached by identity
+    head = Fitted[ConstrainedHead]("constrained head")  # beams over the item trie
+    valid_split = Fitted[Split]("valid split")  # early stopping decodes its valid rows
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.stage_log: list[dict[str, Any]] = []  # the last fit's stages (the record's info)
         self._examples: list[Example] = []  # the last fit's training examples
+        self.template_info = None  # the record's ``templates``: the task's setup, once fit read it
+        # what ``fit`` (and the planner, :meth:`bind_prompts`) sets: None/empty until then
+        self.ctx = None
+        self.setup = None
+        self.index = None
+        self.bb = None
+        self.chain = None
+        self.head = None
+        self.valid_split = None
+        self.dataset = ""  # the split's dataset name (the prompts' ``{dataset}``)
+        self.split_hash = ""
+        self.model: Any = None  # the backbone's model (a peft model once LoRA is added)
+        self.tok: Any = None  # the backbone's tokenizer
+        self.end_token = -1  # the id closing answers and item ids (backbone.facts.end_token)
+        self.vocab = 0  # rows of the output embedding
+        self.slot_cols: tuple[str, ...] = ()  # the prompts' slot columns (user, then one per history item)
+        self.slot_width = 1  # positions per slot (ILM: its N query tokens; set in ``prepare``)
+        self.injector: Injector = SlotVectors()  # text-only methods leave the slots out of their prompts
 
     # --- hooks ----------------------------------------------------------------------------------------
     def prepare(self, split: Split, ctx: RunContext) -> None:
@@ -107,31 +115,26 @@ class GenerativeLM(BaseRecommender):
 
     # --- fit ------------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:
-        p = self.params
         self.ctx = ctx
         # the task's settings and item index (a direct call without the task gets the task's defaults)
         protocol = ctx.setup.protocol
         if not isinstance(protocol, GenerativeProtocol):
             protocol = GenerativeProtocol.default(split)
-        self.setup: GenerativeSetup = protocol.setup
-        self.index: ItemIndex = protocol.index
-        self.dataset = split.data.name
         self.split_hash = split.key
         torch.manual_seed(ctx.seed)
-        self.bb: Backbone = load_backbone(str(p["backbone"]), device=ctx.device, dtype=ctx.dtype)
+        self.bb = load_backbone(self.p.backbone, device=ctx.device, dtype=ctx.dtype)
         self.bb.require_decoder(self.name)
         self.model = self.bb.model
-        self.tok = self.bb.tokenizer
-        self.end_token = end_token(self.tok, self.model, who=f"method {self.name!r}")
+        end = end_token(self.bb.tokenizer, self.model, who=f"method {self.name!r}")
+        self.bind_prompts(protocol, split.data.name, self.bb.tokenizer, end)
         self.vocab = int(self.model.get_output_embeddings().weight.shape[0])
-        self.trie = self._build_trie()
+        trie = self._build_trie()
         self.injector = SlotVectors()  # text-only methods leave the slots out of their prompts
-        self.head = ConstrainedHead(self.trie)
-        self.slot_cols = slot_names(self.setup.history_len)
+        self.head = ConstrainedHead(trie)
         self.stage_log = []
         self.template_info = self.setup.template_info()
         self._examples = self._training_examples(split, ctx)
-        self._valid_split = split
+        self.valid_split = split
         self.prepare(split, ctx)
         self.chain = StageChain(ctx.cache_dir, self.base_identity())
         self.train_stages(split, ctx)
@@ -139,9 +142,18 @@ class GenerativeLM(BaseRecommender):
         self.backbone_info = {
             **self.bb.info,
             "item_index": {"mode": self.index.mode, "seed": self.index.seed},
-            "trie": {"items": self.trie.n_items, "nodes": self.trie.n_nodes, "depth": self.trie.depth},
+            "trie": {"items": trie.n_items, "nodes": trie.n_nodes, "depth": trie.depth},
             "stages": self.stage_log,
         }
+
+    def bind_prompts(self, protocol: GenerativeProtocol, dataset: str, tokenizer: Any, end: int) -> None:
+        """What :meth:`encode_rows` reads: the task's setup and item index, the dataset's name, the tokenizer
+        and its end token (``fit``; the planner, which loads no backbone)."""
+        self.setup, self.index = protocol.setup, protocol.index
+        self.dataset = dataset
+        self.tok = tokenizer
+        self.end_token = end
+        self.slot_cols = slot_names(protocol.setup.history_len)
 
     def _build_trie(self) -> ItemTrie:
         answer = self.setup.bank().extra["answer"]
@@ -156,9 +168,8 @@ class GenerativeLM(BaseRecommender):
         return build_item_trie(self.tok, texts, end_token=self.end_token, vocab_size=self.vocab)
 
     def _training_examples(self, split: Split, ctx: RunContext) -> list[Example]:
-        p = self.params
         sub_tasks = (
-            ("sequential", "straightforward") if p["train_sub_tasks"] == "both" else (self.setup.sub_task,)
+            ("sequential", "straightforward") if self.p.train_sub_tasks == "both" else (self.setup.sub_task,)
         )
         return training_examples(
             split,
@@ -167,14 +178,13 @@ class GenerativeLM(BaseRecommender):
             n_seen=len(self.setup.bank().seen),
             templates_per_example=self.setup.templates_per_example,
             seed=ctx.seed,
-            max_examples=None if p["max_train_examples"] is None else int(p["max_train_examples"]),
+            max_examples=self.p.max_train_examples,
         )
 
     def base_identity(self) -> dict[str, Any]:
         """What every stage result depends on besides its own settings."""
-        p = self.params
         setup = self.setup.as_dict()
-        if p["train_sub_tasks"] == "both":  # the same model serves both evaluated sub-tasks
+        if self.p.train_sub_tasks == "both":  # the same model serves both evaluated sub-tasks
             setup.pop("sub_task")
         return {
             "split": self.split_hash,
@@ -183,7 +193,7 @@ class GenerativeLM(BaseRecommender):
             "banks": {k: b.hash() for k, b in self.setup.banks.items()},
             "seed": self.ctx.seed,
             "examples": len(self._examples),
-            "train": {k: p[k] for k in (*TRAIN_IDENTITY_KEYS, "train_sub_tasks", "valid_users")},
+            "train": {k: self.params[k] for k in (*TRAIN_IDENTITY_KEYS, "train_sub_tasks", "valid_users")},
         }
 
     # --- encoding -------------------------------------------------------------------------------------
@@ -209,7 +219,7 @@ class GenerativeLM(BaseRecommender):
             for st, u, h, tpl in zip(sub_tasks, users, histories, templates, strict=True)
         ]
         enc = encode(
-            self.tok, pieces, self.slot_cols, max_length=self.params["max_length"], slot_width=self.slot_width
+            self.tok, pieces, self.slot_cols, max_length=self.p.max_length, slot_width=self.slot_width
         )
         answer_len = np.zeros(len(pieces), dtype=np.int64)
         if targets is not None:
@@ -257,16 +267,12 @@ class GenerativeLM(BaseRecommender):
     # --- stages ---------------------------------------------------------------------------------------
     def run_stage(self, spec: LMStage) -> StageRun:
         """Train ``spec``'s trainable parameters, or load them when the same stage already finished."""
-        params = named_trainable(**spec.modules)
-        run = run_lm_stage(self.chain, spec, params, self._train_stage, self.ctx.say, self.name)
-        self.stage_log.append(run.log_entry())
-        return run
+        return run_logged_stage(self.chain, spec, self._train_stage, self.ctx.say, self.name, self.stage_log)
 
     def _train_stage(
         self, spec: LMStage, params: dict[str, torch.nn.Parameter], ckpt: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Next-token training on the answers of the templated examples; returns (blob, meta) to save."""
-        p = self.params
         start = time.perf_counter()
         ex = self._examples
         rows = self.encode_rows(
@@ -278,7 +284,7 @@ class GenerativeLM(BaseRecommender):
             targets=np.asarray([e.target for e in ex]),
         )
         lengths = rows.enc.lengths
-        bs = int(p["batch_size"])
+        bs = self.p.batch_size
         n_batches = (len(ex) + bs - 1) // bs
 
         def batches_for_epoch(epoch: int, skip: int = 0) -> Any:
@@ -287,7 +293,7 @@ class GenerativeLM(BaseRecommender):
                 yield self._train_batch(rows, idx)
 
         cfg = self._train_config(spec)
-        n_valid = int(p["valid_users"]) if spec.valid_users is None else spec.valid_users
+        n_valid = self.p.valid_users if spec.valid_users is None else spec.valid_users
         eval_fn = (lambda: self._valid_metric(spec.use_slots, n_valid)) if n_valid > 0 else None
         self.ctx.say(
             f"{self.name}: stage {spec.name}: {len(ex)} examples, {spec.epochs} epoch(s), "
@@ -304,28 +310,22 @@ class GenerativeLM(BaseRecommender):
             log=self.ctx.say,
             modules=list(spec.modules.values()),
         )
-        meta = {
-            "stage": spec.name,
-            "examples": len(ex),
-            "trainable": sum(x.numel() for x in params.values()),
-            "seconds": round(time.perf_counter() - start, 2),
-            **{k: v for k, v in result.as_dict().items() if k != "history"},
-        }
+        blob, meta = stage_result(spec, len(ex), params, start, result)
         if spec.valid_users is not None:  # a stage that selects its checkpoint on dev logs every evaluation
             keep = ("epoch", "eval", "steps", "metric")
             meta["valid_history"] = [{k: h[k] for k in keep} for h in result.history]
-        return {"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta
+        return blob, meta
 
     def _train_config(self, spec: LMStage) -> TrainConfig:
         """The stage's training settings: the method's parameters, with the stage's own where it sets them."""
-        p = self.params
+        p = self.p
         return TrainConfig(
             lr=spec.lr,
-            weight_decay=float(p["weight_decay"]),
+            weight_decay=float(p.weight_decay),  # an int stays a float in the recorded settings
             epochs=spec.epochs,
-            warmup_ratio=float(p["warmup_ratio"]),
-            grad_accum=int(p["grad_accum"]),
-            max_seconds=seconds_cap(p["max_seconds"]),
+            warmup_ratio=float(p.warmup_ratio),
+            grad_accum=p.grad_accum,
+            max_seconds=seconds_cap(p.max_seconds),
             evals_per_epoch=1 if spec.evals_per_epoch is None else spec.evals_per_epoch,
             patience=2 if spec.patience is None else spec.patience,
             schedule="cosine" if spec.schedule is None else spec.schedule,
@@ -334,18 +334,19 @@ class GenerativeLM(BaseRecommender):
     def _valid_metric(self, use_slots: bool, n_users: int) -> float:
         """NDCG@10 of the seen template on the valid rows (each user's second-to-last item, history = the
         training items) of the first ``n_users`` users: the test items are never read."""
-        rows = eval_rows(self._valid_split, "valid", history_len=self.setup.history_len)
+        rows = eval_rows(self.valid_split, "valid", history_len=self.setup.history_len)
         n = min(len(rows.users), n_users)
         ranked = self.decode(rows.users[:n], rows.histories[:n], "seen", k=10, use_slots=use_slots).items
         return generative_metrics(ranked, rows.targets[:n], [10])["ndcg@10"]
 
     def record_info(self) -> dict[str, Any]:
         """Budget and stages for the run record (the runner stores it under ``info.method``)."""
-        p = self.params
         stage_log = self.stage_log
         info: dict[str, Any] = {
             "train_examples": len(self._examples),
-            "budget": {k: p[k] for k in ("epochs", "max_train_examples", "max_seconds", "train_sub_tasks")},
+            "budget": {
+                k: self.params[k] for k in ("epochs", "max_train_examples", "max_seconds", "train_sub_tasks")
+            },
             "stages": stage_log,
         }
         if time_capped(stage_log):
@@ -362,7 +363,7 @@ class GenerativeLM(BaseRecommender):
         extra = 0
         if requests.exclude is not None:  # wider beams so that k ids usually survive the filtering
             longest = max((len(e) for e in requests.exclude), default=0)
-            extra = min(longest, int(self.params["exclude_extra_beams"]))
+            extra = min(longest, self.p.exclude_extra_beams)
         out = self.decode(
             requests.users, requests.histories, requests.template, k=k + extra, use_slots=self.use_slots
         )
@@ -386,7 +387,7 @@ class GenerativeLM(BaseRecommender):
         flags = np.zeros((n, beams), dtype=bool)
         stats: dict[str, float] = {}
         self.model.eval()
-        size = int(self.params["eval_batch_size"])
+        size = self.p.eval_batch_size
         for start in range(0, n, size):
             sl = slice(start, min(start + size, n))
             m = sl.stop - sl.start

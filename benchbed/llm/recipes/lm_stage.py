@@ -7,13 +7,17 @@ The recipe turns it into the kit's :class:`benchbed.llm.stages.StageSpec` (its `
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from benchbed.errors import ConfigError
+from benchbed.llm.lora import named_trainable
 from benchbed.llm.stages import StageChain, StageRun, StageSpec, param_loader
+from benchbed.llm.train import TrainResult
 
 
 @dataclass
@@ -66,3 +70,38 @@ def run_lm_stage(
     if run.loaded:
         say(f"{who}: stage {spec.name} loaded from cache ({run.stage.dir.name})")
     return run
+
+
+def run_logged_stage(
+    chain: StageChain,
+    spec: LMStage,
+    trainer: StageTrainer,
+    say: Callable[[str], None],
+    who: str,
+    stage_log: list[dict[str, Any]],
+    after: str | None = None,
+) -> StageRun:
+    """:func:`run_lm_stage` on the trainable parameters of ``spec.modules`` (refused when there are none: a
+    stage that trains nothing is a configuration error), its log entry appended to the method's
+    ``stage_log`` (the record's stages)."""
+    params = named_trainable(**spec.modules)
+    if not params:
+        raise ConfigError(f"method {who!r}: stage {spec.name} has no trainable parameters")
+    run = run_lm_stage(chain, spec, params, trainer, say, who, after)
+    stage_log.append(run.log_entry())
+    return run
+
+
+def stage_result(
+    spec: LMStage, examples: int, params: dict[str, torch.nn.Parameter], start: float, result: TrainResult
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a trained LM stage saves: its parameters (the blob) and its meta (name, examples, trainable
+    parameters, seconds since ``start``, the training result without its per-evaluation history)."""
+    meta = {
+        "stage": spec.name,
+        "examples": examples,
+        "trainable": sum(x.numel() for x in params.values()),
+        "seconds": round(time.perf_counter() - start, 2),
+        **{k: v for k, v in result.as_dict().items() if k != "history"},
+    }
+    return {"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta
