@@ -93,7 +93,6 @@ class MethodCard:
             **({"code": self.code} if self.code else {}),
         }
 
-
     def summary(self) -> str:
         """One phrase for a board's footnote: the paper and how the ID signal enters and is read."""
         heads = "/".join(self.head)
@@ -119,6 +118,21 @@ def topk_llm(
     ``variant`` parameter: ``variants`` are its values beyond the method itself (cllm4rec, rarec)."""
     named = tuple(f"variant={v}" for v in variants)
     return MethodCard(paper, "llm", injection, head, frozenset({"topk"}), backbone, named, code)
+
+
+def generative_llm(paper: str, injection: str, variants: Iterable[str]) -> MethodCard:
+    """The card of an LLM method on the generative task (p5-random, embedproj): a decoder writes the item's
+    id under constrained beams; methods differ in the paper, how the ID signal enters, and the variants."""
+    return MethodCard(
+        paper, "llm", injection, "constrained-beams", frozenset({"generative"}), "decoder", tuple(variants)
+    )
+
+
+def ctr_llm(paper: str, injection: str, backbone: str, variants: Iterable[str], code: str = "") -> MethodCard:
+    """The card of a Yes/No prompt method on the CTR task (icl, tallrec, collm): the score is read from the
+    answer's Yes/No logits; methods differ in the paper, how the ID signal enters, the backbones they take
+    and the variants."""
+    return MethodCard(paper, "llm", injection, "yes-no", frozenset({"ctr"}), backbone, tuple(variants), code)
 
 
 def card_of(cls: Any) -> MethodCard | None:

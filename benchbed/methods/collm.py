@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from benchbed.api import RunContext
-from benchbed.cards import MethodCard
+from benchbed.cards import MethodCard, ctr_llm
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.injectors.prompts import Batch
@@ -113,15 +113,12 @@ class CoLLM(PromptCTRMethod):
     """CoLLM: a CF model's user/item embeddings mapped by an MLP into the prompt; LoRA from tallrec."""
 
     name: ClassVar[str] = "collm"
-    card: ClassVar[MethodCard] = MethodCard(
-        paper="CoLLM (Zhang et al., seed 002)",
-        role="llm",
-        injection="slot",
-        head="yes-no",
-        tasks=frozenset({"ctr"}),
-        backbone="decoder-or-encoder",
-        variants=("tuning=t1", "tuning=t2", "tuning=t3", "cf=lightgcn|sasrec|din", "permute_cf"),
-        code="zyang1580/CoLLM",
+    card: ClassVar[MethodCard] = ctr_llm(
+        "CoLLM (Zhang et al., seed 002)",
+        "slot",
+        "decoder-or-encoder",
+        ("tuning=t1", "tuning=t2", "tuning=t3", "cf=lightgcn|sasrec|din", "permute_cf"),
+        "zyang1580/CoLLM",
     )
     view: ClassVar[str] = "cf"
     shared_slots: ClassVar[tuple[str, ...]] = ("user_emb",)  # the user vector is CIE(user id) only

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from benchbed.api import RunContext
-from benchbed.cards import MethodCard
+from benchbed.cards import MethodCard, ctr_llm
 from benchbed.data.schema import Split
 from benchbed.llm.recipes.ctr import SCORE_SPEC, PromptCTRMethod, PromptParams
 from benchbed.param_sets import ParamSet, param
@@ -27,14 +27,8 @@ class ICL(PromptCTRMethod):
     """Zero-shot yes/no from the frozen backbone on the text prompt; no training (CoLLM's ICL row)."""
 
     name: ClassVar[str] = "icl"
-    card: ClassVar[MethodCard] = MethodCard(
-        paper="zero-shot ICL row of CoLLM Table II (seed 002)",
-        role="llm",
-        injection="none",
-        head="yes-no",
-        tasks=frozenset({"ctr"}),
-        backbone="decoder",
-        variants=("score=yes",),
+    card: ClassVar[MethodCard] = ctr_llm(
+        "zero-shot ICL row of CoLLM Table II (seed 002)", "none", "decoder", ("score=yes",)
     )
     view: ClassVar[str] = "text"
     Params: ClassVar[type[ParamSet]] = ICLParams

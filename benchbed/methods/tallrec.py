@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from benchbed.api import RunContext
-from benchbed.cards import MethodCard
+from benchbed.cards import MethodCard, ctr_llm
 from benchbed.data.schema import Split
 from benchbed.llm.recipes.ctr import LoraPromptParams, PromptCTRMethod
 from benchbed.param_sets import ParamSet
@@ -21,15 +21,12 @@ class TALLRec(PromptCTRMethod):
     """TALLRec: LoRA on the text-only prompt (history titles + target title); CoLLM's w/o CIE row."""
 
     name: ClassVar[str] = "tallrec"
-    card: ClassVar[MethodCard] = MethodCard(
-        paper="TALLRec (Bao et al., RecSys 2023); CoLLM's w/o CIE row",
-        role="llm",
-        injection="none",
-        head="yes-no",
-        tasks=frozenset({"ctr"}),
-        backbone="decoder-or-encoder",
-        variants=("score=yes-no",),
-        code="SAI990323/TALLRec",
+    card: ClassVar[MethodCard] = ctr_llm(
+        "TALLRec (Bao et al., RecSys 2023); CoLLM's w/o CIE row",
+        "none",
+        "decoder-or-encoder",
+        ("score=yes-no",),
+        "SAI990323/TALLRec",
     )
     view: ClassVar[str] = "text"
     needs_decoder: ClassVar[bool] = False  # an encoder reads the answer at [MASK] (yesno.masked_head)
