@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from benchbed.errors import ConfigError
 from benchbed.plan.flops import Arch, Trainable
 from benchbed.plan.shaped import ShapedStage, shaped
 from benchbed.plan.stages import StagePlan
+
+if TYPE_CHECKING:
+    from benchbed.methods.cllm4rec.params import CLLM4RecParams
 
 UNMODELLED_VARIANTS = ("llm-ftall", "llm-scratch")
 
@@ -138,15 +141,15 @@ def _bind(method: Any, split: Split, tokenizer: Any, arch: Arch, config: Any, se
     from benchbed.methods.cllm4rec.docs import Corpus, positives, user_items
     from benchbed.methods.cllm4rec.method import COLLAB, CONTENT
 
-    p = method.params
-    if p["variant"] in UNMODELLED_VARIANTS:
+    p: CLLM4RecParams = method.p
+    if p.variant in UNMODELLED_VARIANTS:
         raise ConfigError(
-            f"benchbed plan: cllm4rec variant {p['variant']!r} trains the whole backbone, which is not "
+            f"benchbed plan: cllm4rec variant {p.variant!r} trains the whole backbone, which is not "
             f"modelled yet (modelled: cllm4rec, llm-cf, llm-fixord, llm-prerec)"
         )
     method.eff = eff = method.effective()
     method.budget = method.resolve_budget(SimpleNamespace(budget={}), on_cpu=False)
-    use_labels = p["train_positives"] == "label"  # "auto" follows the task's feedback: interactions on topk
+    use_labels = p.train_positives == "label"  # "auto" follows the task's feedback: interactions on topk
     rows = positives(split, use_labels)
     method.train_items = user_items(rows, split.n_users)
     method._order_seed = int(seed)
@@ -163,7 +166,7 @@ def _bind(method: Any, split: Split, tokenizer: Any, arch: Arch, config: Any, se
     n_pos = getattr(config, "n_positions", None) or config.max_position_embeddings
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     method.corpus = corpus = Corpus(
-        ext, tokenizer, max_length=min(int(p["max_length"]), int(n_pos)), pad_id=int(pad or 0)
+        ext, tokenizer, max_length=min(p.max_length, int(n_pos)), pad_id=int(pad or 0)
     )
     ctx = SimpleNamespace(seed=seed, say=lambda *a, **k: None)
     docs, _ = method._content_docs(split, rows, corpus, ctx) if eff["use_content"] else (None, "none")
@@ -173,14 +176,12 @@ def _bind(method: Any, split: Split, tokenizer: Any, arch: Arch, config: Any, se
 def cllm4rec_stages(
     method: Any, split: Split, tokenizer: Any, config: Any, arch: Arch, *, seed: int
 ) -> list[StagePlan]:
-    p = method.params
+    p: CLLM4RecParams = method.p
     bound = _bind(method, split, tokenizer, arch, config, seed)
     docs, eff, budget = bound["docs"], method.eff, method.budget
     n_items = split.n_items
     per_table = extension_parameters(split.n_users, n_items, arch.hidden, 1, bound["separate"])
-    trains = _TrainStages(
-        int(p["batch_size"]), int(p["grad_accum"]), n_items, bool(p["code_shift"]), per_table
-    )
+    trains = _TrainStages(p.batch_size, p.grad_accum, n_items, p.code_shift, per_table)
     use_c = docs is not None
     tables = 2 if use_c else 1
     if use_c:
@@ -200,7 +201,7 @@ def cllm4rec_stages(
         "L-step over the collaborative documents, then C-step over the content documents",
     )
     stages = trains.stages
-    valid_users, _ = method._valid_targets(split, use_labels=p["train_positives"] == "label", budget=budget)
+    valid_users, _ = method._valid_targets(split, use_labels=p.train_positives == "label", budget=budget)
     if eff["finetune"]:
         trains.add(
             "cllm4rec-finetune",
@@ -252,7 +253,7 @@ class _TrainStages:
 
 def _score_stage(method: Any, users: np.ndarray, name: str, passes: int, n_items: int) -> ShapedStage:
     """``score_all``: one prompt of all training items per user, its last state against every item."""
-    corpus, bs = method.corpus, int(method.params["eval_batch_size"])
+    corpus, bs = method.corpus, method.p.eval_batch_size
     batches = []
     for s in range(0, len(users), bs):
         chunk = users[s : s + bs]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from benchbed.llm.backbone.facts import family
 from benchbed.plan.flops import Arch, Trainable, arch_of
 from benchbed.plan.shaped import ShapedStage, shaped
 from benchbed.plan.stages import StagePlan
+
+if TYPE_CHECKING:
+    from benchbed.methods.rarec.params import RARecParams
 
 MODELLED_VARIANTS = ("full", "no_id", "no_reparam", "no_context", "zero_shot")
 MODELLED_FAMILIES = ("bert",)  # backbone families the rarec plan models (its FLOPs are BERT-shaped)
@@ -109,11 +112,11 @@ def info_nce_flops(rows: int, layers: int, hidden: int) -> float:
     return 2 * (2.0 + 2.0) * layers * rows * rows * hidden if rows >= 2 else 0.0
 
 
-def _id_dim(params: dict[str, Any]) -> int:
+def _id_dim(p: RARecParams) -> int:
     from benchbed.methods import method_defaults
 
-    given = dict(params.get("id_params") or {})
-    return int(given.get("dim", method_defaults(str(params["id_model"]), "topk").get("dim", 64)))
+    given = dict(p.id_params or {})
+    return int(given.get("dim", method_defaults(p.id_model, "topk").get("dim", 64)))
 
 
 def rarec_stages(
@@ -121,13 +124,13 @@ def rarec_stages(
 ) -> tuple[Arch, list[StagePlan]]:
     from benchbed.methods.rarec.towers import ID_VARIANTS, Prompts
 
-    p = method.params
-    variant = str(p["variant"])
+    p: RARecParams = method.p
+    variant = p.variant
     _check_modelled(config, variant)
     arch, pooler = encoder_arch(config)
     budget = method._budget(False, SimpleNamespace(budget={}))
     titles = method._titles(split)
-    prompts = Prompts(tokenizer, titles, int(budget["max_tokens"]), p["user_prompt"])
+    prompts = Prompts(tokenizer, titles, int(budget["max_tokens"]), p.user_prompt)
     id_dim = _id_dim(p) if variant in ID_VARIANTS else 0
     trainable, prefix = _side_params(variant, arch.layers, arch.hidden, id_dim)
     prefix = 0 if variant == "zero_shot" else prefix
@@ -142,7 +145,7 @@ def rarec_stages(
         stages += tuning.stages(arch, trainable, prefix, variant in ID_VARIANTS, seed)
     users = np.array(sorted(split.test["user"].unique()), dtype=np.int64)
     hist = task._histories(split, "test", users)
-    stages.append(_score_stage("test", prompts, hist, int(p["history_len"]), eval_items, tower, 1))
+    stages.append(_score_stage("test", prompts, hist, p.history_len, eval_items, tower, 1))
     return arch, stages
 
 
@@ -178,9 +181,10 @@ class _Tuning:
         """The InfoNCE targets (with alignment), the alignment training and the per-epoch validation."""
         from benchbed.methods.rarec.tuning import tuning_set
 
-        p, split, budget, seqs = self.method.params, self.split, self.budget, self.seqs
+        p: RARecParams = self.method.p
+        split, budget, seqs = self.split, self.budget, self.seqs
         chosen, _ = tuning_set(p, split, budget, seqs, self.titles, seed)  # RARec._train's selection
-        hl = int(p["history_len"])
+        hl = p.history_len
         user_len = np.asarray(
             [
                 len(self.prompts.user(seqs[int(u)][max(0, int(k) - hl) : int(k)]))
@@ -188,8 +192,8 @@ class _Tuning:
             ],
             dtype=np.int64,
         )
-        steps = _epoch0(chosen, seqs, split.n_items, int(p["batch_size"]), seed)
-        align = float(p["lam"]) > 0 and id_variant
+        steps = _epoch0(chosen, seqs, split.n_items, p.batch_size, seed)
+        align = float(p.lam) > 0 and id_variant
         out: list[StagePlan] = []
         if align:  # text-only passes: every item once, every sample's user prompt in epoch 0 (cached)
             out.append(self._targets_stage(user_len, steps))
@@ -241,7 +245,8 @@ class _Tuning:
         trainable: int,
         prefix: int,
     ) -> ShapedStage:
-        p, item_len, tower = self.method.params, self.item_len, self.tower
+        p: RARecParams = self.method.p
+        item_len, tower = self.item_len, self.tower
 
         def step_flops(a: Arch) -> float:
             total = 0.0
@@ -258,15 +263,15 @@ class _Tuning:
             "train",
             shapes,
             np.concatenate([user_len, item_len[np.concatenate([i for _, i in steps])]]),
-            int(p["batch_size"]),
+            p.batch_size,
             step_flops,
             epochs=int(self.budget["epochs"]),
-            grad_accum=int(p["grad_accum"]),
+            grad_accum=p.grad_accum,
             kept=0,
             train=Trainable("none", inputs_grad=True),
             trainable_outside=trainable,
             notes=[
-                f"{len(chosen.users):,} tuning samples ({p['selection']}), 1 negative each; "
+                f"{len(chosen.users):,} tuning samples ({p.selection}), 1 negative each; "
                 f"prefix {prefix} x {arch.layers} layers",
                 "epoch 0's batches x epochs",
             ],

@@ -8,7 +8,7 @@ head; ``gpt2`` = the paper's GPT-2; any HF causal LM), ``VocabExtension`` with o
 and two tables (``collab``, ``content``; only those rows train), and ``MultinomialHead`` tied to the item
 collaborative table (a separate matrix on backbones whose LM head is untied). The package's modules: losses
 ``model``, documents ``docs``, batches per epoch ``batches``, the stages' specs ``schedule``, how a stage
-trains ``training``, model selection ``evaluation``.
+trains ``training``, model selection ``evaluation``, the parameters and budgets ``params``.
 
 Stages (the kit's ``StageChain`` entries trained by ``benchbed.llm.train.train``: cached, resumable):
 0. ``warmup``: content LLM alone on the content documents (no MR) [paper App. B.2; code: 10 epochs].
@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 
 from benchbed.api import BaseRecommender, RunContext
-from benchbed.cards import MethodCard
+from benchbed.cards import MethodCard, topk_llm
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.backbone.loader import Backbone, check_backbone_name, load_backbone
@@ -51,104 +51,38 @@ from benchbed.llm.stages import StageChain
 from benchbed.methods.cllm4rec.batches import Batches
 from benchbed.methods.cllm4rec.docs import Corpus, content_documents, positives, user_items
 from benchbed.methods.cllm4rec.evaluation import METRIC_KEYS, board_metrics, valid_targets
-from benchbed.methods.cllm4rec.model import COLLAB, CONTENT, MR_FORMS, CLLM4RecCore
+from benchbed.methods.cllm4rec.model import COLLAB, CONTENT, CLLM4RecCore
+from benchbed.methods.cllm4rec.params import BUDGETS, VARIANTS, CLLM4RecParams
 from benchbed.methods.cllm4rec.schedule import run_schedule, stage_context
-from benchbed.params import Param
-
-VARIANTS = ("cllm4rec", "llm-cf", "llm-scratch", "llm-ftall", "llm-fixord", "llm-prerec")
-REC_TARGETS = ("all", "heldout")
-CONTENT_MODES = ("auto", "reviews", "item-metadata", "none")
-PROMPT_HISTORIES = ("train", "given")
-TRAIN_POSITIVES = ("auto", "all", "label")
-# Budgets in data terms. GPU = the paper's schedule [App. B.2; code]; CPU = a small one for ml-100k + tiny on
-# 2 cores (minutes): a few epochs per stage and a fixed seeded sample of content documents.
-PAPER_BUDGET: dict[str, Any] = {
-    "warmup_epochs": 10,
-    "pretrain_epochs": 100,
-    "finetune_epochs": 150,
-    "max_content_docs": 0,  # 0 = all
-    "max_content_tokens": 1024,  # the code's max length
-    "max_valid_users": 0,
-}
-CPU_BUDGET: dict[str, Any] = {
-    "warmup_epochs": 1,
-    "pretrain_epochs": 3,
-    "finetune_epochs": 4,
-    "max_content_docs": 2000,
-    "max_content_tokens": 48,
-    "max_valid_users": 0,
-}
-BUDGETS = BudgetProfiles(
-    {"cpu": CPU_BUDGET, "gpu": PAPER_BUDGET}, labels={"gpu": "gpu (paper schedule)"}, as_int=True
-)
-BUDGET_KEYS = BUDGETS.keys
+from benchbed.param_sets import ParamSet
 
 
 class CLLM4Rec(BaseRecommender):
     """CLLM4Rec and its Table-1 variants; full ranking of all items in one forward pass per user."""
 
     name: ClassVar[str] = "cllm4rec"
-    card: ClassVar[MethodCard] = MethodCard(
-        paper="CLLM4Rec (Zhu et al., WWW 2024; seed 001)",
-        role="llm",
-        injection="vocab",
-        head="multinomial",
-        tasks=frozenset({"topk"}),
-        backbone="decoder",
-        variants=tuple(f"variant={v}" for v in VARIANTS[1:]),
-        code="yaochenzhu/LLM4Rec",
+    # injection, head, backbone, the variant parameter's values beyond "cllm4rec", the authors' code
+    card: ClassVar[MethodCard] = topk_llm(
+        "CLLM4Rec (Zhu et al., WWW 2024; seed 001)",
+        "vocab",
+        "multinomial",
+        "decoder",
+        VARIANTS[1:],
+        "yaochenzhu/LLM4Rec",
     )
     tasks: ClassVar[frozenset[str]] = frozenset({"topk"})
     score_kind: ClassVar[str] = "score"
     evaluation_only: ClassVar[frozenset[str]] = frozenset({"eval_batch_size"})  # users per scoring batch
-    # cpu / gpu (the paper schedule), beside the defaults they resolve
+    # cpu / gpu (the paper schedule), declared beside the parameters they resolve (cllm4rec.params)
     budgets: ClassVar[BudgetProfiles] = BUDGETS
-    defaults: ClassVar[dict[str, Any]] = {
-        "backbone": "tiny",  # tiny GPT-2 (tied head) on CPU; "gpt2" = the paper's GPT-2 (124M)
-        "variant": "cllm4rec",  # or llm-cf | llm-scratch | llm-ftall | llm-fixord | llm-prerec (Table 1)
-        "lambda_c": 1.0,  # MR strength; best ~1 on all public sets (Fig. 4), scripts/run.sh uses 1
-        "mr_form": "code",  # "code": lambda*sum(d^2) (MSELoss sum); "paper": lambda/2*sum(d^2) (§2i.3)
-        "rec_target": "all",  # code: all training items; "heldout": the masked ones (paper §3.4.2; §2i.1)
-        "mask_ratio": 0.2,  # masked share of a user's items per epoch, at least one (code: data.py)
-        "reorder_pretrain": True,  # paper §3.3.4; the code does not permute (False = code-faithful)
-        "reorder_finetune": True,  # paper and code: rec prompts shuffled
-        "code_shift": False,  # False: first main token predicted from the prompt (paper A.1); True: code
-        "lr_pretrain": 1e-3,  # Adam, warm-up + L-step + C-step (code: training.py)
-        "lr_finetune": 1e-4,  # Adam, RecLLM + C-step (code: finetuning.py)
-        "batch_size": 20,  # per process in the code (x8 processes); keeps the code's LM-vs-MR weighting
-        # micro-batches per optimizer step: the code's 8 processes x 20 are batch_size=20, grad_accum=8
-        # under --num-processes 8 here (1 in one process, the CPU default: no accumulation)
-        "grad_accum": 1,
-        "eval_batch_size": 64,  # the code's 256 does not change results; smaller fits CPU memory
-        "max_length": 1024,  # tokens (code: data.py), capped by the backbone's positions
-        "content": "auto",  # auto | reviews | item-metadata | none
-        "shuffle_content": False,  # negative control: permute texts across content documents
-        "prompt_history": "train",  # prompts from all training items (code); "given": the task's histories
-        "train_positives": "auto",  # auto: the task's feedback; "label": label-1 rows only (ratings > 3)
-        "mask_train": True,  # training items never ranked (paper §3.5), whatever the task excludes
-        **{k: "auto" for k in BUDGET_KEYS},  # auto: CPU_BUDGET on CPU, the paper's on a GPU
-    }
-
-    # choices and the open mask interval; the rest (lambda_c >= 0, lr > 0, epochs >= 0 or auto, ...) comes
-    # from benchbed.params' naming conventions and the defaults' types
-    param_specs: ClassVar[dict[str, Param]] = {
-        "variant": Param(kind="str", choices=VARIANTS, help="Table 1 variant"),
-        "rec_target": Param(kind="str", choices=REC_TARGETS),
-        "mr_form": Param(kind="str", choices=MR_FORMS),
-        "content": Param(kind="str", choices=CONTENT_MODES),
-        "prompt_history": Param(kind="str", choices=PROMPT_HISTORIES),
-        "train_positives": Param(kind="str", choices=TRAIN_POSITIVES),
-        "mask_ratio": Param(kind="float", min=0, max=1, exclusive_min=True, exclusive_max=True),
-        # 0 used to mean "no cap" silently; "auto": the budget's (every document with the paper's budget)
-        "max_content_docs": Param(kind="int", min=1, auto=True, help="content documents sampled"),
-    }
+    Params: ClassVar[type[ParamSet]] = CLLM4RecParams  # with their sources: cllm4rec.params
+    p: CLLM4RecParams
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        p = self.params
-        if str(p["backbone"]) not in ("tiny", TINY_GPT2_NAME, "tiny-llama"):
-            check_backbone_name(str(p["backbone"]))
-        if p["backbone"] == "minilm":
+        if self.p.backbone not in ("tiny", TINY_GPT2_NAME, "tiny-llama"):
+            check_backbone_name(self.p.backbone)
+        if self.p.backbone == "minilm":
             raise ConfigError(
                 "backbone 'minilm' is encoder-only (BertModel); method 'cllm4rec' needs a causal LM: use "
                 "--backbone tiny, gpt2 or a local path to a causal LM"
@@ -166,19 +100,19 @@ class CLLM4Rec(BaseRecommender):
     # --- setup ---------------------------------------------------------------------------------------------
     def effective(self) -> dict[str, Any]:
         """What the variant changes (keys of the stage identities, so equal stages are shared)."""
-        p, v = self.params, self.params["variant"]
+        p, v = self.p, self.p.variant
         return {
             "use_content": v != "llm-cf",
-            "lambda_c": 0.0 if v == "llm-cf" else float(p["lambda_c"]),
-            "reorder_pretrain": False if v == "llm-fixord" else bool(p["reorder_pretrain"]),
-            "reorder_finetune": False if v == "llm-fixord" else bool(p["reorder_finetune"]),
+            "lambda_c": 0.0 if v == "llm-cf" else float(p.lambda_c),
+            "reorder_pretrain": False if v == "llm-fixord" else p.reorder_pretrain,
+            "reorder_finetune": False if v == "llm-fixord" else p.reorder_finetune,
             "train_backbone": v in ("llm-ftall", "llm-scratch"),
             "scratch": v == "llm-scratch",
             "finetune": v != "llm-prerec",
         }
 
     def _load_backbone(self, ctx: RunContext) -> Backbone:
-        name = str(self.params["backbone"])
+        name = self.p.backbone
         dev, dt = ctx.device or None, ctx.dtype or None
         if name in ("tiny", TINY_GPT2_NAME):
             bb = load_tiny_gpt2(device=dev, dtype=dt)
@@ -197,20 +131,20 @@ class CLLM4Rec(BaseRecommender):
 
     # --- fit -----------------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:
-        p = self.params
+        p = self.p
         self.eff = eff = self.effective()
         bb = self.backbone = self._load_backbone(ctx)
         self.backbone_info = bb.record_info()
         self.budget = self.resolve_budget(ctx, bb.device == "cpu")
-        use_labels = p["train_positives"] == "label" or (
-            p["train_positives"] == "auto" and ctx.feedback == "labels"
+        use_labels = p.train_positives == "label" or (
+            p.train_positives == "auto" and ctx.feedback == "labels"
         )
         rows = positives(split, use_labels)
         self.train_items = user_items(rows, split.n_users)
         self._order_seed = int(ctx.seed)
         ext = self._build_core(bb, split, ctx.seed)
         n_pos = getattr(bb.model.config, "n_positions", None) or bb.model.config.max_position_embeddings
-        max_length = min(int(p["max_length"]), int(n_pos))
+        max_length = min(p.max_length, int(n_pos))
         pad = bb.tokenizer.pad_token_id
         self.corpus = corpus = Corpus(
             ext, bb.tokenizer, max_length=max_length, pad_id=int(pad), device=bb.device
@@ -227,13 +161,13 @@ class CLLM4Rec(BaseRecommender):
     def _build_core(self, bb: Backbone, split: Split, seed: int) -> VocabExtension:
         """The backbone (re-initialised for LLM-Scratch), its extension and the core; only the variant's
         parts require gradients."""
-        p, eff = self.params, self.eff
+        p, eff = self.p, self.eff
         model = bb.model
         if eff["scratch"]:
             model = bb.model = _reinitialised(model, seed)
         ext = _extension(model, bb, split, seed)
-        self.core = core = CLLM4RecCore(model, ext, code_shift=bool(p["code_shift"]), mr_form=p["mr_form"])
-        core.rec_head.check(model, self.name, str(p["backbone"]))
+        self.core = core = CLLM4RecCore(model, ext, code_shift=p.code_shift, mr_form=p.mr_form)
+        core.rec_head.check(model, self.name, p.backbone)
         for prm in model.parameters():
             prm.requires_grad_(eff["train_backbone"])
         return ext
@@ -251,7 +185,7 @@ class CLLM4Rec(BaseRecommender):
         eff = self.eff
         info: dict[str, Any] = {
             **self.fit_info,
-            "variant": self.params["variant"],
+            "variant": self.p.variant,
             "effective": eff,
             "content_source": source,
             "training_positives": int(len(rows)),
@@ -271,15 +205,15 @@ class CLLM4Rec(BaseRecommender):
 
     def _banner(self, split: Split, docs: dict[str, Any] | None, source: str, n_valid: int) -> str:
         assert self.backbone is not None and self.core is not None
-        p, bb, budget = self.params, self.backbone, self.budget
+        p, bb, budget = self.p, self.backbone, self.budget
         return (
-            f"cllm4rec ({p['variant']}): backbone {bb.info['id']} ({bb.info['revision']}, "
+            f"cllm4rec ({p.variant}): backbone {bb.info['id']} ({bb.info['revision']}, "
             f"{self.core.ext.head} item head); "
             f"{split.n_users} user + {split.n_items} item tokens x 2 tables; budget ({budget['profile']}) "
             f"warm-up {budget['warmup_epochs']} / pretrain {budget['pretrain_epochs']} / fine-tune "
             f"{budget['finetune_epochs']} epochs, content docs "
             f"{0 if docs is None else len(docs['users'])} of {self.fit_info.get('content_docs_total', 0)} "
-            f"({source}), valid users {n_valid}, batch {p['batch_size']}"
+            f"({source}), valid users {n_valid}, batch {p.batch_size}"
         )
 
     def _freeze(self) -> None:
@@ -306,30 +240,28 @@ class CLLM4Rec(BaseRecommender):
     def batches(self) -> Batches:
         """The batch builder of this fit (its corpus, batch size and seed)."""
         assert self.corpus is not None
-        return Batches(self.corpus, int(self.params["batch_size"]), self._order_seed)
+        return Batches(self.corpus, self.p.batch_size, self._order_seed)
 
     def _rec_batches(self, epoch: int, docs: dict[str, Any] | None) -> list[Any]:
-        p = self.params
         return self.batches().recommendations(
             epoch,
             self.train_items,
             docs,
-            mask_ratio=float(p["mask_ratio"]),
+            mask_ratio=self.p.mask_ratio,
             reorder=self.eff["reorder_finetune"],
-            all_targets=p["rec_target"] == "all",
+            all_targets=self.p.rec_target == "all",
         )
 
     def _content_docs(
         self, split: Split, rows: pd.DataFrame, corpus: Corpus, ctx: Any
     ) -> tuple[dict[str, Any] | None, str]:
         """The fit's content documents (:func:`content_documents`); their counts go to ``fit_info``."""
-        p = self.params
         docs, source, counts = content_documents(
             split,
             rows,
             corpus,
-            mode=p["content"],
-            shuffle=bool(p["shuffle_content"]),
+            mode=self.p.content,
+            shuffle=self.p.shuffle_content,
             seed=int(ctx.seed),
             budget=self.budget,
             say=ctx.say,
@@ -369,8 +301,8 @@ class CLLM4Rec(BaseRecommender):
             raise ConfigError("method 'cllm4rec': score_all before fit")
         core, corpus = self.core, self.corpus
         core.eval()
-        given = self.params["prompt_history"] == "given"
-        bs = int(self.params["eval_batch_size"])
+        given = self.p.prompt_history == "given"
+        bs = self.p.eval_batch_size
         out = np.empty((len(users), core.ext.counts["item"]), dtype=np.float32)
         for s in range(0, len(users), bs):
             chunk = np.asarray(users[s : s + bs], dtype=np.int64)
@@ -382,7 +314,7 @@ class CLLM4Rec(BaseRecommender):
             else:
                 logits = core.next_item_logits(corpus.history_batch(chunk, items))
             out[s : s + len(chunk)] = logits.cpu().numpy()
-        if self.params["mask_train"]:
+        if self.p.mask_train:
             for r, u in enumerate(users):
                 out[r, self.train_items[int(u)]] = -np.inf
         return out

@@ -8,7 +8,9 @@ it trains (``StageWork``: tables, batches, MR weights, the metric that picks the
 The identities are those of the caches written before the kit's ``StageChain`` existed: every field keeps
 its name and value, and fields named only when off their default (``code_shift`` on the warm-up,
 ``mask_train`` on the fine-tuning) stay so, because a stage seeds its dropout from its key
-(:func:`benchbed.llm.stages.stage_seed`): a changed key changes the numbers.
+(:func:`benchbed.llm.stages.stage_seed`): a changed key changes the numbers. So the identities are built
+from the raw parameters (``method.params``, the dict the run record holds), the training from the typed view
+(``method.p``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from benchbed.llm.backbone.loaded import Backbone
 from benchbed.llm.stages import StageChain, StageSpec
 from benchbed.methods.cllm4rec.batches import Batches
 from benchbed.methods.cllm4rec.model import COLLAB, CONTENT, CLLM4RecCore
+from benchbed.methods.cllm4rec.params import CLLM4RecParams
 from benchbed.methods.cllm4rec.training import StageWork, run_stage
 
 STAGE_VERSION = 2  # 2: constant lr as the authors' code (was the kit's cosine decay)
@@ -34,7 +37,8 @@ class ScheduledMethod(Protocol):
     """What the schedule reads of the method's fit state (``CLLM4Rec`` has it), so that this module needs no
     import of the method's module."""
 
-    params: dict[str, Any]
+    params: dict[str, Any]  # the raw parameters: what the stage identities are built from
+    p: CLLM4RecParams
     budget: dict[str, Any]
     eff: dict[str, Any]
     fit_info: dict[str, Any]
@@ -133,15 +137,15 @@ def run_schedule(
 ) -> None:
     """Train or load the stages of ``method``'s variant in order: warm-up (with content documents),
     pretraining, fine-tuning (not for LLM-PreRec). Each stage's tables are named when it starts."""
-    p, budget, eff = method.params, method.budget, method.eff
+    p, budget, eff = method.p, method.budget, method.eff
     lam, use_c = float(eff["lambda_c"]), docs is not None
-    warmup, pretrain, finetune = stage_specs(p, budget, eff, use_c)
+    warmup, pretrain, finetune = stage_specs(method.params, budget, eff, use_c)
     batches = method.batches()
     tables = (COLLAB, CONTENT if use_c else None)
     if use_c:
         work = StageWork(
             budget["warmup_epochs"],
-            float(p["lr_pretrain"]),
+            float(p.lr_pretrain),
             method._tables(CONTENT),
             lambda e: batches.documents(e, 0, None, docs, reorder=False),
             {"content": 0.0},
@@ -149,7 +153,7 @@ def run_schedule(
         run_stage(method, ctx, chain, warmup, work)
     work = StageWork(
         budget["pretrain_epochs"],
-        float(p["lr_pretrain"]),
+        float(p.lr_pretrain),
         method._tables(*tables),
         lambda e: batches.documents(e, 1, method.train_items, docs, reorder=eff["reorder_pretrain"]),
         {"collab": lam if use_c else 0.0, "content": lam},
@@ -159,7 +163,7 @@ def run_schedule(
         valid_users, valid_pos = valid
         work = StageWork(
             budget["finetune_epochs"],
-            float(p["lr_finetune"]),
+            float(p.lr_finetune),
             method._tables(*tables),
             lambda e: method._rec_batches(e, docs),
             {"rec": lam if use_c else 0.0, "content": lam},

@@ -19,12 +19,13 @@ from benchbed.api import RunContext
 from benchbed.llm.stages import Stage, StageChain, StageSpec, stage_seed
 from benchbed.llm.train import TrainConfig, train
 from benchbed.methods.cllm4rec.model import COLLAB, CONTENT, CLLM4RecCore
+from benchbed.methods.cllm4rec.params import CLLM4RecParams
 
 
 class StageHost(Protocol):
     """What one stage reads and writes of the method (``CLLM4Rec``): no import of the method's module."""
 
-    params: dict[str, Any]
+    p: CLLM4RecParams
     eff: dict[str, Any]
     fit_info: dict[str, Any]
     core: CLLM4RecCore | None
@@ -55,7 +56,7 @@ def run_stage(
         return
     st = chain.stage(spec)
     train_backbone = bool(method.eff["train_backbone"])
-    train_fn = _trainer(method.core, ctx, name, st, work, train_backbone, int(method.params["grad_accum"]))
+    train_fn = _trainer(method.core, ctx, name, st, work, train_backbone, method.p.grad_accum)
     run = chain.run(spec, train_fn, functools.partial(load_blob, method.core))
     if run.loaded:
         ctx.say(f"cllm4rec: stage {name} loaded from {st.dir}")

@@ -10,10 +10,11 @@ state of the same entity) [Eqs. 13-16] on a small tuning set chosen by word-over
 diversity sampling [§3.4] (``rarec.data``; the training loop and loss: ``rarec.tuning``; the ID vectors:
 ``rarec.ids``). Variants for Table 4 and the text-only tower: ``rarec.towers``.
 
-What is not the paper's (and why) is listed in the defaults' comments; shared/protocols/rarec.md is the
-source of every recommended choice. ID user vectors come from the ID model's export (for ComiRec: the
-interest vector of the user's *training* history), so at test time the valid item is in the text prompt but
-not in the user's ID vector: the embedding cache holds arrays, not the ID model.
+What is not the paper's (and why) is listed in the parameters' comments (``rarec.params``, with the
+budgets); shared/protocols/rarec.md is the source of every recommended choice. ID user vectors come from
+the ID model's export (for ComiRec: the interest vector of the user's *training* history), so at test time
+the valid item is in the text prompt but not in the user's ID vector: the embedding cache holds arrays, not
+the ID model.
 
 Status (issue 10): the paper's gain does not reproduce at the CPU budget. On ml-100k (leave-one-out, full
 ranking) rarec reaches HR@10 0.037 against comirec's 0.146 (no_id 0.027, zero_shot 0.030; issue 22's
@@ -28,7 +29,6 @@ the entity's text-only state, and the planted text is identical across the twins
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, cast
@@ -37,23 +37,21 @@ import numpy as np
 import torch
 
 from benchbed.api import BaseRecommender, RunContext
-from benchbed.cards import MethodCard
+from benchbed.cards import MethodCard, topk_llm
 from benchbed.data.schema import Split
-from benchbed.embeddings.store import EXPORTABLE
 from benchbed.errors import ConfigError, DataError
 from benchbed.llm import stages
 from benchbed.llm.backbone.loader import Backbone, load_backbone
 from benchbed.llm.budget import BudgetProfiles, device_profile
-from benchbed.llm.heads.pooled import POOLINGS, default_pooling
+from benchbed.llm.heads.pooled import default_pooling
 from benchbed.llm.injectors.prefix import LayerPrefix, n_layers
 from benchbed.llm.injectors.prompts import special_prefix
 from benchbed.llm.stages import StageChain, StageSpec
-from benchbed.methods.rarec.data import SELECTIONS
 from benchbed.methods.rarec.ids import ID_HISTORY, id_vectors
+from benchbed.methods.rarec.params import BUDGET_KEYS, BUDGETS, RARecParams
 from benchbed.methods.rarec.towers import (
     ID_VARIANTS,
     INPUT_VARIANTS,
-    USER_PROMPT,
     VARIANTS,
     Prompts,
     SidePrompt,
@@ -61,100 +59,26 @@ from benchbed.methods.rarec.towers import (
     Towers,
 )
 from benchbed.methods.rarec.tuning import train_alignment, tuning_set
-from benchbed.params import COUNT, Param
-
-# Budgets in data terms. CPU: a seeded sample of 600 tuning samples, 1 epoch, prompts cut to 64 tokens
-# (~6 recent ml-100k titles), no validation passes: `benchbed run --method rarec` then trains in minutes on
-# 2 cores. GPU: the paper's scale, ~6% of the candidates (Table 5: 20w of 330w), 512-token prompts.
-CPU_BUDGET: dict[str, Any] = {"train_samples": 600, "epochs": 1, "max_tokens": 64, "valid_users": 0}
-GPU_BUDGET: dict[str, Any] = {"train_samples": 0.06, "epochs": 3, "max_tokens": 512, "valid_users": 2000}
-BUDGETS = BudgetProfiles({"cpu": CPU_BUDGET, "gpu": GPU_BUDGET}, flag_auto=True)
-BUDGET_KEYS = BUDGETS.keys
-MISSING_TITLES = ("error", "id")
-USER_IDS = ("export", "history")
-ID_NORMS = ("none", "standardize")
-ID_MODEL = Param(
-    kind="str",
-    pattern="|".join(re.escape(m) for m in EXPORTABLE) + r"|recbole:\w+",
-    help=f"a method that exports ID embeddings: {', '.join(EXPORTABLE)} or recbole:<model>",
-)
+from benchbed.param_sets import ParamSet
 
 
 class RARec(BaseRecommender):
     """RA-Rec: ID-vector layer prefixes in a frozen LM, two towers, BPR + InfoNCE alignment."""
 
     name: ClassVar[str] = "rarec"
-    card: ClassVar[MethodCard] = MethodCard(
-        paper="RA-Rec (Yu et al.; seed 004; no public code)",
-        role="llm",
-        injection="prefix",
-        head="pooled",
-        tasks=frozenset({"topk"}),
-        backbone="encoder",
-        variants=tuple(f"variant={v}" for v in VARIANTS[1:]),
+    # injection, head, backbone, the variant parameter's values beyond "full"
+    card: ClassVar[MethodCard] = topk_llm(
+        "RA-Rec (Yu et al.; seed 004; no public code)", "prefix", "pooled", "encoder", VARIANTS[1:]
     )
     tasks: ClassVar[frozenset[str]] = frozenset({"topk"})
     score_kind: ClassVar[str] = "score"
-    budgets: ClassVar[BudgetProfiles] = BUDGETS  # cpu / gpu, beside the defaults they resolve
-    defaults: ClassVar[dict[str, Any]] = {
-        "backbone": "minilm",  # CPU stand-in for SentenceBERT (§4.1.4); any HF encoder/decoder id or path
-        "variant": "full",  # Table 4 ablations and the text towers: see rarec.towers.VARIANTS
-        "id_model": "comirec",  # §4.1.4: ComiRec with 1 interest; any exporting baseline (sasrec, als, ...)
-        "id_params": None,  # parameters of the ID model (None: its defaults)
-        "permute_ids": False,  # negative control: ID rows permuted across users and across items
-        "selection": "efficient",  # §3.4 denoising + diversity buckets; random | all (Table 5)
-        "train_samples": "auto",  # tuning-set size (§4.1.1: 200K/300K); auto: see CPU_BUDGET/GPU_BUDGET
-        "epochs": "auto",  # not given; auto: CPU 1, GPU 3
-        "max_tokens": "auto",  # prompt cut (most recent titles kept, rarec.md §3i.8); auto: CPU 64, GPU 512
-        "valid_users": "auto",  # validation users for best-epoch selection (NDCG@10); auto: CPU 0, GPU 2000
-        "history_len": 50,  # titles considered per history (benchbed's topk history_len)
-        "batch_size": 32,  # not given (rarec.md suggests 256 on a GPU; 32 keeps CPU steps short)
-        "grad_accum": 1,  # micro-batches per step (data parallel: a multiple of the processes); not given
-        "lr": 5e-4,  # §4.1.4: AdamW, initial learning rate 5e-4
-        # lambda of Eq. 16 (the InfoNCE alignment loss): not given, and no table ablates it. rarec.md §3i.6:
-        # pick it on validation. ml-100k (issue 22: `benchbed tune -m rarec -t topk --split leave-one-out
-        # -g lam=0,0.01,0.1,1`) valid NDCG@10: 0.0246 at 0 and 0.01, 0.0240 at 0.1, 0.0212 at 1; the planted
-        # two-signal test: HR@5 at 0 vs 0.1 over seeds 0-2 0.906/0.938/0.813 vs 0.688/0.906/0.844. So 0 (BPR
-        # alone) by default; lam > 0 (e.g. 0.1, rarec.md's suggestion and the default before) adds Eqs. 14-15.
-        "lam": 0.0,
-        "tau": 0.5,  # §4.1.4: temperature 0.5
-        "reg": 1e-6,  # lambda_Theta of Eq. 13: not given; rarec.md §3f suggests 1e-6
-        "pooling": "auto",  # not given: mean for encoders, last token for decoders (rarec.md §3b)
-        "user_prompt": USER_PROMPT,  # §3.1.1's hard prompt
-        "missing_titles": "error",  # items without a title: error | id (the raw id as its title)
-        # The user's ID vector: "export" = the ID model's exported user row (§3.1.2: u from the trained ID
-        # model; for ComiRec the interest vector of the whole training history, so a training sample's
-        # target is inside it); "history" = the mean of the ID model's item vectors over the last 20 items
-        # before the prediction point (ComiRec's maxlen), the same history the text tower reads (rarec.md
-        # §3i.4 asks for the vector at prediction time, which the array cache cannot give).
-        "user_ids": "export",
-        # ID vectors before W^l x + b^l: "standardize" = per dimension zero mean and unit variance over the
-        # side's rows (users, items), so the 0.02-bounded init (§4.1.4) meets the same input scale whatever
-        # the ID model (ComiRec's rows have norm ~1-2, ALS's others); "none" = as exported. Not in the paper.
-        "id_norm": "none",
-        # Items without a training interaction have no trained ID vector (the ID model exports its random
-        # init): "zero" gives them the zero vector, so their prefix is b^l alone and the title decides, the
-        # hybrid prompt's cold-start role (§3.1.3); "keep" = the exported rows. Not in the paper.
-        "cold_ids": "zero",
-    }
-
-    param_specs: ClassVar[dict[str, Param]] = {
-        "variant": Param(kind="str", choices=VARIANTS),
-        "id_model": ID_MODEL,
-        "id_params": Param(kind="dict", nullable=True, help="parameters of id_model (checked by it)"),
-        "user_prompt": Param(kind="str", pattern=r"(?s).*\S.*", help="the hard prompt text"),
-        "selection": Param(kind="str", choices=SELECTIONS),
-        "history_len": COUNT,
-        "pooling": Param(kind="str", choices=("auto", *POOLINGS)),
-        "missing_titles": Param(kind="str", choices=MISSING_TITLES),
-        "user_ids": Param(kind="str", choices=USER_IDS),
-        "id_norm": Param(kind="str", choices=ID_NORMS),
-        "cold_ids": Param(kind="str", choices=("zero", "keep")),
-    }
+    budgets: ClassVar[BudgetProfiles] = BUDGETS  # cpu / gpu, declared beside the parameters they resolve
+    Params: ClassVar[type[ParamSet]] = RARecParams  # with their sources: rarec.params
+    p: RARecParams
     zero_shot_variants: ClassVar[tuple[str, ...]] = ("zero_shot",)  # trains nothing by design (§4.3)
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)  # types, ranges and choices: param_specs (benchbed.params)
+        super().__init__(**params)  # types, ranges and choices: RARecParams (benchbed.params)
         self.info: dict[str, Any] = {}
         self.budget: dict[str, Any] = {}
         self.model: Any = None  # the frozen language model both towers share
@@ -171,11 +95,15 @@ class RARec(BaseRecommender):
         """The ID model and the text-only tower (w/o IDRepresentation) with the same budget, so the board
         after ``benchbed run --method rarec`` holds RA-Rec > max(ID model, text) or not. The ID model's run
         also leaves its embeddings in the cache, where this run then finds them."""
-        p = self.params
-        if p["variant"] != "full" or p["permute_ids"]:
+        p = self.p
+        if p.variant != "full" or p.permute_ids:
             return []
-        same = {k: v for k, v in p.items() if v != self.defaults[k] and k not in ("variant", "permute_ids")}
-        return [(p["id_model"], dict(p["id_params"] or {})), ("rarec", {**same, "variant": "no_id"})]
+        same = {
+            k: v
+            for k, v in self.params.items()
+            if v != self.defaults[k] and k not in ("variant", "permute_ids")
+        }
+        return [(p.id_model, dict(p.id_params or {})), ("rarec", {**same, "variant": "no_id"})]
 
     def record_info(self) -> dict[str, Any]:
         return dict(self.info)
@@ -206,7 +134,7 @@ class RARec(BaseRecommender):
         empty = titles == ""
         if empty.any():
             n = int(empty.sum())
-            if self.params["missing_titles"] == "error":
+            if self.p.missing_titles == "error":
                 raise DataError(
                     f"dataset {split.data.name!r}: {n} of {len(items)} items have no title and rarec's "
                     "towers read titles; drop them in the recipe or set missing_titles=id ('item <raw id>')"
@@ -216,8 +144,8 @@ class RARec(BaseRecommender):
         return titles.tolist()
 
     def fit(self, split: Split, ctx: RunContext) -> None:
-        p = self.params
-        variant = p["variant"]
+        p = self.p
+        variant = p.variant
         titles = self._titles(split)
         budget = self._budget(not str(ctx.device).startswith("cuda"), ctx)
         self.budget = budget
@@ -234,7 +162,7 @@ class RARec(BaseRecommender):
         self._items = None
         self.seqs = split.train_sequences()
         ctx.say(
-            f"rarec: variant {variant}, backbone {p['backbone']} ({bb.info.get('id')}), "
+            f"rarec: variant {variant}, backbone {p.backbone} ({bb.info.get('id')}), "
             f"{self.trainable_parameters():,} trainable parameters, {budget['profile']} budget "
             f"(samples {budget['train_samples']}, epochs {budget['epochs']}, {budget['max_tokens']} tokens)"
         )
@@ -255,20 +183,20 @@ class RARec(BaseRecommender):
 
     def _frozen_backbone(self, ctx: RunContext) -> Backbone:
         """The language model, frozen (no gradients, no dropout); one without layer prefixes fails here."""
-        p = self.params
-        bb = load_backbone(p["backbone"], device=ctx.device, dtype=ctx.dtype)
+        p = self.p
+        bb = load_backbone(p.backbone, device=ctx.device, dtype=ctx.dtype)
         for param in bb.model.parameters():
             param.requires_grad_(False)
         bb.model.eval()
-        if p["variant"] in ("full", "no_id", "no_reparam", "no_context"):
-            LayerPrefix().check(bb.model, self.name, p["backbone"])
+        if p.variant in ("full", "no_id", "no_reparam", "no_context"):
+            LayerPrefix().check(bb.model, self.name, p.backbone)
         return bb
 
     def _build_towers(self, bb: Backbone, titles: list[str], seed: int) -> str:
         """The hard prompts, the two towers and their soft prompts (seeded init); returns the pooling."""
-        p, model, variant = self.params, bb.model, self.params["variant"]
-        prompts = Prompts(bb.tokenizer, titles, int(self.budget["max_tokens"]), p["user_prompt"])
-        pooling = default_pooling(model) if p["pooling"] == "auto" else p["pooling"]
+        p, model, variant = self.p, bb.model, self.p.variant
+        prompts = Prompts(bb.tokenizer, titles, int(self.budget["max_tokens"]), p.user_prompt)
+        pooling = default_pooling(model) if p.pooling == "auto" else p.pooling
         lead = len(special_prefix(bb.tokenizer))
         towers = Towers(model, int(bb.tokenizer.pad_token_id), bb.device, pooling, lead)
         n_l, hidden = n_layers(model), int(model.config.hidden_size)
@@ -286,10 +214,10 @@ class RARec(BaseRecommender):
 
     def _train(self, split: Split, ctx: RunContext, budget: dict[str, Any], titles: list[str]) -> None:
         """The alignment stage: trained on the tuning set (``rarec.tuning``), or loaded from the cache."""
-        p = self.params
+        p = self.p
         chosen, sel_info = tuning_set(p, split, budget, self.seqs, titles, ctx.seed)
         ctx.say(
-            f"rarec: {sel_info['kept']} tuning samples ({p['selection']}) of {sel_info['candidates']} "
+            f"rarec: {sel_info['kept']} tuning samples ({p.selection}) of {sel_info['candidates']} "
             f"candidates"
             + (f", {sel_info['after_denoising']} after denoising" if "after_denoising" in sel_info else "")
         )
@@ -358,7 +286,7 @@ class RARec(BaseRecommender):
     def _uid(self, users: np.ndarray, histories: Sequence[Any]) -> torch.Tensor | None:
         if self.user_ids is None or self.item_ids is None:
             return None
-        if self.params["user_ids"] == "export":
+        if self.p.user_ids == "export":
             return self.user_ids[torch.as_tensor(users)].to(self.device)
         out = torch.zeros(len(users), self.item_ids.shape[1])
         for r, h in enumerate(histories):
@@ -406,7 +334,7 @@ class RARec(BaseRecommender):
         self, users: np.ndarray, histories: list[list[int]], batch_size: int = 64
     ) -> torch.Tensor:
         self.sides.eval()
-        hl = int(self.params["history_len"])
+        hl = self.p.history_len
         parts = []
         for s in range(0, len(users), batch_size):
             rows = [self.prompts.user(h[-hl:], self.soft) for h in histories[s : s + batch_size]]

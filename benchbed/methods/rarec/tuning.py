@@ -17,13 +17,14 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
 from benchbed.llm.train import TrainConfig, train
 from benchbed.methods.rarec.data import Samples, candidates, select, title_words
+from benchbed.methods.rarec.params import RARecParams
 from benchbed.methods.rarec.towers import ID_VARIANTS, Prompts, SidePrompt, Towers, info_nce
 
 
 class AlignedMethod(Protocol):
     """What tuning reads of the method (``RARec`` has it), so that this module needs no import of it."""
 
-    params: dict[str, Any]
+    p: RARecParams
     soft: int
     seqs: dict[int, np.ndarray]
     model: Any
@@ -55,31 +56,31 @@ class AlignedMethod(Protocol):
 
 
 def tuning_set(
-    p: dict[str, Any],
+    p: RARecParams,
     split: Split,
     budget: dict[str, Any],
     seqs: dict[int, np.ndarray],
     titles: list[str],
     seed: int,
 ) -> tuple[Samples, dict[str, Any]]:
-    """The tuning samples of ``p["selection"]`` under the budget (the GPU profile's share of the candidates;
+    """The tuning samples of ``p.selection`` under the budget (the GPU profile's share of the candidates;
     all that qualify when an ``auto`` size asks for more than the data holds) and the record's facts."""
     pool = candidates(seqs)
     if len(pool) == 0:
         raise DataError(f"split of {split.data.name!r}: no user has 2 training interactions to tune on")
     size = budget["train_samples"]
-    if p["selection"] == "all":
+    if p.selection == "all":
         size = None
     elif isinstance(size, float):  # the GPU profile's share of the candidates
         size = max(1, round(size * len(pool)))
     pick = functools.partial(
         select,
-        p["selection"],
+        p.selection,
         pool,
         seqs=seqs,
         words=[title_words(t) for t in titles],
         popularity=np.bincount(split.train["item"].to_numpy(), minlength=split.n_items),
-        history_len=int(p["history_len"]),
+        history_len=p.history_len,
         seed=seed,
     )
     try:
@@ -128,7 +129,7 @@ class AlignmentLoss:
     user_states: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def __call__(self, batch: np.ndarray) -> torch.Tensor:
-        m, p = self.rarec, self.rarec.params
+        m, p = self.rarec, self.rarec.p
         rows, neg = batch[:, 0], batch[:, 1]
         users = self.chosen.users[rows]
         pos = self.chosen.targets[rows]
@@ -144,9 +145,9 @@ class AlignmentLoss:
         loss = -torch.nn.functional.logsigmoid(s_pos - s_neg).mean()  # BPR, Eq. 13
         if self.item_states is not None:
             assert u_al is not None and i_al is not None
-            loss = loss + float(p["lam"]) * self._alignment(rows, users, pos, u_al, i_al[:b])  # Eq. 16
-        if float(p["reg"]) > 0:
-            loss = loss + float(p["reg"]) * sum((q**2).sum() for q in self.named.values())
+            loss = loss + float(p.lam) * self._alignment(rows, users, pos, u_al, i_al[:b])  # Eq. 16
+        if float(p.reg) > 0:
+            loss = loss + float(p.reg) * sum((q**2).sum() for q in self.named.values())
         return loss
 
     def _alignment(
@@ -154,7 +155,7 @@ class AlignmentLoss:
     ) -> torch.Tensor:
         """User + item InfoNCE between the ID prefixes and the text-only states [Eqs. 14-15]."""
         assert self.item_states is not None
-        m, tau = self.rarec, float(self.rarec.params["tau"])
+        m, tau = self.rarec, float(self.rarec.p.tau)
         missing = [int(r) for r in rows if int(r) not in self.user_states]
         if missing:
             texts = [m.prompts.text_only(self.user_rows[r], m.soft) for r in missing]
@@ -177,15 +178,15 @@ def train_alignment(
     stage_dir: Any,
 ) -> dict[str, Any]:
     """Train the alignment module on ``chosen`` (resumable from ``stage_dir``); the training's summary."""
-    p = rarec.params
-    n, bs, hl = len(chosen), int(p["batch_size"]), int(p["history_len"])
+    p = rarec.p
+    n, bs, hl = len(chosen), p.batch_size, p.history_len
     histories = [
         rarec.seqs[int(u)][max(0, int(k) - hl) : int(k)]
         for u, k in zip(chosen.users, chosen.positions, strict=True)
     ]
     user_rows = [rarec.prompts.user(h, rarec.soft) for h in histories]
     seen = {u: set(s.tolist()) for u, s in rarec.seqs.items()}
-    align = float(p["lam"]) > 0 and p["variant"] in ID_VARIANTS
+    align = float(p.lam) > 0 and p.variant in ID_VARIANTS
     item_states = rarec._item_text_states() if align else None
     loss_fn = AlignmentLoss(rarec, chosen, histories, user_rows, named, item_states)
 
@@ -212,14 +213,14 @@ def train_alignment(
     return out
 
 
-def _config(p: dict[str, Any], budget: dict[str, Any]) -> TrainConfig:
+def _config(p: RARecParams, budget: dict[str, Any]) -> TrainConfig:
     return TrainConfig(
-        lr=float(p["lr"]),
+        lr=float(p.lr),
         weight_decay=0.0,  # lambda_Theta is the L2 term of Eq. 13 (in the loss)
         epochs=int(budget["epochs"]),
         warmup_ratio=0.0,  # §4.1.4 names no warmup
         schedule="linear",  # §4.1.4: AdamW with linear decay
-        grad_accum=int(p["grad_accum"]),
+        grad_accum=p.grad_accum,
         evals_per_epoch=1,
         patience=2,
     )
