@@ -40,6 +40,7 @@ BACKBONES: dict[str, str] = {
     "decoder": "a causal LM",
     "decoder-or-encoder": "a causal LM, or an encoder reading the answer at [MASK]",
     "encoder": "a sentence encoder",
+    "encoder-or-decoder": "a sentence encoder, or a causal LM pooled at its last token",
     "none": "no language model",
 }
 ROLES: dict[str, str] = {

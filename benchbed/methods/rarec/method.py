@@ -68,7 +68,12 @@ class RARec(BaseRecommender):
     name: ClassVar[str] = "rarec"
     # injection, head, backbone, the variant parameter's values beyond "full"
     card: ClassVar[MethodCard] = topk_llm(
-        "RA-Rec (Yu et al.; seed 004; no public code)", "prefix", "pooled", "encoder", VARIANTS[1:]
+        # SentenceBERT in the paper's main table; Fig. 3 also runs BGE, OPT and GPT-2 (protocols/rarec.md)
+        "RA-Rec (Yu et al.; seed 004; no public code)",
+        "prefix",
+        "pooled",
+        "encoder-or-decoder",
+        VARIANTS[1:],
     )
     tasks: ClassVar[frozenset[str]] = frozenset({"topk"})
     score_kind: ClassVar[str] = "score"
