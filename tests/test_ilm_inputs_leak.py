@@ -16,6 +16,7 @@ from benchbed.api import RunContext
 from benchbed.data.prepare import prepare_split
 from benchbed.methods import build_method
 from benchbed.methods.ilm.inputs import build_inputs, item_texts, sentence_embeddings
+from benchbed.methods.ilm.params import ILMParams
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def _genre_probe(vectors: np.ndarray, genres: list[str]) -> float:
 def test_semantic_input_embeds_the_title_only(split) -> None:
     params = dict(build_method("ilm", {"input": "semantic"}, task="item2text").params)
     assert params["semantic_fields"] == "title"
-    tables = build_inputs(split, RunContext(), params)
+    tables = build_inputs(split, RunContext(), ILMParams.view(params))
     assert tables.identity["semantic"]["fields"] == ["title"]
     titles = sentence_embeddings(item_texts(split, ["title"]), str(params["semantic_encoder"]))
     got = tables.item.numpy()

@@ -27,6 +27,7 @@ from benchbed.llm.lora import named_trainable
 from benchbed.methods import build_method
 from benchbed.methods.ilm.generative import ILMGenerative, stage2_selection
 from benchbed.methods.ilm.method import ILM
+from benchbed.methods.ilm.params import ILMGenerativeParams
 from benchbed.orchestration.embeddings import RegistryEmbeddings
 from benchbed.tasks.generative import GenerativeTask
 
@@ -174,4 +175,5 @@ def test_stage_identity_names_schedule_and_selection(fitted: dict[str, Any]) -> 
     }
     default = build_method("ilm", {}, task="generative").params
     assert default["stage2_schedule"] == "linear" and default["stage2_valid_users"] > 0  # T8, §4.4
-    assert stage2_selection({**default, "stage2_valid_users": 0}) is None  # the last state, named as such
+    last = ILMGenerativeParams.view({**default, "stage2_valid_users": 0})
+    assert stage2_selection(last) is None  # the last state, named as such

@@ -207,6 +207,18 @@ def test_task_defaults_follow_each_protocols_paper() -> None:
     assert ("i2t-floor", {}) in i2t.companions() and gen.companions()[0][0] == "p5-random"
 
 
+def test_one_parameter_set_serves_both_paths() -> None:
+    """The registered ilm declares the generative path's parameters: the item-to-text path's must be a subset
+    with the same defaults and checks, or ilm would refuse (or mis-check) what that path reads."""
+    from benchbed.methods.ilm.generative import ILMGenerative
+    from benchbed.methods.ilm.item2text import ILMItem2Text
+
+    i2t = ILMItem2Text.defaults
+    assert ILM.defaults == ILMGenerative.defaults
+    assert {k: ILM.defaults.get(k, "missing") for k in i2t} == i2t
+    assert {k: ILM.param_specs.get(k) for k in ILMItem2Text.param_specs} == ILMItem2Text.param_specs
+
+
 def test_generative_items_enter_as_n_tokens_after_their_ids(tmp_path: Path) -> None:
     """OpenP5 path: every history id and the user id is followed by N query tokens; beams are valid ids."""
     from generative_synth import write_synthetic

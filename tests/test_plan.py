@@ -509,13 +509,13 @@ def test_ilm_stage2_flops_and_trainable() -> None:
         [e.template for e in ex], use_slots=True, targets=np.asarray([e.target for e in ex]),
     )  # fmt: skip
     gen.bb, gen.model, gen.injector = SimpleNamespace(device="cpu"), _model(), MultiTokenSlots(4)
-    ecfg = EncoderConfig.from_params(gen.params, 64, len(tok))  # ALS dim 64 (behavioral input)
+    ecfg = EncoderConfig.from_params(gen.p, 64, len(tok))  # ALS dim 64 (behavioral input)
     parts = ILMParts.__new__(ILMParts)  # the real item/user token path, input tables planted
     parts.tables = SimpleNamespace(item=torch.randn(split.n_items, 64), user=torch.randn(split.n_users, 64))
     parts.encoder, parts.proj, parts.mlp = ILMEncoder(ecfg), torch.nn.Linear(64, 64), None
     parts.dtype, parts.cfg = torch.float32, ecfg
     gen.parts = parts
-    enc_n, proj_n = encoder_parameters(gen.params, 64, len(tok), 64)
+    enc_n, proj_n = encoder_parameters(gen.p, 64, len(tok), 64)
     assert enc_n == sum(p.numel() for p in parts.encoder.parameters())
     assert proj_n == sum(p.numel() for p in parts.proj.parameters())
     tb = gen._train_batch(rows, np.arange(4))
@@ -588,7 +588,7 @@ def test_item2text_mlpn_flops_and_trainable_real_setup() -> None:
     tb = TrainBatch(collate(enc, idx, 0, "cpu"), labels, torch.from_numpy(items[idx]))
     measured = _count(lambda: method.loss(tb).backward())
     shape = BatchShape(4, tb.batch.input_ids.shape[1], labels.shape[1] + 1)
-    mlp_train = 4 * mlp_flops(mlp_sizes(method.params, 4, 64), 2, True)
+    mlp_train = 4 * mlp_flops(mlp_sizes(method.p, 4, 64), 2, True)
     planned = train_step_flops(arch, shape, Trainable("full", inputs_grad=True), mlp_train)
     assert ITEM_COLUMNS == 2 and planned == pytest.approx(measured, rel=0.05)
 

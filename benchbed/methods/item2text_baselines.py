@@ -21,6 +21,7 @@ the relative strength of the item signal, not the methods at the paper's scale.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,8 +35,21 @@ from benchbed.errors import ConfigError
 from benchbed.item2text.controls import constant_answers, mismatch_by_item
 from benchbed.item2text.setup import Item2TextProtocol
 from benchbed.llm.lora import set_trainable
-from benchbed.llm.recipes.item2text import Item2TextLM, LMStage
+from benchbed.llm.recipes.item2text import Item2TextLM, Item2TextParams, LMStage
+from benchbed.param_sets import ParamSet, param
 from benchbed.params import Param
+
+
+def _baseline_card(paper: str, injection: str) -> MethodCard:
+    """The card of an item-to-text LM baseline: a causal decoder writing the answer text."""
+    return MethodCard(
+        paper=paper,
+        role="llm",
+        injection=injection,
+        head="text",
+        tasks=frozenset({"item2text"}),
+        backbone="decoder",
+    )
 
 
 class ItemMLP(nn.Module):
@@ -60,48 +74,68 @@ class ItemMLP(nn.Module):
         return self.mlp(vec).view(b, s, self.n_tokens, self.hidden)
 
 
+@dataclass(frozen=True)
+class CFItemParams(Item2TextParams):
+    """The vector baselines (i2t-mlp1): the recipe's settings, the CF export and the MLP over it."""
+
+    cf_model: str = "als"
+    cf_params: dict[str, Any] | None = None  # the CF export's parameters (None: its defaults)
+    mlp_ratio: int = 10  # hidden layer = 10 x input width (CoLLM; ILM §4.3)
+    standardize: bool = True  # z-score each CF dimension over items first (ours: ALS rows are ~1e-2 in size)
+
+
+@dataclass(frozen=True)
+class MLPNParams(CFItemParams):
+    """i2t-mlpn: the MLP to N tokens."""
+
+    # ILM Fig. 5: best around 4-8
+    n_tokens: int = param(4, Param(kind="int", min=1, help="tokens per item"))
+
+
+@dataclass(frozen=True)
+class ELMParams(CFItemParams):
+    """i2t-elm: the adapter stage, then everything."""
+
+    stage1_epochs: int = 1  # adapter only, LLM frozen
+    stage1_lr: float = 1e-3
+    stage2_epochs: int = 2  # everything
+    stage2_lr: float = 1e-3
+
+
 class _CFItemLM(Item2TextLM):
     """Shared by the vector baselines: CF embeddings of ``cf_model`` through an ``ItemMLP``."""
 
-    cf_defaults: ClassVar[dict[str, Any]] = {
-        "cf_model": "als",
-        "cf_params": None,  # the CF export's parameters (None: its defaults)
-        "mlp_ratio": 10,  # hidden layer = 10 x input width (CoLLM; ILM §4.3)
-        "standardize": True,  # z-score each CF dimension over items first (ours: ALS rows are ~1e-2 in size)
-    }
+    Params: ClassVar[type[ParamSet]] = CFItemParams
+    p: CFItemParams
 
     def prepare(self, split: Split, ctx: RunContext) -> None:
-        p = self.params
+        p = self.p
         emb = ctx.embedding_source(self.name).get(
-            split, str(p["cf_model"]), params=p["cf_params"], seed=ctx.seed, feedback=ctx.feedback
+            split, p.cf_model, params=p.cf_params, seed=ctx.seed, feedback=ctx.feedback
         )
         if emb.item.shape[0] != split.n_items:
             raise ConfigError(
-                f"method {self.name!r}: {p['cf_model']} embeddings have {emb.item.shape[0]} items, the split "
+                f"method {self.name!r}: {p.cf_model} embeddings have {emb.item.shape[0]} items, the split "
                 f"{split.n_items}; re-export them for this split"
             )
         self.cf_manifest = dict(getattr(emb, "manifest", {}) or {})
         torch.manual_seed(ctx.seed)
         self.proj = ItemMLP(
-            emb.item,
-            int(p["mlp_ratio"]),
-            self.n_tokens,
-            self.bb.hidden_size,
-            standardize=bool(p["standardize"]),
+            emb.item, p.mlp_ratio, self.n_tokens, self.bb.hidden_size, standardize=p.standardize
         ).to(self.bb.device)
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
         return self.proj(items)
 
     def cf_identity(self) -> dict[str, Any]:
-        p = self.params
+        p = self.p
         return {
-            "cf": p["cf_model"],
-            "cf_params": p["cf_params"],
+            "cf": p.cf_model,
+            "cf_params": p.cf_params,
             "export": self.cf_manifest.get("params_hash"),
-            "mlp_ratio": p["mlp_ratio"],
+            "mlp_ratio": p.mlp_ratio,
             "n_tokens": self.n_tokens,
-            "standardize": p["standardize"],
+            "standardize": p.standardize,
         }
 
     def _joint(self, name: str, epochs: int, lr: float) -> LMStage:
@@ -119,89 +153,57 @@ class I2TMLP1(_CFItemLM):
     """CoLLM-style baseline: one soft token per item from an MLP over its CF vector, trained with the LLM."""
 
     name: ClassVar[str] = "i2t-mlp1"
-    card: ClassVar[MethodCard] = MethodCard(
-        paper="CoLLM-style MLP to one token, as ILM 4.3 configures it (seed 000)",
-        role="llm",
-        injection="slot",
-        head="text",
-        tasks=frozenset({"item2text"}),
-        backbone="decoder",
+    card: ClassVar[MethodCard] = _baseline_card(
+        "CoLLM-style MLP to one token, as ILM 4.3 configures it (seed 000)", "slot"
     )
-    defaults: ClassVar[dict[str, Any]] = {**Item2TextLM.common_defaults, **_CFItemLM.cf_defaults}
 
     def train_stages(self) -> list[LMStage]:
-        p = self.params
-        return [self._joint("i2t-mlp-joint", int(p["epochs"]), float(p["lr"]))]
+        return [self._joint("i2t-mlp-joint", self.p.epochs, float(self.p.lr))]
 
 
 class I2TMLPN(I2TMLP1):
     """The same MLP to N soft tokens per item (ILM Fig. 5's baseline; N = 4 by default)."""
 
     name: ClassVar[str] = "i2t-mlpn"
-    card: ClassVar[MethodCard] = MethodCard(
-        paper="MLP to N tokens, ILM Fig. 5 (seed 000)",
-        role="llm",
-        injection="multi-slot",
-        head="text",
-        tasks=frozenset({"item2text"}),
-        backbone="decoder",
-    )
-    defaults: ClassVar[dict[str, Any]] = {**I2TMLP1.defaults, "n_tokens": 4}  # ILM Fig. 5: best around 4-8
-    param_specs: ClassVar[dict[str, Param]] = {"n_tokens": Param(kind="int", min=1, help="tokens per item")}
+    card: ClassVar[MethodCard] = _baseline_card("MLP to N tokens, ILM Fig. 5 (seed 000)", "multi-slot")
+    Params: ClassVar[type[ParamSet]] = MLPNParams
+    p: MLPNParams
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.n_tokens = int(self.params["n_tokens"])  # range checked by param_specs; MultiTokenSlots too
+        self.n_tokens = self.p.n_tokens  # range checked by its Param; MultiTokenSlots too
 
 
 class I2TELM(_CFItemLM):
     """ELM-style adapter: stage 1 trains the adapter with the LLM frozen, stage 2 trains everything."""
 
     name: ClassVar[str] = "i2t-elm"
-    card: ClassVar[MethodCard] = MethodCard(
-        paper="ELM-style adapter, two stages, as ILM 4.3 configures it (seed 000)",
-        role="llm",
-        injection="slot",
-        head="text",
-        tasks=frozenset({"item2text"}),
-        backbone="decoder",
+    card: ClassVar[MethodCard] = _baseline_card(
+        "ELM-style adapter, two stages, as ILM 4.3 configures it (seed 000)", "slot"
     )
-    defaults: ClassVar[dict[str, Any]] = {
-        **Item2TextLM.common_defaults,
-        **_CFItemLM.cf_defaults,
-        "stage1_epochs": 1,  # adapter only, LLM frozen
-        "stage1_lr": 1e-3,
-        "stage2_epochs": 2,  # everything
-        "stage2_lr": 1e-3,
-    }
+    Params: ClassVar[type[ParamSet]] = ELMParams
+    p: ELMParams
 
     def train_stages(self) -> list[LMStage]:
-        p = self.params
-        first = LMStage("i2t-elm-adapter", self.cf_identity(), {"proj": self.proj}, float(p["stage1_lr"]),
-                          int(p["stage1_epochs"]), before=self.freeze_llm)  # fmt: skip
+        p = self.p
+        first = LMStage("i2t-elm-adapter", self.cf_identity(), {"proj": self.proj}, float(p.stage1_lr),
+                          p.stage1_epochs, before=self.freeze_llm)  # fmt: skip
         # stage 2 starts from stage 1's result: the recipe names stage 1's key in stage 2's identity
-        return [first, self._joint("i2t-elm-all", int(p["stage2_epochs"]), float(p["stage2_lr"]))]
+        return [first, self._joint("i2t-elm-all", p.stage2_epochs, float(p.stage2_lr))]
 
 
 class I2TText(Item2TextLM):
     """Text-only: the item's title in the prompt, no vector (what the LLM gets from text alone)."""
 
     name: ClassVar[str] = "i2t-text"
-    card: ClassVar[MethodCard] = MethodCard(
-        paper="text only: the item's title in the prompt (ILM 4.3 baseline)",
-        role="llm",
-        injection="none",
-        head="text",
-        tasks=frozenset({"item2text"}),
-        backbone="decoder",
+    card: ClassVar[MethodCard] = _baseline_card(
+        "text only: the item's title in the prompt (ILM 4.3 baseline)", "none"
     )
     prompt_mode: ClassVar[str] = "title"
-    defaults: ClassVar[dict[str, Any]] = {**Item2TextLM.common_defaults}
 
     def train_stages(self) -> list[LMStage]:
-        p = self.params
         spec = LMStage(
-            "i2t-text", {"prompt_mode": "title"}, {"llm": self.model}, float(p["lr"]), int(p["epochs"])
+            "i2t-text", {"prompt_mode": "title"}, {"llm": self.model}, float(self.p.lr), self.p.epochs
         )
         spec.before = self.unfreeze_llm
         return [spec]
@@ -213,7 +215,7 @@ class I2TText(Item2TextLM):
 # --- reference rows -----------------------------------------------------------------------------------
 class _Reference(BaseRecommender):
     tasks: ClassVar[frozenset[str]] = frozenset({"item2text"})
-    defaults: ClassVar[dict[str, Any]] = {}
+    Params: ClassVar[type[ParamSet]] = ParamSet  # no parameters
 
     def fit(self, split: Split, ctx: RunContext) -> None:
         proto = ctx.setup.protocol

@@ -22,7 +22,7 @@ task's decoding (:func:`benchbed.plan.item2text.decode_stages`).
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from benchbed.plan.counts import lora_count
 from benchbed.plan.flops import Arch, Trainable
 from benchbed.plan.generative import _bind, _encode, _eval_stages, _text_stage
 from benchbed.plan.stages import StagePlan
+
+if TYPE_CHECKING:
+    from benchbed.methods.ilm.params import ILMGenerativeParams, ILMItem2TextParams, ILMParams
 
 
 def qformer_flops(
@@ -59,28 +62,24 @@ def qformer_flops(
     return fwd if not train else 3.0 * fwd - mem
 
 
-def encoder_parameters(params: dict[str, Any], d_in: int, vocab: int, hidden: int) -> tuple[int, int]:
+def encoder_parameters(p: ILMParams, d_in: int, vocab: int, hidden: int) -> tuple[int, int]:
     """(Q-Former parameters, projector parameters), counted on the real modules (built on the meta device)."""
     from benchbed.methods.ilm.encoder import EncoderConfig, ILMEncoder
 
-    cfg = EncoderConfig.from_params(params, d_in, vocab)
+    cfg = EncoderConfig.from_params(p, d_in, vocab)
     with torch.device("meta"):  # the paper's 8 x 768 encoder: shapes only, no memory
         encoder = sum(p.numel() for p in ILMEncoder(cfg).parameters())
     return int(encoder), cfg.width * hidden + hidden
 
 
-def input_dim(params: dict[str, Any]) -> int:
+def input_dim(p: ILMParams) -> int:
     """Width of the encoder's input rows: the CF vectors (behavioral), the sentence embeddings (semantic,
     minilm: 384) or both concatenated (``ilm_inputs.build_inputs``)."""
     from benchbed.methods import method_defaults
 
-    cf = int(
-        dict(params.get("cf_params") or {}).get(
-            "dim", method_defaults(str(params["cf_model"]), "generative").get("dim", 64)
-        )
-    )
+    cf = int(dict(p.cf_params or {}).get("dim", method_defaults(p.cf_model, "generative").get("dim", 64)))
     semantic = 384  # all-MiniLM-L6-v2's sentence embedding (the only semantic_encoder benchbed bundles)
-    return {"behavioral": cf, "semantic": semantic, "combined": cf + semantic}[str(params["input"])]
+    return {"behavioral": cf, "semantic": semantic, "combined": cf + semantic}[p.input]
 
 
 def ilm_stages(
@@ -89,33 +88,29 @@ def ilm_stages(
     from benchbed.methods.ilm.generative import ILMGenerative
     from benchbed.methods.p5_random import wants_warm_start
 
-    if method.params["item_encoder"] != "qformer":
-        raise ConfigError(
-            f"benchbed plan: ilm item_encoder={method.params['item_encoder']!r} is not modelled yet"
-        )
+    if method.p.item_encoder != "qformer":
+        raise ConfigError(f"benchbed plan: ilm item_encoder={method.p.item_encoder!r} is not modelled yet")
     if task.name == "item2text":
         return _item2text_stages(method, task, split, tokenizer, config, arch, seed=seed)
     gen: Any = ILMGenerative(**method._own(ILMGenerative))
-    p = gen.params
+    p: ILMGenerativeParams = gen.p
     _bind(gen, task, split, tokenizer, config)
-    n_q = int(p["n_queries"])
+    n_q = p.n_queries
     gen.slot_width = n_q
     examples = gen._training_examples(split, SimpleNamespace(seed=seed))
-    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
+    bs, accum = p.batch_size, p.grad_accum
     stages: list[StagePlan] = []
-    if wants_warm_start(p):
+    if wants_warm_start(gen.params):
         lengths, kept = _encode(gen, examples, use_slots=False)
-        train, n = _text_stage(p, str(p["tuning"]), LoraSpec(), config, arch)
-        stages.append(
-            StagePlan("generative-text", "train", lengths, bs, int(p["epochs"]), accum, kept, train, n)
-        )
+        train, n = _text_stage(gen.params, p.tuning, LoraSpec(), config, arch)
+        stages.append(StagePlan("generative-text", "train", lengths, bs, p.epochs, accum, kept, train, n))
     dims, enc_n, proj_n = _qformer(p, tokenizer, arch)
     unpriced = (
         [
-            f"ilm-stage1 (Q-Former pretraining, ITC/ITM/ITG, pairs {p['stage1_pairs']}, {enc_n:,} "
+            f"ilm-stage1 (Q-Former pretraining, ITC/ITM/ITG, pairs {p.stage1_pairs}, {enc_n:,} "
             "parameters) runs first: not priced, left out of the totals"
         ]
-        if p["stage1"]
+        if p.stage1
         else []
     )
     vectors = 1 + gen.setup.history_len
@@ -123,23 +118,23 @@ def ilm_stages(
     note = f"Q-Former ({enc_n:,}) + projector ({proj_n:,}) on {vectors} slots x {n_q} tokens per row"
     flops = qformer_flops(entities=vectors, train=True, **dims)
     stages.append(
-        _stage2("ilm-stage2", p, config, arch, lengths, kept, enc_n + proj_n, flops, [note, *unpriced])
+        _stage2("ilm-stage2", gen, config, arch, lengths, kept, enc_n + proj_n, flops, [note, *unpriced])
     )
     extra = qformer_flops(entities=vectors, train=False, **dims)
     stages.extend(_eval_stages(gen, task, split, arch, True, kept - 1, extra))
     return stages
 
 
-def _qformer(p: dict[str, Any], tokenizer: Any, arch: Arch) -> tuple[dict[str, int], int, int]:
+def _qformer(p: ILMParams, tokenizer: Any, arch: Arch) -> tuple[dict[str, int], int, int]:
     """The Q-Former's shapes for :func:`qformer_flops`, its parameters and the projector's."""
     d_in = input_dim(p)
     enc_n, proj_n = encoder_parameters(p, d_in, len(tokenizer), arch.hidden)
     dims = {
         "d_in": d_in,
-        "width": int(p["encoder_width"]),
-        "layers": int(p["encoder_layers"]),
-        "queries": int(p["n_queries"]),
-        "memory": int(p["memory_tokens"]),
+        "width": p.encoder_width,
+        "layers": p.encoder_layers,
+        "queries": p.n_queries,
+        "memory": p.memory_tokens,
         "hidden": arch.hidden,
     }
     return dims, enc_n, proj_n
@@ -147,7 +142,7 @@ def _qformer(p: dict[str, Any], tokenizer: Any, arch: Arch) -> tuple[dict[str, i
 
 def _stage2(
     name: str,
-    p: dict[str, Any],
+    method: Any,
     config: Any,
     arch: Arch,
     lengths: np.ndarray,
@@ -156,15 +151,17 @@ def _stage2(
     flops: float,
     notes: list[str],
 ) -> StagePlan:
-    """ILM's stage 2: the Q-Former and projector trained into the LLM (frozen, LoRA or full)."""
-    train, in_backbone = _stage2_training(p, config, arch)
+    """ILM's stage 2 of ``method`` (either task path): the Q-Former and projector trained into the LLM
+    (frozen, LoRA or full)."""
+    p: ILMGenerativeParams | ILMItem2TextParams = method.p
+    train, in_backbone = _stage2_training(method, config, arch)
     return StagePlan(
         name,
         "train",
         lengths,
-        int(p["batch_size"]),
-        int(p["stage2_epochs"]),
-        int(p["grad_accum"]),
+        p.batch_size,
+        p.stage2_epochs,
+        p.grad_accum,
         kept,
         train,
         in_backbone,
@@ -174,12 +171,13 @@ def _stage2(
     )
 
 
-def _stage2_training(p: dict[str, Any], config: Any, arch: Arch) -> tuple[Trainable, int]:
+def _stage2_training(method: Any, config: Any, arch: Arch) -> tuple[Trainable, int]:
     """What stage 2 trains in the LLM: nothing (``freeze_llm``), LoRA or all of it; inputs carry grads."""
-    if p["freeze_llm"]:
+    p: ILMParams = method.p
+    if p.freeze_llm:
         return Trainable("none", inputs_grad=True), 0
-    if p["tuning"] == "lora":
-        spec = LoraSpec.from_params(p)
+    if p.tuning == "lora":
+        spec = LoraSpec.from_params(method.params)
         count = lora_count(config, spec)
         return Trainable("lora", tuple(count.targets), spec.r, inputs_grad=True), count.trainable
     return Trainable("full", inputs_grad=True), arch.parameters
@@ -198,16 +196,16 @@ def _item2text_stages(
     from benchbed.plan.item2text import decode_stages
 
     i2t: Any = ILMItem2Text(**method._own(ILMItem2Text))
-    p = i2t.params
+    p: ILMItem2TextParams = i2t.p
     proto = task.protocol(split)
-    n_q = int(p["n_queries"])
+    n_q = p.n_queries
     i2t.proto, i2t.tok, i2t.n_tokens = proto, tokenizer, n_q
     i2t.end = end_token(tokenizer, SimpleNamespace(config=config))
-    examples = sample_examples(proto.train, p["max_train_examples"], seed)
+    examples = sample_examples(proto.train, p.max_train_examples, seed)
     stages: list[StagePlan] = []
-    if wants_warm_start(p):
+    if wants_warm_start(i2t.params):
         text, kept = _i2t_lengths(i2t, examples, "title")
-        bs, epochs, accum = int(p["batch_size"]), int(p["epochs"]), int(p["grad_accum"])
+        bs, epochs, accum = p.batch_size, p.epochs, p.grad_accum
         full = Trainable("full")
         stages.append(
             StagePlan("ilm-i2t-text", "train", text, bs, epochs, accum, kept, full, arch.parameters)
@@ -219,8 +217,8 @@ def _item2text_stages(
         "ilm-stage1 (Q-Former pretraining on item texts) runs first: not priced, left out of the totals"
     )
     flops = qformer_flops(entities=len(SLOTS), train=True, **dims)
-    notes = [note, *([unpriced] if p["stage1"] else [])]
-    stages.append(_stage2("ilm-i2t-stage2", p, config, arch, slot, kept, enc_n + proj_n, flops, notes))
+    notes = [note, *([unpriced] if p.stage1 else [])]
+    stages.append(_stage2("ilm-i2t-stage2", i2t, config, arch, slot, kept, enc_n + proj_n, flops, notes))
     extra = qformer_flops(entities=len(SLOTS), train=False, **dims)
 
     def test_lengths(ex: list[Any]) -> np.ndarray:

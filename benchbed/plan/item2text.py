@@ -18,7 +18,7 @@ The CF model that exports the item vectors (ALS) is not priced.
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,21 +27,25 @@ from benchbed.plan.counts import mlp_parameters
 from benchbed.plan.flops import Arch, BatchShape, Trainable, forward_flops, mlp_flops
 from benchbed.plan.stages import StagePlan
 
+if TYPE_CHECKING:
+    from benchbed.llm.recipes.item2text import Item2TextParams
+    from benchbed.methods.item2text_baselines import CFItemParams, ELMParams
+
 ITEM2TEXT_METHODS = ("i2t-text", "i2t-mlp1", "i2t-mlpn", "i2t-elm")
 ITEM_COLUMNS = 2  # Item2TextLM.item_matrix: (B, 2) item ids per row
 
 
-def _cf_dim(params: dict[str, Any]) -> int:
+def _cf_dim(p: CFItemParams) -> int:
     from benchbed.methods import method_defaults
 
-    given = dict(params.get("cf_params") or {})
-    return int(given.get("dim", method_defaults(str(params["cf_model"]), "generative").get("dim", 64)))
+    given = dict(p.cf_params or {})
+    return int(given.get("dim", method_defaults(p.cf_model, "generative").get("dim", 64)))
 
 
-def mlp_sizes(params: dict[str, Any], n_tokens: int, hidden: int) -> list[int]:
+def mlp_sizes(p: CFItemParams, n_tokens: int, hidden: int) -> list[int]:
     """``ItemMLP``: Linear(d, ratio x d) -> ReLU -> Linear(ratio x d, N x H)."""
-    d = _cf_dim(params)
-    return [d, int(params["mlp_ratio"]) * d, n_tokens * hidden]
+    d = _cf_dim(p)
+    return [d, p.mlp_ratio * d, n_tokens * hidden]
 
 
 def _encode(method: Any, examples: list[Any], references: bool) -> tuple[np.ndarray, int]:
@@ -57,23 +61,25 @@ def item2text_stages(
     from benchbed.item2text.examples import sample_examples
     from benchbed.llm.backbone.facts import end_token
 
-    p = method.params
+    p: Item2TextParams = method.p
     proto = task.protocol(split)
     method.proto, method.tok = proto, tokenizer
     method.end = end_token(tokenizer, SimpleNamespace(config=config))
-    examples = sample_examples(proto.train, p["max_train_examples"], seed)
+    examples = sample_examples(proto.train, p.max_train_examples, seed)
     lengths, kept = _encode(method, examples, references=True)
-    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
+    bs, accum = p.batch_size, p.grad_accum
     full = Trainable("full", inputs_grad=method.name != "i2t-text")
     stages: list[StagePlan] = []
     extra_eval = 0.0
     if method.name == "i2t-text":
         stages.append(
-            StagePlan("i2t-text", "train", lengths, bs, int(p["epochs"]), accum, kept, full, arch.parameters)
+            StagePlan("i2t-text", "train", lengths, bs, p.epochs, accum, kept, full, arch.parameters)
         )
     else:
         stages += _mlp_stages(method, arch, lengths, kept, full)
-        extra_eval = mlp_flops(mlp_sizes(p, int(method.n_tokens), arch.hidden), ITEM_COLUMNS, train=False)
+        extra_eval = mlp_flops(
+            mlp_sizes(method.p, int(method.n_tokens), arch.hidden), ITEM_COLUMNS, train=False
+        )
     stages.extend(
         decode_stages(
             method, task, proto, arch, lambda ex: _encode(method, ex, references=False)[0], extra_eval
@@ -84,16 +90,17 @@ def item2text_stages(
 
 def _mlp_stages(method: Any, arch: Arch, lengths: np.ndarray, kept: int, full: Trainable) -> list[StagePlan]:
     """The ItemMLP methods: i2t-elm's adapter stage then everything; the MLP baselines jointly at once."""
-    p = method.params
-    bs, accum = int(p["batch_size"]), int(p["grad_accum"])
+    p: CFItemParams = method.p
+    bs, accum = p.batch_size, p.grad_accum
     sizes = mlp_sizes(p, int(method.n_tokens), arch.hidden)
     mlp_n = mlp_parameters(sizes)
     mlp_train = mlp_flops(sizes, ITEM_COLUMNS, train=True)
     note = [f"ItemMLP {' -> '.join(map(str, sizes))} ({mlp_n:,} parameters)"]
     stages: list[StagePlan] = []
     if method.name == "i2t-elm":
+        elm: ELMParams = method.p
         adapter = Trainable("none", inputs_grad=True)
-        epochs1 = int(p["stage1_epochs"])
+        epochs1 = elm.stage1_epochs
         stages.append(
             StagePlan(
                 "i2t-elm-adapter",
@@ -110,9 +117,9 @@ def _mlp_stages(method: Any, arch: Arch, lengths: np.ndarray, kept: int, full: T
                 notes=note,
             )
         )
-        name, epochs = "i2t-elm-all", int(p["stage2_epochs"])
+        name, epochs = "i2t-elm-all", elm.stage2_epochs
     else:
-        name, epochs = "i2t-mlp-joint", int(p["epochs"])
+        name, epochs = "i2t-mlp-joint", p.epochs
     n = arch.parameters
     stages.append(
         StagePlan(name, "train", lengths, bs, epochs, accum, kept, full, n, mlp_n, mlp_train, notes=note)
@@ -146,7 +153,7 @@ def decode_stages(
                 f"test ({template})",
                 "eval",
                 test_lengths,
-                int(method.params["eval_batch_size"]),
+                method.p.eval_batch_size,
                 extra_flops_per_row=extra + decode / max(1, len(ex)),
                 kv_rows=beams,
                 kv_extra_tokens=new,

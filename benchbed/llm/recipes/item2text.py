@@ -40,10 +40,26 @@ from benchbed.llm.injectors.prompts import (
     encode,
 )
 from benchbed.llm.injectors.slots import MultiTokenSlots
-from benchbed.llm.lora import named_trainable
-from benchbed.llm.recipes.lm_stage import LMStage, run_lm_stage
+from benchbed.llm.recipes.lm_stage import LMStage, run_logged_stage, stage_result
 from benchbed.llm.stages import StageChain, StageRun
 from benchbed.llm.train import TrainConfig, epoch_rng, train
+from benchbed.param_sets import ParamSet
+
+
+@dataclass(frozen=True)
+class Item2TextParams(ParamSet):
+    """What every item2text LM method reads: the backbone, the training loop and the CPU budget."""
+
+    backbone: str = "tiny"  # preset, alias, hub id or local path (tiny: random init, tests the pipeline)
+    epochs: int = 2
+    lr: float = 1e-3  # AdamW; the tiny backbone learns the template language from scratch
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    batch_size: int = 32
+    grad_accum: int = 1
+    eval_batch_size: int = 64  # prompts per decoding batch
+    max_train_examples: int | None = 20000  # CPU budget (seeded sample); None = all
+    max_seconds: float | None = None  # wall-clock cap per stage (off by default)
 
 
 @dataclass
@@ -67,18 +83,8 @@ class Item2TextLM(BaseRecommender):
     uses_templates: ClassVar[bool] = True
     prompt_mode: ClassVar[str] = "slot"
     evaluation_only: ClassVar[frozenset[str]] = frozenset({"eval_batch_size"})  # prompts per generate call
-    common_defaults: ClassVar[dict[str, Any]] = {
-        "backbone": "tiny",  # preset, alias, hub id or local path (tiny: random init, tests the pipeline)
-        "epochs": 2,
-        "lr": 1e-3,  # AdamW; the tiny backbone learns the template language from scratch
-        "weight_decay": 0.01,
-        "warmup_ratio": 0.05,
-        "batch_size": 32,
-        "grad_accum": 1,
-        "eval_batch_size": 64,  # prompts per decoding batch
-        "max_train_examples": 20000,  # CPU budget (seeded sample); None = all
-        "max_seconds": None,  # wall-clock cap per stage (off by default)
-    }
+    Params: ClassVar[type[ParamSet]] = Item2TextParams
+    p: Item2TextParams
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -98,6 +104,10 @@ class Item2TextLM(BaseRecommender):
         """(B, S, N, H) vectors for item ids (B, S) (-1: none, any vector), or None (text only)."""
         return None
 
+    def max_prompt_tokens(self) -> int | None:
+        """The prompt cap in tokens (oldest text cut first); None = no cap (the baselines declare none)."""
+        return None
+
     def train_stages(self) -> list[LMStage]:
         raise NotImplementedError
 
@@ -114,7 +124,7 @@ class Item2TextLM(BaseRecommender):
         self.ctx, self.proto = ctx, proto
         self.split_hash = split.key
         torch.manual_seed(ctx.seed)
-        self.bb: Backbone = load_backbone(str(self.params["backbone"]), device=ctx.device, dtype=ctx.dtype)
+        self.bb: Backbone = load_backbone(self.p.backbone, device=ctx.device, dtype=ctx.dtype)
         self.bb.require_decoder(self.name)
         self.model, self.tok = self.bb.model, self.bb.tokenizer
         self.end = end_token(self.tok, self.model, who=f"method {self.name!r}")
@@ -125,7 +135,7 @@ class Item2TextLM(BaseRecommender):
         )  # fmt: skip
         self.template_info = proto.template_info()
         self.stage_log = []
-        self._examples = sample_examples(proto.train, self.params["max_train_examples"], ctx.seed)
+        self._examples = sample_examples(proto.train, self.p.max_train_examples, ctx.seed)
         self.prepare(split, ctx)
         self.chain = StageChain(ctx.cache_dir, self.base_identity())
         self.run_stages(split, ctx)
@@ -158,9 +168,7 @@ class Item2TextLM(BaseRecommender):
     ) -> tuple[EncodedPrompts, np.ndarray]:
         """Token ids (+ reference and end token when training) and the answer lengths."""
         pieces = [self.pieces(p, row, mode) for p, row in zip(prompts, items, strict=True)]
-        # ILM declares a prompt cap (``max_length``); the baselines have none
-        cap = self.params.get("max_length")
-        enc = encode(self.tok, pieces, SLOTS, max_length=cap, slot_width=self.n_tokens)
+        enc = encode(self.tok, pieces, SLOTS, max_length=self.max_prompt_tokens(), slot_width=self.n_tokens)
         answer = np.zeros(len(pieces), dtype=np.int64)
         if references is not None:
             ids = self.tok(references, add_special_tokens=False)["input_ids"]
@@ -213,23 +221,20 @@ class Item2TextLM(BaseRecommender):
         changed the earlier stage changes this one's key too."""
         if spec.before is not None:
             spec.before()
-        params = named_trainable(**spec.modules)
-        if not params:
-            raise ConfigError(f"method {self.name!r}: stage {spec.name} has no trainable parameters")
-        run = run_lm_stage(self.chain, spec, params, self._train_stage, self.ctx.say, self.name, after)
-        self.stage_log.append(run.log_entry())
-        return run
+        return run_logged_stage(
+            self.chain, spec, self._train_stage, self.ctx.say, self.name, self.stage_log, after
+        )
 
     def _train_stage(
         self, spec: LMStage, params: dict[str, torch.nn.Parameter], ckpt: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        p = self.params
+        p = self.p
         start = time.perf_counter()
         ex = self._examples
         items = self.item_matrix([e.items for e in ex])
         refs = [e.reference for e in ex]
         enc, answer = self.encode_prompts([e.prompt for e in ex], items, refs, mode=spec.prompt_mode)
-        bs = int(p["batch_size"])
+        bs = p.batch_size
         device = self.bb.device
         pad = self.tok.pad_token_id or 0
 
@@ -247,11 +252,11 @@ class Item2TextLM(BaseRecommender):
 
         cfg = TrainConfig(
             lr=spec.lr,
-            weight_decay=float(p["weight_decay"]),
+            weight_decay=float(p.weight_decay),
             epochs=spec.epochs,
-            warmup_ratio=float(p["warmup_ratio"]),
-            grad_accum=int(p["grad_accum"]),
-            max_seconds=seconds_cap(p["max_seconds"]),
+            warmup_ratio=float(p.warmup_ratio),
+            grad_accum=p.grad_accum,
+            max_seconds=seconds_cap(p.max_seconds),
             schedule="cosine" if spec.schedule is None else spec.schedule,
         )
         n_trainable = sum(x.numel() for x in params.values())
@@ -272,14 +277,7 @@ class Item2TextLM(BaseRecommender):
             modules=list(spec.modules.values()),
         )
         self.model.eval()
-        meta = {
-            "stage": spec.name,
-            "examples": len(ex),
-            "trainable": n_trainable,
-            "seconds": round(time.perf_counter() - start, 2),
-            **{k: v for k, v in result.as_dict().items() if k != "history"},
-        }
-        return {"params": {n: t.detach().cpu().clone() for n, t in params.items()}}, meta
+        return stage_result(spec, len(ex), params, start, result)
 
     def record_info(self) -> dict[str, Any]:
         stage_log = self.stage_log
@@ -308,7 +306,7 @@ class Item2TextLM(BaseRecommender):
         beams = int(requests.num_beams)  # the task's decoding setting travels with the requests
         enc, _ = self.encode_prompts(list(requests.prompts), items, mode=self.mode)
         out: list[str] = []
-        size = int(self.params["eval_batch_size"])
+        size = self.p.eval_batch_size
         pad = self.tok.pad_token_id or 0
         self.model.eval()
         for start in range(0, len(enc), size):

@@ -20,13 +20,13 @@ parameters here (tiny on CPU).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from benchbed.errors import ConfigError
+from benchbed.methods.ilm.params import ILMParams
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,18 @@ class EncoderConfig:
     dropout: float = 0.1  # BERT/BLIP-2 hidden dropout
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], d_in: int, vocab_size: int) -> EncoderConfig:
-        """The encoder an ILM run with ``params`` builds (``ilm_parts``; ``benchbed plan`` prices it)."""
+    def from_params(cls, p: ILMParams, d_in: int, vocab_size: int) -> EncoderConfig:
+        """The encoder an ILM run with parameters ``p`` builds (``ILMParts``; ``benchbed plan`` prices it)."""
         return cls(
             d_in=d_in,
             vocab_size=vocab_size,
-            n_queries=int(params["n_queries"]),
-            width=int(params["encoder_width"]),
-            layers=int(params["encoder_layers"]),
-            heads=int(params["encoder_heads"]),
-            memory_tokens=int(params["memory_tokens"]),
-            max_text_len=int(params["max_text_len"]),
-            dropout=float(params["encoder_dropout"]),
+            n_queries=p.n_queries,
+            width=p.encoder_width,
+            layers=p.encoder_layers,
+            heads=p.encoder_heads,
+            memory_tokens=p.memory_tokens,
+            max_text_len=p.max_text_len,
+            dropout=float(p.encoder_dropout),
         )
 
     def __post_init__(self) -> None:

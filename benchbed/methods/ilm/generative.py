@@ -29,9 +29,10 @@ from benchbed.llm.injectors.slots import MultiTokenSlots
 from benchbed.llm.recipes.generative import GenerativeLM, LMStage
 from benchbed.llm.stages import StageChain
 from benchbed.methods.ilm.inputs import item_texts
-from benchbed.methods.ilm.parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts, stage2_llm
+from benchbed.methods.ilm.params import ILMGenerativeParams
+from benchbed.methods.ilm.parts import ILMParts, stage2_llm
 from benchbed.methods.p5_random import generative_warm_start, warm_start_companion
-from benchbed.params import Param
+from benchbed.param_sets import ParamSet
 
 
 class ILMGenerative(GenerativeLM):
@@ -41,27 +42,12 @@ class ILMGenerative(GenerativeLM):
 
     name: ClassVar[str] = "ilm"
     use_slots: ClassVar[bool] = True
-    param_specs: ClassVar[dict[str, Param]] = {**GenerativeLM.param_specs, **ILM_PARAM_SPECS}
-    defaults: ClassVar[dict[str, Any]] = {
-        **GenerativeLM.common_defaults,
-        **ILM_DEFAULTS,
-        "warm_start": "auto",  # auto: p5-random's text stage first on a random backbone (App. B); text | none
-        "tuning": "full",  # how the LLM trains in the warm start and stage 2: full (the paper) | lora
-        "lora_r": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.05,
-        "lora_targets": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",  # as embedproj
-        "stage2_schedule": "linear",  # T8 (OpenP5) and T7: stage-2 linear decay (§4.3's text says cosine)
-        # §4.4: the checkpoint with the best dev NDCG@10; CPU budget: 200 users (the paper: every user), 0 =
-        # keep the last state; dev evaluations per stage-2 epoch (the paper's checkpoint interval: not given)
-        "stage2_valid_users": 200,
-        "stage2_evals_per_epoch": 4,
-    }
+    Params: ClassVar[type[ParamSet]] = ILMGenerativeParams
+    p: ILMGenerativeParams
 
     def prepare(self, split: Split, ctx: RunContext) -> None:
-        p = self.params  # warm_start and tuning are declared (checked when the method is built)
         dtype = self.model.get_input_embeddings().weight.dtype
-        self.parts = ILMParts(p, split, ctx, tokenizer=self.tok, hidden=self.bb.hidden_size, dtype=dtype)
+        self.parts = ILMParts(self.p, split, ctx, tokenizer=self.tok, hidden=self.bb.hidden_size, dtype=dtype)
         if self.parts.kind == "none":
             raise ConfigError("method 'ilm': item_encoder none on the generative task is p5-random; run that")
         self.slot_width = self.parts.n_queries
@@ -77,9 +63,9 @@ class ILMGenerative(GenerativeLM):
         return warm_start_companion(self.params)
 
     def train_stages(self, split: Split, ctx: RunContext) -> None:
-        p = self.params
-        after = generative_warm_start(self)
-        texts = item_texts(split, _fields(p["stage1_text_fields"]))
+        p = self.p
+        after = generative_warm_start(self, p.tuning)
+        texts = item_texts(split, _fields(p.stage1_text_fields))
         items = np.asarray([i for i, t in enumerate(texts) if t], dtype=np.int64)
         # stage 1 reads the backbone's tokenizer only: a chain of its own, shared across backbones
         context = {"split": split.key, "tokenizer": self.bb.info.get("id"), "seed": ctx.seed}
@@ -96,42 +82,37 @@ class ILMGenerative(GenerativeLM):
             self.stage_log.append(stage1.log_entry())
             after.append(stage1.key)
         llm, trained_llm = stage2_llm(self)
-        epochs = int(p["stage2_epochs"])
+        epochs = p.stage2_epochs
         selection = stage2_selection(p)
         self.run_stage(
             LMStage(
                 name="ilm-stage2",
-                reads={
-                    "after": after,
-                    **llm,
-                    "schedule": str(p["stage2_schedule"]),
-                    "select": selection,
-                },
+                reads={"after": after, **llm, "schedule": p.stage2_schedule, "select": selection},
                 modules={**trained_llm, **self.parts.modules()},
                 use_slots=True,
-                lr=float(p["stage2_lr"]),
+                lr=float(p.stage2_lr),
                 epochs=epochs,
-                schedule=str(p["stage2_schedule"]),
+                schedule=p.stage2_schedule,
                 valid_users=0 if selection is None else selection["valid_users"],
                 evals_per_epoch=None if selection is None else selection["evals_per_epoch"],
-                patience=epochs * int(p["stage2_evals_per_epoch"]) + 1,  # never fires: selection, no stopping
+                patience=epochs * p.stage2_evals_per_epoch + 1,  # never fires: selection, no stopping
             )
         )
         self.parts.encoder.eval()
         self.parts.proj.eval()
 
 
-def stage2_selection(p: dict[str, Any]) -> dict[str, Any] | None:
+def stage2_selection(p: ILMGenerativeParams) -> dict[str, Any] | None:
     """How stage 2 picks its checkpoint (part of the stage identity): the best dev NDCG@10 over
     ``evals_per_epoch`` evaluations per epoch on ``valid_users`` users, or None (the last state)."""
-    users = int(p["stage2_valid_users"])
+    users = p.stage2_valid_users
     if users == 0:
         return None
     return {
         "metric": "ndcg@10",
         "rows": "valid",
         "valid_users": users,
-        "evals_per_epoch": int(p["stage2_evals_per_epoch"]),
+        "evals_per_epoch": p.stage2_evals_per_epoch,
     }
 
 

@@ -23,8 +23,8 @@ import torch
 from benchbed.api import RunContext
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.methods.ilm.params import ILMParams
 
-INPUTS = ("behavioral", "semantic", "combined")
 SEMANTIC_BATCH = 64
 
 
@@ -100,30 +100,26 @@ def _user_means(split: Split, item: np.ndarray) -> np.ndarray:
     return users / np.maximum(counts, 1.0)[:, None]
 
 
-def build_inputs(
-    split: Split, ctx: RunContext, params: dict[str, Any], *, method: str = "ilm"
-) -> InputTables:
-    """The input tables ``params["input"]`` asks for (see the module docstring)."""
-    kind = params["input"]
-    if kind not in INPUTS:
-        raise ConfigError(f"method {method!r}: input must be one of {', '.join(INPUTS)}, got {kind!r}")
+def build_inputs(split: Split, ctx: RunContext, p: ILMParams, *, method: str = "ilm") -> InputTables:
+    """The input tables ``p.input`` asks for (one of ``params.INPUTS``; see the module docstring)."""
+    kind = p.input
     parts_item: list[np.ndarray] = []
     parts_user: list[np.ndarray] = []
     identity: dict[str, Any] = {"input": kind}
     if kind in ("behavioral", "combined"):
         emb = ctx.embedding_source(method).get(
-            split, str(params["cf_model"]), params=params["cf_params"], seed=ctx.seed, feedback=ctx.feedback
+            split, p.cf_model, params=p.cf_params, seed=ctx.seed, feedback=ctx.feedback
         )
         if emb.user.shape[0] != split.n_users or emb.item.shape[0] != split.n_items:
             raise ConfigError(
-                f"{params['cf_model']} embeddings have {emb.user.shape[0]} users / "
+                f"{p.cf_model} embeddings have {emb.user.shape[0]} users / "
                 f"{emb.item.shape[0]} items, the split has {split.n_users} / {split.n_items}; "
                 "re-export them for this split"
             )
         manifest = dict(getattr(emb, "manifest", {}) or {})
         identity["cf"] = {
-            "model": params["cf_model"],
-            "params": params["cf_params"],
+            "model": p.cf_model,
+            "params": p.cf_params,
             "export": manifest.get("params_hash") or manifest.get("hash"),
             "digest": _digest(np.asarray(emb.item)),
         }
@@ -132,9 +128,9 @@ def build_inputs(
     if kind in ("semantic", "combined"):
         # ``semantic_fields`` (default: the title): every other column of ML's item table (genres, year) is an
         # answer of an item-to-text sub-task, so embedding it would hand held-out items their targets
-        fields = _fields(params["semantic_fields"])
-        sem = sentence_embeddings(item_texts(split, fields), str(params["semantic_encoder"]), ctx.device)
-        identity["semantic"] = {"encoder": params["semantic_encoder"], "fields": fields}
+        fields = _fields(p.semantic_fields)
+        sem = sentence_embeddings(item_texts(split, fields), p.semantic_encoder, ctx.device)
+        identity["semantic"] = {"encoder": p.semantic_encoder, "fields": fields}
         parts_item.append(sem.astype(np.float32))
         parts_user.append(_user_means(split, sem))
     # each block scaled to unit RMS entry (ALS factors have row norms ~0.1, MiniLM vectors 1): the encoder's
@@ -143,7 +139,7 @@ def build_inputs(
     item = np.concatenate([x / s for x, s in zip(parts_item, scales, strict=True)], axis=1)
     user = np.concatenate([x / s for x, s in zip(parts_user, scales, strict=True)], axis=1)
     identity["scale"] = "unit-rms"
-    if params.get("shuffle_input"):
+    if p.shuffle_input:
         rng = np.random.default_rng([ctx.seed, 7])
         item = item[rng.permutation(len(item))]
         user = user[rng.permutation(len(user))]

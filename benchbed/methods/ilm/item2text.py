@@ -32,8 +32,9 @@ from benchbed.llm.lora import set_trainable
 from benchbed.llm.recipes.generative import TRAIN_IDENTITY_KEYS
 from benchbed.llm.recipes.item2text import Item2TextLM, LMStage
 from benchbed.llm.recipes.warm_start import warm_start
-from benchbed.methods.ilm.parts import ILM_DEFAULTS, ILM_PARAM_SPECS, ILMParts, stage2_llm
-from benchbed.params import Param
+from benchbed.methods.ilm.params import ILMItem2TextParams
+from benchbed.methods.ilm.parts import ILMParts, stage2_llm
+from benchbed.param_sets import ParamSet
 
 LM_SCHEDULE = "linear"  # T7: stage-2 linear decay (protocols/ilm.md §1i.5); the warm start too
 
@@ -49,27 +50,8 @@ class ILMItem2Text(Item2TextLM):
     """
 
     name: ClassVar[str] = "ilm"
-    param_specs: ClassVar[dict[str, Param]] = ILM_PARAM_SPECS
-    defaults: ClassVar[dict[str, Any]] = {
-        "backbone": "tiny",
-        "lr": 1e-3,  # the warm-start stage (CPU scale)
-        "epochs": 1,  # the warm-start stage
-        "weight_decay": 0.01,
-        "warmup_ratio": 0.05,
-        "batch_size": 32,  # the paper's stage-2 batch (T7)
-        "grad_accum": 1,
-        "eval_batch_size": 32,
-        "max_train_examples": 20000,  # CPU budget (seeded sample); None = all
-        "max_seconds": None,
-        "max_length": None,
-        **ILM_DEFAULTS,
-        "warm_start": "auto",
-        "tuning": "full",
-        "lora_r": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.05,
-        "lora_targets": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-    }
+    Params: ClassVar[type[ParamSet]] = ILMItem2TextParams
+    p: ILMItem2TextParams
     whole_llm_trains: ClassVar[bool] = False  # the trainer switches the trained modules (ILM-F: LLM in eval)
 
     # --- the recipe's hooks ---------------------------------------------------------------------------
@@ -77,11 +59,12 @@ class ILMItem2Text(Item2TextLM):
         if not self._examples:
             raise ConfigError("method 'ilm': the item2text task gave no training examples")
         dtype = self.model.get_input_embeddings().weight.dtype
-        self.parts = ILMParts(
-            self.params, split, ctx, tokenizer=self.tok, hidden=self.bb.hidden_size, dtype=dtype
-        )
+        self.parts = ILMParts(self.p, split, ctx, tokenizer=self.tok, hidden=self.bb.hidden_size, dtype=dtype)
         self.n_tokens = self.parts.n_queries
         self.injector = MultiTokenSlots(self.n_tokens)
+
+    def max_prompt_tokens(self) -> int | None:
+        return self.p.max_length
 
     @property
     def mode(self) -> str:
@@ -99,11 +82,10 @@ class ILMItem2Text(Item2TextLM):
 
     def run_stages(self, split: Split, ctx: RunContext) -> None:
         """Warm start, stage 1, stage 2; stage 2 names the keys of the stages before it (``after``)."""
-        p = self.params
         text_only = self.parts.kind == "none"
-        if text_only and p["freeze_llm"]:
+        if text_only and self.p.freeze_llm:
             raise ConfigError("method 'ilm': item_encoder none with freeze_llm leaves nothing to train")
-        after = warm_start(p, lambda: self.run_stage(self._warm_start_stage()))
+        after = warm_start(self.params, lambda: self.run_stage(self._warm_start_stage()))
         items, texts = self._stage1_texts(self._examples)
         held = self._stage1_texts(list(self.proto.valid))
         stage1 = self.parts.stage1(
@@ -125,8 +107,8 @@ class ILMItem2Text(Item2TextLM):
             "ilm-i2t-stage2",
             {"after": after, **llm, "mode": self.mode},
             modules,
-            float(p["stage2_lr"]),
-            int(p["stage2_epochs"]),
+            float(self.p.stage2_lr),
+            self.p.stage2_epochs,
             prompt_mode=self.mode,
             schedule=LM_SCHEDULE,
         )
@@ -136,13 +118,12 @@ class ILMItem2Text(Item2TextLM):
 
     def _warm_start_stage(self) -> LMStage:
         """The whole LLM on the training examples with the titles in the prompt (protocols/ilm.md §1h)."""
-        p = self.params
         return LMStage(
             "ilm-i2t-text",
             {"mode": "title"},
             {"model": self.model},
-            float(p["lr"]),
-            int(p["epochs"]),
+            float(self.p.lr),
+            self.p.epochs,
             before=self._unfreeze_llm,
             prompt_mode="title",
             schedule=LM_SCHEDULE,
@@ -165,9 +146,9 @@ class ILMItem2Text(Item2TextLM):
 
     # --- the record -----------------------------------------------------------------------------------
     def record_info(self) -> dict[str, Any]:
-        log: list[dict[str, Any]] = getattr(self, "stage_log", [])
+        log = self.stage_log
         info: dict[str, Any] = {
-            "train_examples": len(getattr(self, "_examples", [])),
+            "train_examples": len(self._examples),
             "stages": log,
             "stage_seconds": {s.get("stage", "?"): s.get("seconds") for s in log},
             "params_hash": stable_hash(self.params, length=12),

@@ -24,8 +24,8 @@ from benchbed.cards import MethodCard
 from benchbed.data.schema import Split
 from benchbed.methods.ilm.generative import ILMGenerative
 from benchbed.methods.ilm.item2text import ILMItem2Text, is_item2text
-from benchbed.methods.ilm.parts import ILM_PARAM_SPECS
-from benchbed.params import Param
+from benchbed.methods.ilm.params import ILMGenerativeParams
+from benchbed.param_sets import ParamSet
 
 
 class ILM(BaseRecommender):
@@ -43,8 +43,9 @@ class ILM(BaseRecommender):
     )
     tasks: ClassVar[frozenset[str]] = frozenset({"generative", "item2text"})
     uses_templates: ClassVar[bool] = True
-    defaults: ClassVar[dict[str, Any]] = {**ILMGenerative.defaults, **ILMItem2Text.defaults}
-    param_specs: ClassVar[dict[str, Param]] = ILM_PARAM_SPECS
+    # every parameter of either path: the item-to-text path's are a subset of the generative path's
+    Params: ClassVar[type[ParamSet]] = ILMGenerativeParams
+    p: ILMGenerativeParams
     # generation batching, extra beams, and which companion rows the board runs beside it
     evaluation_only: ClassVar[frozenset[str]] = frozenset(
         {"eval_batch_size", "exclude_extra_beams", "compare_with"}
@@ -64,7 +65,7 @@ class ILM(BaseRecommender):
     def companions(self) -> list[tuple[str, dict[str, Any]]]:
         """``compare_with`` (a comma list, or none), run first with the same data, split, task and seed.
         p5-random gets our warm-start settings, so its text stage is the one ilm's generative path loads."""
-        names = [n.strip() for n in str(self.params["compare_with"]).split(",") if n.strip()]
+        names = [n.strip() for n in self.p.compare_with.split(",") if n.strip()]
         out: list[tuple[str, dict[str, Any]]] = []
         for name in names:
             if name == "none":
