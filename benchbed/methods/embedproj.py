@@ -29,7 +29,8 @@ from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
 from benchbed.llm.recipes.fitted import Fitted
 from benchbed.llm.recipes.generative import GenerativeLM, LMStage
 from benchbed.llm.recipes.generative_params import GenerativeParams
-from benchbed.methods.p5_random import generative_warm_start, wants_warm_start, warm_start_companion
+from benchbed.llm.recipes.generative_text_stage import generative_warm_start
+from benchbed.llm.recipes.warm_start import wants_warm_start
 from benchbed.param_sets import ParamSet, param
 from benchbed.params import Param
 
@@ -107,6 +108,8 @@ class EmbedProj(GenerativeLM):
         (SASRec is not a companion: RecBole trains it for up to 100 epochs, hours on a shared CPU.)"""
         if not wants_warm_start(self.params):  # pretrained: p5-random is a separate (LoRA) run (the suites)
             return []
+        from benchbed.methods.p5_random import warm_start_companion  # the companion is p5-random's run
+
         return [("p5-random", warm_start_companion(self.params))]
 
     def prepare(self, split: Split, ctx: RunContext) -> None:

@@ -15,20 +15,13 @@ from typing import Any, ClassVar
 from benchbed.api import RunContext
 from benchbed.cards import MethodCard, generative_llm
 from benchbed.data.schema import Split
-from benchbed.llm.lora import LoraSpec, add_lora, set_trainable
-from benchbed.llm.recipes.generative import GenerativeLM, LMStage
+from benchbed.llm.lora import LoraSpec
+from benchbed.llm.recipes.generative import GenerativeLM
 from benchbed.llm.recipes.generative_params import GenerativeParams
-from benchbed.llm.recipes.warm_start import RANDOM_INIT_BACKBONES, wants_warm_start, warm_start
+from benchbed.llm.recipes.generative_text_stage import text_stage
 from benchbed.param_sets import ParamSet
 
-__all__ = [
-    "RANDOM_INIT_BACKBONES",
-    "P5Random",
-    "P5RandomParams",
-    "generative_warm_start",
-    "text_stage",
-    "wants_warm_start",
-]
+__all__ = ["P5Random", "P5RandomParams", "warm_start_companion"]
 
 
 @dataclass(frozen=True)
@@ -46,31 +39,6 @@ def warm_start_companion(params: dict[str, Any]) -> dict[str, Any]:
     differs from p5-random's defaults, so ``benchbed run --method p5-random`` is then the same run."""
     keys = [*(f.name for f in fields(GenerativeParams)), "tuning"]
     return {k: params[k] for k in keys if params[k] != P5Random.defaults[k]}
-
-
-def text_stage(method: GenerativeLM, tuning: str, lora: LoraSpec) -> LMStage:
-    """The text-only stage (also embedproj's warm start on a randomly initialised backbone): same identity
-    for the same settings, so the second method loads it from the stage cache. ``tuning`` is full or lora
-    (declared: ``benchbed.params``)."""
-    if tuning == "full":
-        set_trainable(method.model, lambda _n: True)
-    else:
-        method.model, _ = add_lora(method.model, lora)
-        method.bb.model = method.model
-    return LMStage(
-        name="generative-text",
-        reads={"tuning": tuning, "lora": lora.as_dict() if tuning == "lora" else None},
-        modules={"model": method.model},
-        use_slots=False,
-        lr=float(method.p.lr),  # an int lr stays a float in the stage's identity
-        epochs=method.p.epochs,
-    )
-
-
-def generative_warm_start(method: GenerativeLM, tuning: str) -> list[str]:
-    """embedproj's and ilm's opening on the generative task: this text stage (``tuning``: the method's, no
-    LoRA settings of its own) when :func:`wants_warm_start`; the keys the next stages build on."""
-    return warm_start(method.params, lambda: method.run_stage(text_stage(method, tuning, LoraSpec())))
 
 
 class P5Random(GenerativeLM):

@@ -61,7 +61,7 @@ def _text_stage(
 def generative_stages(
     method: Any, task: Any, split: Split, tokenizer: Any, config: Any, arch: Arch, *, seed: int
 ) -> list[StagePlan]:
-    from benchbed.methods.p5_random import wants_warm_start
+    from benchbed.llm.recipes.warm_start import wants_warm_start
 
     p: P5RandomParams | EmbedProjParams = method.p
     _bind(method, task, split, tokenizer, config)

@@ -85,8 +85,8 @@ def input_dim(p: ILMParams) -> int:
 def ilm_stages(
     method: Any, task: Any, split: Split, tokenizer: Any, config: Any, arch: Arch, *, seed: int
 ) -> list[StagePlan]:
+    from benchbed.llm.recipes.warm_start import wants_warm_start
     from benchbed.methods.ilm.generative import ILMGenerative
-    from benchbed.methods.p5_random import wants_warm_start
 
     if method.p.item_encoder != "qformer":
         raise ConfigError(f"benchbed plan: ilm item_encoder={method.p.item_encoder!r} is not modelled yet")
@@ -191,8 +191,8 @@ def _item2text_stages(
     from benchbed.item2text.examples import sample_examples
     from benchbed.item2text.prompts import SLOTS
     from benchbed.llm.backbone.facts import end_token
+    from benchbed.llm.recipes.warm_start import wants_warm_start
     from benchbed.methods.ilm.item2text import ILMItem2Text
-    from benchbed.methods.p5_random import wants_warm_start
     from benchbed.plan.item2text import decode_stages
 
     i2t: Any = ILMItem2Text(**method._own(ILMItem2Text))

@@ -27,11 +27,11 @@ from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
 from benchbed.llm.injectors.slots import MultiTokenSlots
 from benchbed.llm.recipes.generative import GenerativeLM, LMStage
+from benchbed.llm.recipes.generative_text_stage import generative_warm_start
 from benchbed.llm.stages import StageChain
 from benchbed.methods.ilm.inputs import item_texts
 from benchbed.methods.ilm.params import ILMGenerativeParams
 from benchbed.methods.ilm.parts import ILMParts, stage2_llm
-from benchbed.methods.p5_random import generative_warm_start, warm_start_companion
 from benchbed.param_sets import ParamSet
 
 
@@ -60,6 +60,8 @@ class ILMGenerative(GenerativeLM):
 
     def warm_start_params(self) -> dict[str, Any]:
         """p5-random's parameters that give the same text stage (the companion run)."""
+        from benchbed.methods.p5_random import warm_start_companion  # the companion is p5-random's run
+
         return warm_start_companion(self.params)
 
     def train_stages(self, split: Split, ctx: RunContext) -> None:
