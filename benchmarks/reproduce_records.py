@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 
-def _flat(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
-    return {f"{s}/{k}": float(v) for s, m in metrics.items() for k, v in m.items()}
+def _flat(metrics: dict[str, Any]) -> dict[str, float]:
+    """Metric -> value; a metric with no value (an empty subset, e.g. ``cold`` on generative) is left out:
+    both sides lack it or only one does (then it counts as unmatched)."""
+    return {f"{s}/{k}": float(v) for s, m in metrics.items() for k, v in m.items() if v is not None}
 
 
-def max_diff(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> tuple[float, str, int]:
+def max_diff(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str, int]:
     """Largest |a - b| over the metrics both hold, its key, and how many keys only one side holds."""
     fa, fb = _flat(a), _flat(b)
     common = sorted(set(fa) & set(fb))
