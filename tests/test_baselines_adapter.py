@@ -13,6 +13,7 @@ import pytest
 from test_baselines_support import leave_last_out, planted_blocks
 
 from benchbed.api import RunContext, TaskSetup
+from benchbed.baselines.recbole_base import RecBoleParams
 from benchbed.baselines.recbole_files import DataPlan, write_atomic_files
 from benchbed.data.schema import Split
 from benchbed.errors import BenchbedError, ConfigError, DataError
@@ -186,6 +187,17 @@ def test_bad_input_gives_one_line_errors(implicit_split: Split, labeled_split: S
     with pytest.raises(DataError) as err:
         build_method("mf", QUICK).fit(implicit_split, RunContext())  # ctr on implicit data
     assert "implicit" in _one_line(err.value)
+
+
+def test_passthrough_reads_typed_parameters_and_keeps_every_recbole_key() -> None:
+    """recbole:<Model>'s view is a RecBoleParams (with max_len for a sequential model); a RecBole key that is
+    not a Python name (DiffRec's ``time-aware``) stays a parameter, passed on to RecBole in ``params``."""
+    diffrec = build_method("recbole:DiffRec", {"time-aware": True, "w_max": 2})
+    assert isinstance(diffrec.p, RecBoleParams) and diffrec.p.w_max == 2 and diffrec.p.recbole == {}
+    assert list(diffrec.defaults)[:6] == list(RecBoleParams.default_values())
+    assert diffrec.params["time-aware"] is True and "time-aware" in diffrec.param_keys
+    assert build_method("recbole:GRU4Rec", {"max_len": 7}).data_plan("interactions").max_len == 7
+    assert build_method("recbole:NeuMF", {}).data_plan("interactions").max_len == 50  # reads no history
 
 
 def test_gpu_requested_without_gpu(implicit_split: Split) -> None:

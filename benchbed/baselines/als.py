@@ -13,6 +13,7 @@ iterations (implicit's default) converge on datasets of this size; ``benchbed tu
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,9 +24,20 @@ from benchbed.baselines.recbole_adapter import check_device
 from benchbed.cards import id_baseline
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.param_sets import ParamSet
 
 # the ends of the one-line errors: labels asked for on implicit data, no training row left
 NO_TRAINING_DATA = ("task ctr needs 0/1 labels but the data is implicit", "no training interactions for ALS")
+
+
+@dataclass(frozen=True)
+class ALSParams(ParamSet):
+    """The factor size, the regularization, the confidence scale and the number of ALS sweeps."""
+
+    dim: int = 64  # factors; implicit's default is 100, 64 matches the other baselines' RecBole default
+    reg: float = 0.01  # implicit default regularization
+    alpha: float = 40.0  # Hu et al. 2008 (Sec. 4: alpha = 40 worked best)
+    iterations: int = 15  # implicit default
 
 
 class ALSRecommender(BaseRecommender):
@@ -37,12 +49,8 @@ class ALSRecommender(BaseRecommender):
     )
     tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
     score_kind: ClassVar[str] = "score"  # an uncalibrated preference score (no LogLoss)
-    defaults: ClassVar[dict[str, Any]] = {
-        "dim": 64,  # factors; implicit's default is 100, 64 matches the other baselines' RecBole default
-        "reg": 0.01,  # implicit default regularization
-        "alpha": 40.0,  # Hu et al. 2008 (Sec. 4: alpha = 40 worked best)
-        "iterations": 15,  # implicit default
-    }
+    Params: ClassVar[type[ParamSet]] = ALSParams
+    p: ALSParams
 
     def fit(self, split: Split, ctx: RunContext) -> None:
         import implicit.gpu
@@ -52,12 +60,12 @@ class ALSRecommender(BaseRecommender):
         train = positive_rows(split, ctx.feedback, *NO_TRAINING_DATA)
         # r_ui = number of interactions (duplicates summed)
         counts = count_matrix(train, split.n_users, split.n_items, np.float32)
-        counts.data = 1.0 + float(self.params["alpha"]) * counts.data
+        counts.data = 1.0 + float(self.p.alpha) * counts.data
         kwargs = dict(
-            factors=int(self.params["dim"]),
-            regularization=float(self.params["reg"]),
+            factors=self.p.dim,
+            regularization=float(self.p.reg),
             alpha=1.0,
-            iterations=int(self.params["iterations"]),
+            iterations=self.p.iterations,
             random_state=ctx.seed,
         )
         on_gpu = device.startswith("cuda") and implicit.gpu.HAS_CUDA

@@ -36,8 +36,9 @@ recbole_shims.apply()
 
 import torch  # noqa: E402
 from recbole.model.abstract_recommender import SequentialRecommender  # noqa: E402
-from recbole.utils import InputType  # noqa: E402
 from torch import nn  # noqa: E402
+
+from benchbed.baselines.pointwise_bce import LabelBCE  # noqa: E402
 
 ATTENTION_HIDDEN = (64, 16)  # AttentionSequencePoolingLayer: LocalActivationUnit(hidden_unit=[64, 16])
 DICE_EPS = 1e-8  # Dice: BatchNorm1d(emb_size, eps=epsilon), epsilon=1e-8
@@ -87,14 +88,11 @@ class TargetAttention(nn.Module):
         return torch.bmm(self.scores(query, history, pad).unsqueeze(1), history).squeeze(1)
 
 
-class CoLLMDIN(SequentialRecommender):
+class CoLLMDIN(LabelBCE, SequentialRecommender):
     """CoLLM's ``RecEncoder_DIN``; ``predict`` returns the logit, the loss is BCE-with-logits on the label."""
-
-    input_type = InputType.POINTWISE
 
     def __init__(self, config, dataset):  # type: ignore[no-untyped-def]
         super().__init__(config, dataset)
-        self.LABEL = config["LABEL_FIELD"]
         self.dim = int(config["embedding_size"]) // 3  # 192 // 3 = 64 per feature
         hidden = [int(h) for h in config["mlp_hidden_size"]] + [1]  # [200, 80] + [1]
         self.user_embedding = nn.Embedding(dataset.num(self.USER_ID), self.dim)
@@ -102,7 +100,6 @@ class CoLLMDIN(SequentialRecommender):
         self.history_embedding = nn.Embedding(self.n_items, self.dim)  # no padding_idx: masked by score
         self.attention = TargetAttention(self.dim)
         self.scorer = dice_mlp(3 * self.dim, hidden, float(config["dropout_prob"]))
-        self.loss_fct = nn.BCEWithLogitsLoss()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -127,7 +124,7 @@ class CoLLMDIN(SequentialRecommender):
         return self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.ITEM_SEQ])
 
     def calculate_loss(self, interaction):  # type: ignore[no-untyped-def]
-        return self.loss_fct(self._logits(interaction), interaction[self.LABEL].float())
+        return self.label_loss(self._logits(interaction), interaction)
 
     def predict(self, interaction):  # type: ignore[no-untyped-def]
         return self._logits(interaction)

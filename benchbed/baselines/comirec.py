@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -42,6 +43,7 @@ from benchbed.baselines.recbole_adapter import check_device
 from benchbed.cards import id_baseline
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError, DataError
+from benchbed.param_sets import AutoInt, ParamSet, param
 from benchbed.params import Param
 
 if TYPE_CHECKING:
@@ -57,6 +59,27 @@ GPU_MAX_ITER = 1_000_000
 SAMPLERS = ("log_uniform", "uniform")
 
 
+@dataclass(frozen=True)
+class ComiRecParams(ParamSet):
+    """The authors' settings (src/train.py), with RA-Rec's one interest; types and ranges: the naming rules
+    of benchbed.params (all positive ints)."""
+
+    dim: int = 64  # authors' src/train.py: embedding_dim 64
+    hidden: int = 64  # hidden_size 64 (W_1 has 4 * hidden outputs, Model_ComiRec_SA)
+    n_interests: int = 1  # RA-Rec §4.1.4: "we set the number of user interests to 1" (authors: 4)
+    max_len: int = 20  # maxlen 20 (Amazon Book; Taobao 50)
+    batch_size: int = 128  # batch_size 128 (Amazon Book)
+    lr: float = 1e-3  # learning_rate 0.001, Adam (ComiRec-DR uses 0.005)
+    neg_factor: int = 10  # neg_num 10: sampled softmax over neg_num * batch_size negatives
+    min_position: int = 4  # data_iterator: k = random.choice(range(4, len(item_list)))
+    max_iter: AutoInt = "auto"  # iterations; auto: CPU 2,000, GPU 1,000,000 (authors' max_iter 1000k)
+    eval_every: int = 1000  # test_iter 1000: evaluate on the validation stage every 1,000 iterations
+    patience: int = 50  # patience 50 evaluations without improvement
+    eval_k: int = 50  # validation metric: recall@50 (the authors' topN)
+    # tf.nn.sampled_softmax_loss's default (src/model.py); uniform: no log Q
+    sampler: str = param("log_uniform", Param(kind="str", choices=SAMPLERS))
+
+
 class ComiRec(BaseRecommender):
     """ComiRec-SA; scores are ``max_k <v_k, e_i>`` over the user's interest vectors."""
 
@@ -64,45 +87,31 @@ class ComiRec(BaseRecommender):
     card = id_baseline("ComiRec-SA (Cen et al., KDD 2020): RA-Rec's ID model (seed 004)", {"ctr", "topk"})
     tasks: ClassVar[frozenset[str]] = frozenset({"topk", "ctr"})
     score_kind: ClassVar[str] = "score"
-    defaults: ClassVar[dict[str, Any]] = {
-        "dim": 64,  # authors' src/train.py: embedding_dim 64
-        "hidden": 64,  # hidden_size 64 (W_1 has 4 * hidden outputs, Model_ComiRec_SA)
-        "n_interests": 1,  # RA-Rec §4.1.4: "we set the number of user interests to 1" (authors: 4)
-        "max_len": 20,  # maxlen 20 (Amazon Book; Taobao 50)
-        "batch_size": 128,  # batch_size 128 (Amazon Book)
-        "lr": 1e-3,  # learning_rate 0.001, Adam (ComiRec-DR uses 0.005)
-        "neg_factor": 10,  # neg_num 10: sampled softmax over neg_num * batch_size negatives
-        "min_position": 4,  # data_iterator: k = random.choice(range(4, len(item_list)))
-        "max_iter": "auto",  # iterations; auto: CPU 2,000, GPU 1,000,000 (authors' max_iter 1000k)
-        "eval_every": 1000,  # test_iter 1000: evaluate on the validation stage every 1,000 iterations
-        "patience": 50,  # patience 50 evaluations without improvement
-        "eval_k": 50,  # validation metric: recall@50 (the authors' topN)
-        "sampler": "log_uniform",  # tf.nn.sampled_softmax_loss's default (src/model.py); uniform: no log Q
-    }
-    param_specs: ClassVar[dict[str, Param]] = {"sampler": Param(kind="str", choices=SAMPLERS)}
+    Params: ClassVar[type[ParamSet]] = ComiRecParams
+    p: ComiRecParams
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)  # types and ranges: benchbed.params naming rules (all positive ints)
+        super().__init__(**params)
         self.model: ComiRecSA | None = None
         self.info: dict[str, Any] = {}
 
     # --- training ------------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:
-        p = self.params
+        p = self.p
         device = check_device(ctx.device)
         train, seqs, users = self._training_sequences(split, ctx)
-        max_iter = p["max_iter"]
         profile = "cpu" if device == "cpu" else "gpu"
+        max_iter = p.max_iter
         if max_iter == "auto":
             max_iter = CPU_MAX_ITER if profile == "cpu" else GPU_MAX_ITER
         ctx.say(
-            f"comirec: ComiRec-SA K={p['n_interests']} d={p['dim']}, {max_iter} iterations of "
-            f"{p['batch_size']} ({profile} budget), eval every {p['eval_every']}"
+            f"comirec: ComiRec-SA K={p.n_interests} d={p.dim}, {max_iter} iterations of "
+            f"{p.batch_size} ({profile} budget), eval every {p.eval_every}"
         )
         devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(ctx.seed)
-            model = ComiRecSA(split.n_items, p["dim"], p["hidden"], p["n_interests"], p["max_len"])
+            model = ComiRecSA(split.n_items, p.dim, p.hidden, p.n_interests, p.max_len)
         model.to(device)
         self.model, self.device = model, device
         start = time.perf_counter()
@@ -113,14 +122,14 @@ class ComiRec(BaseRecommender):
         seconds = time.perf_counter() - start
         it = run["iterations"]
         self.info = {
-            "budget": {"profile": profile, "max_iter": int(max_iter), "batch_size": p["batch_size"]},
+            "budget": {"profile": profile, "max_iter": int(max_iter), "batch_size": p.batch_size},
             "sampler": {
-                "kind": p["sampler"],
+                "kind": p.sampler,
                 "negatives": int(run["negatives"]),
-                "mean_draws": round(run["tries"] / max(it, 1), 1) if p["sampler"] == "log_uniform" else None,
+                "mean_draws": round(run["tries"] / max(it, 1), 1) if p.sampler == "log_uniform" else None,
             },
             "iterations": it,
-            "samples": it * p["batch_size"],
+            "samples": it * p.batch_size,
             "stopped": run["stopped"],
             "best_valid_recall": None if run["best"] == -math.inf else round(run["best"], 6),
             "history": run["history"],
@@ -166,12 +175,12 @@ class ComiRec(BaseRecommender):
     ) -> dict[str, Any]:
         """Sampled-softmax steps, validation recall every ``eval_every`` iterations with early stopping;
         the best state is loaded back. Returns what the record's info tells of the run."""
-        p = self.params
-        opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]))
+        p = self.p
+        opt = torch.optim.Adam(model.parameters(), lr=float(p.lr))
         rng = np.random.default_rng([ctx.seed, 0xC0312EC])
         valid_hist, valid_pos, valid_mask = self._valid_rows(split, seqs)
         best, best_state, bad, history = -math.inf, None, 0, []
-        n_neg = min(p["neg_factor"] * p["batch_size"], split.n_items)
+        n_neg = min(p.neg_factor * p.batch_size, split.n_items)
         sampler = LogUniformSampler.by_frequency(train["item"].to_numpy(), split.n_items)
         tries_total = 0
         it = 0
@@ -181,7 +190,7 @@ class ComiRec(BaseRecommender):
             loss, tries = self._step(model, opt, seqs, users, rng, sampler, n_neg, split.n_items)
             tries_total += tries
             it += 1
-            if it % p["eval_every"] == 0 or it == max_iter:
+            if it % p.eval_every == 0 or it == max_iter:
                 metric = self._valid_recall(valid_hist, valid_pos, valid_mask)
                 history.append(
                     {"iter": it, "recall": round(metric, 6), "loss": round(float(loss.detach()), 6)}
@@ -191,9 +200,9 @@ class ComiRec(BaseRecommender):
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
                     bad += 1
-                ctx.say(f"comirec: iter {it} valid recall@{p['eval_k']} {metric:.4f}")
+                ctx.say(f"comirec: iter {it} valid recall@{p.eval_k} {metric:.4f}")
                 model.train()
-                if bad >= p["patience"]:
+                if bad >= p.patience:
                     stopped = "early-stop"
                     break
         if best_state is not None:
@@ -221,7 +230,7 @@ class ComiRec(BaseRecommender):
         """One optimizer step on a sampled batch; its loss and the sampler's draws (0 when uniform)."""
         hist, target = self._sample(seqs, users, rng)
         tries = 0
-        if self.params["sampler"] == "uniform":
+        if self.p.sampler == "uniform":
             negatives = rng.choice(n_items, size=n_neg, replace=False)
             loss = self._loss(model, hist, target, negatives)
         else:
@@ -239,16 +248,16 @@ class ComiRec(BaseRecommender):
     def _sample(
         self, seqs: dict[int, np.ndarray], users: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        p = self.params
-        chosen = rng.choice(users, size=p["batch_size"])
+        p = self.p
+        chosen = rng.choice(users, size=p.batch_size)
         hist, target = [], np.empty(len(chosen), dtype=np.int64)
         for r, u in enumerate(chosen):
             s = seqs[int(u)]
-            lo = min(int(p["min_position"]), len(s) - 1)
+            lo = min(p.min_position, len(s) - 1)
             k = int(rng.integers(lo, len(s)))
             target[r] = s[k]
-            hist.append(s[max(0, k - p["max_len"]) : k])
-        return pad_histories(hist, p["max_len"]), target
+            hist.append(s[max(0, k - p.max_len) : k])
+        return pad_histories(hist, p.max_len), target
 
     def _loss(
         self,
@@ -287,7 +296,7 @@ class ComiRec(BaseRecommender):
         users = np.array(sorted(valid["user"].unique()), dtype=np.int64) if len(valid) else np.zeros(0, int)
         pos = valid.groupby("user")["item"].unique().to_dict() if len(valid) else {}
         empty = np.zeros(0, dtype=np.int64)
-        hist = pad_histories([seqs.get(int(u), empty) for u in users], self.params["max_len"])
+        hist = pad_histories([seqs.get(int(u), empty) for u in users], self.p.max_len)
         masks = [np.unique(seqs.get(int(u), empty)) for u in users]
         return hist, [np.asarray(pos[int(u)], dtype=np.int64) for u in users], masks
 
@@ -295,7 +304,7 @@ class ComiRec(BaseRecommender):
         """Recall@eval_k on the validation stage (train items masked): the early-stopping metric."""
         if len(hist) == 0:
             return 0.0
-        k = int(self.params["eval_k"])
+        k = self.p.eval_k
         total = 0.0
         for start in range(0, len(hist), 1024):
             scores = self._scores_padded(hist[start : start + 1024])
@@ -329,16 +338,16 @@ class ComiRec(BaseRecommender):
         """(B, d) interest vector of each history ((B, K, d) with K interests): what scoring uses."""
         out = []
         for start in range(0, len(histories), 1024):
-            hist = pad_histories(histories[start : start + 1024], self.params["max_len"])
+            hist = pad_histories(histories[start : start + 1024], self.p.max_len)
             out.append(self._interests_padded(hist).cpu().numpy())
-        v = np.concatenate(out) if out else np.zeros((0, self.params["n_interests"], self.params["dim"]))
-        return v[:, 0] if self.params["n_interests"] == 1 else v
+        v = np.concatenate(out) if out else np.zeros((0, self.p.n_interests, self.p.dim))
+        return v[:, 0] if self.p.n_interests == 1 else v
 
     def score_all(self, users: np.ndarray, histories: list[list[int]]) -> np.ndarray:
-        return self._scores_padded(pad_histories(histories, self.params["max_len"]))
+        return self._scores_padded(pad_histories(histories, self.p.max_len))
 
     def score(self, requests: ScoreRequests) -> np.ndarray:
-        v = self._interests_padded(pad_histories(requests.histories, self.params["max_len"]))
+        v = self._interests_padded(pad_histories(requests.histories, self.p.max_len))
         items = self._require().items()[torch.as_tensor(np.asarray(requests.items), device=self.device)]
         with torch.no_grad():
             return torch.einsum("bkd,bd->bk", v, items).amax(dim=1).cpu().numpy().astype(np.float64)
@@ -354,7 +363,7 @@ class ComiRec(BaseRecommender):
         """One interest: user = sequence = the training-history interest vector; item = the item table.
         Several interests have no single user vector: nothing is exported (None)."""
         model = self._require()
-        if self.params["n_interests"] != 1:
+        if self.p.n_interests != 1:
             return None
         item = model.items().detach().cpu().numpy().astype(np.float32)
         user = np.asarray(self._user, dtype=np.float32)

@@ -17,7 +17,7 @@ float32); the inversion runs in float64 (``numpy.linalg.inv``) and the result is
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,7 +28,8 @@ from benchbed.baselines.positives import count_matrix, positive_rows
 from benchbed.cards import MethodCard, id_baseline
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
-from benchbed.params import POSITIVE, Param
+from benchbed.param_sets import ParamSet, param
+from benchbed.params import POSITIVE
 
 
 def ease_weights(x: sp.csr_matrix, reg: float) -> np.ndarray:
@@ -45,6 +46,15 @@ def ease_weights(x: sp.csr_matrix, reg: float) -> np.ndarray:
 NO_TRAINING_DATA = ("task ctr needs 0/1 labels, the data is implicit", "no training positives for EASE")
 
 
+@dataclass(frozen=True)
+class EASEParams(ParamSet):
+    """EASE's one parameter, the L2 weight of its closed form."""
+
+    # lambda; RecBole's properties/model/EASE.yaml reg_weight (Steck 2019 tunes it per set). lambda = 0 leaves
+    # X^T X singular as soon as an item has no interaction: strictly positive
+    reg: float = param(250.0, replace(POSITIVE, help="L2 weight lambda"))
+
+
 class EASE(BaseRecommender):
     """Closed-form EASE; ranks from the user's training items (``histories`` are not used)."""
 
@@ -54,12 +64,8 @@ class EASE(BaseRecommender):
     )
     tasks: ClassVar[frozenset[str]] = frozenset({"topk", "ctr"})
     score_kind: ClassVar[str] = "score"  # X_u B_j: an order, no probability
-    defaults: ClassVar[dict[str, Any]] = {
-        "reg": 250.0,  # lambda; RecBole's properties/model/EASE.yaml reg_weight (Steck 2019 tunes it per set)
-    }
-
-    # lambda = 0 leaves X^T X singular as soon as an item has no interaction: strictly positive
-    param_specs: ClassVar[dict[str, Param]] = {"reg": replace(POSITIVE, help="L2 weight lambda")}
+    Params: ClassVar[type[ParamSet]] = EASEParams
+    p: EASEParams
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -71,7 +77,7 @@ class EASE(BaseRecommender):
         x = count_matrix(train, split.n_users, split.n_items, np.float64)
         x.data[:] = 1.0  # binary, whatever the duplicates (coo -> csr sums them)
         start = time.perf_counter()
-        self.weights = ease_weights(x, float(self.params["reg"])).astype(np.float32)
+        self.weights = ease_weights(x, float(self.p.reg)).astype(np.float32)
         self.matrix = x.astype(np.float32)
         users_without = int((np.diff(x.indptr) == 0).sum())
         if users_without:

@@ -18,18 +18,15 @@ recbole_shims.apply()
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from recbole.model.general_recommender.lightgcn import LightGCN  # noqa: E402
-from recbole.utils import InputType  # noqa: E402
-from torch import nn  # noqa: E402
+
+from benchbed.baselines.pointwise_bce import LabelBCE  # noqa: E402
 
 
-class PointwiseLightGCN(LightGCN):
+class PointwiseLightGCN(LabelBCE, LightGCN):
     """LightGCN on the positive-row graph, BCE on labels; ``predict`` returns logits."""
-
-    input_type = InputType.POINTWISE
 
     def __init__(self, config, dataset):  # type: ignore[no-untyped-def]
         super().__init__(config, dataset)
-        self.LABEL = config["LABEL_FIELD"]
         inter = dataset.inter_feat
         if self.LABEL in inter.interaction:  # labeled rows: the graph links positives only (CoLLM)
             keep = (inter[self.LABEL].numpy() > 0).nonzero()[0]
@@ -38,7 +35,6 @@ class PointwiseLightGCN(LightGCN):
                 (np.ones(len(users), dtype=np.float32), (users, items)), shape=(self.n_users, self.n_items)
             )
             self.norm_adj_matrix = self.get_norm_adj_mat().to(self.device)
-        self.bce = nn.BCEWithLogitsLoss()
 
     def calculate_loss(self, interaction):  # type: ignore[no-untyped-def]
         if self.restore_user_e is not None or self.restore_item_e is not None:
@@ -46,7 +42,7 @@ class PointwiseLightGCN(LightGCN):
         user, item = interaction[self.USER_ID], interaction[self.ITEM_ID]
         user_all, item_all = self.forward()
         logits = (user_all[user] * item_all[item]).sum(dim=-1)
-        loss = self.bce(logits, interaction[self.LABEL].float())
+        loss = self.label_loss(logits, interaction)
         if self.reg_weight:  # RecBole's ego-embedding L2 term; CoLLM uses Adam weight decay instead (0 here)
             ego = (self.user_embedding(user), self.item_embedding(item))
             reg = self.reg_loss(*ego, require_pow=self.require_pow)

@@ -14,22 +14,19 @@ recbole_shims.apply()
 import torch  # noqa: E402
 from recbole.model.abstract_recommender import GeneralRecommender  # noqa: E402
 from recbole.model.init import xavier_normal_initialization  # noqa: E402
-from recbole.utils import InputType  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchbed.baselines.pointwise_bce import LabelBCE  # noqa: E402
 
-class PointwiseMF(GeneralRecommender):
+
+class PointwiseMF(LabelBCE, GeneralRecommender):
     """Dot-product MF, BCE on labels; ``predict`` returns logits (AUC only needs the order)."""
-
-    input_type = InputType.POINTWISE
 
     def __init__(self, config, dataset):  # type: ignore[no-untyped-def]
         super().__init__(config, dataset)
-        self.LABEL = config["LABEL_FIELD"]
         self.embedding_size = config["embedding_size"]
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
-        self.loss = nn.BCEWithLogitsLoss()
         self.apply(xavier_normal_initialization)
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
@@ -37,7 +34,7 @@ class PointwiseMF(GeneralRecommender):
 
     def calculate_loss(self, interaction):  # type: ignore[no-untyped-def]
         logits = self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])
-        return self.loss(logits, interaction[self.LABEL].float())
+        return self.label_loss(logits, interaction)
 
     def predict(self, interaction):  # type: ignore[no-untyped-def]
         return self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])

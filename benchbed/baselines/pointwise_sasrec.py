@@ -16,16 +16,14 @@ recbole_shims.apply()
 
 import torch  # noqa: E402
 from recbole.model.sequential_recommender.sasrec import SASRec  # noqa: E402
-from recbole.utils import InputType  # noqa: E402
-from torch import nn  # noqa: E402
+
+from benchbed.baselines.pointwise_bce import LabelBCE  # noqa: E402
 
 LOSS = "BCE"  # what ``loss_type`` says for this model (RecBole's own SASRec accepts only CE and BPR)
 
 
-class PointwiseSASRec(SASRec):
+class PointwiseSASRec(LabelBCE, SASRec):
     """SASRec with BCE on labels; ``predict`` returns logits <seq_output, e_item>."""
-
-    input_type = InputType.POINTWISE
 
     def __init__(self, config, dataset):  # type: ignore[no-untyped-def]
         asked = config["loss_type"]
@@ -35,8 +33,7 @@ class PointwiseSASRec(SASRec):
         finally:
             config["loss_type"] = asked
         self.loss_type = LOSS
-        self.LABEL = config["LABEL_FIELD"]
-        self.loss_fct = nn.BCEWithLogitsLoss()
+        self.loss_fct = self.bce  # RecBole's name for the loss (its CE, replaced)
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         return super().forward(item_seq, item_seq_len.clamp(min=1))  # empty history: the padding position
@@ -44,4 +41,4 @@ class PointwiseSASRec(SASRec):
     def calculate_loss(self, interaction):  # type: ignore[no-untyped-def]
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         logits = (seq_output * self.item_embedding(interaction[self.ITEM_ID])).sum(dim=-1)
-        return self.loss_fct(logits, interaction[self.LABEL].float())
+        return self.label_loss(logits, interaction)

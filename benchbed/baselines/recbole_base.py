@@ -18,6 +18,7 @@ Common parameters (every RecBole baseline):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,16 +30,31 @@ from benchbed.baselines.recbole_containment import quiet_recbole
 from benchbed.baselines.recbole_files import DataPlan
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.param_sets import ParamSet, param
 from benchbed.params import Param
 
-COMMON_DEFAULTS: dict[str, Any] = {
-    "lr": 1e-3,  # RecBole default; CoLLM grid {1e-2, 1e-3, 1e-4} (PROTOCOLS.md)
-    "epochs": 100,  # benchbed cap (RecBole: 300); early stopping usually ends sooner
-    "stopping_step": 10,  # RecBole default
-    "batch_size": 2048,  # RecBole default train_batch_size
-    "weight_decay": 0.0,  # RecBole default
-    "recbole": {},  # extra RecBole config keys
-}
+
+@dataclass(frozen=True)
+class RecBoleParams(ParamSet):
+    """The common parameters of every RecBole baseline (the module docstring says why each default)."""
+
+    lr: float = 1e-3  # RecBole default; CoLLM grid {1e-2, 1e-3, 1e-4} (PROTOCOLS.md)
+    epochs: int = 100  # benchbed cap (RecBole: 300); early stopping usually ends sooner
+    stopping_step: int = 10  # RecBole default
+    batch_size: int = 2048  # RecBole default train_batch_size
+    weight_decay: float = 0.0  # RecBole default
+    recbole: dict[str, Any] = param({})  # extra RecBole config keys
+
+
+class ReadsHistory:
+    """Marks the parameters of a model that reads each row's history (SASRec, DIN, RecBole's sequential
+    models): they declare ``max_len`` and may declare ``history`` (CoLLM's file-order rule). Not a dataclass,
+    so each model's fields keep the order its own declaration gives them."""
+
+    max_len: int
+    history: str = "split"  # the split's history column, for a model that does not declare the choice
+
+
 COMMON_KEYS = {
     "lr": "learning_rate",
     "epochs": "epochs",
@@ -65,7 +81,8 @@ class RecBoleRecommender(BaseRecommender):
 
     name: ClassVar[str] = "recbole"
     tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
-    defaults: ClassVar[dict[str, Any]] = dict(COMMON_DEFAULTS)
+    Params: ClassVar[type[ParamSet]] = RecBoleParams
+    p: RecBoleParams
     # what score() returns (see benchbed.tasks.ctr): ranking losses give uncalibrated scores, so no LogLoss
     score_kind: ClassVar[str] = "score"
     recbole_model: ClassVar[Any] = ""  # RecBole model name, or a RecBole model class
@@ -77,11 +94,8 @@ class RecBoleRecommender(BaseRecommender):
     task_defaults_source: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        extra = self.params.get("recbole") or {}
-        if not isinstance(extra, dict):
-            raise ConfigError(f"method {self.name!r}: parameter 'recbole' must be a mapping of RecBole keys")
-        check_recbole_keys(self._model_name(), extra, f"method {self.name!r} parameter 'recbole'")
+        super().__init__(**params)  # 'recbole' is checked to be a mapping (benchbed.params NAME_RULES)
+        check_recbole_keys(self._model_name(), self.p.recbole, f"method {self.name!r} parameter 'recbole'")
         self.session: RecBoleSession | None = None
         self.row_histories: RowHistories | None = None  # CoLLM's file-order histories (history='file')
         if self.is_pointwise() and not self.pointwise:  # a pointwise variant chosen by a parameter
@@ -109,7 +123,7 @@ class RecBoleRecommender(BaseRecommender):
         cap = ctx.budget.get("epochs")
         if cap is not None:
             out["epochs"] = min(int(out["epochs"]), int(cap))
-        out.update(self.params.get("recbole") or {})
+        out.update(self.p.recbole)
         subclass = not isinstance(self._model_ref(), str) and isinstance(self.recbole_model, str)
         if subclass and self.recbole_model:
             # a benchbed subclass of a RecBole model: RecBole loads properties/model/<name>.yaml by class
@@ -118,14 +132,15 @@ class RecBoleRecommender(BaseRecommender):
         return out
 
     def data_plan(self, feedback: str) -> DataPlan:
-        return DataPlan(
+        plan = DataPlan(
             feedback=feedback,
             pointwise=self.is_pointwise(),
             sequential=self.sequential,
-            max_len=int(self.params.get("max_len", 50)),
             min_history=self.history_minimum(),
-            history_rule=str(self.params.get("history", "split")),
         )
+        if isinstance(self.p, ReadsHistory):  # a model without one keeps DataPlan's 50 and the split's rule
+            plan = replace(plan, max_len=self.p.max_len, history_rule=self.p.history)
+        return plan
 
     # --- training ------------------------------------------------------------------------------------
     def fit(self, split: Split, ctx: RunContext) -> None:

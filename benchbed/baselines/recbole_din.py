@@ -6,22 +6,40 @@ The model: CoLLM's ``RecEncoder_DIN`` (:mod:`benchbed.baselines.collm_din`), or 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from benchbed.baselines.recbole_adapter import RecBoleSession
 from benchbed.baselines.recbole_base import (
-    COMMON_DEFAULTS,
     CTR_COMMON,
     CTR_SOURCE,
     HISTORY_SPEC,
+    ReadsHistory,
+    RecBoleParams,
     RecBoleRecommender,
     as_f32,
 )
 from benchbed.cards import id_baseline
 from benchbed.errors import ConfigError
+from benchbed.param_sets import param
 from benchbed.params import Param
+
+
+@dataclass(frozen=True)
+class DINParams(RecBoleParams, ReadsHistory):
+    """The common RecBole parameters, the architecture and its sizes, and which history DIN reads."""
+
+    # ctr: "collm" (CoLLM's RecEncoder_DIN)
+    arch: str = param(
+        "recbole", Param(kind="str", choices=("collm", "recbole"), help="collm = CoLLM's RecEncoder_DIN")
+    )
+    dim: int = 64  # CoLLM's CF embedding size for its CF models; RecBole DIN default is 10
+    max_len: int = 10  # CoLLM DIN history 10 (PROTOCOLS.md)
+    mlp_hidden: list[int] = param([256, 256, 256])  # RecBole default
+    dropout: float = 0.0  # RecBole default
+    history: str = param("split", HISTORY_SPEC)  # ctr: "file" (CoLLM)
 
 
 class DIN(RecBoleRecommender):
@@ -50,20 +68,8 @@ class DIN(RecBoleRecommender):
     score_kind = "logit"
     sequential = True
     pointwise = True
-    defaults = {
-        **COMMON_DEFAULTS,
-        "arch": "recbole",  # ctr: "collm" (CoLLM's RecEncoder_DIN)
-        "dim": 64,  # CoLLM's CF embedding size for its CF models; RecBole DIN default is 10
-        "max_len": 10,  # CoLLM DIN history 10 (PROTOCOLS.md)
-        "mlp_hidden": [256, 256, 256],  # RecBole default
-        "dropout": 0.0,  # RecBole default
-        "history": "split",  # ctr: "file" (CoLLM)
-    }
-    param_specs = {
-        **RecBoleRecommender.param_specs,
-        "arch": Param(kind="str", choices=("collm", "recbole"), help="collm = CoLLM's RecEncoder_DIN"),
-        "history": HISTORY_SPEC,
-    }
+    Params = DINParams
+    p: DINParams
     param_keys = {"dim": "embedding_size", "mlp_hidden": "mlp_hidden_size", "dropout": "dropout_prob"}
     # CoLLM train_configs/collm_pretrain_din_ood_cc.yaml (rec_config: embedding_size 192, drop 0.2, maxlen 10)
     # and its checkpoint name 1010_ml_DIN_lr0.0001-dp-0.2-wd-0.0001 (lr 1e-4, wd 1e-4); RecEncoder_DIN's
@@ -85,14 +91,14 @@ class DIN(RecBoleRecommender):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        if self._collm() and int(self.params["dim"]) < 3:
+        if self._collm() and self.p.dim < 3:
             raise ConfigError(
                 f"method 'din': arch='collm' gives user, item and history tables dim // 3 each; dim must be "
-                f">= 3, got {self.params['dim']}"
+                f">= 3, got {self.p.dim}"
             )
 
     def _collm(self) -> bool:
-        return self.params["arch"] == "collm"
+        return self.p.arch == "collm"
 
     def _model_ref(self) -> Any:
         if self._collm():

@@ -16,6 +16,10 @@ runs; the grids used 100 and 2048), at most 5000 epochs, and each model's lr / s
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import keyword
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,30 +27,47 @@ import numpy as np
 from benchbed.api import RunContext
 from benchbed.baselines.recbole_adapter import model_property_defaults, recbole_model_class
 from benchbed.baselines.recbole_base import (
-    COMMON_DEFAULTS,
     CTR_COMMON,
     CTR_SOURCE,
     HISTORY_SPEC,
     SCORE_BATCH,
+    ReadsHistory,
+    RecBoleParams,
     RecBoleRecommender,
     as_f32,
 )
 from benchbed.cards import id_baseline
 from benchbed.errors import ConfigError
+from benchbed.param_sets import ParamSet, param
 from benchbed.params import Param
 
 
 # ------------------------------------------------------------------------------------------------------
 # The named baselines
 # ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MFBPRParams(RecBoleParams):
+    """The common RecBole parameters and BPR's embedding size."""
+
+    dim: int = 64  # RecBole BPR embedding_size default
+
+
 class MFBPR(RecBoleRecommender):
     """MF with BPR loss (RecBole ``BPR``); a ranking model: on ctr it learns from positive rows only."""
 
     name = "mf-bpr"
     card = id_baseline("BPR-MF (Rendle et al., UAI 2009), RecBole 1.2.1", {"ctr", "topk"})
     recbole_model = "BPR"
-    defaults = {**COMMON_DEFAULTS, "dim": 64}  # dim: RecBole BPR embedding_size default
+    Params = MFBPRParams
+    p: MFBPRParams
     param_keys = {"dim": "embedding_size"}
+
+
+@dataclass(frozen=True)
+class MFParams(RecBoleParams):
+    """The common RecBole parameters and the MF embedding size (CoLLM's)."""
+
+    dim: int = 256  # CoLLM MF d=256 (PROTOCOLS.md)
 
 
 class MFPointwise(RecBoleRecommender):
@@ -56,7 +77,8 @@ class MFPointwise(RecBoleRecommender):
     card = id_baseline("MF with BCE, CoLLM's CF model (seed 002)", {"ctr", "topk"}, code="zyang1580/CoLLM")
     pointwise = True
     score_kind = "logit"
-    defaults = {**COMMON_DEFAULTS, "dim": 256}  # dim: CoLLM MF d=256 (PROTOCOLS.md)
+    Params = MFParams
+    p: MFParams
     param_keys = {"dim": "embedding_size"}
     # CoLLM baseline_train_mf_ood.py best run: lr 1e-3, wd 1e-4, d 256 (stopped at epoch 465; Table II's MF)
     task_defaults = {"ctr": {**CTR_COMMON, "lr": 1e-3, "dim": 256}}
@@ -70,6 +92,17 @@ class MFPointwise(RecBoleRecommender):
     @classmethod
     def _model_name(cls) -> str:
         return "PointwiseMF"
+
+
+@dataclass(frozen=True)
+class LightGCNParams(RecBoleParams):
+    """The common RecBole parameters, the graph model's sizes and which loss it trains."""
+
+    dim: int = 64  # RecBole LightGCN default
+    n_layers: int = 2  # CoLLM LightGCN 2 layers (PROTOCOLS.md); also RecBole's default
+    reg_weight: float = 1e-5  # RecBole default
+    # RecBole's LightGCN is pairwise; ctr: "bce" (CoLLM)
+    loss: str = param("bpr", Param(kind="str", choices=("bpr", "bce"), help="bpr (RecBole) | bce on labels"))
 
 
 class LightGCN(RecBoleRecommender):
@@ -86,17 +119,8 @@ class LightGCN(RecBoleRecommender):
         variants=["loss=bpr", "loss=bce"],
     )
     recbole_model = "LightGCN"
-    defaults = {
-        **COMMON_DEFAULTS,
-        "dim": 64,  # RecBole LightGCN default
-        "n_layers": 2,  # CoLLM LightGCN 2 layers (PROTOCOLS.md); also RecBole's default
-        "reg_weight": 1e-5,  # RecBole default
-        "loss": "bpr",  # RecBole's LightGCN is pairwise; ctr: "bce" (CoLLM)
-    }
-    param_specs = {
-        **RecBoleRecommender.param_specs,
-        "loss": Param(kind="str", choices=("bpr", "bce"), help="bpr (RecBole) | bce on labels"),
-    }
+    Params = LightGCNParams
+    p: LightGCNParams
     param_keys = {"dim": "embedding_size", "n_layers": "n_layers", "reg_weight": "reg_weight"}
     # CoLLM baseline_train_lightgcn_ood.py final run: lr 1e-2, wd 1e-4, d 64, 2 GCN layers, BCE on labels;
     # no embedding L2 term besides Adam's weight decay (so reg_weight 0)
@@ -106,10 +130,10 @@ class LightGCN(RecBoleRecommender):
     task_defaults_source = {"ctr": CTR_SOURCE}
 
     def is_pointwise(self) -> bool:
-        return self.params["loss"] == "bce"
+        return self.p.loss == "bce"
 
     def _model_ref(self) -> Any:
-        if self.params["loss"] == "bce":
+        if self.p.loss == "bce":
             from benchbed.baselines.pointwise_lightgcn import PointwiseLightGCN
 
             return PointwiseLightGCN
@@ -124,6 +148,17 @@ class LightGCN(RecBoleRecommender):
         return {"user": as_f32(user_all)[s.user_map], "item": as_f32(item_all)[s.item_map], "sequence": None}
 
 
+@dataclass(frozen=True)
+class MultiVAEParams(RecBoleParams):
+    """The common RecBole parameters and Mult-VAE's (RecBole's defaults)."""
+
+    latent_dimension: int = 128  # RecBole default
+    hidden: list[int] = param([600])  # RecBole mlp_hidden_size default
+    dropout: float = 0.5  # RecBole dropout_prob default
+    anneal_cap: float = 0.2  # RecBole default
+    total_anneal_steps: int = 200000  # RecBole default
+
+
 class MultiVAE(RecBoleRecommender):
     """Multi-VAE (RecBole); ranks from the user's training items, so ``histories`` are not used.
 
@@ -134,14 +169,8 @@ class MultiVAE(RecBoleRecommender):
     name = "multivae"
     card = id_baseline("Mult-VAE (Liang et al., WWW 2018), RecBole 1.2.1", {"ctr", "topk"})
     recbole_model = "MultiVAE"
-    defaults = {
-        **COMMON_DEFAULTS,
-        "latent_dimension": 128,  # RecBole default
-        "hidden": [600],  # RecBole mlp_hidden_size default
-        "dropout": 0.5,  # RecBole dropout_prob default
-        "anneal_cap": 0.2,  # RecBole default
-        "total_anneal_steps": 200000,  # RecBole default
-    }
+    Params = MultiVAEParams
+    p: MultiVAEParams
     param_keys = {
         "latent_dimension": "latent_dimension",
         "hidden": "mlp_hidden_size",
@@ -168,6 +197,21 @@ class MultiVAE(RecBoleRecommender):
         return {"user": user, "item": item, "sequence": None}
 
 
+@dataclass(frozen=True)
+class SASRecParams(RecBoleParams, ReadsHistory):
+    """The common RecBole parameters, the transformer's sizes, its loss and which history it reads."""
+
+    dim: int = 64  # CoLLM SASRec d=64 (PROTOCOLS.md); RecBole hidden_size default
+    max_len: int = 25  # CoLLM SASRec maxlen 25 (PROTOCOLS.md); RecBole: 50
+    n_layers: int = 2  # RecBole default
+    n_heads: int = 2  # RecBole default
+    inner_size: int = 256  # RecBole default
+    dropout: float = 0.5  # RecBole hidden_dropout_prob and attn_dropout_prob default
+    # RecBole default; ctr: "BCE" (CoLLM)
+    loss_type: str = param("CE", Param(kind="str", choices=("CE", "BPR", "BCE"), help="BCE = on row labels"))
+    history: str = param("split", HISTORY_SPEC)  # ctr: "file" (CoLLM, see below)
+
+
 class SASRec(RecBoleRecommender):
     """SASRec: CE over all items (RecBole's) or pointwise BCE on labels (CoLLM's, on ctr).
 
@@ -186,22 +230,8 @@ class SASRec(RecBoleRecommender):
     recbole_model = "SASRec"
     sequential = True
     min_history = 1  # RecBole's SASRec reads the output at position length-1
-    defaults = {
-        **COMMON_DEFAULTS,
-        "dim": 64,  # CoLLM SASRec d=64 (PROTOCOLS.md); RecBole hidden_size default
-        "max_len": 25,  # CoLLM SASRec maxlen 25 (PROTOCOLS.md); RecBole: 50
-        "n_layers": 2,  # RecBole default
-        "n_heads": 2,  # RecBole default
-        "inner_size": 256,  # RecBole default
-        "dropout": 0.5,  # RecBole hidden_dropout_prob and attn_dropout_prob default
-        "loss_type": "CE",  # RecBole default; ctr: "BCE" (CoLLM)
-        "history": "split",  # ctr: "file" (CoLLM, see below)
-    }
-    param_specs = {
-        **RecBoleRecommender.param_specs,
-        "loss_type": Param(kind="str", choices=("CE", "BPR", "BCE"), help="BCE = on row labels"),
-        "history": HISTORY_SPEC,
-    }
+    Params = SASRecParams
+    p: SASRecParams
     param_keys = {
         "dim": "hidden_size",
         "n_layers": "n_layers",
@@ -231,7 +261,7 @@ class SASRec(RecBoleRecommender):
     task_defaults_source = {"ctr": CTR_SOURCE}
 
     def is_pointwise(self) -> bool:
-        return self.params["loss_type"] == "BCE"
+        return self.p.loss_type == "BCE"
 
     def history_minimum(self) -> int:
         return 0 if self.is_pointwise() else self.min_history  # CoLLM trains rows without history too
@@ -245,8 +275,8 @@ class SASRec(RecBoleRecommender):
 
     def recbole_settings(self, ctx: RunContext) -> dict[str, Any]:
         out = super().recbole_settings(ctx)
-        out["hidden_dropout_prob"] = out["attn_dropout_prob"] = self.params["dropout"]
-        if self.params["loss_type"] == "BPR":
+        out["hidden_dropout_prob"] = out["attn_dropout_prob"] = self.p.dropout
+        if self.p.loss_type == "BPR":
             out["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
         return out
 
@@ -268,7 +298,7 @@ class SASRec(RecBoleRecommender):
                         )
                     )
                 )
-        return np.concatenate(out) if out else np.zeros((0, int(self.params["dim"])), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.p.dim), np.float32)
 
     def embeddings(self) -> dict[str, np.ndarray | None]:
         s = self._require()
@@ -283,7 +313,7 @@ def recbole_passthrough(model_name: str) -> type[RecBoleRecommender]:
     """A baseline class for any RecBole general, sequential or context-aware model, by its RecBole name.
 
     Parameters: the common ones plus the model's own RecBole keys under their RecBole names, with
-    RecBole's defaults (``properties/model/<Model>.yaml``).
+    RecBole's defaults (``properties/model/<Model>.yaml``): :func:`passthrough_params`.
     """
     from recbole.utils import InputType, ModelType
 
@@ -309,7 +339,7 @@ def recbole_passthrough(model_name: str) -> type[RecBoleRecommender]:
         "min_history": 1 if sequential and not pointwise else 0,
         # context-aware models' predict() is sigmoid(forward()); other models' scores are left uncalibrated
         "score_kind": "probability" if kind == ModelType.CONTEXT else "score",
-        "defaults": {**COMMON_DEFAULTS, **own, **({"max_len": 50} if sequential else {})},
+        "Params": passthrough_params(model_name, own, sequential),
         "param_keys": {k: k for k in own},
         "__doc__": f"RecBole {model_name} ({kind.name.lower()}) trained on benchbed's split.",
     }
@@ -317,6 +347,32 @@ def recbole_passthrough(model_name: str) -> type[RecBoleRecommender]:
     if sequential and own.get("loss_type") == "BPR":
         cls.recbole_settings = _with_train_negatives(cls.recbole_settings)  # type: ignore[method-assign]
     return cls
+
+
+def passthrough_params(model_name: str, own: dict[str, Any], sequential: bool) -> type[ParamSet]:
+    """The parameters of ``recbole:<Model>``, a dataclass made when the class is: the common ones (typed,
+    read by the base class), the model's own RecBole keys with RecBole's defaults (typed ``Any``: benchbed
+    passes them on and reads none), then ``max_len`` for a sequential model.
+
+    A dataclass and not a plain ``defaults`` dict, so ``self.p`` is a :class:`RecBoleParams` (and a
+    :class:`ReadsHistory` for a sequential model) like every other RecBole baseline's. A RecBole key that is
+    not a Python name (DiffRec's ``time-aware``) cannot be a field: it stays a parameter (in ``defaults``,
+    so in ``self.params`` and passed on to RecBole) without an attribute on the view.
+    """
+    values = {**own, **({"max_len": 50} if sequential else {})}
+    declared = {**RecBoleParams.default_values(), **values}  # the order and values of the old defaults dict
+
+    def default_values(cls: type[ParamSet]) -> dict[str, Any]:
+        return copy.deepcopy(declared)
+
+    made: type[ParamSet] = dataclasses.make_dataclass(
+        f"RecBole_{model_name}Params",
+        [(k, Any, param(v)) for k, v in values.items() if k.isidentifier() and not keyword.iskeyword(k)],
+        bases=(RecBoleParams, ReadsHistory) if sequential else (RecBoleParams,),
+        namespace={"default_values": classmethod(default_values)},
+        frozen=True,
+    )
+    return made
 
 
 def _with_train_negatives(fn: Any) -> Any:

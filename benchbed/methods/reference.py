@@ -6,6 +6,7 @@ pipeline be tested in seconds. Both support ``ctr`` (via ``score``) and ``topk``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,6 +15,7 @@ from benchbed.api import BaseRecommender, RunContext, ScoreRequests
 from benchbed.cards import MethodCard, reference_row
 from benchbed.data.schema import Split
 from benchbed.errors import ConfigError
+from benchbed.param_sets import ParamSet, param
 from benchbed.params import Param
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -37,6 +39,13 @@ def pair_uniform(seed: int, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
+@dataclass(frozen=True)
+class RandomParams(ParamSet):
+    """Which seed draws the scores."""
+
+    seed: int | None = None  # None: the run's seed
+
+
 class RandomRecommender(BaseRecommender):
     """Uniform random scores, seeded: the same (seed, user, item) always gets the same score."""
 
@@ -45,12 +54,11 @@ class RandomRecommender(BaseRecommender):
         "reference row: a seeded random score per (user, item)", {"ctr", "topk"}
     )
     tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
-    defaults: ClassVar[dict[str, Any]] = {
-        "seed": None,  # None: the run's seed
-    }
+    Params: ClassVar[type[ParamSet]] = RandomParams
+    p: RandomParams
 
     def fit(self, split: Split, ctx: RunContext) -> None:
-        self.seed = int(self.params["seed"] if self.params["seed"] is not None else ctx.seed)
+        self.seed = self.p.seed if self.p.seed is not None else ctx.seed
         self.n_items = split.n_items
 
     def score(self, requests: ScoreRequests) -> np.ndarray:
@@ -60,6 +68,14 @@ class RandomRecommender(BaseRecommender):
         del histories
         items = np.arange(self.n_items, dtype=np.int64)
         return pair_uniform(self.seed, np.asarray(users)[:, None], items[None, :])
+
+
+@dataclass(frozen=True)
+class PopParams(ParamSet):
+    """What a ctr score is (smoothed positive rate or count) and how strongly the rate is smoothed."""
+
+    ctr_score: str = param("positive_rate", Param(kind="str", choices=("positive_rate", "count")))
+    prior_strength: float = 1.0  # m in the smoothed positive rate
 
 
 class PopRecommender(BaseRecommender):
@@ -78,23 +94,15 @@ class PopRecommender(BaseRecommender):
     name: ClassVar[str] = "pop"
     card: ClassVar[MethodCard] = reference_row("reference row: training popularity", {"ctr", "topk"})
     tasks: ClassVar[frozenset[str]] = frozenset({"ctr", "topk"})
-    defaults: ClassVar[dict[str, Any]] = {
-        "ctr_score": "positive_rate",  # "positive_rate" | "count"
-        "prior_strength": 1.0,  # m in the smoothed positive rate
-    }
-    param_specs: ClassVar[dict[str, Param]] = {
-        "ctr_score": Param(kind="str", choices=("positive_rate", "count"))
-    }
+    Params: ClassVar[type[ParamSet]] = PopParams
+    p: PopParams
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        if self.params["ctr_score"] not in ("positive_rate", "count"):
-            bad = self.params["ctr_score"]
-            raise ConfigError(f"method 'pop': ctr_score must be 'positive_rate' or 'count', got {bad!r}")
-        if float(self.params["prior_strength"]) <= 0:
+        super().__init__(**params)  # ctr_score's choices are checked there
+        if self.p.prior_strength <= 0:  # the naming rule admits 0 (NON_NEGATIVE); 0 divides by zero
             raise ConfigError("method 'pop': prior_strength must be > 0")
         # the kind follows the parameter, so it is set per instance (a class default everywhere else)
-        self.score_kind = "probability" if self.params["ctr_score"] == "positive_rate" else "score"  # type: ignore[misc]
+        self.score_kind = "probability" if self.p.ctr_score == "positive_rate" else "score"  # type: ignore[misc]
 
     def fit(self, split: Split, ctx: RunContext) -> None:
         train = split.train
@@ -105,14 +113,14 @@ class PopRecommender(BaseRecommender):
         labels = train["label"].to_numpy()
         if (labels >= 0).all() and len(labels):
             pos = np.bincount(items, weights=(labels == 1).astype(np.float64), minlength=self.n_items)
-            prior, m = float((labels == 1).mean()), float(self.params["prior_strength"])
+            prior, m = float((labels == 1).mean()), float(self.p.prior_strength)
             self.rate = (pos + m * prior) / (self.counts + m)
         else:  # implicit data: no positive rate (the ctr task refuses such splits anyway)
             self.rate = np.full(self.n_items, np.nan)
         ctx.say(f"pop: {int((self.counts > 0).sum())} of {self.n_items} items seen in train")
 
     def score(self, requests: ScoreRequests) -> np.ndarray:
-        by_rate = self.params["ctr_score"] == "positive_rate" and not self.rank_by_count
+        by_rate = self.p.ctr_score == "positive_rate" and not self.rank_by_count
         table = self.rate if by_rate else self.counts
         return table[np.asarray(requests.items, dtype=np.int64)]
 
