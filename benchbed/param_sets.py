@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import keyword
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
@@ -65,9 +66,11 @@ class ParamSet:
     @classmethod
     def from_defaults(cls, owner: str, defaults: Mapping[str, Any]) -> type[ParamSet]:
         """An untyped view class for an owner that declares a plain ``defaults`` dict."""
+        # a key that is no Python name (RecBole's "time-aware") stays a parameter, read from ``params`` only
+        names = [key for key in defaults if key.isidentifier() and not keyword.iskeyword(key)]
         made: type[ParamSet] = dataclasses.make_dataclass(
             f"{owner}Params",
-            [(key, Any, field(default=None)) for key in defaults],
+            [(key, Any, field(default=None)) for key in names],
             bases=(cls,),
             frozen=True,
         )

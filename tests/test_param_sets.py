@@ -69,9 +69,10 @@ def test_declaring_params_and_a_defaults_dict_is_refused() -> None:
 def test_a_plugin_with_a_plain_defaults_dict_gets_an_untyped_view() -> None:
     class Plain(BaseRecommender):
         name: ClassVar[str] = "plain-example"
-        defaults: ClassVar[dict[str, Any]] = {"dim": 4, "lr": 0.1}
+        defaults: ClassVar[dict[str, Any]] = {"dim": 4, "lr": 0.1, "time-aware": False, "class": 1}
 
     method = Plain(lr=0.2)
+    assert method.params["time-aware"] is False  # a key that is no Python name is a parameter all the same
     assert Plain.Params.typed is False
     assert (method.p.dim, method.p.lr) == (4, 0.2)  # type: ignore[attr-defined]
 
