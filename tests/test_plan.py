@@ -93,11 +93,11 @@ def _model():
 def _real_cie(method, split):
     from benchbed.methods.collm import CIE
 
-    d = cf_dim(method.params)
+    d = cf_dim(method.p)
     rng = np.random.default_rng(0)
     user = rng.normal(size=(split.n_users, d)).astype(np.float32)
     item = rng.normal(size=(split.n_items, d)).astype(np.float32)
-    return CIE(user, item, 64, int(method.params["mlp_ratio"]), tune_tables=False, scratch=False), d
+    return CIE(user, item, 64, method.p.mlp_ratio, tune_tables=False, scratch=False), d
 
 
 def _batch(scorer, rows, view):

@@ -10,7 +10,7 @@ offline; otherwise with the bundled WordPiece tokenizer, and the plan says so. B
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,10 +20,14 @@ from benchbed.llm.backbone.facts import is_encoder
 from benchbed.llm.backbone.loaded import Backbone
 from benchbed.llm.budget import resolve
 from benchbed.llm.lora import LoraSpec
+from benchbed.llm.recipes.ctr import LoraPromptParams, PromptParams
 from benchbed.llm.yesno.scorer import YesNoScorer, rows_from_frame
 from benchbed.plan.counts import lora_count, mlp_parameters
 from benchbed.plan.flops import Trainable, mlp_flops
 from benchbed.plan.stages import StagePlan
+
+if TYPE_CHECKING:
+    from benchbed.methods.collm import CoLLMParams
 
 CTR_METHODS = ("icl", "tallrec", "collm")
 
@@ -31,7 +35,7 @@ CTR_METHODS = ("icl", "tallrec", "collm")
 def scorer_for(
     method: Any, split: Split, tokenizer: Any, name: str, *, is_decoder: bool = True
 ) -> YesNoScorer:
-    p = method.params
+    p: PromptParams = method.p
     handle = Backbone(
         name=name, model=None, tokenizer=tokenizer, device="cpu", dtype=torch.float32, is_decoder=is_decoder
     )
@@ -40,11 +44,11 @@ def scorer_for(
         method.bank,
         titles=split.data.item_titles(),
         domain=split.data.domain,
-        history_len=int(p["history_len"]),
-        max_title_chars=int(p["max_title_chars"]),
-        max_length=int(p["max_length"]),
-        batch_size=int(p["batch_size"]),
-        score_mode=str(p.get("score", "yes-no")),
+        history_len=p.history_len,
+        max_title_chars=p.max_title_chars,
+        max_length=p.max_length,
+        batch_size=p.batch_size,
+        score_mode=p.score,
     )
 
 
@@ -63,21 +67,23 @@ def ctr_stages(
     test_frame: Any,
     templates: tuple[str, ...],
 ) -> list[StagePlan]:
-    p = method.params
+    from benchbed.methods.collm import CoLLMParams
+
+    p: PromptParams = method.p
     name = method.name
     # an encoder's prompts end with [MASK] [SEP] (yesno.masked_head): counted like the other tokens
     encoder = is_encoder(config)
     scorer = scorer_for(method, split, tokenizer, backbone_name, is_decoder=not encoder)
-    hl = int(p["history_len"])
+    hl = p.history_len
     stages: list[StagePlan] = []
-    bs = int(p["batch_size"])
-    if name != "icl":
-        run = _Training.of(p, split, scorer, config, hl, seed)
-        tuning = p.get("tuning", "default")
-        if name == "tallrec" or tuning != "t3":
+    bs = p.batch_size
+    if isinstance(p, LoraPromptParams):  # tallrec, collm (icl trains nothing)
+        run = _Training.of(p, method.params, split, scorer, config, seed)
+        tuning = p.tuning if isinstance(p, CoLLMParams) else "default"
+        if tuning != "t3":
             stages += run.text_stages(bs)
-        if name == "collm":
-            stages += run.cie_stages(p, split, config, tuning, bs)
+        if isinstance(p, CoLLMParams):
+            stages += run.cie_stages(p, split, config, bs)
     view = "cf" if name == "collm" else "text"
     test = rows_from_frame(test_frame, hl)
     for tpl in templates:
@@ -101,17 +107,23 @@ class _Training:
 
     @classmethod
     def of(
-        cls, p: dict[str, Any], split: Split, scorer: YesNoScorer, config: Any, hl: int, seed: int
+        cls,
+        p: LoraPromptParams,
+        params: dict[str, Any],
+        split: Split,
+        scorer: YesNoScorer,
+        config: Any,
+        seed: int,
     ) -> _Training:
-        budget = resolve(p, {}, on_cpu=False)
-        train, valid = _prepare(split, hl, budget, seed)
-        n_tpl = int(p["train_templates"])
-        which = np.random.default_rng([seed, 29]).integers(0, n_tpl, size=len(train))
+        """``p`` the method's view, ``params`` the same values as a dict (what the budget resolves)."""
+        budget = resolve(params, {}, on_cpu=False)
+        train, valid = _prepare(split, p.history_len, budget, seed)
+        which = np.random.default_rng([seed, 29]).integers(0, p.train_templates, size=len(train))
         epochs = int(budget["epochs"])
-        spec = LoraSpec.from_params(p)
+        spec = LoraSpec.from_params(params)
         lora = lora_count(config, spec)
-        evals = epochs * int(p["evals_per_epoch"])
-        return cls(scorer, train, valid, which, epochs, evals, spec, lora, int(p["grad_accum"]))
+        evals = epochs * p.evals_per_epoch
+        return cls(scorer, train, valid, which, epochs, evals, spec, lora, p.grad_accum)
 
     def text_stages(self, bs: int) -> list[StagePlan]:
         """LoRA on the text prompts (TALLRec; CoLLM's first step) and its validation."""
@@ -136,14 +148,13 @@ class _Training:
             ),
         ]
 
-    def cie_stages(
-        self, p: dict[str, Any], split: Split, config: Any, tuning: str, bs: int
-    ) -> list[StagePlan]:
+    def cie_stages(self, p: CoLLMParams, split: Split, config: Any, bs: int) -> list[StagePlan]:
         """CoLLM's CIE step: the MLP mapping CF embeddings (t3: with LoRA; t1/t2: with the CF tables)."""
         targets = tuple(self.lora.targets)
         hidden = int(config.hidden_size if hasattr(config, "hidden_size") else config.n_embd)
         d = cf_dim(p)
-        sizes = [d, int(p["mlp_ratio"]) * d, hidden]
+        tuning = p.tuning
+        sizes = [d, p.mlp_ratio * d, hidden]
         mlp_n = mlp_parameters(sizes)
         both = tuning == "t3"
         # t1/t2 also tune the CF representation tables (collm.CIE, tune_tables)
@@ -183,12 +194,12 @@ def _prepare(split: Split, hl: int, budget: dict[str, Any], seed: int) -> tuple[
     return train.take(tr), valid.take(va)
 
 
-def cf_dim(params: dict[str, Any]) -> int:
+def cf_dim(p: CoLLMParams) -> int:
     """The CF embedding width CoLLM maps: the CF model's ``dim`` on ``ctr`` unless ``cf_params`` sets it."""
     from benchbed.methods import method_defaults
 
-    cf = str(params["cf"])
-    extra = dict(params.get("cf_params") or {})
+    cf = p.cf
+    extra = dict(p.cf_params or {})
     for key in ("dim", "embedding_size"):
         if key in extra:
             return int(extra[key])
