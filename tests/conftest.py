@@ -13,6 +13,10 @@ or train *identically* is built once per session through :class:`SessionCache` (
 The key must name everything that determines the thing built (sizes, seeds, parameters); two different
 builds under one key are a test bug, caught by ``get``'s ``check`` argument where it is given. A test that
 mutates what it got, or asserts that a stage is *trained* (not loaded), builds its own instead.
+
+Under pytest-xdist (pyproject's addopts: two workers) each worker is its own session with its own tmp dirs:
+a thing that tests of several modules share is built once per worker, and nothing is written to a path
+that both workers share.
 """
 
 from __future__ import annotations
@@ -96,13 +100,55 @@ def one_torch_thread():
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    # pyproject's addopts run the suite on two pytest-xdist workers (CI has 2 cores): one torch thread per
+    # worker then, so the two do not fight over the cores; in one process (``-n 0``), two threads
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    threads = 1 if worker else 2
+    if worker:
+        os.environ["OMP_NUM_THREADS"] = "1"  # the controller's "2" is inherited: override it
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
         import torch
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
     except ImportError:  # pragma: no cover
         pass
+
+
+# The heaviest units of work, heaviest first (CPU seconds of the module, its subprocesses included, measured
+# in a full `pytest` run with two workers, 2026-12-07): handed out first, so that the short modules fill the
+# end of the run instead of one long module running alone on one worker at the end. A module missing from
+# this list only starts later; nothing fails.
+HEAVY_MODULES = (
+    "test_distributed.py",  # ~195 with test_fsdp.py and the Ray test (one group): two-process launches
+    "test_gpu_check.py",  # ~155: every LLM method through benchmarks/gpu_check.py in bf16
+    "test_stage_identity_conformance.py",  # ~87
+    "test_method_ilm.py",  # ~77: five planted ILM variants
+    "test_method_rarec.py",  # ~76: the real MiniLM towers
+    "test_minilm_ctr.py",  # ~52
+    "test_task_item2text.py",  # ~44
+    "test_plan.py",  # ~30
+)
+# Tests that must not run beside each other (run one after another on one worker): the two-process
+# ``accelerate launch`` runs bind torch.distributed's default port, and Ray starts a local instance.
+EXCLUSIVE_GROUP = "one-at-a-time"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` (pyproject's addopts) each test module is one unit of work for one worker,
+    so a module-scoped fixture that trains something is built once, not once per worker; tests marked
+    ``xdist_group(EXCLUSIVE_GROUP)`` share one unit. The heavy modules go first (``HEAVY_MODULES``):
+    pytest-xdist hands units out in collection order (``--no-loadscope-reorder`` keeps it)."""
+    rank = {name: r for r, name in enumerate(HEAVY_MODULES)}
+
+    def module_rank(item: pytest.Item) -> int:
+        return rank.get(item.path.name, len(HEAVY_MODULES))
+
+    items.sort(key=module_rank)  # stable: collection order within a module and among the rest
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))  # shown as "<test id>@<stem>"
 
 
 @pytest.fixture

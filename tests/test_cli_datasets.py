@@ -14,7 +14,14 @@ from benchbed.errors import ConfigError
 runner = CliRunner()
 
 
-def test_list_shows_catalog_and_presence() -> None:
+def test_list_shows_catalog_and_presence(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from benchbed.cli import datasets
+
+    # the module's console fixes its width when it is made, at import, from COLUMNS if set then (a
+    # pytest-xdist worker has COLUMNS=80 in its environment): a wide console of this test's own
+    monkeypatch.setattr(datasets, "console", Console(width=200))
     result = runner.invoke(app, ["datasets", "list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for name in ("ml-100k", "ml-1m", "amazon-book", "amazon-beauty", "amazon-clothing"):

@@ -27,6 +27,9 @@ TALLREC = [
     "-p", "grad_accum=2", "-p", "lora_dropout=0",
     "--task-param", "max_rows=300", "--task-param", "batch_size=64",
 ]  # fmt: skip
+# two-process launches bind torch.distributed's default port: never beside another launch (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("one-at-a-time")
+
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
 ACCELERATE += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 

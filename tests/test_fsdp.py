@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# two-process launches bind torch.distributed's default port: never beside another launch (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("one-at-a-time")
+
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
 ACCELERATE += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 

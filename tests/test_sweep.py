@@ -184,6 +184,7 @@ def test_local_workers_and_submitit_local_executor(tmp_path: Path, results: Path
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("one-at-a-time")  # a local Ray instance: never beside a launch (tests/conftest.py)
 def test_ray_executor_on_a_local_instance(tmp_path: Path, results: Path) -> None:
     try:
         require("ray", "ray", "ray")
