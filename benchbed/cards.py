@@ -96,8 +96,7 @@ class MethodCard:
 
     def summary(self) -> str:
         """One phrase for a board's footnote: the paper and how the ID signal enters and is read."""
-        heads = "/".join(self.head)
-        return f"{self.paper}; injection {self.injection}, head {heads}"
+        return f"{self.paper} [{self.injection} -> {'/'.join(self.head)}]"
 
 
 def id_baseline(paper: str, tasks: Iterable[str], code: str = "", variants: Iterable[str] = ()) -> MethodCard:

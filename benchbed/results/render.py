@@ -72,9 +72,9 @@ def _footnotes(board: Board) -> list[str]:
 
 
 def method_notes(board: Board) -> list[str]:
-    """What each method of the board is, from its card (benchbed.cards): ``methods: collm = CoLLM (...);
-    injection slot, head yes-no | ...``. A method without a card (a plugin, ``recbole:<Model>``) is left
-    out."""
+    """What each method of the board is, from its card (benchbed.cards): ``methods [injection -> head]:
+    collm = CoLLM (...) [slot -> yes-no] | ...``. A method without a card (a plugin, ``recbole:<Model>``) is
+    left out."""
     from benchbed.cards import card_of
     from benchbed.methods import get_method_class
 
@@ -86,7 +86,7 @@ def method_notes(board: Board) -> list[str]:
             card = None
         if card is not None:
             parts.append(f"{method} = {card.summary()}")
-    return ["methods: " + " | ".join(parts)] if parts else []
+    return ["methods [injection -> head]: " + " | ".join(parts)] if parts else []
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -48,9 +48,10 @@ def test_every_board_says_in_a_footnote_what_its_methods_are() -> None:
     rows = [row("collm"), row("mf"), row("collm")]
     board = Board("ml-100k", "ctr", "collm", {}, {}, ["all/auc"], rows=rows)
     board.rows.append(row("not-a-method"))  # no card: left out, not an error
-    notes = [n for n in _footnotes(board) if n.startswith("methods: ")]
+    prefix = "methods [injection -> head]: "
+    notes = [n for n in _footnotes(board) if n.startswith(prefix)]
     assert len(notes) == 1
-    parts = notes[0].removeprefix("methods: ").split(" | ")
-    assert parts[0] == f"collm = {CoLLM.card.paper}; injection slot, head yes-no"
-    assert parts[1].startswith("mf = ") and "injection id-model, head id-scores" in parts[1]
+    parts = notes[0].removeprefix(prefix).split(" | ")
+    assert parts[0] == f"collm = {CoLLM.card.paper} [slot -> yes-no]"
+    assert parts[1].startswith("mf = ") and parts[1].endswith(" [id-model -> id-scores]")
     assert len(parts) == 2  # collm once, mf once, the unknown method not at all
