@@ -27,6 +27,7 @@ from benchbed.plan.memory import Memory, score_memory, train_memory
 from benchbed.plan.shaped import ShapedStage
 from benchbed.plan.stages import StagePlan
 from benchbed.tasks.base import Task
+from benchbed.tasks.ctr import CTRParams
 
 DEFAULT_MFU = 0.4
 RESERVE_GB = 2.0
@@ -317,9 +318,9 @@ def _stages(
     if config.method in GENERATIVE_METHODS:
         return arch, generative_stages(method, task, split, tokenizer, hf_config, arch, seed=config.seed)
     test = split.test
-    max_rows = task.params.get("max_rows")
+    max_rows = task.p.max_rows if isinstance(task.p, CTRParams) else None
     if max_rows is not None:
-        test = test.iloc[: int(max_rows)]
+        test = test.iloc[:max_rows]
     return arch, ctr_stages(
         method,
         split,

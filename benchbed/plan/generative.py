@@ -142,12 +142,13 @@ def _embedproj_stages(
 def _eval_stages(
     method: Any, task: Any, split: Split, arch: Arch, use_slots: bool, answer: int, extra: float
 ) -> list[StagePlan]:
+    from benchbed.tasks.generative import GenerativeParams as GenerativeTaskParams
     from benchbed.tasks.subsets import templates_for
 
-    tp = task.params
-    rows = eval_rows(split, "test", history_len=int(tp["history_len"]))
-    n = len(rows.users) if tp["max_users"] is None else min(len(rows.users), int(tp["max_users"]))
-    beams = int(tp["beams"])
+    tp: GenerativeTaskParams = task.p
+    rows = eval_rows(split, "test", history_len=tp.history_len)
+    n = len(rows.users) if tp.max_users is None else min(len(rows.users), tp.max_users)
+    beams = tp.beams
     out = []
     for template in templates_for(method, "test"):
         key = {"seen": "seen:0", "unseen": "unseen:0"}[template]

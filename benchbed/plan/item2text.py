@@ -30,6 +30,7 @@ from benchbed.plan.stages import StagePlan
 if TYPE_CHECKING:
     from benchbed.llm.recipes.item2text import Item2TextParams
     from benchbed.methods.item2text_baselines import CFItemParams, ELMParams
+    from benchbed.tasks.item2text import Item2TextParams as Item2TextTaskParams
 
 ITEM2TEXT_METHODS = ("i2t-text", "i2t-mlp1", "i2t-mlpn", "i2t-elm")
 ITEM_COLUMNS = 2  # Item2TextLM.item_matrix: (B, 2) item ids per row
@@ -134,9 +135,10 @@ def decode_stages(
     from benchbed.tasks.subsets import templates_for
 
     items = proto.items.test
-    if task.params.get("max_test_items") is not None:
-        items = np.sort(items)[: int(task.params["max_test_items"])]
-    beams, new = int(task.params["num_beams"]), int(task.params["max_new_tokens"])
+    tp: Item2TextTaskParams = task.p
+    if tp.max_test_items is not None:
+        items = np.sort(items)[: tp.max_test_items]
+    beams, new = tp.num_beams, tp.max_new_tokens
     out = []
     for template in templates_for(method, "test"):
         key = "seen:0" if template == "seen" else "unseen:0"
