@@ -270,8 +270,9 @@ def _modelled_method(config: RunConfig) -> tuple[BaseRecommender, Task]:
     if requested in PRESET_CONFIGS:
         probe = config.with_updates(method_params={**config.method_params, "backbone": "tiny"})
     method, task = setup(probe)
-    if requested is not None:
+    if requested is not None:  # the dict and the typed view say the same
         method.params["backbone"] = requested
+        method.p = method.Params.view(method.params)
     modelled = (*CTR_METHODS, *GENERATIVE_METHODS, *OWN_STAGES, *ITEM2TEXT_METHODS)
     if config.method not in modelled:
         raise ConfigError(
