@@ -142,7 +142,7 @@ def _embedproj_stages(
 def _eval_stages(
     method: Any, task: Any, split: Split, arch: Arch, use_slots: bool, answer: int, extra: float
 ) -> list[StagePlan]:
-    from benchbed.tasks.generative import GenerativeParams as GenerativeTaskParams
+    from benchbed.tasks.generative import GenerativeTaskParams
     from benchbed.tasks.subsets import templates_for
 
     tp: GenerativeTaskParams = task.p

@@ -30,7 +30,7 @@ from benchbed.plan.stages import StagePlan
 if TYPE_CHECKING:
     from benchbed.llm.recipes.item2text import Item2TextParams
     from benchbed.methods.item2text_baselines import CFItemParams, ELMParams
-    from benchbed.tasks.item2text import Item2TextParams as Item2TextTaskParams
+    from benchbed.tasks.item2text import Item2TextTaskParams
 
 ITEM2TEXT_METHODS = ("i2t-text", "i2t-mlp1", "i2t-mlpn", "i2t-elm")
 ITEM_COLUMNS = 2  # Item2TextLM.item_matrix: (B, 2) item ids per row

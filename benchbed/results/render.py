@@ -77,12 +77,13 @@ def method_notes(board: Board) -> list[str]:
     left out."""
     from benchbed.cards import card_of
     from benchbed.methods import get_method_class
+    from benchbed.registry import RegistryError
 
     parts = []
     for method in dict.fromkeys(row.method for row in board.rows):
         try:
             card = card_of(get_method_class(method))
-        except Exception:  # a method no longer registered, or a plugin that fails to import: no description
+        except (RegistryError, ImportError):  # no longer registered, or a plugin that fails to import
             card = None
         if card is not None:
             parts.append(f"{method} = {card.summary()}")

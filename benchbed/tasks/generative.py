@@ -48,7 +48,7 @@ def _generates(method: BaseRecommender) -> bool:
 
 
 @dataclass(frozen=True)
-class GenerativeParams(GenerativeSetup, ParamSet):
+class GenerativeTaskParams(GenerativeSetup, ParamSet):
     """The settings every method shares with the task, first (``GenerativeSetup``: sub_task, indexing,
     index_seed, history_len, templates_per_example, bank paths; declared there, once), then the task's own."""
 
@@ -71,8 +71,8 @@ class GenerativeParams(GenerativeSetup, ParamSet):
 
 class GenerativeTask(Task):
     name: ClassVar[str] = "generative"
-    Params: ClassVar[type[ParamSet]] = GenerativeParams
-    p: GenerativeParams
+    Params: ClassVar[type[ParamSet]] = GenerativeTaskParams
+    p: GenerativeTaskParams
     validation_metric: ClassVar[str] = "ndcg@10"
     default_split: ClassVar[str] = PROTOCOL  # runs that name no --split get the OpenP5 protocol
 
@@ -87,7 +87,7 @@ class GenerativeTask(Task):
         return TaskSetup(task=self.name, feedback=self.feedback, protocol=protocol)
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)  # checks every parameter against the specs of GenerativeParams
+        super().__init__(**params)  # checks every parameter against the specs of GenerativeTaskParams
         # the spec admits any order and repeats; the record and the view hold the sorted distinct cut-offs
         self.params["ks"] = sorted(set(self.p.ks))
         self.p = p = replace(self.p, ks=self.params["ks"])

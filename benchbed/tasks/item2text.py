@@ -51,7 +51,7 @@ ITEM_SHARE = Param(kind="float", min=0, max=1, exclusive_max=True, help="share o
 
 
 @dataclass(frozen=True)
-class Item2TextParams(Item2TextSetup, ParamSet):
+class Item2TextTaskParams(Item2TextSetup, ParamSet):
     """The settings every method shares with the task, first (``Item2TextSetup``: tasks, test_items,
     valid_items, item_seed, templates_per_example, bank, num_beams, max_new_tokens; declared there, once),
     then the task's own."""
@@ -71,13 +71,13 @@ class Item2TextParams(Item2TextSetup, ParamSet):
 
 class Item2TextTask(Task):
     name: ClassVar[str] = "item2text"
-    Params: ClassVar[type[ParamSet]] = Item2TextParams
-    p: Item2TextParams
+    Params: ClassVar[type[ParamSet]] = Item2TextTaskParams
+    p: Item2TextTaskParams
     validation_metric: ClassVar[str] = "sc"
     default_split: ClassVar[str] = "leave-one-out"  # every interaction a positive; ILM's OpenP5 split
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**params)  # checks every parameter against the specs of Item2TextParams
+        super().__init__(**params)  # checks every parameter against the specs of Item2TextTaskParams
         self.setup = Item2TextSetup(**{k: self.params[k] for k in SETUP_KEYS})
         self.setup.check()
         self._protocol: tuple[str, Item2TextProtocol] | None = None
